@@ -1,0 +1,106 @@
+//! Commands a caller sends and the replies it gets back.
+
+use crate::error::Reject;
+use crate::hash::shard_of;
+use crate::types::{
+    AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, ShardId, SkuId,
+    SkuView,
+};
+
+/// `place_order`'s arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaceOrder {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub lines: Vec<LineRequest>,
+    pub payment: Payment,
+}
+
+/// Everything a caller can ask of the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Create a SKU with no stock, or replace its price and per-user limit.
+    PutSku {
+        sku: SkuId,
+        price: Money,
+        per_user_limit: Qty,
+    },
+    Restock {
+        sku: SkuId,
+        qty: Qty,
+    },
+    /// Credits an account, creating it on its first deposit.
+    Deposit {
+        account: AccountId,
+        amount: Money,
+    },
+    Withdraw {
+        account: AccountId,
+        amount: Money,
+    },
+    PlaceOrder(PlaceOrder),
+    Pay {
+        account: AccountId,
+        order: OrderId,
+    },
+    Cancel {
+        account: AccountId,
+        order: OrderId,
+    },
+    Refund {
+        account: AccountId,
+        order: OrderId,
+        restock: bool,
+    },
+    GetSku {
+        sku: SkuId,
+    },
+    GetAccount {
+        account: AccountId,
+    },
+    GetOrder {
+        account: AccountId,
+        order: OrderId,
+    },
+    /// Orders of an account in ascending id order, strictly after `after`.
+    ListOrders {
+        account: AccountId,
+        after: Option<OrderId>,
+        limit: u32,
+    },
+}
+
+impl Command {
+    /// The shard that owns this command: the SKU's for catalog commands, the
+    /// account's for everything else (an order lives with its account).
+    pub fn owner(&self, shards: u16) -> ShardId {
+        let key = match self {
+            Command::PutSku { sku, .. }
+            | Command::Restock { sku, .. }
+            | Command::GetSku { sku } => *sku,
+            Command::Deposit { account, .. }
+            | Command::Withdraw { account, .. }
+            | Command::Pay { account, .. }
+            | Command::Cancel { account, .. }
+            | Command::Refund { account, .. }
+            | Command::GetAccount { account }
+            | Command::GetOrder { account, .. }
+            | Command::ListOrders { account, .. } => *account,
+            Command::PlaceOrder(p) => p.account,
+        };
+        shard_of(key, shards)
+    }
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Sku(SkuView),
+    Account(AccountView),
+    Order(OrderView),
+    Orders(Vec<OrderView>),
+}
+
+/// What one command came to: an answer, or a business rejection.
+pub type Outcome = Result<Reply, Reject>;

@@ -1,0 +1,101 @@
+//! The engine's two kinds of "no".
+//!
+//! A [`Reject`] is a business outcome: the order was valid to ask for but the
+//! state of the shop said no (out of stock, not enough money). It is a normal
+//! answer, logged for idempotency, and it changed nothing.
+//! An [`EngineError`] is a failure of the engine itself or of the call: the
+//! engine is shutting down, a queue is full, a batch is too long. The command
+//! was not run.
+
+use crate::types::{AccountId, Money, OrderId, OrderState, Qty, SkuId};
+
+/// A command the engine understood and refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reject {
+    #[error("sku {sku}: {available} available, {requested} requested")]
+    OutOfStock {
+        sku: SkuId,
+        available: Qty,
+        requested: Qty,
+    },
+    #[error("account {account}: balance {balance}, needed {needed}")]
+    InsufficientFunds {
+        account: AccountId,
+        balance: Money,
+        needed: Money,
+    },
+    #[error(
+        "sku {sku}: per-user limit {limit}, account already holds {already}, asked for {requested}"
+    )]
+    PerUserLimit {
+        sku: SkuId,
+        limit: Qty,
+        already: Qty,
+        requested: Qty,
+    },
+    #[error("sku {sku}: expected unit price {expected}, actual {actual}")]
+    PriceChanged {
+        sku: SkuId,
+        expected: Money,
+        actual: Money,
+    },
+    #[error("unknown sku {sku}")]
+    UnknownSku { sku: SkuId },
+    #[error("unknown account {account}")]
+    UnknownAccount { account: AccountId },
+    #[error("unknown order {order} of account {account}")]
+    UnknownOrder { account: AccountId, order: OrderId },
+    #[error("order {order} is {state:?}, which does not allow this")]
+    InvalidState { order: OrderId, state: OrderState },
+    #[error("an order has 1 to {max} lines, this one has {count}")]
+    TooManyLines { count: usize, max: usize },
+    #[error("an order needs at least one line")]
+    EmptyOrder,
+    #[error("sku {sku}: quantity must be at least 1")]
+    ZeroQuantity { sku: SkuId },
+    #[error("sku {sku} appears twice in one order; put the whole quantity on one line")]
+    DuplicateSku { sku: SkuId },
+    #[error("ttl {ttl_ms} ms is outside 1..={max_ms} ms")]
+    InvalidTtl { ttl_ms: u64, max_ms: u64 },
+    #[error("amount must be at least 1")]
+    ZeroAmount,
+    #[error("account {account}: balance {balance} plus {amount} overflows")]
+    BalanceOverflow {
+        account: AccountId,
+        balance: Money,
+        amount: Money,
+    },
+    #[error("sku {sku}: {stocked} units stocked plus {qty} overflows")]
+    StockOverflow { sku: SkuId, stocked: Qty, qty: Qty },
+    #[error("order total overflows u64")]
+    TotalOverflow,
+    #[error("order {order} was first placed with other content")]
+    IdempotencyConflict { order: OrderId },
+    #[error("list limit {limit} is outside 1..={max}")]
+    InvalidLimit { limit: u32, max: u32 },
+}
+
+/// A call the engine could not run. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The shard's inbound queue is full; retry after a pause.
+    #[error("shard {shard} is busy: its inbound queue holds {depth_max} requests")]
+    Busy { shard: u16, depth_max: usize },
+    /// The engine is shutting down or has shut down.
+    #[error("the engine is shut down")]
+    Shutdown,
+    /// A `submit` batch longer than the limit.
+    #[error("a batch holds at most {max} commands, this one {len}")]
+    BatchTooLong { len: usize, max: usize },
+    /// The configuration cannot run.
+    #[error("invalid configuration: {what}")]
+    InvalidConfig { what: &'static str },
+    /// A shard thread could not be started.
+    #[error("could not start shard thread {shard}: {kind:?}")]
+    Spawn {
+        shard: u16,
+        kind: std::io::ErrorKind,
+    },
+}

@@ -1,0 +1,53 @@
+//! mercato's trading engine: stock, wallets and orders in memory, sharded one
+//! shard per core, with every sale all-or-nothing.
+//!
+//! - [`shard::Shard`] is the pure state machine of one shard: commands and
+//!   messages in, replies, messages and log [`record::Record`]s out. No I/O,
+//!   no threads; the clock is an argument.
+//! - [`runtime`] runs one thread per shard, joined by bounded single-producer
+//!   rings, with two-phase commit for orders whose SKUs live on other shards.
+//! - [`Handle`] is the embedded API: one blocking method per command, and
+//!   [`Handle::submit`] for batches.
+//! - [`audit`] checks the invariants of DESIGN.md across all shards.
+//!
+//! ```
+//! use mercato_engine::{Config, Engine, LineRequest, Payment, Reject};
+//!
+//! let engine = Engine::open(Config::with_shards(2)).unwrap();
+//! let shop = engine.handle();
+//! shop.put_sku(7, 1_999, 1).unwrap().unwrap(); // price in cents, one per buyer
+//! shop.restock(7, 10).unwrap().unwrap();
+//! shop.deposit(42, 5_000).unwrap().unwrap();
+//!
+//! let order = shop.place_order(1, 42, vec![LineRequest::new(7, 1)], Payment::Immediate);
+//! assert_eq!(order.unwrap().unwrap().total, 1_999);
+//! // A second unit breaks the per-user limit; nothing changes.
+//! let again = shop.place_order(2, 42, vec![LineRequest::new(7, 1)], Payment::Immediate);
+//! assert!(matches!(again.unwrap(), Err(Reject::PerUserLimit { .. })));
+//!
+//! assert!(shop.audit().unwrap().ok());
+//! engine.shutdown();
+//! ```
+
+#![deny(unsafe_code)]
+
+pub mod audit;
+pub mod clock;
+pub mod command;
+pub mod error;
+pub mod hash;
+pub mod journal;
+pub mod limits;
+pub mod message;
+pub mod record;
+pub mod runtime;
+pub mod shard;
+mod sync;
+pub mod types;
+
+pub use audit::{AuditReport, Violation};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use command::{Command, Outcome, PlaceOrder, Reply};
+pub use error::{EngineError, Reject};
+pub use runtime::{Config, Engine, Handle, JournalMode, Stopped};
+pub use types::*;

@@ -1,0 +1,30 @@
+//! Named bounds. Every queue, batch and input size in the engine has one here,
+//! and relations between them are checked when the crate compiles.
+
+/// Lines in one order (DESIGN.md: default 64).
+pub const ORDER_LINES_MAX: usize = 64;
+/// The longest reservation a `Deferred` order may ask for: 30 days.
+pub const ORDER_TTL_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
+/// Orders one `list_orders` call returns at most.
+pub const LIST_ORDERS_LIMIT_MAX: u32 = 1_000;
+/// Commands in one `submit` batch.
+pub const BATCH_LEN_MAX: usize = 4_096;
+/// Requests waiting in one shard's inbound queue; past this, callers get `Busy`.
+pub const INBOUND_DEPTH_MAX: usize = 4_096;
+/// Message batches in flight on one shard-to-shard ring.
+pub const RING_DEPTH_MAX: usize = 1_024;
+/// Inbound requests a shard takes per loop turn, so peers' messages are never starved.
+pub const INBOUND_PER_TURN_MAX: usize = 64;
+/// Failed orders remembered for idempotent retries, per shard; older ones are forgotten.
+pub const REJECTIONS_REMEMBERED_MAX: usize = 1_000_000;
+/// Shards one engine may run; `ShardId` is `u16` and message counters are per pair.
+pub const SHARDS_MAX: usize = 256;
+/// Expired orders one shard settles per loop turn, so a mass expiry cannot stall it.
+pub const EXPIRIES_PER_TURN_MAX: usize = 1_024;
+/// How long an idle shard sleeps before it looks at its expiry clock again.
+pub const IDLE_SLEEP_MS_MAX: u64 = 50;
+
+const _: () = assert!(ORDER_LINES_MAX >= 1 && ORDER_LINES_MAX <= u8::MAX as usize);
+const _: () = assert!(INBOUND_PER_TURN_MAX <= INBOUND_DEPTH_MAX);
+const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1);
+const _: () = assert!(RING_DEPTH_MAX.is_power_of_two());

@@ -1,0 +1,105 @@
+//! Log records: the only way shard state changes.
+//!
+//! A command handler validates, then builds records and hands each to
+//! `Shard::commit`, which applies it to the state and passes it to the journal.
+//! Replaying the same records through the same `apply` therefore rebuilds the
+//! state exactly, by construction rather than by a second code path.
+
+use crate::error::Reject;
+use crate::message::TxId;
+use crate::types::{AccountId, Line, Money, OrderKey, Payment, Qty, SkuId, TimestampMs};
+
+/// A fresh order as written by its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub key: OrderKey,
+    pub lines: Box<[Line]>,
+    pub total: Money,
+    pub payment: Payment,
+    pub created_at: TimestampMs,
+    /// Hash of the request, to tell an identical retry from a conflicting one.
+    pub fingerprint: u64,
+}
+
+/// What a SKU shard does with stock an order already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Settle {
+    /// reserved → sold (a `Deferred` order was paid).
+    Sell,
+    /// reserved → available (cancelled or expired).
+    Release,
+    /// sold → available when `restock`, else the units stay sold (refund).
+    Return { restock: bool },
+}
+
+/// One state change of one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    SkuPut {
+        sku: SkuId,
+        price: Money,
+        per_user_limit: Qty,
+    },
+    Restocked {
+        sku: SkuId,
+        qty: Qty,
+    },
+    Deposited {
+        account: AccountId,
+        amount: Money,
+    },
+    Withdrew {
+        account: AccountId,
+        amount: Money,
+    },
+    /// An order whose SKUs all live on its account's shard: reserve (and for
+    /// `Immediate`, sell and debit) in one record.
+    OrderPlaced(NewOrder),
+    /// Coordinator's commit point of a two-phase order; its SKU lines on other
+    /// shards were prepared under `tx`. Lines on this shard are settled by the
+    /// `HoldCommitted` that follows.
+    OrderCommitted {
+        order: NewOrder,
+        tx: TxId,
+    },
+    /// A failed order, remembered so a retry gets the same answer.
+    OrderRejected {
+        key: OrderKey,
+        fingerprint: u64,
+        reject: Reject,
+    },
+    Paid {
+        key: OrderKey,
+    },
+    Cancelled {
+        key: OrderKey,
+    },
+    Expired {
+        key: OrderKey,
+    },
+    Refunded {
+        key: OrderKey,
+        restock: bool,
+    },
+    /// Participant: stock moved from available to reserved under a hold.
+    Prepared {
+        tx: TxId,
+        account: AccountId,
+        lines: Box<[Line]>,
+    },
+    /// Participant: the hold became the order's reservation, or a sale.
+    HoldCommitted {
+        tx: TxId,
+        immediate: bool,
+    },
+    /// Participant: the hold's stock went back on sale.
+    HoldAborted {
+        tx: TxId,
+    },
+    /// SKU shard: settle stock that an order already holds.
+    StockSettled {
+        account: AccountId,
+        lines: Box<[(SkuId, Qty)]>,
+        settle: Settle,
+    },
+}

@@ -1,0 +1,232 @@
+//! Opening and stopping an engine.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+
+use super::gate::Gate;
+use super::handle::Handle;
+use super::ring::{Consumer, Producer, ring};
+use super::worker::{Request, Worker};
+use crate::clock::{Clock, SystemClock};
+use crate::error::EngineError;
+use crate::journal::{Journal, MemoryJournal, NullJournal};
+use crate::limits::{INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX};
+use crate::message::PeerMsg;
+use crate::record::Record;
+use crate::shard::Shard;
+use crate::sync::{AtomicBool, AtomicUsize};
+
+/// Where each shard's records go until the write-ahead log exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JournalMode {
+    /// Count and drop them.
+    #[default]
+    None,
+    /// Keep them all in memory; for tests that replay them. Grows without bound.
+    Memory,
+}
+
+/// How to open an engine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Number of shards; 0 means one per available core.
+    pub shards: u16,
+    pub journal: JournalMode,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: 0,
+            journal: JournalMode::None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Config {
+    pub fn with_shards(shards: u16) -> Self {
+        Config {
+            shards,
+            ..Config::default()
+        }
+    }
+}
+
+/// What callers and shard threads share about one shard.
+pub(crate) struct ShardSlot {
+    pub inbound: ArrayQueue<Request>,
+    pub waker: mio::Waker,
+    /// Set while the shard is about to sleep or asleep; senders wake it then.
+    pub sleeping: CachePadded<AtomicBool>,
+}
+
+pub(crate) struct Shared {
+    pub shards: Vec<ShardSlot>,
+    pub gate: Gate,
+    /// Shards that stopped taking new work and emptied their outboxes.
+    pub stopped: AtomicUsize,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What each shard held when the engine stopped.
+pub struct Stopped {
+    pub shards: Vec<Shard>,
+    /// Each shard's records, when the journal was [`JournalMode::Memory`].
+    pub records: Vec<Vec<Record>>,
+}
+
+/// A running engine. Dropping it shuts it down.
+pub struct Engine {
+    handle: Handle,
+    threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
+}
+
+/// A journal the engine can hand back at shutdown.
+pub(crate) trait JournalBox: Journal {
+    fn into_records(self: Box<Self>) -> Vec<Record>;
+}
+
+impl JournalBox for NullJournal {
+    fn into_records(self: Box<Self>) -> Vec<Record> {
+        Vec::new()
+    }
+}
+
+impl JournalBox for MemoryJournal {
+    fn into_records(self: Box<Self>) -> Vec<Record> {
+        self.records
+    }
+}
+
+impl Engine {
+    pub fn open(config: Config) -> Result<Engine, EngineError> {
+        let n = match config.shards {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(SHARDS_MAX),
+            n => n as usize,
+        };
+        if n > SHARDS_MAX {
+            return Err(EngineError::InvalidConfig {
+                what: "more shards than SHARDS_MAX",
+            });
+        }
+        let mut polls = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = mio::Poll::new().map_err(|e| EngineError::Spawn {
+                shard: 0,
+                kind: e.kind(),
+            })?;
+            let waker = mio::Waker::new(poll.registry(), mio::Token(0)).map_err(|e| {
+                EngineError::Spawn {
+                    shard: 0,
+                    kind: e.kind(),
+                }
+            })?;
+            slots.push(ShardSlot {
+                inbound: ArrayQueue::new(INBOUND_DEPTH_MAX),
+                waker,
+                sleeping: CachePadded::new(AtomicBool::new(false)),
+            });
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            shards: slots,
+            gate: Gate::new(),
+            stopped: AtomicUsize::new(0),
+            clock: config.clock.clone(),
+        });
+
+        // rings[from][to]: the producer goes to `from`, the consumer to `to`.
+        let mut producers: Vec<Vec<Option<Producer<Vec<PeerMsg>>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut consumers: Vec<Vec<Option<Consumer<Vec<PeerMsg>>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        for from in 0..n {
+            for to in 0..n {
+                if from != to {
+                    let (p, c) = ring(RING_DEPTH_MAX);
+                    producers[from][to] = Some(p);
+                    consumers[to][from] = Some(c);
+                }
+            }
+        }
+
+        let mut threads = Vec::with_capacity(n);
+        for (i, ((poll, producers), consumers)) in
+            polls.into_iter().zip(producers).zip(consumers).enumerate()
+        {
+            let journal: Box<dyn JournalBox> = match config.journal {
+                JournalMode::None => Box::new(NullJournal::default()),
+                JournalMode::Memory => Box::new(MemoryJournal::default()),
+            };
+            let worker = Worker::new(
+                Shard::new(i as u16, n as u16),
+                shared.clone(),
+                poll,
+                producers,
+                consumers,
+                journal,
+            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("mercato-shard-{i}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shared.gate.close();
+                    for s in &shared.shards {
+                        let _ = s.waker.wake();
+                    }
+                    return Err(EngineError::Spawn {
+                        shard: i as u16,
+                        kind: e.kind(),
+                    });
+                }
+            }
+        }
+        Ok(Engine {
+            handle: Handle::new(shared),
+            threads,
+        })
+    }
+
+    /// A handle for callers; clone it freely.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stop taking work, let every two-phase order in flight finish, and
+    /// return the shards' final state.
+    pub fn shutdown(mut self) -> Stopped {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Stopped {
+        self.handle.close();
+        let mut stopped = Stopped {
+            shards: Vec::new(),
+            records: Vec::new(),
+        };
+        for t in self.threads.drain(..) {
+            let (shard, journal) = t.join().expect("a shard thread panicked");
+            stopped.shards.push(shard);
+            stopped.records.push(journal.into_records());
+        }
+        stopped
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop();
+        }
+    }
+}

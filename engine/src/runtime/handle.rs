@@ -1,0 +1,263 @@
+//! The caller's side: route each command to its shard, queue it, wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::collector::Collector;
+use super::engine::Shared;
+use super::worker::Request;
+use crate::audit::{AuditReport, audit, quiescent};
+use crate::command::{Command, Outcome, PlaceOrder, Reply};
+use crate::error::{EngineError, Reject};
+use crate::limits::{BATCH_LEN_MAX, INBOUND_DEPTH_MAX};
+use crate::sync::{Ordering, fence};
+use crate::types::{
+    AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, SkuId, SkuView,
+};
+
+/// A cheap, cloneable way in to a running engine, shared by any number of threads.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// A blocking call's answer: the engine failed (outer), or it answered (inner).
+pub type CallResult<T> = Result<Result<T, Reject>, EngineError>;
+
+/// How many times `audit` asks the shards again while messages are in flight.
+const AUDIT_ATTEMPTS_MAX: u32 = 1_000;
+
+impl Handle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Handle { shared }
+    }
+
+    pub(crate) fn close(&self) {
+        self.shared.gate.close();
+        for s in &self.shared.shards {
+            let _ = s.waker.wake();
+        }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> u16 {
+        self.shared.shards.len() as u16
+    }
+
+    /// Run a batch; answers come back in the batch's order. Commands for
+    /// different shards run in parallel; two commands on one shard run in
+    /// batch order. A shard whose queue is full answers its commands `Busy`.
+    pub fn submit(
+        &self,
+        cmds: Vec<Command>,
+    ) -> Result<Vec<Result<Outcome, EngineError>>, EngineError> {
+        if cmds.len() > BATCH_LEN_MAX {
+            return Err(EngineError::BatchTooLong {
+                len: cmds.len(),
+                max: BATCH_LEN_MAX,
+            });
+        }
+        let n = self.shards();
+        let collector = Arc::new(Collector::new(cmds.len()));
+        {
+            let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
+            let mut by_shard: Vec<Vec<(u32, Command)>> = (0..n).map(|_| Vec::new()).collect();
+            for (i, cmd) in cmds.into_iter().enumerate() {
+                by_shard[cmd.owner(n) as usize].push((i as u32, cmd));
+            }
+            for (shard, cmds) in by_shard.into_iter().enumerate() {
+                if cmds.is_empty() {
+                    continue;
+                }
+                let slot = &self.shared.shards[shard];
+                let req = Request::Commands {
+                    collector: collector.clone(),
+                    cmds,
+                };
+                match slot.inbound.push(req) {
+                    Ok(()) => self.wake(shard),
+                    Err(Request::Commands { cmds, .. }) => {
+                        let busy = EngineError::Busy {
+                            shard: shard as u16,
+                            depth_max: INBOUND_DEPTH_MAX,
+                        };
+                        collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
+                    }
+                    Err(Request::Audit { .. }) => unreachable!("pushed commands"),
+                }
+            }
+        }
+        Ok(collector.wait())
+    }
+
+    fn wake(&self, shard: usize) {
+        // Pairs with the shard's fence before it sleeps.
+        fence(Ordering::SeqCst);
+        let slot = &self.shared.shards[shard];
+        if slot.sleeping.load(Ordering::SeqCst) {
+            let _ = slot.waker.wake();
+        }
+    }
+
+    /// Run one command.
+    pub fn call(&self, cmd: Command) -> Result<Outcome, EngineError> {
+        self.submit(vec![cmd])?
+            .pop()
+            .expect("one answer per command")
+    }
+
+    fn call_as<T>(&self, cmd: Command, pick: impl FnOnce(Reply) -> Option<T>) -> CallResult<T> {
+        Ok(self
+            .call(cmd)?
+            .map(|r| pick(r).expect("the reply kind matches the command")))
+    }
+
+    pub fn put_sku(&self, sku: SkuId, price: Money, per_user_limit: Qty) -> CallResult<SkuView> {
+        self.call_as(
+            Command::PutSku {
+                sku,
+                price,
+                per_user_limit,
+            },
+            sku_of,
+        )
+    }
+
+    pub fn restock(&self, sku: SkuId, qty: Qty) -> CallResult<SkuView> {
+        self.call_as(Command::Restock { sku, qty }, sku_of)
+    }
+
+    pub fn deposit(&self, account: AccountId, amount: Money) -> CallResult<AccountView> {
+        self.call_as(Command::Deposit { account, amount }, account_of)
+    }
+
+    pub fn withdraw(&self, account: AccountId, amount: Money) -> CallResult<AccountView> {
+        self.call_as(Command::Withdraw { account, amount }, account_of)
+    }
+
+    pub fn place_order(
+        &self,
+        id: OrderId,
+        account: AccountId,
+        lines: Vec<LineRequest>,
+        payment: Payment,
+    ) -> CallResult<OrderView> {
+        self.call_as(
+            Command::PlaceOrder(PlaceOrder {
+                id,
+                account,
+                lines,
+                payment,
+            }),
+            order_of,
+        )
+    }
+
+    pub fn pay(&self, account: AccountId, order: OrderId) -> CallResult<OrderView> {
+        self.call_as(Command::Pay { account, order }, order_of)
+    }
+
+    pub fn cancel(&self, account: AccountId, order: OrderId) -> CallResult<OrderView> {
+        self.call_as(Command::Cancel { account, order }, order_of)
+    }
+
+    pub fn refund(
+        &self,
+        account: AccountId,
+        order: OrderId,
+        restock: bool,
+    ) -> CallResult<OrderView> {
+        self.call_as(
+            Command::Refund {
+                account,
+                order,
+                restock,
+            },
+            order_of,
+        )
+    }
+
+    pub fn get_sku(&self, sku: SkuId) -> CallResult<SkuView> {
+        self.call_as(Command::GetSku { sku }, sku_of)
+    }
+
+    pub fn get_account(&self, account: AccountId) -> CallResult<AccountView> {
+        self.call_as(Command::GetAccount { account }, account_of)
+    }
+
+    pub fn get_order(&self, account: AccountId, order: OrderId) -> CallResult<OrderView> {
+        self.call_as(Command::GetOrder { account, order }, order_of)
+    }
+
+    pub fn list_orders(
+        &self,
+        account: AccountId,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> CallResult<Vec<OrderView>> {
+        self.call_as(
+            Command::ListOrders {
+                account,
+                after,
+                limit,
+            },
+            |r| match r {
+                Reply::Orders(v) => Some(v),
+                _ => None,
+            },
+        )
+    }
+
+    /// Check DESIGN.md's invariants across all shards. Waits, within a bound,
+    /// for a moment with no message between shards in flight, so the
+    /// cross-shard check runs too; `quiescent` in the report says whether it did.
+    pub fn audit(&self) -> Result<AuditReport, EngineError> {
+        let n = self.shards() as usize;
+        let mut parts = Vec::new();
+        for _ in 0..AUDIT_ATTEMPTS_MAX {
+            let collector = Arc::new(Collector::new(n));
+            {
+                let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
+                for shard in 0..n {
+                    let mut req = Request::Audit {
+                        collector: collector.clone(),
+                        slot: shard,
+                    };
+                    // An audit is rare and must not fail for a busy queue: wait for room.
+                    while let Err(back) = self.shared.shards[shard].inbound.push(req) {
+                        req = back;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    self.wake(shard);
+                }
+            }
+            parts = collector.wait();
+            if quiescent(&parts) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(audit(&parts))
+    }
+}
+
+fn sku_of(r: Reply) -> Option<SkuView> {
+    match r {
+        Reply::Sku(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn account_of(r: Reply) -> Option<AccountView> {
+    match r {
+        Reply::Account(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn order_of(r: Reply) -> Option<OrderView> {
+    match r {
+        Reply::Order(v) => Some(v),
+        _ => None,
+    }
+}

@@ -1,0 +1,14 @@
+//! The thread-per-core runtime around the pure shards: one worker thread per
+//! shard, bounded mailboxes between them, and the [`Handle`] callers use.
+
+mod collector;
+mod engine;
+mod gate;
+mod handle;
+pub mod ring;
+mod worker;
+
+pub use collector::Collector;
+pub use engine::{Config, Engine, JournalMode, Stopped};
+pub use gate::{Gate, Pass};
+pub use handle::{CallResult, Handle};

@@ -1,0 +1,309 @@
+//! The shard loop: take messages and commands, run them through the pure
+//! shard, pass records to the journal, send messages in per-peer batches, and
+//! answer callers. It sleeps in `mio::Poll` when idle and wakes when a sender
+//! or its expiry clock needs it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::collector::Collector;
+use super::engine::{JournalBox, Shared};
+use super::ring::{Consumer, Producer};
+use crate::audit::AuditPart;
+use crate::command::{Command, Outcome};
+use crate::error::EngineError;
+use crate::limits::{IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, RING_DEPTH_MAX};
+use crate::message::PeerMsg;
+use crate::shard::{Output, Shard, Token};
+use crate::sync::{Ordering, fence};
+
+/// What a caller queues for one shard.
+pub(crate) enum Request {
+    /// Commands this shard owns, each with its slot in the caller's collector.
+    Commands {
+        collector: Arc<Collector<Result<Outcome, EngineError>>>,
+        cmds: Vec<(u32, Command)>,
+    },
+    /// This shard's audit figures, into slot `slot`.
+    Audit {
+        collector: Arc<Collector<AuditPart>>,
+        slot: usize,
+    },
+}
+
+/// Where a pending command's answer goes.
+struct Waiter {
+    collector: Arc<Collector<Result<Outcome, EngineError>>>,
+    slot: u32,
+}
+
+/// Idle turns spent spinning before the shard goes to sleep.
+const IDLE_SPINS_MAX: u32 = 64;
+
+pub(crate) struct Worker {
+    shard: Shard,
+    shared: Arc<Shared>,
+    poll: mio::Poll,
+    events: mio::Events,
+    producers: Vec<Option<Producer<Vec<PeerMsg>>>>,
+    consumers: Vec<Option<Consumer<Vec<PeerMsg>>>>,
+    /// Messages being gathered for each peer during this turn.
+    gather: Vec<Vec<PeerMsg>>,
+    /// Batches a full ring refused, per peer, in order. While any wait here the
+    /// shard takes no new client work, so this stays bounded.
+    outbox: Vec<VecDeque<Vec<PeerMsg>>>,
+    waiters: Vec<Option<Waiter>>,
+    free_tokens: Vec<Token>,
+    out: Output,
+    journal: Box<dyn JournalBox>,
+    announced_stop: bool,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        shard: Shard,
+        shared: Arc<Shared>,
+        poll: mio::Poll,
+        producers: Vec<Option<Producer<Vec<PeerMsg>>>>,
+        consumers: Vec<Option<Consumer<Vec<PeerMsg>>>>,
+        journal: Box<dyn JournalBox>,
+    ) -> Self {
+        let n = producers.len();
+        Worker {
+            shard,
+            shared,
+            poll,
+            events: mio::Events::with_capacity(4),
+            producers,
+            consumers,
+            gather: (0..n).map(|_| Vec::new()).collect(),
+            outbox: (0..n).map(|_| VecDeque::new()).collect(),
+            waiters: Vec::new(),
+            free_tokens: Vec::new(),
+            out: Output::default(),
+            journal,
+            announced_stop: false,
+        }
+    }
+
+    pub(crate) fn run(mut self) -> (Shard, Box<dyn JournalBox>) {
+        let id = self.shard.id() as usize;
+        let mut idle = 0u32;
+        loop {
+            let now = self.shared.clock.now_ms();
+            let mut work = self.take_messages(now);
+            let stopping = self.shared.gate.is_closed();
+            if !stopping && self.outbox_empty() {
+                work += self.take_requests(now);
+                if self.shard.next_expiry().is_some_and(|at| at <= now) {
+                    work += self.shard.expire_due(now, &mut self.out);
+                }
+            }
+            self.flush();
+            if stopping && self.may_exit() {
+                break;
+            }
+            if work > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if idle < IDLE_SPINS_MAX {
+                std::hint::spin_loop();
+                if idle % 8 == 0 {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            self.sleep(id, now);
+            idle = 0;
+        }
+        self.answer_leftovers(id);
+        (self.shard, self.journal)
+    }
+
+    fn take_messages(&mut self, now: u64) -> usize {
+        let mut work = 0;
+        for from in 0..self.consumers.len() {
+            let Some(c) = &self.consumers[from] else {
+                continue;
+            };
+            // Bounded so a flood from one peer cannot starve the rest.
+            for _ in 0..RING_DEPTH_MAX {
+                let Some(batch) = c.pop() else { break };
+                for msg in batch {
+                    self.shard.deliver(from as u16, msg, now, &mut self.out);
+                }
+                work += 1;
+            }
+        }
+        work
+    }
+
+    fn take_requests(&mut self, now: u64) -> usize {
+        let id = self.shard.id() as usize;
+        let mut work = 0;
+        while work < INBOUND_PER_TURN_MAX {
+            let Some(req) = self.shared.shards[id].inbound.pop() else {
+                break;
+            };
+            work += 1;
+            match req {
+                Request::Commands { collector, cmds } => {
+                    for (slot, cmd) in cmds {
+                        let token = self.park(Waiter {
+                            collector: collector.clone(),
+                            slot,
+                        });
+                        self.shard.apply(token, cmd, now, &mut self.out);
+                    }
+                }
+                Request::Audit { collector, slot } => {
+                    collector.fill([(slot, self.shard.audit_part())]);
+                }
+            }
+        }
+        work
+    }
+
+    fn park(&mut self, w: Waiter) -> Token {
+        match self.free_tokens.pop() {
+            Some(t) => {
+                self.waiters[t as usize] = Some(w);
+                t
+            }
+            None => {
+                self.waiters.push(Some(w));
+                (self.waiters.len() - 1) as Token
+            }
+        }
+    }
+
+    fn outbox_empty(&self) -> bool {
+        self.outbox.iter().all(VecDeque::is_empty)
+    }
+
+    /// Records to the journal, messages to peers, answers to callers.
+    fn flush(&mut self) {
+        if !self.out.records.is_empty() {
+            self.journal.append(&mut self.out.records);
+        }
+        for (to, msg) in self.out.sends.drain(..) {
+            self.gather[to as usize].push(msg);
+        }
+        for to in 0..self.gather.len() {
+            let waiting = !self.outbox[to].is_empty();
+            if self.gather[to].is_empty() && !waiting {
+                continue;
+            }
+            if !self.gather[to].is_empty() {
+                let batch = std::mem::take(&mut self.gather[to]);
+                self.outbox[to].push_back(batch);
+            }
+            let producer = self.producers[to].as_ref().expect("a ring to every peer");
+            let mut pushed = false;
+            while let Some(batch) = self.outbox[to].pop_front() {
+                if let Err(batch) = producer.push(batch) {
+                    self.outbox[to].push_front(batch);
+                    break;
+                }
+                pushed = true;
+            }
+            if pushed {
+                self.wake(to);
+            }
+        }
+        // Answers grouped by caller, so a batch's collector is locked once per turn.
+        let mut group = Vec::new();
+        let mut current: Option<Arc<Collector<Result<Outcome, EngineError>>>> = None;
+        for (token, outcome) in self.out.replies.drain(..) {
+            let w = self.waiters[token as usize]
+                .take()
+                .expect("a parked waiter");
+            self.free_tokens.push(token);
+            match &current {
+                Some(c) if Arc::ptr_eq(c, &w.collector) => {}
+                _ => {
+                    if let Some(c) = current.replace(w.collector) {
+                        c.fill(group.drain(..));
+                    }
+                }
+            }
+            group.push((w.slot as usize, Ok(outcome)));
+        }
+        if let Some(c) = current {
+            c.fill(group);
+        }
+    }
+
+    fn wake(&self, to: usize) {
+        // Pairs with the fence in `sleep`: either the sleeper sees our batch,
+        // or we see its flag and wake it.
+        fence(Ordering::SeqCst);
+        let slot = &self.shared.shards[to];
+        if slot.sleeping.load(Ordering::SeqCst) {
+            let _ = slot.waker.wake();
+        }
+    }
+
+    fn has_input(&self, id: usize) -> bool {
+        !self.shared.shards[id].inbound.is_empty()
+            || self.consumers.iter().flatten().any(|c| !c.is_empty())
+    }
+
+    fn sleep(&mut self, id: usize, now: u64) {
+        let slot = &self.shared.shards[id];
+        slot.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !self.has_input(id) && !self.shared.gate.is_closed() {
+            let until_expiry = self
+                .shard
+                .next_expiry()
+                .map_or(IDLE_SLEEP_MS_MAX, |at| at.saturating_sub(now));
+            let timeout = Duration::from_millis(until_expiry.clamp(1, IDLE_SLEEP_MS_MAX));
+            // An error here is EINTR or a spurious wake-up; the loop looks again either way.
+            let _ = self.poll.poll(&mut self.events, Some(timeout));
+        }
+        self.shared.shards[id]
+            .sleeping
+            .store(false, Ordering::SeqCst);
+    }
+
+    /// Exit once no shard can send this one anything more: all stopped taking
+    /// work, nothing is held or pending here, and the mailboxes are empty.
+    fn may_exit(&mut self) -> bool {
+        if !self.outbox_empty() {
+            return false;
+        }
+        if !self.announced_stop {
+            self.announced_stop = true;
+            self.shared.stopped.fetch_add(1, Ordering::SeqCst);
+            for to in 0..self.shared.shards.len() {
+                let _ = self.shared.shards[to].waker.wake();
+            }
+        }
+        self.shared.stopped.load(Ordering::SeqCst) == self.shared.shards.len()
+            && self.shard.in_flight() == 0
+            && self.consumers.iter().flatten().all(|c| c.is_empty())
+    }
+
+    fn answer_leftovers(&mut self, id: usize) {
+        while !self.shared.gate.is_drained() {
+            std::thread::yield_now();
+        }
+        while let Some(req) = self.shared.shards[id].inbound.pop() {
+            match req {
+                Request::Commands { collector, cmds } => {
+                    collector.fill(
+                        cmds.into_iter()
+                            .map(|(slot, _)| (slot as usize, Err(EngineError::Shutdown))),
+                    );
+                }
+                Request::Audit { collector, slot } => {
+                    collector.fill([(slot, self.shard.audit_part())])
+                }
+            }
+        }
+    }
+}

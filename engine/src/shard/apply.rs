@@ -1,0 +1,210 @@
+//! Applying one record to the state. Handlers validate before they build a
+//! record, so nothing here can fail; a broken precondition is a bug and the
+//! debug assertions say which.
+
+use super::{Account, Hold, Order, Shard, Sku};
+use crate::record::{NewOrder, Record, Settle};
+use crate::types::{AccountId, Line, OrderState, Payment, Qty, SkuId};
+
+impl Shard {
+    pub(crate) fn apply_record(&mut self, record: &Record) {
+        let st = &mut self.state;
+        match record {
+            Record::SkuPut {
+                sku,
+                price,
+                per_user_limit,
+            } => {
+                let s = st.skus.entry(*sku).or_insert(Sku {
+                    price: 0,
+                    available: 0,
+                    reserved: 0,
+                    sold: 0,
+                    per_user_limit: 0,
+                    stocked: 0,
+                });
+                s.price = *price;
+                s.per_user_limit = *per_user_limit;
+            }
+            Record::Restocked { sku, qty } => {
+                let s = st.skus.get_mut(sku).expect("restock of a known sku");
+                s.available += qty;
+                s.stocked += qty;
+            }
+            Record::Deposited { account, amount } => {
+                st.accounts.entry(*account).or_default().balance += amount;
+                st.deposited += u128::from(*amount);
+            }
+            Record::Withdrew { account, amount } => {
+                let a = st
+                    .accounts
+                    .get_mut(account)
+                    .expect("withdraw from a known account");
+                a.balance -= amount;
+                st.withdrawn += u128::from(*amount);
+            }
+            Record::OrderPlaced(order) => {
+                let immediate = order.payment == Payment::Immediate;
+                for line in order.lines.iter() {
+                    self.take_stock(order.key.account, line, immediate);
+                }
+                self.insert_order(order);
+            }
+            Record::OrderCommitted { order, tx: _ } => self.insert_order(order),
+            Record::OrderRejected {
+                key,
+                fingerprint,
+                reject,
+            } => self.remember_rejection(*key, *fingerprint, *reject),
+            Record::Paid { key } => {
+                let o = st.orders.get_mut(key).expect("pay a known order");
+                debug_assert_eq!(o.state, OrderState::Reserved);
+                o.state = OrderState::Paid;
+                st.expiry.remove(&(o.expires_at, *key));
+                let a = st.accounts.get_mut(&key.account).expect("order's account");
+                a.balance -= o.total;
+                st.revenue += u128::from(o.total);
+            }
+            Record::Cancelled { key } | Record::Expired { key } => {
+                let o = st.orders.get_mut(key).expect("end a known order");
+                debug_assert_eq!(o.state, OrderState::Reserved);
+                o.state = match record {
+                    Record::Cancelled { .. } => OrderState::Cancelled,
+                    _ => OrderState::Expired,
+                };
+                st.expiry.remove(&(o.expires_at, *key));
+            }
+            Record::Refunded { key, restock } => {
+                let o = st.orders.get_mut(key).expect("refund a known order");
+                debug_assert_eq!(o.state, OrderState::Paid);
+                o.state = OrderState::Refunded;
+                o.restocked = *restock;
+                let a = st.accounts.get_mut(&key.account).expect("order's account");
+                a.balance += o.total;
+                st.revenue -= u128::from(o.total);
+            }
+            Record::Prepared { tx, account, lines } => {
+                for line in lines.iter() {
+                    self.take_stock(*account, line, false);
+                }
+                let st = &mut self.state;
+                let upto = st.prepared_upto.entry(tx.coordinator).or_insert(0);
+                *upto = (*upto).max(tx.seq);
+                st.holds.insert(
+                    *tx,
+                    Hold {
+                        account: *account,
+                        lines: lines.clone(),
+                    },
+                );
+            }
+            Record::HoldCommitted { tx, immediate } => {
+                let hold = st.holds.remove(tx).expect("commit a held tx");
+                if *immediate {
+                    for line in hold.lines.iter() {
+                        self.settle_line(hold.account, line.sku, line.qty, Settle::Sell);
+                    }
+                }
+            }
+            Record::HoldAborted { tx } => {
+                let hold = st.holds.remove(tx).expect("abort a held tx");
+                for line in hold.lines.iter() {
+                    self.settle_line(hold.account, line.sku, line.qty, Settle::Release);
+                }
+            }
+            Record::StockSettled {
+                account,
+                lines,
+                settle,
+            } => {
+                for &(sku, qty) in lines.iter() {
+                    self.settle_line(*account, sku, qty, *settle);
+                }
+            }
+        }
+    }
+
+    /// available → reserved (or straight to sold), counted against the per-user limit.
+    fn take_stock(&mut self, account: AccountId, line: &Line, sell: bool) {
+        let st = &mut self.state;
+        let s = st
+            .skus
+            .get_mut(&line.sku)
+            .expect("order line of a known sku");
+        s.available -= line.qty;
+        if sell {
+            s.sold += line.qty;
+        } else {
+            s.reserved += line.qty;
+        }
+        if s.per_user_limit > 0 {
+            *st.purchases.entry((line.sku, account)).or_insert(0) += line.qty;
+        }
+    }
+
+    fn settle_line(&mut self, account: AccountId, sku: SkuId, qty: Qty, settle: Settle) {
+        let st = &mut self.state;
+        let s = st.skus.get_mut(&sku).expect("settle a known sku");
+        let returned = match settle {
+            Settle::Sell => {
+                s.reserved -= qty;
+                s.sold += qty;
+                false
+            }
+            Settle::Release => {
+                s.reserved -= qty;
+                s.available += qty;
+                true
+            }
+            Settle::Return { restock } => {
+                if restock {
+                    s.sold -= qty;
+                    s.available += qty;
+                }
+                true
+            }
+        };
+        // Units count against the limit while an order holds them. A limit
+        // set after the units were taken never counted them, hence saturating.
+        if returned {
+            if let Some(n) = st.purchases.get_mut(&(sku, account)) {
+                *n = n.saturating_sub(qty);
+                if *n == 0 {
+                    st.purchases.remove(&(sku, account));
+                }
+            }
+        }
+    }
+
+    fn insert_order(&mut self, order: &NewOrder) {
+        let st = &mut self.state;
+        let (state, expires_at) = match order.payment {
+            Payment::Immediate => (OrderState::Paid, 0),
+            Payment::Deferred { ttl_ms } => (OrderState::Reserved, order.created_at + ttl_ms),
+        };
+        let a: &mut Account = st
+            .accounts
+            .get_mut(&order.key.account)
+            .expect("order's account");
+        if state == OrderState::Paid {
+            a.balance -= order.total;
+            st.revenue += u128::from(order.total);
+        } else {
+            st.expiry.insert((expires_at, order.key));
+        }
+        let at = a.orders.partition_point(|&id| id < order.key.id);
+        a.orders.insert(at, order.key.id);
+        st.orders.insert(
+            order.key,
+            Order {
+                lines: order.lines.clone(),
+                total: order.total,
+                state,
+                created_at: order.created_at,
+                expires_at,
+                restocked: false,
+                fingerprint: order.fingerprint,
+            },
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! One shard's pure state machine: no I/O, no threads, no clock of its own.
+//!
+//! Inputs are client commands ([`Shard::apply`]), messages from other shards
+//! ([`Shard::deliver`]) and the passage of time ([`Shard::expire_due`]); each
+//! takes `now` from the caller. Outputs land in an [`Output`]: replies to
+//! callers, messages to other shards and log records. State changes only
+//! through [`Record`]s applied by `apply_record`, so replaying a shard's
+//! records rebuilds its state exactly.
+
+mod apply;
+mod lifecycle;
+mod order;
+mod participant;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::audit::AuditPart;
+use crate::command::{Command, Outcome, Reply};
+use crate::error::Reject;
+use crate::hash::{IdMap, IdSet, shard_of};
+use crate::limits::{LIST_ORDERS_LIMIT_MAX, REJECTIONS_REMEMBERED_MAX};
+use crate::message::{PeerMsg, TxId};
+use crate::record::Record;
+use crate::types::{
+    AccountId, AccountView, Line, Money, OrderId, OrderKey, OrderState, OrderView, Qty, ShardId,
+    SkuId, SkuView, TimestampMs,
+};
+
+pub use order::fingerprint;
+
+/// Names the caller a reply belongs to; the runtime chooses it.
+pub type Token = u64;
+
+/// What one call into the shard produced. The caller drains it.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub replies: Vec<(Token, Outcome)>,
+    pub sends: Vec<(ShardId, PeerMsg)>,
+    pub records: Vec<Record>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.replies.is_empty() && self.sends.is_empty() && self.records.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sku {
+    pub price: Money,
+    pub available: Qty,
+    pub reserved: Qty,
+    pub sold: Qty,
+    pub per_user_limit: Qty,
+    /// Every unit ever restocked; `available + reserved + sold` must equal it.
+    pub stocked: Qty,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Account {
+    pub balance: Money,
+    /// This account's order ids, ascending, for `list_orders`.
+    pub orders: Vec<OrderId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Order {
+    pub lines: Box<[Line]>,
+    pub total: Money,
+    pub state: OrderState,
+    pub created_at: TimestampMs,
+    pub expires_at: TimestampMs,
+    pub restocked: bool,
+    pub fingerprint: u64,
+}
+
+/// Stock a participant holds for a two-phase order until the coordinator decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hold {
+    pub account: AccountId,
+    pub lines: Box<[Line]>,
+}
+
+/// Everything the log rebuilds. Two shards that applied the same records compare equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardState {
+    pub(crate) skus: IdMap<SkuId, Sku>,
+    pub(crate) accounts: IdMap<AccountId, Account>,
+    pub(crate) orders: IdMap<OrderKey, Order>,
+    /// Units of a limited SKU an account holds in live orders.
+    pub(crate) purchases: IdMap<(SkuId, AccountId), Qty>,
+    pub(crate) holds: IdMap<TxId, Hold>,
+    /// Highest prepared sequence per coordinator: the fence against a late Try.
+    pub(crate) prepared_upto: IdMap<ShardId, u64>,
+    pub(crate) expiry: BTreeSet<(TimestampMs, OrderKey)>,
+    pub(crate) rejected: IdMap<OrderKey, (u64, Reject)>,
+    pub(crate) rejected_fifo: VecDeque<OrderKey>,
+    pub(crate) revenue: u128,
+    pub(crate) deposited: u128,
+    pub(crate) withdrawn: u128,
+}
+
+/// A two-phase order this shard coordinates, waiting for votes.
+#[derive(Debug)]
+pub(crate) struct PendingTx {
+    pub key: OrderKey,
+    pub lines: Vec<crate::types::LineRequest>,
+    pub payment: crate::types::Payment,
+    pub fingerprint: u64,
+    pub created_at: TimestampMs,
+    pub prices: Vec<Money>,
+    pub votes_missing: u16,
+    pub voted_yes: Vec<ShardId>,
+    /// The rejection of the earliest failing line so far, with that line's index.
+    pub reject: Option<(usize, Reject)>,
+    pub waiters: Vec<Token>,
+}
+
+/// One shard: its durable state plus the coordinator's volatile bookkeeping.
+#[derive(Debug)]
+pub struct Shard {
+    id: ShardId,
+    shards: u16,
+    pub(crate) state: ShardState,
+    pub(crate) pending: IdMap<TxId, PendingTx>,
+    pub(crate) pending_keys: IdMap<OrderKey, TxId>,
+    pub(crate) next_seq: u64,
+    /// Decisions that overtook their Try (cancel-before-try); that Try is refused.
+    pub(crate) fenced: IdSet<TxId>,
+    pub(crate) sent: Vec<u64>,
+    pub(crate) received: Vec<u64>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, shards: u16) -> Self {
+        assert!(shards > 0 && id < shards, "shard {id} of {shards}");
+        Shard {
+            id,
+            shards,
+            state: ShardState::default(),
+            pending: IdMap::default(),
+            pending_keys: IdMap::default(),
+            next_seq: 1,
+            fenced: IdSet::default(),
+            sent: vec![0; shards as usize],
+            received: vec![0; shards as usize],
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// The durable part of the state, for comparing a replayed shard with a live one.
+    pub fn state(&self) -> &ShardState {
+        &self.state
+    }
+
+    /// Two-phase orders this shard coordinates or holds stock for, and early decisions.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len() + self.state.holds.len() + self.fenced.len()
+    }
+
+    /// Rebuild state from a record read back from the log.
+    pub fn replay(&mut self, record: &Record) {
+        self.apply_record(record);
+    }
+
+    /// When the next `Deferred` order lapses, if any.
+    pub fn next_expiry(&self) -> Option<TimestampMs> {
+        self.state.expiry.first().map(|(at, _)| *at)
+    }
+
+    pub(crate) fn owns(&self, id: u64) -> bool {
+        shard_of(id, self.shards) == self.id
+    }
+
+    /// Apply a record and pass it on to the journal.
+    pub(crate) fn commit(&mut self, record: Record, out: &mut Output) {
+        self.apply_record(&record);
+        out.records.push(record);
+    }
+
+    pub(crate) fn send(&mut self, to: ShardId, msg: PeerMsg, out: &mut Output) {
+        debug_assert_ne!(to, self.id);
+        self.sent[to as usize] += 1;
+        out.sends.push((to, msg));
+    }
+
+    /// Run one client command that this shard owns.
+    pub fn apply(&mut self, token: Token, cmd: Command, now: TimestampMs, out: &mut Output) {
+        debug_assert_eq!(
+            cmd.owner(self.shards),
+            self.id,
+            "{cmd:?} sent to the wrong shard"
+        );
+        let outcome = match cmd {
+            Command::PutSku {
+                sku,
+                price,
+                per_user_limit,
+            } => {
+                self.commit(
+                    Record::SkuPut {
+                        sku,
+                        price,
+                        per_user_limit,
+                    },
+                    out,
+                );
+                self.sku_view(sku)
+            }
+            Command::Restock { sku, qty } => self.restock(sku, qty, out),
+            Command::Deposit { account, amount } => self.deposit(account, amount, out),
+            Command::Withdraw { account, amount } => self.withdraw(account, amount, out),
+            Command::PlaceOrder(p) => return self.place_order(token, p, now, out),
+            Command::Pay { account, order } => self.pay(OrderKey { account, id: order }, now, out),
+            Command::Cancel { account, order } => {
+                self.cancel(OrderKey { account, id: order }, now, out)
+            }
+            Command::Refund {
+                account,
+                order,
+                restock,
+            } => self.refund(OrderKey { account, id: order }, restock, out),
+            Command::GetSku { sku } => self.sku_view(sku),
+            Command::GetAccount { account } => self.account_view(account),
+            Command::GetOrder { account, order } => self
+                .order_view(OrderKey { account, id: order })
+                .map(Reply::Order),
+            Command::ListOrders {
+                account,
+                after,
+                limit,
+            } => self.list_orders(account, after, limit),
+        };
+        out.replies.push((token, outcome));
+    }
+
+    /// Handle one message from shard `from`.
+    pub fn deliver(&mut self, from: ShardId, msg: PeerMsg, now: TimestampMs, out: &mut Output) {
+        self.received[from as usize] += 1;
+        match msg {
+            PeerMsg::Prepare { tx, account, lines } => {
+                let vote = self.prepare(tx, account, &lines, out);
+                self.send(from, PeerMsg::Vote { tx, vote }, out);
+            }
+            PeerMsg::Vote { tx, vote } => self.on_vote(tx, from, vote, now, out),
+            PeerMsg::Decide {
+                tx,
+                commit,
+                immediate,
+            } => self.decide(tx, commit, immediate, out),
+            PeerMsg::Settle {
+                account,
+                lines,
+                settle,
+            } => self.commit(
+                Record::StockSettled {
+                    account,
+                    lines,
+                    settle,
+                },
+                out,
+            ),
+        }
+    }
+
+    fn restock(&mut self, sku: SkuId, qty: Qty, out: &mut Output) -> Outcome {
+        let s = self
+            .state
+            .skus
+            .get(&sku)
+            .ok_or(Reject::UnknownSku { sku })?;
+        if qty == 0 {
+            return Err(Reject::ZeroQuantity { sku });
+        }
+        if s.stocked.checked_add(qty).is_none() {
+            return Err(Reject::StockOverflow {
+                sku,
+                stocked: s.stocked,
+                qty,
+            });
+        }
+        self.commit(Record::Restocked { sku, qty }, out);
+        self.sku_view(sku)
+    }
+
+    fn deposit(&mut self, account: AccountId, amount: Money, out: &mut Output) -> Outcome {
+        if amount == 0 {
+            return Err(Reject::ZeroAmount);
+        }
+        let balance = self.state.accounts.get(&account).map_or(0, |a| a.balance);
+        if balance.checked_add(amount).is_none() {
+            return Err(Reject::BalanceOverflow {
+                account,
+                balance,
+                amount,
+            });
+        }
+        self.commit(Record::Deposited { account, amount }, out);
+        self.account_view(account)
+    }
+
+    fn withdraw(&mut self, account: AccountId, amount: Money, out: &mut Output) -> Outcome {
+        let a = self
+            .state
+            .accounts
+            .get(&account)
+            .ok_or(Reject::UnknownAccount { account })?;
+        if amount == 0 {
+            return Err(Reject::ZeroAmount);
+        }
+        if a.balance < amount {
+            return Err(Reject::InsufficientFunds {
+                account,
+                balance: a.balance,
+                needed: amount,
+            });
+        }
+        self.commit(Record::Withdrew { account, amount }, out);
+        self.account_view(account)
+    }
+
+    fn sku_view(&self, sku: SkuId) -> Outcome {
+        let s = self
+            .state
+            .skus
+            .get(&sku)
+            .ok_or(Reject::UnknownSku { sku })?;
+        Ok(Reply::Sku(SkuView {
+            id: sku,
+            price: s.price,
+            available: s.available,
+            reserved: s.reserved,
+            sold: s.sold,
+            per_user_limit: s.per_user_limit,
+        }))
+    }
+
+    fn account_view(&self, account: AccountId) -> Outcome {
+        let a = self
+            .state
+            .accounts
+            .get(&account)
+            .ok_or(Reject::UnknownAccount { account })?;
+        Ok(Reply::Account(AccountView {
+            id: account,
+            balance: a.balance,
+        }))
+    }
+
+    pub(crate) fn order_view(&self, key: OrderKey) -> Result<OrderView, Reject> {
+        let o = self.state.orders.get(&key).ok_or(Reject::UnknownOrder {
+            account: key.account,
+            order: key.id,
+        })?;
+        Ok(OrderView {
+            id: key.id,
+            account: key.account,
+            lines: o.lines.to_vec(),
+            total: o.total,
+            state: o.state,
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+            restocked: o.restocked,
+        })
+    }
+
+    fn list_orders(&self, account: AccountId, after: Option<OrderId>, limit: u32) -> Outcome {
+        let a = self
+            .state
+            .accounts
+            .get(&account)
+            .ok_or(Reject::UnknownAccount { account })?;
+        if limit == 0 || limit > LIST_ORDERS_LIMIT_MAX {
+            return Err(Reject::InvalidLimit {
+                limit,
+                max: LIST_ORDERS_LIMIT_MAX,
+            });
+        }
+        let start = match after {
+            Some(after) => a.orders.partition_point(|&id| id <= after),
+            None => 0,
+        };
+        let views = a.orders[start..]
+            .iter()
+            .take(limit as usize)
+            .map(|&id| self.order_view(OrderKey { account, id }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Reply::Orders(views))
+    }
+
+    /// Remember a failed order so its retry gets the same answer; forget the
+    /// oldest past the bound, because memory must not grow with every failure.
+    pub(crate) fn remember_rejection(&mut self, key: OrderKey, fingerprint: u64, reject: Reject) {
+        if self.state.rejected.len() >= REJECTIONS_REMEMBERED_MAX {
+            if let Some(old) = self.state.rejected_fifo.pop_front() {
+                self.state.rejected.remove(&old);
+            }
+        }
+        if self
+            .state
+            .rejected
+            .insert(key, (fingerprint, reject))
+            .is_none()
+        {
+            self.state.rejected_fifo.push_back(key);
+        }
+    }
+
+    /// This shard's contribution to a whole-engine audit.
+    pub fn audit_part(&self) -> AuditPart {
+        AuditPart::of(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

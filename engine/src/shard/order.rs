@@ -1,0 +1,444 @@
+//! `place_order`: validation, idempotency, the single-shard fast path and the
+//! coordinator's side of two-phase commit.
+
+use std::hash::Hasher;
+
+use super::{Output, PendingTx, Shard, Token};
+use crate::command::{PlaceOrder, Reply};
+use crate::error::Reject;
+use crate::hash::{IdHasher, shard_of};
+use crate::limits::{ORDER_LINES_MAX, ORDER_TTL_MS_MAX};
+use crate::message::{PeerMsg, TxId, Vote};
+use crate::record::{NewOrder, Record};
+use crate::types::{Line, LineRequest, Money, OrderKey, Payment, ShardId, TimestampMs};
+
+/// Hash of what a retry must repeat exactly: lines, price guards and payment.
+pub fn fingerprint(lines: &[LineRequest], payment: Payment) -> u64 {
+    let mut h = IdHasher::default();
+    for l in lines {
+        h.write_u64(l.sku);
+        h.write_u32(l.qty);
+        match l.expected_unit_price {
+            Some(p) => {
+                h.write_u8(1);
+                h.write_u64(p);
+            }
+            None => h.write_u8(0),
+        }
+    }
+    match payment {
+        Payment::Immediate => h.write_u8(0),
+        Payment::Deferred { ttl_ms } => {
+            h.write_u8(1);
+            h.write_u64(ttl_ms);
+        }
+    }
+    h.finish()
+}
+
+/// Checks that need no state. These failures are not remembered: the same
+/// request fails the same way every time.
+fn validate(p: &PlaceOrder) -> Result<(), Reject> {
+    if p.lines.is_empty() {
+        return Err(Reject::EmptyOrder);
+    }
+    if p.lines.len() > ORDER_LINES_MAX {
+        return Err(Reject::TooManyLines {
+            count: p.lines.len(),
+            max: ORDER_LINES_MAX,
+        });
+    }
+    for (i, l) in p.lines.iter().enumerate() {
+        if l.qty == 0 {
+            return Err(Reject::ZeroQuantity { sku: l.sku });
+        }
+        // Orders have at most 64 lines, so the quadratic scan beats a set.
+        if p.lines[..i].iter().any(|m| m.sku == l.sku) {
+            return Err(Reject::DuplicateSku { sku: l.sku });
+        }
+    }
+    if let Payment::Deferred { ttl_ms } = p.payment {
+        if ttl_ms == 0 || ttl_ms > ORDER_TTL_MS_MAX {
+            return Err(Reject::InvalidTtl {
+                ttl_ms,
+                max_ms: ORDER_TTL_MS_MAX,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn total_of(lines: &[Line]) -> Result<Money, Reject> {
+    lines.iter().try_fold(0u64, |acc, l| {
+        l.unit_price
+            .checked_mul(u64::from(l.qty))
+            .and_then(|x| acc.checked_add(x))
+            .ok_or(Reject::TotalOverflow)
+    })
+}
+
+impl Shard {
+    pub(crate) fn place_order(
+        &mut self,
+        token: Token,
+        p: PlaceOrder,
+        now: TimestampMs,
+        out: &mut Output,
+    ) {
+        if let Err(r) = validate(&p) {
+            out.replies.push((token, Err(r)));
+            return;
+        }
+        let key = OrderKey {
+            account: p.account,
+            id: p.id,
+        };
+        let fp = fingerprint(&p.lines, p.payment);
+        if let Some(answer) = self.seen_before(key, fp, token) {
+            if let Some(outcome) = answer {
+                out.replies.push((token, outcome));
+            }
+            return;
+        }
+        let Some(account) = self.state.accounts.get(&p.account) else {
+            let reject = Reject::UnknownAccount { account: p.account };
+            self.reject(key, fp, reject, &[token], out);
+            return;
+        };
+        let balance = account.balance;
+
+        if p.lines.iter().all(|l| self.owns(l.sku)) {
+            let result = p
+                .lines
+                .iter()
+                .map(|l| {
+                    self.check_line(p.account, l).map(|unit_price| Line {
+                        sku: l.sku,
+                        qty: l.qty,
+                        unit_price,
+                    })
+                })
+                .collect::<Result<Box<[Line]>, Reject>>()
+                .and_then(|lines| {
+                    let total = total_of(&lines)?;
+                    if p.payment == Payment::Immediate && balance < total {
+                        return Err(Reject::InsufficientFunds {
+                            account: p.account,
+                            balance,
+                            needed: total,
+                        });
+                    }
+                    Ok((lines, total))
+                });
+            match result {
+                Ok((lines, total)) => {
+                    let order = NewOrder {
+                        key,
+                        lines,
+                        total,
+                        payment: p.payment,
+                        created_at: now,
+                        fingerprint: fp,
+                    };
+                    self.commit(Record::OrderPlaced(order), out);
+                    out.replies
+                        .push((token, self.order_view(key).map(Reply::Order)));
+                }
+                Err(r) => self.reject(key, fp, r, &[token], out),
+            }
+            return;
+        }
+
+        let tx = TxId {
+            coordinator: self.id,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let mut participants: Vec<ShardId> = p
+            .lines
+            .iter()
+            .map(|l| shard_of(l.sku, self.shards))
+            .collect();
+        participants.sort_unstable();
+        participants.dedup();
+        self.pending.insert(
+            tx,
+            PendingTx {
+                key,
+                lines: p.lines,
+                payment: p.payment,
+                fingerprint: fp,
+                created_at: now,
+                prices: Vec::new(),
+                votes_missing: participants.len() as u16,
+                voted_yes: Vec::with_capacity(participants.len()),
+                reject: None,
+                waiters: vec![token],
+            },
+        );
+        self.pending_keys.insert(key, tx);
+        for s in participants {
+            let pending = &self.pending[&tx];
+            let lines: Box<[LineRequest]> = pending
+                .lines
+                .iter()
+                .filter(|l| shard_of(l.sku, self.shards) == s)
+                .copied()
+                .collect();
+            if s == self.id {
+                let vote = self.prepare(tx, p.account, &lines, out);
+                self.on_vote(tx, s, vote, now, out);
+            } else {
+                self.send(
+                    s,
+                    PeerMsg::Prepare {
+                        tx,
+                        account: p.account,
+                        lines,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    /// `Some(Some(answer))` for a retry of a decided order, `Some(None)` when the
+    /// caller was queued behind the same order still in flight, `None` if new.
+    fn seen_before(
+        &mut self,
+        key: OrderKey,
+        fp: u64,
+        token: Token,
+    ) -> Option<Option<crate::command::Outcome>> {
+        let conflict = Err(Reject::IdempotencyConflict { order: key.id });
+        if let Some(o) = self.state.orders.get(&key) {
+            let same = o.fingerprint == fp;
+            return Some(Some(if same {
+                self.order_view(key).map(Reply::Order)
+            } else {
+                conflict
+            }));
+        }
+        if let Some(&(first_fp, reject)) = self.state.rejected.get(&key) {
+            return Some(Some(if first_fp == fp {
+                Err(reject)
+            } else {
+                conflict
+            }));
+        }
+        if let Some(tx) = self.pending_keys.get(&key) {
+            let pending = self.pending.get_mut(tx).expect("pending key has its tx");
+            if pending.fingerprint == fp {
+                pending.waiters.push(token);
+                return Some(None);
+            }
+            return Some(Some(conflict));
+        }
+        None
+    }
+
+    /// The line checks, in the order the reference model makes them.
+    pub(crate) fn check_line(&self, account: u64, l: &LineRequest) -> Result<Money, Reject> {
+        let s = self
+            .state
+            .skus
+            .get(&l.sku)
+            .ok_or(Reject::UnknownSku { sku: l.sku })?;
+        if let Some(expected) = l.expected_unit_price {
+            if expected != s.price {
+                return Err(Reject::PriceChanged {
+                    sku: l.sku,
+                    expected,
+                    actual: s.price,
+                });
+            }
+        }
+        if s.per_user_limit > 0 {
+            let already = self
+                .state
+                .purchases
+                .get(&(l.sku, account))
+                .copied()
+                .unwrap_or(0);
+            if u64::from(already) + u64::from(l.qty) > u64::from(s.per_user_limit) {
+                return Err(Reject::PerUserLimit {
+                    sku: l.sku,
+                    limit: s.per_user_limit,
+                    already,
+                    requested: l.qty,
+                });
+            }
+        }
+        if s.available < l.qty {
+            return Err(Reject::OutOfStock {
+                sku: l.sku,
+                available: s.available,
+                requested: l.qty,
+            });
+        }
+        Ok(s.price)
+    }
+
+    fn reject(
+        &mut self,
+        key: OrderKey,
+        fingerprint: u64,
+        reject: Reject,
+        waiters: &[Token],
+        out: &mut Output,
+    ) {
+        self.commit(
+            Record::OrderRejected {
+                key,
+                fingerprint,
+                reject,
+            },
+            out,
+        );
+        for &t in waiters {
+            out.replies.push((t, Err(reject)));
+        }
+    }
+
+    pub(crate) fn on_vote(
+        &mut self,
+        tx: TxId,
+        from: ShardId,
+        vote: Vote,
+        now: TimestampMs,
+        out: &mut Output,
+    ) {
+        let shards = self.shards;
+        let Some(p) = self.pending.get_mut(&tx) else {
+            // Presumed abort: a vote for a transaction we no longer know.
+            if let Vote::Yes(_) = vote {
+                self.decide_at(from, tx, false, false, out);
+            }
+            return;
+        };
+        p.votes_missing -= 1;
+        match vote {
+            Vote::Yes(prices) => {
+                if p.prices.is_empty() {
+                    p.prices = vec![0; p.lines.len()];
+                }
+                let mine = p
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| shard_of(l.sku, shards) == from);
+                for ((i, _), price) in mine.zip(prices.iter()) {
+                    p.prices[i] = *price;
+                }
+                p.voted_yes.push(from);
+            }
+            Vote::No(reject) => {
+                // Report the earliest failing line, as a single shard checking
+                // the lines in order would.
+                let at = reject_sku(&reject)
+                    .and_then(|sku| p.lines.iter().position(|l| l.sku == sku))
+                    .unwrap_or(usize::MAX);
+                if p.reject.is_none_or(|(i, _)| at < i) {
+                    p.reject = Some((at, reject));
+                }
+            }
+            Vote::Fenced => {
+                let r = Reject::IdempotencyConflict { order: p.key.id };
+                p.reject.get_or_insert((usize::MAX, r));
+            }
+        }
+        if p.votes_missing == 0 {
+            let p = self.pending.remove(&tx).expect("pending tx");
+            self.pending_keys.remove(&p.key);
+            self.finish(tx, p, now, out);
+        }
+    }
+
+    fn finish(&mut self, tx: TxId, p: PendingTx, now: TimestampMs, out: &mut Output) {
+        let _ = now;
+        let lines: Box<[Line]> = p
+            .lines
+            .iter()
+            .zip(p.prices.iter())
+            .map(|(l, &unit_price)| Line {
+                sku: l.sku,
+                qty: l.qty,
+                unit_price,
+            })
+            .collect();
+        let decision = match p.reject {
+            Some((_, r)) => Err(r),
+            None => total_of(&lines).and_then(|total| {
+                let balance = self
+                    .state
+                    .accounts
+                    .get(&p.key.account)
+                    .map_or(0, |a| a.balance);
+                if p.payment == Payment::Immediate && balance < total {
+                    Err(Reject::InsufficientFunds {
+                        account: p.key.account,
+                        balance,
+                        needed: total,
+                    })
+                } else {
+                    Ok(total)
+                }
+            }),
+        };
+        let immediate = p.payment == Payment::Immediate;
+        match decision {
+            Ok(total) => {
+                let order = NewOrder {
+                    key: p.key,
+                    lines,
+                    total,
+                    payment: p.payment,
+                    created_at: p.created_at,
+                    fingerprint: p.fingerprint,
+                };
+                // The commit point: once this record is durable the order exists.
+                self.commit(Record::OrderCommitted { order, tx }, out);
+                for &s in &p.voted_yes {
+                    self.decide_at(s, tx, true, immediate, out);
+                }
+                let view = self.order_view(p.key).map(Reply::Order);
+                for &t in &p.waiters {
+                    out.replies.push((t, view.clone()));
+                }
+            }
+            Err(r) => {
+                for &s in &p.voted_yes {
+                    self.decide_at(s, tx, false, immediate, out);
+                }
+                self.reject(p.key, p.fingerprint, r, &p.waiters, out);
+            }
+        }
+    }
+
+    fn decide_at(&mut self, s: ShardId, tx: TxId, commit: bool, immediate: bool, out: &mut Output) {
+        if s == self.id {
+            self.decide(tx, commit, immediate, out);
+        } else {
+            self.send(
+                s,
+                PeerMsg::Decide {
+                    tx,
+                    commit,
+                    immediate,
+                },
+                out,
+            );
+        }
+    }
+}
+
+/// The SKU a participant's rejection is about, to order rejections by line.
+fn reject_sku(r: &Reject) -> Option<u64> {
+    match *r {
+        Reject::OutOfStock { sku, .. }
+        | Reject::PerUserLimit { sku, .. }
+        | Reject::PriceChanged { sku, .. }
+        | Reject::UnknownSku { sku } => Some(sku),
+        _ => None,
+    }
+}

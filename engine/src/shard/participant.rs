@@ -1,0 +1,81 @@
+//! The SKU shard's side of two-phase commit: Try (prepare), then Confirm or
+//! Cancel (decide), with TCC fences so a repeated or late message is harmless.
+
+use super::{Output, Shard};
+use crate::message::{TxId, Vote};
+use crate::record::Record;
+use crate::types::{AccountId, Line, LineRequest};
+
+impl Shard {
+    /// Try: hold every line or none, and vote.
+    pub(crate) fn prepare(
+        &mut self,
+        tx: TxId,
+        account: AccountId,
+        lines: &[LineRequest],
+        out: &mut Output,
+    ) -> Vote {
+        if self.fenced.remove(&tx) {
+            return Vote::Fenced;
+        }
+        if let Some(hold) = self.state.holds.get(&tx) {
+            // A repeated Try: answer as before, hold nothing twice.
+            return Vote::Yes(hold.lines.iter().map(|l| l.unit_price).collect());
+        }
+        let upto = self
+            .state
+            .prepared_upto
+            .get(&tx.coordinator)
+            .copied()
+            .unwrap_or(0);
+        if tx.seq <= upto {
+            // Tried and already decided; its hold is gone.
+            return Vote::Fenced;
+        }
+        let mut held = Vec::with_capacity(lines.len());
+        for l in lines {
+            match self.check_line(account, l) {
+                Ok(unit_price) => held.push(Line {
+                    sku: l.sku,
+                    qty: l.qty,
+                    unit_price,
+                }),
+                Err(reject) => return Vote::No(reject),
+            }
+        }
+        let prices = held.iter().map(|l| l.unit_price).collect();
+        self.commit(
+            Record::Prepared {
+                tx,
+                account,
+                lines: held.into_boxed_slice(),
+            },
+            out,
+        );
+        Vote::Yes(prices)
+    }
+
+    /// Confirm or Cancel a hold.
+    pub(crate) fn decide(&mut self, tx: TxId, commit: bool, immediate: bool, out: &mut Output) {
+        if self.state.holds.contains_key(&tx) {
+            let record = if commit {
+                Record::HoldCommitted { tx, immediate }
+            } else {
+                Record::HoldAborted { tx }
+            };
+            self.commit(record, out);
+            return;
+        }
+        let upto = self
+            .state
+            .prepared_upto
+            .get(&tx.coordinator)
+            .copied()
+            .unwrap_or(0);
+        if tx.seq > upto && !commit {
+            // Cancel before Try: fence the Try out when it comes.
+            self.fenced.insert(tx);
+        }
+        // Otherwise a repeated decision, or a Try that voted no: nothing held.
+    }
+}

@@ -1,0 +1,106 @@
+//! The domain's plain data: ids, money, quantities, order lines and views.
+//!
+//! Money is a count of minor units (cents) and never a float. Quantities are
+//! `u32`. Every timestamp is milliseconds since the Unix epoch, assigned by the
+//! engine from its injected clock and written into the log, so replay is exact.
+
+/// A SKU id, chosen by the operator.
+pub type SkuId = u64;
+/// An account (wallet) id, chosen by the operator.
+pub type AccountId = u64;
+/// An order id, chosen by the client; with the account it is the idempotency key.
+pub type OrderId = u128;
+/// Minor units of money (cents).
+pub type Money = u64;
+/// A number of units of one SKU.
+pub type Qty = u32;
+/// Milliseconds since the Unix epoch.
+pub type TimestampMs = u64;
+/// Index of a shard, `0..shards`.
+pub type ShardId = u16;
+
+/// Orders are owned by their account's shard, so an order is named by both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderKey {
+    pub account: AccountId,
+    pub id: OrderId,
+}
+
+/// One line of an order as the buyer asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LineRequest {
+    pub sku: SkuId,
+    pub qty: Qty,
+    /// When set, the order fails with `PriceChanged` unless the SKU still costs this.
+    pub expected_unit_price: Option<Money>,
+}
+
+impl LineRequest {
+    pub fn new(sku: SkuId, qty: Qty) -> Self {
+        LineRequest {
+            sku,
+            qty,
+            expected_unit_price: None,
+        }
+    }
+}
+
+/// One line of an accepted order, with the price it was sold at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Line {
+    pub sku: SkuId,
+    pub qty: Qty,
+    pub unit_price: Money,
+}
+
+/// How an order is paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Payment {
+    /// Reserve, debit and leave the order `Paid`, all at once.
+    Immediate,
+    /// Reserve only; the order is `Reserved` until paid, cancelled or expired.
+    Deferred { ttl_ms: u64 },
+}
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrderState {
+    Reserved,
+    Paid,
+    Cancelled,
+    Expired,
+    Refunded,
+}
+
+/// What a reader sees of a SKU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkuView {
+    pub id: SkuId,
+    pub price: Money,
+    pub available: Qty,
+    pub reserved: Qty,
+    pub sold: Qty,
+    pub per_user_limit: Qty,
+}
+
+/// What a reader sees of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    pub id: AccountId,
+    pub balance: Money,
+}
+
+/// What a reader sees of an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderView {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub lines: Vec<Line>,
+    pub total: Money,
+    pub state: OrderState,
+    pub created_at: TimestampMs,
+    /// For a `Deferred` order, when its reservation lapses; 0 for `Immediate`.
+    pub expires_at: TimestampMs,
+    /// For a `Refunded` order, whether its units went back on sale.
+    pub restocked: bool,
+}
