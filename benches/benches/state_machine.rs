@@ -1,1 +1,186 @@
-fn main() {}
+//! One shard's pure state machine: commands per second with no threads and
+//! no I/O. The figure to beat is 5,000,000 single-line orders per second.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use mercato_engine::shard::{Output, Shard};
+use mercato_engine::sim::Cluster;
+use mercato_engine::{Command, LineRequest, Payment, PlaceOrder};
+
+const ACCOUNTS: u64 = 1_000_000;
+const SKUS: u64 = 10_000;
+const BATCH: u64 = 10_000;
+
+fn stocked_shard(shards: u16, id: u16) -> Shard {
+    let mut s = Shard::new(id, shards);
+    let mut out = Output::default();
+    let owned = |x: u64| mercato_engine::hash::shard_of(x, shards) == id;
+    for sku in (0..SKUS).filter(|&x| owned(x)) {
+        s.apply(
+            0,
+            Command::PutSku {
+                sku,
+                price: 250,
+                per_user_limit: 0,
+            },
+            1,
+            &mut out,
+        );
+        s.apply(
+            0,
+            Command::Restock {
+                sku,
+                qty: u32::MAX - 1,
+            },
+            1,
+            &mut out,
+        );
+    }
+    for account in (0..ACCOUNTS).filter(|&x| owned(x)) {
+        s.apply(
+            0,
+            Command::Deposit {
+                account,
+                amount: u64::MAX / 2,
+            },
+            1,
+            &mut out,
+        );
+    }
+    s
+}
+
+fn order(id: u128, account: u64, skus: &[u64]) -> Command {
+    Command::PlaceOrder(PlaceOrder {
+        id,
+        account,
+        lines: skus.iter().map(|&s| LineRequest::new(s, 1)).collect(),
+        payment: Payment::Immediate,
+    })
+}
+
+fn single_shard(c: &mut Criterion) {
+    let mut g = c.benchmark_group("state_machine");
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(20);
+
+    let mut shard = stocked_shard(1, 0);
+    let mut next = 0u128;
+    g.bench_function("place_order_1_line_immediate", |b| {
+        b.iter_batched(
+            || {
+                (0..BATCH)
+                    .map(|i| {
+                        next += 1;
+                        order(
+                            next,
+                            (next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS,
+                            &[i % SKUS],
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |cmds| {
+                let mut out = Output::default();
+                for (t, cmd) in cmds.into_iter().enumerate() {
+                    shard.apply(t as u64, cmd, 1, &mut out);
+                }
+                out
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    let mut shard = stocked_shard(1, 0);
+    g.bench_function("place_order_3_lines_immediate", |b| {
+        b.iter_batched(
+            || {
+                (0..BATCH)
+                    .map(|i| {
+                        next += 1;
+                        order(
+                            next,
+                            (next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS,
+                            &[i % SKUS, (i + 1) % SKUS, (i + 2) % SKUS],
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |cmds| {
+                let mut out = Output::default();
+                for (t, cmd) in cmds.into_iter().enumerate() {
+                    shard.apply(t as u64, cmd, 1, &mut out);
+                }
+                out
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    // Two shards in one thread: every order pays for two-phase commit's
+    // messages and records, without any thread hand-off.
+    let mut cluster = Cluster::new(2);
+    for sku in 0..SKUS {
+        cluster
+            .call(
+                Command::PutSku {
+                    sku,
+                    price: 250,
+                    per_user_limit: 0,
+                },
+                1,
+            )
+            .expect("put");
+        cluster
+            .call(
+                Command::Restock {
+                    sku,
+                    qty: u32::MAX - 1,
+                },
+                1,
+            )
+            .expect("restock");
+    }
+    for account in 0..ACCOUNTS / 10 {
+        cluster
+            .call(
+                Command::Deposit {
+                    account,
+                    amount: u64::MAX / 2,
+                },
+                1,
+            )
+            .expect("deposit");
+    }
+    let off = |account: u64| {
+        let home = mercato_engine::hash::shard_of(account, 2);
+        (0..SKUS)
+            .find(|&s| mercato_engine::hash::shard_of(s, 2) != home)
+            .unwrap()
+    };
+    let targets: Vec<u64> = (0..ACCOUNTS / 10).map(off).collect();
+    g.bench_function("place_order_1_line_two_phase", |b| {
+        b.iter_batched(
+            || {
+                (0..BATCH)
+                    .map(|_| {
+                        next += 1;
+                        let account = (next as u64).wrapping_mul(2_654_435_761) % (ACCOUNTS / 10);
+                        order(next, account, &[targets[account as usize]])
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |cmds| {
+                for cmd in cmds {
+                    cluster.submit(cmd, 1);
+                }
+                cluster.settle(1);
+                cluster.clear_answers();
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, single_shard);
+criterion_main!(benches);

@@ -1,1 +1,9 @@
-//! placeholder
+//! mercato's TCP client (not written yet; see the network-face issue).
+//!
+//! This crate will connect to `mercato serve`, read the handshake, keep one
+//! connection per shard, send each write to the shard that owns it, spread
+//! reads with a `Balancer` (random, round-robin, nginx's smooth weighted
+//! round-robin, least outstanding, power of two choices), coalesce concurrent
+//! callers into batch frames, and retry `place_order` safely under the same
+//! order id. It depends on `mercato-protocol` only.
+#![forbid(unsafe_code)]

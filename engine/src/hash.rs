@@ -102,8 +102,7 @@ mod tests {
     fn shard_of_is_fixed() {
         // A data directory depends on these exact values; a change must bump SHARD_OF_NAME.
         let got: Vec<u16> = (0..8).map(|id| shard_of(id, 4)).collect();
-        assert_eq!(got, (0..8).map(|id| shard_of(id, 4)).collect::<Vec<_>>());
-        assert!(got.iter().all(|&s| s < 4));
+        assert_eq!(got, [3, 2, 2, 0, 1, 1, 2, 1]);
         assert_eq!(shard_of(u64::MAX, 1), 0);
     }
 }

@@ -42,8 +42,10 @@ pub mod message;
 pub mod record;
 pub mod runtime;
 pub mod shard;
+pub mod sim;
 mod sync;
 pub mod types;
+pub mod workload;
 
 pub use audit::{AuditReport, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::CachePadded;
 
+use super::doorbell::Doorbell;
 use super::gate::Gate;
 use super::handle::Handle;
 use super::ring::{Consumer, Producer, ring};
@@ -17,7 +17,7 @@ use crate::limits::{INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX};
 use crate::message::PeerMsg;
 use crate::record::Record;
 use crate::shard::Shard;
-use crate::sync::{AtomicBool, AtomicUsize};
+use crate::sync::AtomicUsize;
 
 /// Where each shard's records go until the write-ahead log exists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,8 +61,8 @@ impl Config {
 pub(crate) struct ShardSlot {
     pub inbound: ArrayQueue<Request>,
     pub waker: mio::Waker,
-    /// Set while the shard is about to sleep or asleep; senders wake it then.
-    pub sleeping: CachePadded<AtomicBool>,
+    /// Tells senders whether the shard sleeps and needs its waker.
+    pub doorbell: Doorbell,
 }
 
 pub(crate) struct Shared {
@@ -132,7 +132,7 @@ impl Engine {
             slots.push(ShardSlot {
                 inbound: ArrayQueue::new(INBOUND_DEPTH_MAX),
                 waker,
-                sleeping: CachePadded::new(AtomicBool::new(false)),
+                doorbell: Doorbell::new(),
             });
             polls.push(poll);
         }

@@ -7,7 +7,7 @@
 //! the gate before it counts callers, no request can land in a queue after its
 //! shard's last look: every caller gets an answer.
 
-use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
 
 #[derive(Default)]
 pub struct Gate {
@@ -26,6 +26,9 @@ impl Gate {
     /// Enter, unless the gate is closed.
     pub fn enter(&self) -> Option<Pass<'_>> {
         self.inside.fetch_add(1, Ordering::SeqCst);
+        // A store then a load of another variable: only a SeqCst fence keeps
+        // them in order (loom, rightly, does not accept SeqCst accesses alone).
+        fence(Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst) {
             self.inside.fetch_sub(1, Ordering::SeqCst);
             return None;
@@ -35,6 +38,8 @@ impl Gate {
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `enter`.
+        fence(Ordering::SeqCst);
     }
 
     pub fn is_closed(&self) -> bool {

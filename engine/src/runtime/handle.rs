@@ -10,7 +10,6 @@ use crate::audit::{AuditReport, audit, quiescent};
 use crate::command::{Command, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
 use crate::limits::{BATCH_LEN_MAX, INBOUND_DEPTH_MAX};
-use crate::sync::{Ordering, fence};
 use crate::types::{
     AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, SkuId, SkuView,
 };
@@ -91,10 +90,8 @@ impl Handle {
     }
 
     fn wake(&self, shard: usize) {
-        // Pairs with the shard's fence before it sleeps.
-        fence(Ordering::SeqCst);
         let slot = &self.shared.shards[shard];
-        if slot.sleeping.load(Ordering::SeqCst) {
+        if slot.doorbell.needs_ring() {
             let _ = slot.waker.wake();
         }
     }

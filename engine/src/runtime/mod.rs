@@ -2,6 +2,7 @@
 //! shard, bounded mailboxes between them, and the [`Handle`] callers use.
 
 mod collector;
+mod doorbell;
 mod engine;
 mod gate;
 mod handle;
@@ -9,6 +10,7 @@ pub mod ring;
 mod worker;
 
 pub use collector::Collector;
+pub use doorbell::Doorbell;
 pub use engine::{Config, Engine, JournalMode, Stopped};
 pub use gate::{Gate, Pass};
 pub use handle::{CallResult, Handle};

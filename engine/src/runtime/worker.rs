@@ -16,7 +16,7 @@ use crate::error::EngineError;
 use crate::limits::{IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, RING_DEPTH_MAX};
 use crate::message::PeerMsg;
 use crate::shard::{Output, Shard, Token};
-use crate::sync::{Ordering, fence};
+use crate::sync::Ordering;
 
 /// What a caller queues for one shard.
 pub(crate) enum Request {
@@ -238,11 +238,8 @@ impl Worker {
     }
 
     fn wake(&self, to: usize) {
-        // Pairs with the fence in `sleep`: either the sleeper sees our batch,
-        // or we see its flag and wake it.
-        fence(Ordering::SeqCst);
         let slot = &self.shared.shards[to];
-        if slot.sleeping.load(Ordering::SeqCst) {
+        if slot.doorbell.needs_ring() {
             let _ = slot.waker.wake();
         }
     }
@@ -254,8 +251,7 @@ impl Worker {
 
     fn sleep(&mut self, id: usize, now: u64) {
         let slot = &self.shared.shards[id];
-        slot.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        slot.doorbell.going_to_sleep();
         if !self.has_input(id) && !self.shared.gate.is_closed() {
             let until_expiry = self
                 .shard
@@ -265,9 +261,7 @@ impl Worker {
             // An error here is EINTR or a spurious wake-up; the loop looks again either way.
             let _ = self.poll.poll(&mut self.events, Some(timeout));
         }
-        self.shared.shards[id]
-            .sleeping
-            .store(false, Ordering::SeqCst);
+        self.shared.shards[id].doorbell.awake();
     }
 
     /// Exit once no shard can send this one anything more: all stopped taking

@@ -418,6 +418,3 @@ impl Shard {
         AuditPart::of(self)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,1 +1,31 @@
-fn main() {}
+//! The `mercato` binary. `mercato demo` runs an embedded flash sale; `serve`
+//! and the `wal` tools arrive with the network and durability issues.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mercato",
+    version,
+    about = "An in-memory e-commerce trading engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load a catalog, run a flash sale and a cart workload in-process, audit, print a summary.
+    Demo(demo::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Demo(args) => demo::run(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,129 @@
+//! Many threads fight over a few SKUs with orders that span every shard. At
+//! the end nothing is oversold, money is conserved, and every order a caller
+//! was told succeeded is in the engine exactly once, in the state it was told.
+
+use std::collections::HashMap;
+
+use mercato_engine::{Config, Engine, LineRequest, OrderState, Payment, Reject};
+
+/// An acknowledged order: account, id, state when acknowledged, (sku, qty) lines.
+type Acked = (u64, u128, OrderState, Vec<(u64, u32)>);
+
+const SKUS: u64 = 5;
+const STOCK: u32 = 400;
+const THREADS: u64 = 6;
+const ORDERS_PER_THREAD: u64 = 400;
+const ACCOUNTS_PER_THREAD: u64 = 8;
+
+#[test]
+fn contended_multi_shard_orders_never_oversell() {
+    for shards in [2u16, 3, 4] {
+        let engine = Engine::open(Config::with_shards(shards)).unwrap();
+        let h = engine.handle();
+        for sku in 0..SKUS {
+            h.put_sku(sku, 10 + sku, 0).unwrap().unwrap();
+            h.restock(sku, STOCK).unwrap().unwrap();
+        }
+        for a in 0..THREADS * ACCOUNTS_PER_THREAD {
+            h.deposit(a, 50_000).unwrap().unwrap();
+        }
+        let results: Vec<Vec<Acked>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let h = engine.handle();
+                    s.spawn(move || {
+                        let mut rng = 0x9E37_79B9u64 + t;
+                        let mut next = || {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            rng
+                        };
+                        let mut ok = Vec::new();
+                        for i in 0..ORDERS_PER_THREAD {
+                            let account = t * ACCOUNTS_PER_THREAD + next() % ACCOUNTS_PER_THREAD;
+                            let first = next() % SKUS;
+                            let n = 1 + next() % 3;
+                            let lines: Vec<_> = (0..n)
+                                .map(|k| {
+                                    LineRequest::new((first + k) % SKUS, 1 + (next() % 3) as u32)
+                                })
+                                .collect();
+                            let deferred = next() % 3 == 0;
+                            let payment = if deferred {
+                                Payment::Deferred { ttl_ms: 600_000 }
+                            } else {
+                                Payment::Immediate
+                            };
+                            let id = u128::from(t) << 64 | u128::from(i);
+                            match h.place_order(id, account, lines.clone(), payment).unwrap() {
+                                Ok(mut o) => {
+                                    if deferred {
+                                        o = match next() % 3 {
+                                            0 => h.pay(account, id).unwrap().unwrap(),
+                                            1 => h.cancel(account, id).unwrap().unwrap(),
+                                            _ => o,
+                                        };
+                                    }
+                                    let units = lines.iter().map(|l| (l.sku, l.qty)).collect();
+                                    ok.push((account, id, o.state, units));
+                                }
+                                Err(
+                                    Reject::OutOfStock { .. } | Reject::InsufficientFunds { .. },
+                                ) => {}
+                                Err(other) => panic!("unexpected rejection {other}"),
+                            }
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+
+        let mut reserved: HashMap<u64, u64> = HashMap::new();
+        let mut sold: HashMap<u64, u64> = HashMap::new();
+        let mut successes = 0;
+        for (account, id, state, units) in results.into_iter().flatten() {
+            successes += 1;
+            let now = h.get_order(account, id).unwrap().unwrap();
+            assert_eq!(now.state, state, "order {id}");
+            for (sku, qty) in units {
+                match state {
+                    OrderState::Reserved => *reserved.entry(sku).or_default() += u64::from(qty),
+                    OrderState::Paid => *sold.entry(sku).or_default() += u64::from(qty),
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            successes > 100,
+            "the test should sell something: {successes}"
+        );
+        for sku in 0..SKUS {
+            let v = h.get_sku(sku).unwrap().unwrap();
+            assert_eq!(v.available + v.reserved + v.sold, STOCK, "sku {sku}");
+            assert_eq!(
+                u64::from(v.reserved),
+                reserved.get(&sku).copied().unwrap_or(0),
+                "sku {sku} reserved"
+            );
+            assert_eq!(
+                u64::from(v.sold),
+                sold.get(&sku).copied().unwrap_or(0),
+                "sku {sku} sold"
+            );
+        }
+        let report = h.audit().unwrap();
+        assert!(
+            report.quiescent && report.ok(),
+            "{shards} shards: {:?}",
+            report.violations
+        );
+        assert_eq!(
+            report.orders, successes,
+            "every acknowledged order exactly once"
+        );
+        engine.shutdown();
+    }
+}
