@@ -12,6 +12,7 @@ const BATCH: u64 = 10_000;
 
 fn stocked_shard(shards: u16, id: u16) -> Shard {
     let mut s = Shard::new(id, shards);
+    s.discard_records();
     let mut out = Output::default();
     let owned = |x: u64| mercato_engine::hash::shard_of(x, shards) == id;
     for sku in (0..SKUS).filter(|&x| owned(x)) {
@@ -119,6 +120,7 @@ fn single_shard(c: &mut Criterion) {
     // Two shards in one thread: every order pays for two-phase commit's
     // messages and records, without any thread hand-off.
     let mut cluster = Cluster::new(2);
+    cluster.discard_records();
     for sku in 0..SKUS {
         cluster
             .call(

@@ -59,6 +59,11 @@ impl Cluster {
         self.answers.remove(&token)
     }
 
+    /// Stop keeping records, for long runs that never replay them.
+    pub fn discard_records(&mut self) {
+        self.shards.iter_mut().for_each(Shard::discard_records);
+    }
+
     /// Forget every answer not yet taken.
     pub fn clear_answers(&mut self) {
         self.answers.clear();

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use crate::command::Command;
-use crate::error::EngineError;
 use crate::limits::BATCH_LEN_MAX;
 use crate::runtime::Handle;
 
@@ -133,7 +132,7 @@ pub fn load(
                     while i < to {
                         let end = (i + BATCH_LEN_MAX as u64 / 4).min(to);
                         let batch: Vec<Command> = (i..end).map(make).collect();
-                        for answer in submit_until_accepted(&h, batch)? {
+                        for answer in h.submit_waiting(batch).map_err(|e| e.to_string())? {
                             answer.map_err(|r| format!("loading failed: {r}"))?;
                         }
                         tick(end - i);
@@ -147,32 +146,6 @@ pub fn load(
             .into_iter()
             .try_for_each(|w| w.join().map_err(|_| "a loader panicked".to_string())?)
     })
-}
-
-/// Submit a batch, resubmitting any commands a busy shard turned away.
-pub fn submit_until_accepted(
-    h: &Handle,
-    batch: Vec<Command>,
-) -> Result<Vec<crate::command::Outcome>, String> {
-    let mut answers: Vec<Option<crate::command::Outcome>> = vec![None; batch.len()];
-    let mut todo: Vec<(usize, Command)> = batch.into_iter().enumerate().collect();
-    while !todo.is_empty() {
-        let cmds = todo.iter().map(|(_, c)| c.clone()).collect();
-        let got = h.submit(cmds).map_err(|e| e.to_string())?;
-        let mut again = Vec::new();
-        for ((i, cmd), answer) in todo.into_iter().zip(got) {
-            match answer {
-                Ok(outcome) => answers[i] = Some(outcome),
-                Err(EngineError::Busy { .. }) => again.push((i, cmd)),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        if !again.is_empty() {
-            std::thread::yield_now();
-        }
-        todo = again;
-    }
-    Ok(answers.into_iter().map(|a| a.expect("answered")).collect())
 }
 
 /// Per-request latency in microseconds.

@@ -202,7 +202,7 @@ fn shutdown_answers_waiting_callers_and_replays_exactly() {
     }
     for (i, (shard, records)) in stopped.shards.iter().zip(&stopped.records).enumerate() {
         let mut replayed = mercato_engine::shard::Shard::new(i as u16, 2);
-        records.iter().for_each(|r| replayed.replay(r));
+        records.iter().for_each(|r| replayed.replay(r.clone()));
         assert_eq!(replayed.state(), shard.state(), "shard {i}");
     }
     let parts: Vec<_> = stopped.shards.iter().map(|s| s.audit_part()).collect();

@@ -99,7 +99,7 @@ fn run(shards: u16, cmds: Vec<(u64, Command)>, seed: u64, concurrent: bool) {
     for (i, records) in cluster.records.iter().enumerate() {
         let mut replayed = Shard::new(i as u16, shards);
         for r in records {
-            replayed.replay(r);
+            replayed.replay(r.clone());
         }
         assert_eq!(
             replayed.state(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use indicatif::ProgressBar;
-use mercato_engine::workload::{Latency, Rng, Zipf, load, submit_until_accepted};
+use mercato_engine::workload::{Latency, Rng, Zipf, load};
 use mercato_engine::{Command, Config, Engine, Handle, LineRequest, Payment, PlaceOrder, Reply};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -213,7 +213,7 @@ fn drive(h: &Handle, args: &Args, accounts: u64, skus: u64) -> (Counts, f64) {
                         .map(|c| matches!(c, Command::PlaceOrder(_)))
                         .collect();
                     let at = Instant::now();
-                    let answers = submit_until_accepted(&h, batch).expect("the engine is up");
+                    let answers = h.submit_waiting(batch).expect("the engine is up");
                     c.latency.record_batch(at, answers.len() as u64);
                     c.requests += answers.len() as u64;
                     for (answer, placed) in answers.into_iter().zip(placing) {

@@ -46,6 +46,7 @@ fn main() {
     // One shard, so every order takes the single-shard path and all of an
     // order's memory (order, lines, the account's order index) lands here.
     let mut shard = Shard::new(0, 1);
+    shard.discard_records();
     let sku = measure(&mut shard, N, |s| Command::PutSku {
         sku: s,
         price: 100,

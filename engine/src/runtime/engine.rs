@@ -166,14 +166,11 @@ impl Engine {
                 JournalMode::None => Box::new(NullJournal::default()),
                 JournalMode::Memory => Box::new(MemoryJournal::default()),
             };
-            let worker = Worker::new(
-                Shard::new(i as u16, n as u16),
-                shared.clone(),
-                poll,
-                producers,
-                consumers,
-                journal,
-            );
+            let mut shard = Shard::new(i as u16, n as u16);
+            if config.journal == JournalMode::None {
+                shard.discard_records();
+            }
+            let worker = Worker::new(shard, shared.clone(), poll, producers, consumers, journal);
             let spawned = std::thread::Builder::new()
                 .name(format!("mercato-shard-{i}"))
                 .spawn(move || worker.run());

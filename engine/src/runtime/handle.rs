@@ -50,6 +50,20 @@ impl Handle {
         &self,
         cmds: Vec<Command>,
     ) -> Result<Vec<Result<Outcome, EngineError>>, EngineError> {
+        self.submit_inner(cmds, false)
+    }
+
+    /// Like [`Handle::submit`], but waits for room in a full queue instead of
+    /// answering `Busy`: for callers that would only retry anyway.
+    pub fn submit_waiting(&self, cmds: Vec<Command>) -> Result<Vec<Outcome>, EngineError> {
+        self.submit_inner(cmds, true)?.into_iter().collect()
+    }
+
+    fn submit_inner(
+        &self,
+        cmds: Vec<Command>,
+        wait: bool,
+    ) -> Result<Vec<Result<Outcome, EngineError>>, EngineError> {
         if cmds.len() > BATCH_LEN_MAX {
             return Err(EngineError::BatchTooLong {
                 len: cmds.len(),
@@ -68,25 +82,45 @@ impl Handle {
                 if cmds.is_empty() {
                     continue;
                 }
-                let slot = &self.shared.shards[shard];
                 let req = Request::Commands {
                     collector: collector.clone(),
                     cmds,
                 };
-                match slot.inbound.push(req) {
-                    Ok(()) => self.wake(shard),
-                    Err(Request::Commands { cmds, .. }) => {
-                        let busy = EngineError::Busy {
-                            shard: shard as u16,
-                            depth_max: INBOUND_DEPTH_MAX,
-                        };
-                        collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
-                    }
-                    Err(Request::Audit { .. }) => unreachable!("pushed commands"),
+                if let Err(Request::Commands { cmds, .. }) = self.push(shard, req, wait) {
+                    let busy = EngineError::Busy {
+                        shard: shard as u16,
+                        depth_max: INBOUND_DEPTH_MAX,
+                    };
+                    collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
                 }
             }
         }
         Ok(collector.wait())
+    }
+
+    /// Queue a request, waiting for room if `wait`; gives it back if not queued.
+    fn push(&self, shard: usize, mut req: Request, wait: bool) -> Result<(), Request> {
+        let mut backoff = 0u32;
+        loop {
+            match self.shared.shards[shard].inbound.push(req) {
+                Ok(()) => {
+                    self.wake(shard);
+                    return Ok(());
+                }
+                Err(back) if wait => {
+                    req = back;
+                    // The shard is behind; make sure it is awake, then give it the core.
+                    self.wake(shard);
+                    backoff += 1;
+                    if backoff < 16 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+                Err(back) => return Err(back),
+            }
+        }
     }
 
     fn wake(&self, shard: usize) {
@@ -216,16 +250,12 @@ impl Handle {
             {
                 let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
                 for shard in 0..n {
-                    let mut req = Request::Audit {
+                    let req = Request::Audit {
                         collector: collector.clone(),
                         slot: shard,
                     };
-                    // An audit is rare and must not fail for a busy queue: wait for room.
-                    while let Err(back) = self.shared.shards[shard].inbound.push(req) {
-                        req = back;
-                        std::thread::sleep(Duration::from_micros(100));
-                    }
-                    self.wake(shard);
+                    // An audit is rare and must not fail for a busy queue.
+                    let _ = self.push(shard, req, true);
                 }
             }
             parts = collector.wait();

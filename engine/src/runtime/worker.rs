@@ -15,7 +15,7 @@ use crate::command::{Command, Outcome};
 use crate::error::EngineError;
 use crate::limits::{IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, RING_DEPTH_MAX};
 use crate::message::PeerMsg;
-use crate::shard::{Output, Shard, Token};
+use crate::shard::{Output, Shard};
 use crate::sync::Ordering;
 
 /// What a caller queues for one shard.
@@ -32,10 +32,12 @@ pub(crate) enum Request {
     },
 }
 
-/// Where a pending command's answer goes.
+/// Where a request's answers go. One per request, not per command, so the
+/// collector's reference count (shared with the caller and other shards) is
+/// touched once per request.
 struct Waiter {
     collector: Arc<Collector<Result<Outcome, EngineError>>>,
-    slot: u32,
+    outstanding: u32,
 }
 
 /// Idle turns spent spinning before the shard goes to sleep.
@@ -53,8 +55,10 @@ pub(crate) struct Worker {
     /// Batches a full ring refused, per peer, in order. While any wait here the
     /// shard takes no new client work, so this stays bounded.
     outbox: Vec<VecDeque<Vec<PeerMsg>>>,
+    /// Requests with answers outstanding; a command's token is its request's
+    /// index here in the high 32 bits and its slot in the caller's batch in the low.
     waiters: Vec<Option<Waiter>>,
-    free_tokens: Vec<Token>,
+    free_waiters: Vec<u32>,
     out: Output,
     journal: Box<dyn JournalBox>,
     announced_stop: bool,
@@ -80,7 +84,7 @@ impl Worker {
             gather: (0..n).map(|_| Vec::new()).collect(),
             outbox: (0..n).map(|_| VecDeque::new()).collect(),
             waiters: Vec::new(),
-            free_tokens: Vec::new(),
+            free_waiters: Vec::new(),
             out: Output::default(),
             journal,
             announced_stop: false,
@@ -151,12 +155,14 @@ impl Worker {
             work += 1;
             match req {
                 Request::Commands { collector, cmds } => {
+                    let outstanding = cmds.len() as u32;
+                    let idx = u64::from(self.park(Waiter {
+                        collector,
+                        outstanding,
+                    }));
                     for (slot, cmd) in cmds {
-                        let token = self.park(Waiter {
-                            collector: collector.clone(),
-                            slot,
-                        });
-                        self.shard.apply(token, cmd, now, &mut self.out);
+                        self.shard
+                            .apply(idx << 32 | u64::from(slot), cmd, now, &mut self.out);
                     }
                 }
                 Request::Audit { collector, slot } => {
@@ -167,16 +173,29 @@ impl Worker {
         work
     }
 
-    fn park(&mut self, w: Waiter) -> Token {
-        match self.free_tokens.pop() {
-            Some(t) => {
-                self.waiters[t as usize] = Some(w);
-                t
+    fn park(&mut self, w: Waiter) -> u32 {
+        match self.free_waiters.pop() {
+            Some(i) => {
+                self.waiters[i as usize] = Some(w);
+                i
             }
             None => {
                 self.waiters.push(Some(w));
-                (self.waiters.len() - 1) as Token
+                (self.waiters.len() - 1) as u32
             }
+        }
+    }
+
+    /// Hand a group of answers for one request to its caller, under one lock.
+    fn answer(&mut self, idx: u32, group: &mut Vec<(usize, Result<Outcome, EngineError>)>) {
+        let w = self.waiters[idx as usize]
+            .as_mut()
+            .expect("a parked request");
+        w.outstanding -= group.len() as u32;
+        w.collector.fill(group.drain(..));
+        if w.outstanding == 0 {
+            self.waiters[idx as usize] = None;
+            self.free_waiters.push(idx);
         }
     }
 
@@ -214,27 +233,23 @@ impl Worker {
                 self.wake(to);
             }
         }
-        // Answers grouped by caller, so a batch's collector is locked once per turn.
+        // Answers grouped by request, so a collector is locked once per group.
+        let mut replies = std::mem::take(&mut self.out.replies);
         let mut group = Vec::new();
-        let mut current: Option<Arc<Collector<Result<Outcome, EngineError>>>> = None;
-        for (token, outcome) in self.out.replies.drain(..) {
-            let w = self.waiters[token as usize]
-                .take()
-                .expect("a parked waiter");
-            self.free_tokens.push(token);
-            match &current {
-                Some(c) if Arc::ptr_eq(c, &w.collector) => {}
-                _ => {
-                    if let Some(c) = current.replace(w.collector) {
-                        c.fill(group.drain(..));
-                    }
+        let mut current = None;
+        for (token, outcome) in replies.drain(..) {
+            let idx = (token >> 32) as u32;
+            if current != Some(idx) {
+                if let Some(prev) = current.replace(idx) {
+                    self.answer(prev, &mut group);
                 }
             }
-            group.push((w.slot as usize, Ok(outcome)));
+            group.push((token as u32 as usize, Ok(outcome)));
         }
-        if let Some(c) = current {
-            c.fill(group);
+        if let Some(prev) = current {
+            self.answer(prev, &mut group);
         }
+        self.out.replies = replies;
     }
 
     fn wake(&self, to: usize) {

@@ -1,13 +1,14 @@
 //! Applying one record to the state. Handlers validate before they build a
 //! record, so nothing here can fail; a broken precondition is a bug and the
-//! debug assertions say which.
+//! debug assertions say which. Records are taken by value so an order's
+//! lines move into the state instead of being copied.
 
-use super::{Account, Hold, Order, Shard, Sku};
+use super::{Hold, Order, Shard, Sku};
 use crate::record::{NewOrder, Record, Settle};
-use crate::types::{AccountId, Line, OrderState, Payment, Qty, SkuId};
+use crate::types::{AccountId, Line, OrderKey, OrderState, Payment, Qty, SkuId};
 
 impl Shard {
-    pub(crate) fn apply_record(&mut self, record: &Record) {
+    pub(crate) fn apply_record(&mut self, record: Record) {
         let st = &mut self.state;
         match record {
             Record::SkuPut {
@@ -15,7 +16,7 @@ impl Shard {
                 price,
                 per_user_limit,
             } => {
-                let s = st.skus.entry(*sku).or_insert(Sku {
+                let s = st.skus.entry(sku).or_insert(Sku {
                     price: 0,
                     available: 0,
                     reserved: 0,
@@ -23,25 +24,25 @@ impl Shard {
                     per_user_limit: 0,
                     stocked: 0,
                 });
-                s.price = *price;
-                s.per_user_limit = *per_user_limit;
+                s.price = price;
+                s.per_user_limit = per_user_limit;
             }
             Record::Restocked { sku, qty } => {
-                let s = st.skus.get_mut(sku).expect("restock of a known sku");
+                let s = st.skus.get_mut(&sku).expect("restock of a known sku");
                 s.available += qty;
                 s.stocked += qty;
             }
             Record::Deposited { account, amount } => {
-                st.accounts.entry(*account).or_default().balance += amount;
-                st.deposited += u128::from(*amount);
+                st.accounts.entry(account).or_default().balance += amount;
+                st.deposited += u128::from(amount);
             }
             Record::Withdrew { account, amount } => {
                 let a = st
                     .accounts
-                    .get_mut(account)
+                    .get_mut(&account)
                     .expect("withdraw from a known account");
                 a.balance -= amount;
-                st.withdrawn += u128::from(*amount);
+                st.withdrawn += u128::from(amount);
             }
             Record::OrderPlaced(order) => {
                 let immediate = order.payment == Payment::Immediate;
@@ -55,59 +56,46 @@ impl Shard {
                 key,
                 fingerprint,
                 reject,
-            } => self.remember_rejection(*key, *fingerprint, *reject),
+            } => self.remember_rejection(key, fingerprint, reject),
             Record::Paid { key } => {
-                let o = st.orders.get_mut(key).expect("pay a known order");
+                let o = st.orders.get_mut(&key).expect("pay a known order");
                 debug_assert_eq!(o.state, OrderState::Reserved);
                 o.state = OrderState::Paid;
-                st.expiry.remove(&(o.expires_at, *key));
+                st.expiry.remove(&(o.expires_at, key));
                 let a = st.accounts.get_mut(&key.account).expect("order's account");
                 a.balance -= o.total;
                 st.revenue += u128::from(o.total);
             }
-            Record::Cancelled { key } | Record::Expired { key } => {
-                let o = st.orders.get_mut(key).expect("end a known order");
-                debug_assert_eq!(o.state, OrderState::Reserved);
-                o.state = match record {
-                    Record::Cancelled { .. } => OrderState::Cancelled,
-                    _ => OrderState::Expired,
-                };
-                st.expiry.remove(&(o.expires_at, *key));
-            }
+            Record::Cancelled { key } => self.end_reservation(key, OrderState::Cancelled),
+            Record::Expired { key } => self.end_reservation(key, OrderState::Expired),
             Record::Refunded { key, restock } => {
-                let o = st.orders.get_mut(key).expect("refund a known order");
+                let o = st.orders.get_mut(&key).expect("refund a known order");
                 debug_assert_eq!(o.state, OrderState::Paid);
                 o.state = OrderState::Refunded;
-                o.restocked = *restock;
+                o.restocked = restock;
                 let a = st.accounts.get_mut(&key.account).expect("order's account");
                 a.balance += o.total;
                 st.revenue -= u128::from(o.total);
             }
             Record::Prepared { tx, account, lines } => {
                 for line in lines.iter() {
-                    self.take_stock(*account, line, false);
+                    self.take_stock(account, line, false);
                 }
                 let st = &mut self.state;
                 let upto = st.prepared_upto.entry(tx.coordinator).or_insert(0);
                 *upto = (*upto).max(tx.seq);
-                st.holds.insert(
-                    *tx,
-                    Hold {
-                        account: *account,
-                        lines: lines.clone(),
-                    },
-                );
+                st.holds.insert(tx, Hold { account, lines });
             }
             Record::HoldCommitted { tx, immediate } => {
-                let hold = st.holds.remove(tx).expect("commit a held tx");
-                if *immediate {
+                let hold = st.holds.remove(&tx).expect("commit a held tx");
+                if immediate {
                     for line in hold.lines.iter() {
                         self.settle_line(hold.account, line.sku, line.qty, Settle::Sell);
                     }
                 }
             }
             Record::HoldAborted { tx } => {
-                let hold = st.holds.remove(tx).expect("abort a held tx");
+                let hold = st.holds.remove(&tx).expect("abort a held tx");
                 for line in hold.lines.iter() {
                     self.settle_line(hold.account, line.sku, line.qty, Settle::Release);
                 }
@@ -118,10 +106,18 @@ impl Shard {
                 settle,
             } => {
                 for &(sku, qty) in lines.iter() {
-                    self.settle_line(*account, sku, qty, *settle);
+                    self.settle_line(account, sku, qty, settle);
                 }
             }
         }
+    }
+
+    fn end_reservation(&mut self, key: OrderKey, state: OrderState) {
+        let st = &mut self.state;
+        let o = st.orders.get_mut(&key).expect("end a known order");
+        debug_assert_eq!(o.state, OrderState::Reserved);
+        o.state = state;
+        st.expiry.remove(&(o.expires_at, key));
     }
 
     /// available → reserved (or straight to sold), counted against the per-user limit.
@@ -176,13 +172,13 @@ impl Shard {
         }
     }
 
-    fn insert_order(&mut self, order: &NewOrder) {
+    fn insert_order(&mut self, order: NewOrder) {
         let st = &mut self.state;
         let (state, expires_at) = match order.payment {
             Payment::Immediate => (OrderState::Paid, 0),
             Payment::Deferred { ttl_ms } => (OrderState::Reserved, order.created_at + ttl_ms),
         };
-        let a: &mut Account = st
+        let a = st
             .accounts
             .get_mut(&order.key.account)
             .expect("order's account");
@@ -197,7 +193,7 @@ impl Shard {
         st.orders.insert(
             order.key,
             Order {
-                lines: order.lines.clone(),
+                lines: order.lines,
                 total: order.total,
                 state,
                 created_at: order.created_at,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mercato_engine::workload::{Latency, Rng, Zipf, load, submit_until_accepted};
+use mercato_engine::workload::{Latency, Rng, Zipf, load};
 use mercato_engine::{Command, Config, Engine, Handle, LineRequest, Payment, PlaceOrder, Reply};
 
 #[derive(clap::Args)]
@@ -87,7 +87,7 @@ fn place(
                     let end = (i + BATCH).min(n);
                     let batch: Vec<Command> = (i..end).map(|k| make(k, &mut rng)).collect();
                     let started = Instant::now();
-                    let answers = submit_until_accepted(&h, batch).expect("the engine is up");
+                    let answers = h.submit_waiting(batch).expect("the engine is up");
                     mine.latency.record_batch(started, end - i);
                     mine.requests += end - i;
                     for a in answers {
