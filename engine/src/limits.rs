@@ -26,5 +26,7 @@ pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 
 const _: () = assert!(ORDER_LINES_MAX >= 1 && ORDER_LINES_MAX <= u8::MAX as usize);
 const _: () = assert!(INBOUND_PER_TURN_MAX <= INBOUND_DEPTH_MAX);
+// Orders store their TTL as a u32.
+const _: () = assert!(ORDER_TTL_MS_MAX <= u32::MAX as u64);
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1);
 const _: () = assert!(RING_DEPTH_MAX.is_power_of_two());

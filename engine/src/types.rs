@@ -20,10 +20,27 @@ pub type TimestampMs = u64;
 pub type ShardId = u16;
 
 /// Orders are owned by their account's shard, so an order is named by both.
+///
+/// The id is held as two `u64` halves, high half first so the derived order
+/// is numeric: a `u128` field would align the key to 16 bytes and pad it from
+/// 24 to 32 bytes in every entry of the order table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OrderKey {
     pub account: AccountId,
-    pub id: OrderId,
+    id: [u64; 2],
+}
+
+impl OrderKey {
+    pub fn new(account: AccountId, id: OrderId) -> Self {
+        OrderKey {
+            account,
+            id: [(id >> 64) as u64, id as u64],
+        }
+    }
+
+    pub fn id(&self) -> OrderId {
+        (u128::from(self.id[0]) << 64) | u128::from(self.id[1])
+    }
 }
 
 /// One line of an order as the buyer asks for it.

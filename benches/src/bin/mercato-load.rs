@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use indicatif::ProgressBar;
+use mercato_engine::shard::Capacity;
 use mercato_engine::workload::{Latency, Rng, Zipf, load};
 use mercato_engine::{Command, Config, Engine, Handle, LineRequest, Payment, PlaceOrder, Reply};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum Workload {
@@ -255,7 +259,25 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let engine = match Engine::open(Config::with_shards(args.shards)) {
+    let accounts = args.accounts.unwrap_or(match args.workload {
+        Workload::FlashSale => 10_000_000,
+        _ => 1_000_000,
+    });
+    let skus = args.skus.unwrap_or(1_000_000);
+    // Catalog and wallets are known up front, so their tables are sized
+    // once. Orders grow with the run: a table sized for the target rate is
+    // mostly empty, and every insert into it faults in a fresh page.
+    let capacity = Capacity {
+        skus: skus as usize,
+        accounts: accounts as usize,
+        orders: 0,
+    };
+    let config = Config {
+        shards: args.shards,
+        capacity,
+        ..Config::default()
+    };
+    let engine = match Engine::open(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("mercato-load: {e}");
@@ -263,11 +285,6 @@ fn main() {
         }
     };
     let h = engine.handle();
-    let accounts = args.accounts.unwrap_or(match args.workload {
-        Workload::FlashSale => 10_000_000,
-        _ => 1_000_000,
-    });
-    let skus = args.skus.unwrap_or(1_000_000);
     if let Err(e) = setup(&h, &args, accounts, skus) {
         eprintln!("mercato-load: setup failed: {e}");
         std::process::exit(2);

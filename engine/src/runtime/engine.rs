@@ -16,7 +16,7 @@ use crate::journal::{Journal, MemoryJournal, NullJournal};
 use crate::limits::{INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX};
 use crate::message::PeerMsg;
 use crate::record::Record;
-use crate::shard::Shard;
+use crate::shard::{Capacity, Shard};
 use crate::sync::AtomicUsize;
 
 /// Where each shard's records go until the write-ahead log exists.
@@ -36,6 +36,9 @@ pub struct Config {
     pub shards: u16,
     pub journal: JournalMode,
     pub clock: Arc<dyn Clock>,
+    /// Engine-wide SKUs, accounts and orders to size the tables for up
+    /// front. Tables still grow past it; it only spares the pauses of growing.
+    pub capacity: Capacity,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             shards: 0,
             journal: JournalMode::None,
             clock: Arc::new(SystemClock),
+            capacity: Capacity::default(),
         }
     }
 }
@@ -167,6 +171,7 @@ impl Engine {
                 JournalMode::Memory => Box::new(MemoryJournal::default()),
             };
             let mut shard = Shard::new(i as u16, n as u16);
+            shard.reserve(config.capacity.per_shard(n as u16));
             if config.journal == JournalMode::None {
                 shard.discard_records();
             }

@@ -61,10 +61,11 @@ impl Shard {
                 let o = st.orders.get_mut(&key).expect("pay a known order");
                 debug_assert_eq!(o.state, OrderState::Reserved);
                 o.state = OrderState::Paid;
-                st.expiry.remove(&(o.expires_at, key));
+                st.expiry.remove(&(o.expires_at(), key));
+                let total = o.total();
                 let a = st.accounts.get_mut(&key.account).expect("order's account");
-                a.balance -= o.total;
-                st.revenue += u128::from(o.total);
+                a.balance -= total;
+                st.revenue += u128::from(total);
             }
             Record::Cancelled { key } => self.end_reservation(key, OrderState::Cancelled),
             Record::Expired { key } => self.end_reservation(key, OrderState::Expired),
@@ -73,9 +74,10 @@ impl Shard {
                 debug_assert_eq!(o.state, OrderState::Paid);
                 o.state = OrderState::Refunded;
                 o.restocked = restock;
+                let total = o.total();
                 let a = st.accounts.get_mut(&key.account).expect("order's account");
-                a.balance += o.total;
-                st.revenue -= u128::from(o.total);
+                a.balance += total;
+                st.revenue -= u128::from(total);
             }
             Record::Prepared { tx, account, lines } => {
                 for line in lines.iter() {
@@ -117,7 +119,7 @@ impl Shard {
         let o = st.orders.get_mut(&key).expect("end a known order");
         debug_assert_eq!(o.state, OrderState::Reserved);
         o.state = state;
-        st.expiry.remove(&(o.expires_at, key));
+        st.expiry.remove(&(o.expires_at(), key));
     }
 
     /// available → reserved (or straight to sold), counted against the per-user limit.
@@ -174,9 +176,10 @@ impl Shard {
 
     fn insert_order(&mut self, order: NewOrder) {
         let st = &mut self.state;
-        let (state, expires_at) = match order.payment {
+        let (state, ttl_ms) = match order.payment {
             Payment::Immediate => (OrderState::Paid, 0),
-            Payment::Deferred { ttl_ms } => (OrderState::Reserved, order.created_at + ttl_ms),
+            // Validation bounds the TTL by ORDER_TTL_MS_MAX, which fits a u32.
+            Payment::Deferred { ttl_ms } => (OrderState::Reserved, ttl_ms as u32),
         };
         let a = st
             .accounts
@@ -186,18 +189,17 @@ impl Shard {
             a.balance -= order.total;
             st.revenue += u128::from(order.total);
         } else {
-            st.expiry.insert((expires_at, order.key));
+            st.expiry
+                .insert((order.created_at + u64::from(ttl_ms), order.key));
         }
-        let at = a.orders.partition_point(|&id| id < order.key.id);
-        a.orders.insert(at, order.key.id);
+        a.orders.insert(order.key.id());
         st.orders.insert(
             order.key,
             Order {
                 lines: order.lines,
-                total: order.total,
                 state,
                 created_at: order.created_at,
-                expires_at,
+                ttl_ms,
                 restocked: false,
                 fingerprint: order.fingerprint,
             },

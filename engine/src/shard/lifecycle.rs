@@ -41,11 +41,11 @@ impl Shard {
     pub(crate) fn refund(&mut self, key: OrderKey, restock: bool, out: &mut Output) -> Outcome {
         let o = self.state.orders.get(&key).ok_or(Reject::UnknownOrder {
             account: key.account,
-            order: key.id,
+            order: key.id(),
         })?;
         if o.state != OrderState::Paid {
             return Err(Reject::InvalidState {
-                order: key.id,
+                order: key.id(),
                 state: o.state,
             });
         }
@@ -54,11 +54,11 @@ impl Shard {
             .accounts
             .get(&key.account)
             .map_or(0, |a| a.balance);
-        if balance.checked_add(o.total).is_none() {
+        if balance.checked_add(o.total()).is_none() {
             return Err(Reject::BalanceOverflow {
                 account: key.account,
                 balance,
-                amount: o.total,
+                amount: o.total(),
             });
         }
         self.commit(Record::Refunded { key, restock }, out);
@@ -77,22 +77,22 @@ impl Shard {
     ) -> Result<u64, Reject> {
         let o = self.state.orders.get(&key).ok_or(Reject::UnknownOrder {
             account: key.account,
-            order: key.id,
+            order: key.id(),
         })?;
         if o.state != OrderState::Reserved {
             return Err(Reject::InvalidState {
-                order: key.id,
+                order: key.id(),
                 state: o.state,
             });
         }
-        if o.expires_at <= now {
+        if o.expires_at() <= now {
             self.expire(key, out);
             return Err(Reject::InvalidState {
-                order: key.id,
+                order: key.id(),
                 state: OrderState::Expired,
             });
         }
-        Ok(o.total)
+        Ok(o.total())
     }
 
     /// Expire `Reserved` orders whose time has come, a bounded number per call.

@@ -89,10 +89,7 @@ impl Shard {
             out.replies.push((token, Err(r)));
             return;
         }
-        let key = OrderKey {
-            account: p.account,
-            id: p.id,
-        };
+        let key = OrderKey::new(p.account, p.id);
         let fp = fingerprint(&p.lines, p.payment);
         if let Some(answer) = self.seen_before(key, fp, token) {
             if let Some(outcome) = answer {
@@ -210,7 +207,7 @@ impl Shard {
         fp: u64,
         token: Token,
     ) -> Option<Option<crate::command::Outcome>> {
-        let conflict = Err(Reject::IdempotencyConflict { order: key.id });
+        let conflict = Err(Reject::IdempotencyConflict { order: key.id() });
         if let Some(o) = self.state.orders.get(&key) {
             let same = o.fingerprint == fp;
             return Some(Some(if same {
@@ -343,7 +340,7 @@ impl Shard {
                 }
             }
             Vote::Fenced => {
-                let r = Reject::IdempotencyConflict { order: p.key.id };
+                let r = Reject::IdempotencyConflict { order: p.key.id() };
                 p.reject.get_or_insert((usize::MAX, r));
             }
         }

@@ -3,6 +3,12 @@
 
 mod demo;
 
+// glibc's malloc spent a fifth of a flash sale's CPU in free lists (see
+// BENCHMARKS.md); mimalloc's per-thread heaps suit a shard per core.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
