@@ -24,7 +24,7 @@ pub type ShardId = u16;
 /// The id is held as two `u64` halves, high half first so the derived order
 /// is numeric: a `u128` field would align the key to 16 bytes and pad it from
 /// 24 to 32 bytes in every entry of the order table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OrderKey {
     pub account: AccountId,
     id: [u64; 2],
@@ -40,6 +40,16 @@ impl OrderKey {
 
     pub fn id(&self) -> OrderId {
         (u128::from(self.id[0]) << 64) | u128::from(self.id[1])
+    }
+}
+
+impl std::hash::Hash for OrderKey {
+    // Three words; the derived impl would hash the array as a slice, with a
+    // length prefix and a byte-wise write, on the hottest lookup there is.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.account);
+        state.write_u64(self.id[0]);
+        state.write_u64(self.id[1]);
     }
 }
 

@@ -83,26 +83,25 @@ pub(crate) struct Account {
     pub orders: OrderIds,
 }
 
-/// An account's order ids, ascending. A thin box keeps an account at 16
-/// bytes, one pointer for one with no orders, where a `Vec` would add 24 to
-/// every entry of the account table; the list grows 1, 2, 4, … so a buyer
-/// with one order pays for one id.
+/// An account's order ids, ascending. A `ThinVec` is one pointer, with its
+/// length and capacity in the allocation, so an account stays at 16 bytes
+/// where a `Vec` would add 24 to every entry of the account table; and unlike
+/// a boxed `Vec` it costs one pointer chase, not two. It grows 1, 2, 4, … so a
+/// buyer with one order pays for one id.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-#[allow(clippy::box_collection)] // the box is the point: a thin pointer
-pub(crate) struct OrderIds(Option<Box<Vec<OrderId>>>);
+pub(crate) struct OrderIds(thin_vec::ThinVec<OrderId>);
 
 impl OrderIds {
     pub fn as_slice(&self) -> &[OrderId] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        &self.0
     }
 
     pub fn insert(&mut self, id: OrderId) {
-        let ids = self.0.get_or_insert_with(Box::default);
-        if ids.len() == ids.capacity() {
-            ids.reserve_exact(ids.len().max(1));
+        if self.0.len() == self.0.capacity() {
+            self.0.reserve_exact(self.0.len().max(1));
         }
-        let at = ids.partition_point(|&x| x < id);
-        ids.insert(at, id);
+        let at = self.0.partition_point(|&x| x < id);
+        self.0.insert(at, id);
     }
 }
 
