@@ -60,6 +60,8 @@ pub(crate) struct Worker {
     waiters: Vec<Option<Waiter>>,
     free_waiters: Vec<u32>,
     out: Output,
+    /// One request's answers on their way to its collector; kept to reuse its buffer.
+    group: Vec<(usize, Result<Outcome, EngineError>)>,
     journal: Box<dyn JournalBox>,
     announced_stop: bool,
 }
@@ -86,6 +88,7 @@ impl Worker {
             waiters: Vec::new(),
             free_waiters: Vec::new(),
             out: Output::default(),
+            group: Vec::new(),
             journal,
             announced_stop: false,
         }
@@ -205,9 +208,6 @@ impl Worker {
 
     /// Records to the journal, messages to peers, answers to callers.
     fn flush(&mut self) {
-        if !self.out.records.is_empty() {
-            self.journal.append(&mut self.out.records);
-        }
         for (to, msg) in self.out.sends.drain(..) {
             self.gather[to as usize].push(msg);
         }
@@ -233,9 +233,18 @@ impl Worker {
                 self.wake(to);
             }
         }
+        self.answer_all();
+    }
+
+    /// Records to the journal, then answers to callers: an answer never
+    /// leaves before the records it depends on.
+    fn answer_all(&mut self) {
+        if !self.out.records.is_empty() {
+            self.journal.append(&mut self.out.records);
+        }
         // Answers grouped by request, so a collector is locked once per group.
         let mut replies = std::mem::take(&mut self.out.replies);
-        let mut group = Vec::new();
+        let mut group = std::mem::take(&mut self.group);
         let mut current = None;
         for (token, outcome) in replies.drain(..) {
             let idx = (token >> 32) as u32;
@@ -250,6 +259,7 @@ impl Worker {
             self.answer(prev, &mut group);
         }
         self.out.replies = replies;
+        self.group = group;
     }
 
     fn wake(&self, to: usize) {
