@@ -52,6 +52,8 @@ fn bad_requests_get_typed_errors_and_change_nothing() {
     h.place_order(1, 100, vec![LineRequest::new(3, 1)], Payment::Immediate)
         .unwrap()
         .unwrap();
+    h.put_sku(50, u64::MAX / 2, 0).unwrap().unwrap();
+    h.restock(50, 10).unwrap().unwrap();
     let before = snapshot(&h);
 
     let one = |sku, qty| vec![LineRequest::new(sku, qty)];
@@ -328,4 +330,77 @@ fn a_rejected_order_is_remembered_for_its_retry() {
             .is_ok()
     );
     engine.shutdown();
+}
+
+#[test]
+fn a_full_queue_answers_busy_and_runs_nothing() {
+    // One shard with room for one waiting request, and callers sending long
+    // batches: the queue fills within microseconds while the shard works.
+    let config = Config {
+        shards: 1,
+        inbound_depth_max: 1,
+        ..Config::default()
+    };
+    let engine = Engine::open(config).unwrap();
+    let h = engine.handle();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let seen_busy = std::sync::atomic::AtomicBool::new(false);
+    let (accepted, busy): (u64, u64) = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..6u64)
+            .map(|t| {
+                let (h, seen_busy) = (h.clone(), &seen_busy);
+                s.spawn(move || {
+                    let (mut accepted, mut busy) = (0u64, 0u64);
+                    while !seen_busy.load(std::sync::atomic::Ordering::Relaxed)
+                        && std::time::Instant::now() < deadline
+                    {
+                        let batch = vec![
+                            Command::Deposit {
+                                account: t,
+                                amount: 1
+                            };
+                            BATCH_LEN_MAX
+                        ];
+                        for answer in h.submit(batch).unwrap() {
+                            match answer {
+                                Ok(Ok(_)) => accepted += 1,
+                                Err(EngineError::Busy {
+                                    shard: 0,
+                                    depth_max: 1,
+                                }) => {
+                                    busy += 1;
+                                    seen_busy.store(true, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                    }
+                    (accepted, busy)
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    assert!(busy > 0, "six callers never filled a queue of one");
+    // Every deposit answered Busy was not applied: the money is exactly the accepted ones.
+    let total: u64 = (0..6)
+        .map(|a| h.get_account(a).unwrap().map_or(0, |v| v.balance))
+        .sum();
+    assert_eq!(total, accepted);
+    engine.shutdown();
+}
+
+#[test]
+fn an_engine_cannot_open_with_an_empty_queue() {
+    let config = Config {
+        inbound_depth_max: 0,
+        ..Config::default()
+    };
+    assert!(matches!(
+        Engine::open(config),
+        Err(EngineError::InvalidConfig { .. })
+    ));
 }

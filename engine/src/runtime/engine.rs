@@ -39,6 +39,8 @@ pub struct Config {
     /// Engine-wide SKUs, accounts and orders to size the tables for up
     /// front. Tables still grow past it; it only spares the pauses of growing.
     pub capacity: Capacity,
+    /// Requests one shard's inbound queue holds before callers get `Busy`.
+    pub inbound_depth_max: usize,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             journal: JournalMode::None,
             clock: Arc::new(SystemClock),
             capacity: Capacity::default(),
+            inbound_depth_max: INBOUND_DEPTH_MAX,
         }
     }
 }
@@ -120,6 +123,11 @@ impl Engine {
                 what: "more shards than SHARDS_MAX",
             });
         }
+        if config.inbound_depth_max == 0 {
+            return Err(EngineError::InvalidConfig {
+                what: "inbound_depth_max must be at least 1",
+            });
+        }
         let mut polls = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
@@ -134,7 +142,7 @@ impl Engine {
                 }
             })?;
             slots.push(ShardSlot {
-                inbound: ArrayQueue::new(INBOUND_DEPTH_MAX),
+                inbound: ArrayQueue::new(config.inbound_depth_max),
                 waker,
                 doorbell: Doorbell::new(),
             });

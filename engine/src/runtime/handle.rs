@@ -9,7 +9,7 @@ use super::worker::Request;
 use crate::audit::{AuditReport, audit, quiescent};
 use crate::command::{Command, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
-use crate::limits::{BATCH_LEN_MAX, INBOUND_DEPTH_MAX};
+use crate::limits::BATCH_LEN_MAX;
 use crate::types::{
     AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, SkuId, SkuView,
 };
@@ -87,9 +87,10 @@ impl Handle {
                     cmds,
                 };
                 if let Err(Request::Commands { cmds, .. }) = self.push(shard, req, wait) {
+                    let depth_max = self.shared.shards[shard].inbound.capacity();
                     let busy = EngineError::Busy {
                         shard: shard as u16,
-                        depth_max: INBOUND_DEPTH_MAX,
+                        depth_max,
                     };
                     collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
                 }
