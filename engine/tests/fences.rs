@@ -95,7 +95,26 @@ fn a_cancel_that_overtakes_its_try_fences_the_try_out() {
     assert!(out.records.is_empty(), "nothing was held, nothing to undo");
     assert_eq!(prepare(&mut s, tx, 2), Vote::Fenced);
     assert_eq!(stock(&mut s).available, 10, "the fenced Try held nothing");
-    assert_eq!(s.in_flight(), 0, "the fence is spent");
+    assert_eq!(
+        prepare(&mut s, tx, 2),
+        Vote::Fenced,
+        "a repeat of the fenced Try is refused too"
+    );
+    assert_eq!(s.in_flight(), 0);
+    // A later transaction passes, and its watermark takes over from the fence.
+    assert!(matches!(
+        prepare(
+            &mut s,
+            TxId {
+                coordinator: 0,
+                seq: 2
+            },
+            1
+        ),
+        Vote::Yes(_)
+    ));
+    assert_eq!(prepare(&mut s, tx, 2), Vote::Fenced);
+    assert_eq!(stock(&mut s).available, 9);
 }
 
 #[test]

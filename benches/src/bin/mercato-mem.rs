@@ -1,10 +1,16 @@
 //! `mercato-mem`: heap bytes per SKU, per account and per 3-line order in one
-//! shard's state, measured by a counting allocator around the system one.
+//! shard's state, measured by a counting allocator around the system one;
+//! then the two machine costs that bound the order path: a random lookup in
+//! a table too large for the caches, and the first touch of fresh memory.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use mercato_engine::shard::{Output, Shard};
+use std::time::Instant;
+
+use mercato_engine::hash::IdMap;
+use mercato_engine::workload::Rng;
 use mercato_engine::{Command, LineRequest, Payment, PlaceOrder};
 
 struct Counting;
@@ -83,5 +89,45 @@ fn main() {
     }
     println!(
         "targets: 128 bytes per sku, 64 per account, 256 per 3-line order (one order per account)"
+    );
+    println!();
+    lookup_latency();
+    first_touch();
+}
+
+/// Nanoseconds per random `get` in an id table of account-sized entries:
+/// what one account or order probe costs once the table outgrows the caches.
+fn lookup_latency() {
+    const LOOKUPS: u64 = 5_000_000;
+    for n in [10_000u64, 1_000_000, 10_000_000] {
+        let table: IdMap<u64, [u64; 2]> = (0..n).map(|i| (i, [i, 0])).collect();
+        let mut rng = Rng::new(n);
+        let mut sum = 0u64;
+        let started = Instant::now();
+        for _ in 0..LOOKUPS {
+            sum = sum.wrapping_add(table[&rng.below(n)][0]);
+        }
+        let ns = started.elapsed().as_nanos() as f64 / LOOKUPS as f64;
+        println!("random lookup, {n:>10} entries: {ns:6.1} ns   (checksum {sum})");
+    }
+}
+
+/// GB/s at which the kernel hands out fresh pages: every byte a growing
+/// order book takes for the first time costs this.
+fn first_touch() {
+    const BYTES: usize = 1 << 30;
+    let started = Instant::now();
+    // A zeroed allocation this large is fresh pages from the kernel, not yet
+    // mapped; one write per page faults each in (writing every byte would
+    // measure memset rather than the kernel).
+    let mut v = vec![0u8; BYTES];
+    for offset in (0..BYTES).step_by(4096) {
+        v[offset] = 1;
+    }
+    std::hint::black_box(&v);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "first touch of 1 GiB: {secs:.2} s, {:.2} GB/s",
+        BYTES as f64 / secs / 1e9
     );
 }

@@ -175,7 +175,7 @@ impl Engine {
             polls.into_iter().zip(producers).zip(consumers).enumerate()
         {
             let journal: Box<dyn JournalBox> = match config.journal {
-                JournalMode::None => Box::new(NullJournal::default()),
+                JournalMode::None => Box::new(NullJournal),
                 JournalMode::Memory => Box::new(MemoryJournal::default()),
             };
             let mut shard = Shard::new(i as u16, n as u16);

@@ -228,9 +228,11 @@ impl Shard {
         &self.state
     }
 
-    /// Two-phase orders this shard coordinates or holds stock for, and early decisions.
+    /// Two-phase orders this shard coordinates or holds stock for. Fences
+    /// left by early decisions are not counted: they wait for a Try that may
+    /// never come, and hold nothing.
     pub fn in_flight(&self) -> usize {
-        self.pending.len() + self.state.holds.len() + self.fenced.len()
+        self.pending.len() + self.state.holds.len()
     }
 
     /// Rebuild state from a record read back from the log.

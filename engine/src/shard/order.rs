@@ -340,6 +340,10 @@ impl Shard {
                 }
             }
             Vote::Fenced => {
+                // A participant saw this transaction decided already, which
+                // only a reused sequence number can cause: none is reused
+                // while the engine runs, and recovery must restart sequences
+                // above every participant's fence. Abort; nothing was held.
                 let r = Reject::IdempotencyConflict { order: p.key.id() };
                 p.reject.get_or_insert((usize::MAX, r));
             }

@@ -15,7 +15,8 @@ impl Shard {
         lines: &[LineRequest],
         out: &mut Output,
     ) -> Vote {
-        if self.fenced.remove(&tx) {
+        if self.fenced.contains(&tx) {
+            // Kept, not spent: a repeat of this Try must be refused too.
             return Vote::Fenced;
         }
         if let Some(hold) = self.state.holds.get(&tx) {
