@@ -12,6 +12,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ACCOUNTS: u64 = 1_000_000;
 const SKUS: u64 = 10_000;
 const BATCH: u64 = 10_000;
+/// Commands warmed together before they run, as the runtime does.
+const WARM_CHUNK: usize = mercato_engine::limits::WARM_CHUNK_LEN;
 /// More orders than one bench function places (criterion runs ~300 batches).
 const ORDERS_RESERVED: usize = 8_000_000;
 
@@ -98,6 +100,39 @@ fn single_shard(c: &mut Criterion) {
                 let mut out = Output::default();
                 for (t, cmd) in cmds.into_iter().enumerate() {
                     shard.apply(t as u64, cmd, 1, &mut out);
+                }
+                out
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    let mut shard = stocked_shard(1, 0);
+    g.bench_function("place_order_1_line_immediate_warmed", |b| {
+        b.iter_batched(
+            || {
+                (0..BATCH)
+                    .map(|i| {
+                        next += 1;
+                        order(
+                            next,
+                            (next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS,
+                            &[i % SKUS],
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |cmds| {
+                let mut out = Output::default();
+                let mut t = 0u64;
+                let mut it = cmds.into_iter().peekable();
+                while it.peek().is_some() {
+                    let chunk: Vec<Command> = it.by_ref().take(WARM_CHUNK).collect();
+                    shard.warm(&chunk);
+                    for cmd in chunk {
+                        shard.apply(t, cmd, 1, &mut out);
+                        t += 1;
+                    }
                 }
                 out
             },

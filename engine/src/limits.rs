@@ -21,6 +21,10 @@ pub const REJECTIONS_REMEMBERED_MAX: usize = 1_000_000;
 pub const SHARDS_MAX: usize = 256;
 /// Expired orders one shard settles per loop turn, so a mass expiry cannot stall it.
 pub const EXPIRIES_PER_TURN_MAX: usize = 1_024;
+/// Commands or messages whose table slots a shard brings into cache before it
+/// runs them (`Shard::warm`): enough for the CPU to overlap many misses, few
+/// enough (128 orders touch about 32 KiB) that the first stay in cache.
+pub const WARM_CHUNK_LEN: usize = 128;
 /// How long an idle shard sleeps before it looks at its expiry clock again.
 pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 

@@ -13,7 +13,7 @@ use super::ring::{Consumer, Producer};
 use crate::audit::AuditPart;
 use crate::command::{Command, Outcome};
 use crate::error::EngineError;
-use crate::limits::{IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, RING_DEPTH_MAX};
+use crate::limits::{IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, RING_DEPTH_MAX, WARM_CHUNK_LEN};
 use crate::message::PeerMsg;
 use crate::shard::{Output, Shard};
 use crate::sync::Ordering;
@@ -139,8 +139,13 @@ impl Worker {
             // Bounded so a flood from one peer cannot starve the rest.
             for _ in 0..RING_DEPTH_MAX {
                 let Some(batch) = c.pop() else { break };
-                for msg in batch {
-                    self.shard.deliver(from as u16, msg, now, &mut self.out);
+                let mut msgs = batch.into_iter();
+                while !msgs.as_slice().is_empty() {
+                    let ahead = msgs.as_slice().iter().take(WARM_CHUNK_LEN);
+                    self.shard.warm_messages(ahead);
+                    for msg in msgs.by_ref().take(WARM_CHUNK_LEN) {
+                        self.shard.deliver(from as u16, msg, now, &mut self.out);
+                    }
                 }
                 work += 1;
             }
@@ -163,10 +168,18 @@ impl Worker {
                         collector,
                         outstanding,
                     }));
-                    for (slot, cmd) in cmds {
-                        self.shard
-                            .apply(idx << 32 | u64::from(slot), cmd, now, &mut self.out);
+                    let mut cmds = cmds.into_iter();
+                    while !cmds.as_slice().is_empty() {
+                        let ahead = cmds.as_slice().iter().take(WARM_CHUNK_LEN);
+                        self.shard.warm(ahead.map(|(_, c)| c));
+                        for (slot, cmd) in cmds.by_ref().take(WARM_CHUNK_LEN) {
+                            let token = idx << 32 | u64::from(slot);
+                            self.shard.apply(token, cmd, now, &mut self.out);
+                        }
                     }
+                    // Answer now, while the replies are still in cache: a
+                    // whole turn's worth is most of a megabyte.
+                    self.answer_all();
                 }
                 Request::Audit { collector, slot } => {
                     collector.fill([(slot, self.shard.audit_part())]);
