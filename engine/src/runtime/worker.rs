@@ -102,7 +102,7 @@ impl Worker {
             let mut work = self.take_messages(now);
             let stopping = self.shared.gate.is_closed();
             if !stopping && self.outbox_empty() {
-                work += self.take_requests(now);
+                work += self.take_requests();
                 if self.shard.next_expiry().is_some_and(|at| at <= now) {
                     work += self.shard.expire_due(now, &mut self.out);
                 }
@@ -153,13 +153,16 @@ impl Worker {
         work
     }
 
-    fn take_requests(&mut self, now: u64) -> usize {
+    fn take_requests(&mut self) -> usize {
         let id = self.shard.id() as usize;
         let mut work = 0;
         while work < INBOUND_PER_TURN_MAX {
             let Some(req) = self.shared.shards[id].inbound.pop() else {
                 break;
             };
+            // Read after the pop: a request queued after the clock moved
+            // must see the new time, or a payment could beat its deadline.
+            let now = self.shared.clock.now_ms();
             work += 1;
             match req {
                 Request::Commands { collector, cmds } => {
