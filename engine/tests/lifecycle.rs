@@ -174,7 +174,7 @@ fn shutdown_answers_waiting_callers_and_replays_exactly() {
     for a in 0..20 {
         h.deposit(a, 1_000).unwrap().unwrap();
     }
-    let callers: Vec<_> = (0..4u64)
+    let callers: Vec<_> = (0..8u64)
         .map(|t| {
             let h = h.clone();
             std::thread::spawn(move || {
@@ -208,4 +208,47 @@ fn shutdown_answers_waiting_callers_and_replays_exactly() {
     let parts: Vec<_> = stopped.shards.iter().map(|s| s.audit_part()).collect();
     let report = mercato_engine::audit::audit(&parts);
     assert!(report.quiescent && report.ok(), "{:?}", report.violations);
+}
+
+#[test]
+fn shutdown_while_callers_wait_for_room_in_a_full_queue() {
+    //! `submit_waiting` used to spin on a full queue while holding its place
+    //! in the shutdown gate, and a stopping shard waits for the gate to empty
+    //! before it answers its queue: both waited for ever. Now the caller gives
+    //! up with `Shutdown` once the engine stops.
+    let config = Config {
+        shards: 1,
+        inbound_depth_max: 1,
+        ..Config::default()
+    };
+    let engine = Engine::open(config).unwrap();
+    let h = engine.handle();
+    // Eight callers of 300-command batches keep some caller waiting for room
+    // at almost any moment, which is when the old code hung (7 runs in 8).
+    let callers: Vec<_> = (0..8u64)
+        .map(|t| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let batch = vec![
+                        mercato_engine::Command::Deposit {
+                            account: t,
+                            amount: 1
+                        };
+                        300
+                    ];
+                    match h.submit_waiting(batch) {
+                        Ok(answers) => assert!(answers.iter().all(|a| a.is_ok())),
+                        Err(EngineError::Shutdown) => return,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    engine.shutdown();
+    for c in callers {
+        c.join().expect("every caller got an answer");
+    }
 }

@@ -86,21 +86,24 @@ impl Handle {
                     collector: collector.clone(),
                     cmds,
                 };
-                if let Err(Request::Commands { cmds, .. }) = self.push(shard, req, wait) {
-                    let depth_max = self.shared.shards[shard].inbound.capacity();
-                    let busy = EngineError::Busy {
-                        shard: shard as u16,
-                        depth_max,
-                    };
-                    collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
+                if let Err((Request::Commands { cmds, .. }, error)) = self.push(shard, req, wait) {
+                    collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(error))));
                 }
             }
         }
         Ok(collector.wait())
     }
 
-    /// Queue a request, waiting for room if `wait`; gives it back if not queued.
-    fn push(&self, shard: usize, mut req: Request, wait: bool) -> Result<(), Request> {
+    /// Queue a request, waiting for room if `wait`. A request not queued comes
+    /// back with the reason: `Busy`, or `Shutdown` if the engine began to stop
+    /// while we waited (a stopping shard takes nothing more from its queue
+    /// until every caller has left the gate, so waiting on would never end).
+    fn push(
+        &self,
+        shard: usize,
+        mut req: Request,
+        wait: bool,
+    ) -> Result<(), (Request, EngineError)> {
         let mut backoff = 0u32;
         loop {
             match self.shared.shards[shard].inbound.push(req) {
@@ -108,7 +111,20 @@ impl Handle {
                     self.wake(shard);
                     return Ok(());
                 }
-                Err(back) if wait => {
+                Err(back) if !wait => {
+                    let depth_max = self.shared.shards[shard].inbound.capacity();
+                    return Err((
+                        back,
+                        EngineError::Busy {
+                            shard: shard as u16,
+                            depth_max,
+                        },
+                    ));
+                }
+                Err(back) if self.shared.gate.is_closed() => {
+                    return Err((back, EngineError::Shutdown));
+                }
+                Err(back) => {
                     req = back;
                     // The shard is behind; make sure it is awake, then give it the core.
                     self.wake(shard);
@@ -119,7 +135,6 @@ impl Handle {
                         std::thread::sleep(Duration::from_micros(50));
                     }
                 }
-                Err(back) => return Err(back),
             }
         }
     }
@@ -255,8 +270,11 @@ impl Handle {
                         collector: collector.clone(),
                         slot: shard,
                     };
-                    // An audit is rare and must not fail for a busy queue.
-                    let _ = self.push(shard, req, true);
+                    // An audit is rare and must not fail for a busy queue;
+                    // if the engine stops meanwhile, its slot would never fill.
+                    if let Err((_, error)) = self.push(shard, req, true) {
+                        return Err(error);
+                    }
                 }
             }
             parts = collector.wait();
