@@ -75,96 +75,57 @@ fn order(id: u128, account: u64, skus: &[u64]) -> Command {
     })
 }
 
+/// A batch of new orders of `lines` lines each, from scattered accounts.
+fn batch(next: &mut u128, lines: u64) -> Vec<Command> {
+    (0..BATCH)
+        .map(|i| {
+            *next += 1;
+            let account = (*next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS;
+            let skus: Vec<u64> = (0..lines).map(|k| (i + k) % SKUS).collect();
+            order(*next, account, &skus)
+        })
+        .collect()
+}
+
+/// Run a batch through the shard, warming each chunk first if `warm`, as
+/// the runtime does.
+fn run(shard: &mut Shard, cmds: Vec<Command>, warm: bool) -> Output {
+    let mut out = Output::default();
+    let mut cmds = cmds.into_iter();
+    let chunk = if warm { WARM_CHUNK } else { BATCH as usize };
+    let mut token = 0u64;
+    while !cmds.as_slice().is_empty() {
+        if warm {
+            shard.warm(cmds.as_slice().iter().take(chunk));
+        }
+        for cmd in cmds.by_ref().take(chunk) {
+            shard.apply(token, cmd, 1, &mut out);
+            token += 1;
+        }
+    }
+    out
+}
+
 fn single_shard(c: &mut Criterion) {
     let mut g = c.benchmark_group("state_machine");
     g.throughput(Throughput::Elements(BATCH));
     g.sample_size(20);
-
-    let mut shard = stocked_shard(1, 0);
     let mut next = 0u128;
-    g.bench_function("place_order_1_line_immediate", |b| {
-        b.iter_batched(
-            || {
-                (0..BATCH)
-                    .map(|i| {
-                        next += 1;
-                        order(
-                            next,
-                            (next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS,
-                            &[i % SKUS],
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |cmds| {
-                let mut out = Output::default();
-                for (t, cmd) in cmds.into_iter().enumerate() {
-                    shard.apply(t as u64, cmd, 1, &mut out);
-                }
-                out
-            },
-            BatchSize::LargeInput,
-        )
-    });
 
-    let mut shard = stocked_shard(1, 0);
-    g.bench_function("place_order_1_line_immediate_warmed", |b| {
-        b.iter_batched(
-            || {
-                (0..BATCH)
-                    .map(|i| {
-                        next += 1;
-                        order(
-                            next,
-                            (next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS,
-                            &[i % SKUS],
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |cmds| {
-                let mut out = Output::default();
-                let mut t = 0u64;
-                let mut it = cmds.into_iter().peekable();
-                while it.peek().is_some() {
-                    let chunk: Vec<Command> = it.by_ref().take(WARM_CHUNK).collect();
-                    shard.warm(&chunk);
-                    for cmd in chunk {
-                        shard.apply(t, cmd, 1, &mut out);
-                        t += 1;
-                    }
-                }
-                out
-            },
-            BatchSize::LargeInput,
-        )
-    });
-
-    let mut shard = stocked_shard(1, 0);
-    g.bench_function("place_order_3_lines_immediate", |b| {
-        b.iter_batched(
-            || {
-                (0..BATCH)
-                    .map(|i| {
-                        next += 1;
-                        order(
-                            next,
-                            (next as u64).wrapping_mul(2_654_435_761) % ACCOUNTS,
-                            &[i % SKUS, (i + 1) % SKUS, (i + 2) % SKUS],
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |cmds| {
-                let mut out = Output::default();
-                for (t, cmd) in cmds.into_iter().enumerate() {
-                    shard.apply(t as u64, cmd, 1, &mut out);
-                }
-                out
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    for (name, lines, warm) in [
+        ("place_order_1_line_immediate", 1, false),
+        ("place_order_1_line_immediate_warmed", 1, true),
+        ("place_order_3_lines_immediate", 3, false),
+    ] {
+        let mut shard = stocked_shard(1, 0);
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || batch(&mut next, lines),
+                |cmds| run(&mut shard, cmds, warm),
+                BatchSize::LargeInput,
+            )
+        });
+    }
 
     // Two shards in one thread: every order pays for two-phase commit's
     // messages and records, without any thread hand-off.

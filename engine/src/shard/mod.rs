@@ -59,12 +59,6 @@ pub struct Output {
     pub records: Vec<Record>,
 }
 
-impl Output {
-    pub fn is_empty(&self) -> bool {
-        self.replies.is_empty() && self.sends.is_empty() && self.records.is_empty()
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Sku {
     pub price: Money,

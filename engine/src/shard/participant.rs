@@ -7,6 +7,16 @@ use crate::record::Record;
 use crate::types::{AccountId, Line, LineRequest};
 
 impl Shard {
+    /// The highest sequence this shard prepared for `tx`'s coordinator: any
+    /// Try at or below it, not held now, was decided already.
+    fn prepared_upto(&self, tx: TxId) -> u64 {
+        self.state
+            .prepared_upto
+            .get(&tx.coordinator)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Try: hold every line or none, and vote.
     pub(crate) fn prepare(
         &mut self,
@@ -23,12 +33,7 @@ impl Shard {
             // A repeated Try: answer as before, hold nothing twice.
             return Vote::Yes(hold.lines.iter().map(|l| l.unit_price).collect());
         }
-        let upto = self
-            .state
-            .prepared_upto
-            .get(&tx.coordinator)
-            .copied()
-            .unwrap_or(0);
+        let upto = self.prepared_upto(tx);
         if tx.seq <= upto {
             // Tried and already decided; its hold is gone.
             return Vote::Fenced;
@@ -67,12 +72,7 @@ impl Shard {
             self.commit(record, out);
             return;
         }
-        let upto = self
-            .state
-            .prepared_upto
-            .get(&tx.coordinator)
-            .copied()
-            .unwrap_or(0);
+        let upto = self.prepared_upto(tx);
         if tx.seq > upto && !commit {
             // Cancel before Try: fence the Try out when it comes.
             self.fenced.insert(tx);
