@@ -22,18 +22,13 @@ fn compare_views(cluster: &mut Cluster, model: &Model, sp: Space, now: u64) {
     for a in 0..sp.accounts {
         let account = sp.account_base + a;
         let got = cluster.call(Command::GetAccount { account }, now);
-        assert_eq!(
-            got.ok().map(|r| format!("{r:?}")),
-            model.balances.get(&account).map(|b| {
-                format!(
-                    "{:?}",
-                    Reply::Account(mercato_engine::AccountView {
-                        id: account,
-                        balance: *b
-                    })
-                )
+        let want = model.balances.get(&account).map(|&balance| {
+            Reply::Account(mercato_engine::AccountView {
+                id: account,
+                balance,
             })
-        );
+        });
+        assert_eq!(got.ok(), want, "account {account}");
         for id in 0..sp.orders {
             let got = cluster.call(Command::GetOrder { account, order: id }, now);
             let want = model
