@@ -1,5 +1,5 @@
 //! The threaded runtime, 1 to 4 shards, several caller threads at once,
-//! against the model. Each thread owns its own SKUs and accounts, so its
+//! against the model, with an audit after every command. Each thread owns its own SKUs and accounts, so its
 //! commands commute with everyone else's and its answers must match a model
 //! of its own, while SKUs and accounts of all threads share every shard.
 
@@ -37,6 +37,11 @@ proptest! {
                         let want = model.exec(&cmd, 1_000);
                         let got = h.call(cmd.clone()).unwrap();
                         assert_eq!(got, want, "thread {t}: {cmd:?}");
+                        // Other threads are mid-flight, so only stock and
+                        // money are sure to be checked here; the cross-shard
+                        // check runs whenever the engine happens to be quiet.
+                        let report = h.audit_now().unwrap();
+                        assert!(report.ok(), "after {cmd:?}: {:?}", report.violations);
                     }
                 });
             }

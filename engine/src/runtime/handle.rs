@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::collector::Collector;
 use super::engine::Shared;
 use super::worker::Request;
-use crate::audit::{AuditReport, audit, quiescent};
+use crate::audit::{AuditPart, AuditReport, audit, quiescent};
 use crate::command::{Command, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
 use crate::limits::BATCH_LEN_MAX;
@@ -259,31 +259,42 @@ impl Handle {
     /// for a moment with no message between shards in flight, so the
     /// cross-shard check runs too; `quiescent` in the report says whether it did.
     pub fn audit(&self) -> Result<AuditReport, EngineError> {
-        let n = self.shards() as usize;
-        let mut parts = Vec::new();
-        for _ in 0..AUDIT_ATTEMPTS_MAX {
-            let collector = Arc::new(Collector::new(n));
-            {
-                let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
-                for shard in 0..n {
-                    let req = Request::Audit {
-                        collector: collector.clone(),
-                        slot: shard,
-                    };
-                    // An audit is rare and must not fail for a busy queue;
-                    // if the engine stops meanwhile, its slot would never fill.
-                    if let Err((_, error)) = self.push(shard, req, true) {
-                        return Err(error);
-                    }
-                }
-            }
-            parts = collector.wait();
+        let mut parts = self.audit_parts()?;
+        for _ in 1..AUDIT_ATTEMPTS_MAX {
             if quiescent(&parts) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
+            parts = self.audit_parts()?;
         }
         Ok(audit(&parts))
+    }
+
+    /// One look, without waiting for a quiet engine: stock and money are
+    /// checked always, the cross-shard check only if nothing was in flight.
+    /// Cheap enough to run between the commands of a busy engine.
+    pub fn audit_now(&self) -> Result<AuditReport, EngineError> {
+        Ok(audit(&self.audit_parts()?))
+    }
+
+    fn audit_parts(&self) -> Result<Vec<AuditPart>, EngineError> {
+        let n = self.shards() as usize;
+        let collector = Arc::new(Collector::new(n));
+        {
+            let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
+            for shard in 0..n {
+                let req = Request::Audit {
+                    collector: collector.clone(),
+                    slot: shard,
+                };
+                // An audit is rare and must not fail for a busy queue;
+                // if the engine stops meanwhile, its slot would never fill.
+                if let Err((_, error)) = self.push(shard, req, true) {
+                    return Err(error);
+                }
+            }
+        }
+        Ok(collector.wait())
     }
 }
 
