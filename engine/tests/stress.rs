@@ -41,6 +41,11 @@ fn contended_multi_shard_orders_never_oversell() {
                         };
                         let mut ok = Vec::new();
                         for i in 0..ORDERS_PER_THREAD {
+                            if i % 50 == 0 {
+                                // Mid-contention: stock and money hold at every moment.
+                                let report = h.audit_now().unwrap();
+                                assert!(report.ok(), "{:?}", report.violations);
+                            }
                             let account = t * ACCOUNTS_PER_THREAD + next() % ACCOUNTS_PER_THREAD;
                             let first = next() % SKUS;
                             let n = 1 + next() % 3;
