@@ -105,28 +105,17 @@ impl Shard {
         let balance = account.balance;
 
         if p.lines.iter().all(|l| self.owns(l.sku)) {
-            let result = p
-                .lines
-                .iter()
-                .map(|l| {
-                    self.check_line(p.account, l).map(|unit_price| Line {
-                        sku: l.sku,
-                        qty: l.qty,
-                        unit_price,
-                    })
-                })
-                .collect::<Result<Box<[Line]>, Reject>>()
-                .and_then(|lines| {
-                    let total = total_of(&lines)?;
-                    if p.payment == Payment::Immediate && balance < total {
-                        return Err(Reject::InsufficientFunds {
-                            account: p.account,
-                            balance,
-                            needed: total,
-                        });
-                    }
-                    Ok((lines, total))
-                });
+            let result = self.price_lines(p.account, &p.lines).and_then(|lines| {
+                let total = total_of(&lines)?;
+                if p.payment == Payment::Immediate && balance < total {
+                    return Err(Reject::InsufficientFunds {
+                        account: p.account,
+                        balance,
+                        needed: total,
+                    });
+                }
+                Ok((lines, total))
+            });
             match result {
                 Ok((lines, total)) => {
                     let order = NewOrder {
@@ -232,6 +221,26 @@ impl Shard {
             return Some(Some(conflict));
         }
         None
+    }
+
+    /// Check every line and price it, failing on the first bad one. Sized up
+    /// front: collecting through a `Result` would over-allocate and then
+    /// shrink with a realloc on every order.
+    pub(crate) fn price_lines(
+        &self,
+        account: u64,
+        lines: &[LineRequest],
+    ) -> Result<Box<[Line]>, Reject> {
+        let mut priced = Vec::with_capacity(lines.len());
+        for l in lines {
+            let unit_price = self.check_line(account, l)?;
+            priced.push(Line {
+                sku: l.sku,
+                qty: l.qty,
+                unit_price,
+            });
+        }
+        Ok(priced.into_boxed_slice())
     }
 
     /// The line checks, in the order the reference model makes them.

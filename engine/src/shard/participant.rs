@@ -4,7 +4,7 @@
 use super::{Output, Shard};
 use crate::message::{TxId, Vote};
 use crate::record::Record;
-use crate::types::{AccountId, Line, LineRequest};
+use crate::types::{AccountId, LineRequest};
 
 impl Shard {
     /// The highest sequence this shard prepared for `tx`'s coordinator: any
@@ -38,23 +38,16 @@ impl Shard {
             // Tried and already decided; its hold is gone.
             return Vote::Fenced;
         }
-        let mut held = Vec::with_capacity(lines.len());
-        for l in lines {
-            match self.check_line(account, l) {
-                Ok(unit_price) => held.push(Line {
-                    sku: l.sku,
-                    qty: l.qty,
-                    unit_price,
-                }),
-                Err(reject) => return Vote::No(reject),
-            }
-        }
+        let held = match self.price_lines(account, lines) {
+            Ok(held) => held,
+            Err(reject) => return Vote::No(reject),
+        };
         let prices = held.iter().map(|l| l.unit_price).collect();
         self.commit(
             Record::Prepared {
                 tx,
                 account,
-                lines: held.into_boxed_slice(),
+                lines: held,
             },
             out,
         );
