@@ -7,5 +7,7 @@
 //!   percentiles, as text or one JSON object. `--target embedded` runs the
 //!   engine in-process; the network issue adds `tcp://HOST:PORT`.
 //! - `mercato-mem`: bytes of memory per SKU, per account and per 3-line order.
+//! - `mercato-order-path`: the bare order path, to count its instructions
+//!   under callgrind.
 //!
 //! `BENCHMARKS.md` at the repository root holds the figures and the commands.
