@@ -3,10 +3,11 @@
 //! queues, as on the real rings, and are delivered one at a time in an order
 //! the caller picks, so any interleaving the runtime can produce can be replayed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::audit::{AuditReport, audit};
 use crate::command::{Command, Outcome};
+use crate::hash::IdMap;
 use crate::message::PeerMsg;
 use crate::record::Record;
 use crate::shard::{Output, Shard, Token};
@@ -16,8 +17,10 @@ pub struct Cluster {
     pub shards: Vec<Shard>,
     /// Every record each shard wrote, in order.
     pub records: Vec<Vec<Record>>,
-    queues: BTreeMap<(ShardId, ShardId), VecDeque<PeerMsg>>,
-    answers: BTreeMap<Token, Outcome>,
+    /// One FIFO per ordered pair, at `from * shards + to`.
+    queues: Vec<VecDeque<PeerMsg>>,
+    answers: IdMap<Token, Outcome>,
+    keep_answers: bool,
     next_token: Token,
     out: Output,
 }
@@ -27,8 +30,11 @@ impl Cluster {
         Cluster {
             shards: (0..shards).map(|i| Shard::new(i, shards)).collect(),
             records: (0..shards).map(|_| Vec::new()).collect(),
-            queues: BTreeMap::new(),
-            answers: BTreeMap::new(),
+            queues: (0..usize::from(shards) * usize::from(shards))
+                .map(|_| VecDeque::new())
+                .collect(),
+            answers: IdMap::default(),
+            keep_answers: true,
             next_token: 0,
             out: Output::default(),
         }
@@ -37,10 +43,13 @@ impl Cluster {
     fn route(&mut self, from: ShardId) {
         self.records[from as usize].append(&mut self.out.records);
         for (to, msg) in self.out.sends.drain(..) {
-            self.queues.entry((from, to)).or_default().push_back(msg);
+            let at = usize::from(from) * self.shards.len() + usize::from(to);
+            self.queues[at].push_back(msg);
         }
-        for (token, outcome) in self.out.replies.drain(..) {
-            self.answers.insert(token, outcome);
+        if self.keep_answers {
+            self.answers.extend(self.out.replies.drain(..));
+        } else {
+            self.out.replies.clear();
         }
     }
 
@@ -64,27 +73,39 @@ impl Cluster {
         self.shards.iter_mut().for_each(Shard::discard_records);
     }
 
-    /// Forget every answer not yet taken.
-    pub fn clear_answers(&mut self) {
+    /// Stop keeping answers, for long runs that never read them.
+    pub fn discard_answers(&mut self) {
+        self.keep_answers = false;
         self.answers.clear();
     }
 
-    /// Pairs with messages waiting.
+    fn queue_of(&self, from: ShardId, to: ShardId) -> usize {
+        usize::from(from) * self.shards.len() + usize::from(to)
+    }
+
+    /// Pairs with messages waiting, in (from, to) order.
     pub fn pending_pairs(&self) -> Vec<(ShardId, ShardId)> {
-        self.queues
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(&k, _)| k)
-            .collect()
+        let mut pairs = Vec::new();
+        self.fill_pending_pairs(&mut pairs);
+        pairs
+    }
+
+    fn fill_pending_pairs(&self, pairs: &mut Vec<(ShardId, ShardId)>) {
+        let n = self.shards.len();
+        pairs.clear();
+        pairs.extend(
+            self.queues
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(i, _)| ((i / n) as ShardId, (i % n) as ShardId)),
+        );
     }
 
     /// Deliver the oldest message from `from` to `to`.
     pub fn deliver(&mut self, (from, to): (ShardId, ShardId), now: TimestampMs) -> bool {
-        let Some(msg) = self
-            .queues
-            .get_mut(&(from, to))
-            .and_then(VecDeque::pop_front)
-        else {
+        let at = self.queue_of(from, to);
+        let Some(msg) = self.queues[at].pop_front() else {
             return false;
         };
         self.shards[to as usize].deliver(from, msg, now, &mut self.out);
@@ -100,8 +121,9 @@ impl Cluster {
         mut pick: impl FnMut(usize) -> usize,
         mut each: impl FnMut(&Cluster),
     ) {
+        let mut pairs = Vec::new();
         loop {
-            let pairs = self.pending_pairs();
+            self.fill_pending_pairs(&mut pairs);
             if pairs.is_empty() {
                 return;
             }

@@ -1,15 +1,18 @@
-//! `mercato-order-path N`: one shard places N single-line Immediate orders
-//! over 100,000 accounts and 100 SKUs, and nothing else. Run it under
-//! callgrind twice, with N and with 0, and the difference divided by N is
-//! the instructions one order costs: a figure that, unlike time on a shared
-//! VM, repeats exactly.
+//! `mercato-order-path N [two-phase]`: place N single-line Immediate orders
+//! over 100,000 accounts and 100 SKUs, and nothing else: in one shard, or
+//! with `two-phase` in a two-shard `sim::Cluster` where every order's SKU
+//! lives on the other shard. Run it under callgrind twice, with N and with 0,
+//! and the difference divided by N is the instructions one order costs: a
+//! figure that, unlike time on a shared VM, repeats exactly.
 //!
 //! ```text
 //! valgrind --tool=callgrind target/release/mercato-order-path 200000
 //! valgrind --tool=callgrind target/release/mercato-order-path 0
 //! ```
 
+use mercato_engine::hash::shard_of;
 use mercato_engine::shard::{Capacity, Output, Shard};
+use mercato_engine::sim::Cluster;
 use mercato_engine::{Command, LineRequest, Payment, PlaceOrder};
 
 #[global_allocator]
@@ -21,6 +24,7 @@ const SKUS: u64 = 100;
 const REPLIES_MAX: usize = 1_000;
 
 fn main() {
+    let two_phase = std::env::args().nth(2).as_deref() == Some("two-phase");
     let orders: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
         None => 200_000,
         Some(Ok(n)) => n,
@@ -29,6 +33,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if two_phase {
+        return across_shards(orders);
+    }
     let mut shard = Shard::new(0, 1);
     shard.discard_records();
     shard.reserve(Capacity {
@@ -85,4 +92,73 @@ fn main() {
     }
     placed += out.replies.iter().filter(|(_, r)| r.is_ok()).count() as u64;
     println!("{placed} of {orders} orders placed");
+}
+
+/// Every order crosses shards: its SKU is on the shard its account is not.
+fn across_shards(orders: u64) {
+    let mut cluster = Cluster::new(2);
+    cluster.discard_records();
+    cluster.discard_answers();
+    for shard in &mut cluster.shards {
+        let capacity = Capacity {
+            skus: SKUS as usize,
+            accounts: ACCOUNTS as usize,
+            orders: orders as usize,
+        };
+        shard.reserve(capacity.per_shard(2));
+    }
+    for sku in 0..SKUS {
+        cluster.submit(
+            Command::PutSku {
+                sku,
+                price: 250,
+                per_user_limit: 0,
+            },
+            1,
+        );
+        cluster.submit(
+            Command::Restock {
+                sku,
+                qty: u32::MAX - 1,
+            },
+            1,
+        );
+    }
+    for account in 0..ACCOUNTS {
+        cluster.submit(
+            Command::Deposit {
+                account,
+                amount: u64::MAX / 2,
+            },
+            1,
+        );
+    }
+    let far: [u64; 2] = [0, 1].map(|home| {
+        (0..SKUS)
+            .find(|&s| shard_of(s, 2) != home)
+            .expect("a SKU on each shard")
+    });
+    for i in 0..orders {
+        let account = i.wrapping_mul(2_654_435_761) % ACCOUNTS;
+        let sku = far[shard_of(account, 2) as usize];
+        cluster.submit(
+            Command::PlaceOrder(PlaceOrder {
+                id: u128::from(i),
+                account,
+                lines: vec![LineRequest::new(sku, 1)],
+                payment: Payment::Immediate,
+            }),
+            1,
+        );
+        if i % 128 == 127 {
+            cluster.settle(1);
+        }
+    }
+    cluster.settle(1);
+    let report = cluster.audit();
+    println!(
+        "{} orders across shards; audit ok: {}",
+        report.orders,
+        report.ok()
+    );
 }

@@ -18,7 +18,7 @@ use crate::audit::AuditPart;
 use crate::command::{Command, Outcome, Reply};
 use crate::error::Reject;
 use crate::hash::{IdMap, IdSet, shard_of};
-use crate::limits::{LIST_ORDERS_LIMIT_MAX, REJECTIONS_REMEMBERED_MAX};
+use crate::limits::{LIST_ORDERS_LIMIT_MAX, REJECTIONS_REMEMBERED_MAX, SHARDS_MAX};
 use crate::message::{PeerMsg, TxId};
 use crate::record::Record;
 use crate::types::{
@@ -176,16 +176,44 @@ pub struct ShardState {
 #[derive(Debug)]
 pub(crate) struct PendingTx {
     pub key: OrderKey,
-    pub lines: Vec<crate::types::LineRequest>,
+    /// The order's lines as they will be stored; votes fill in the prices.
+    pub lines: Box<[Line]>,
     pub payment: crate::types::Payment,
     pub fingerprint: u64,
     pub created_at: TimestampMs,
-    pub prices: Vec<Money>,
     pub votes_missing: u16,
-    pub voted_yes: Vec<ShardId>,
+    pub voted_yes: ShardSet,
     /// The rejection of the earliest failing line so far, with that line's index.
     pub reject: Option<(usize, Reject)>,
-    pub waiters: Vec<Token>,
+    /// The caller, and any retries of the same order that arrived meanwhile.
+    pub waiter: Token,
+    pub more_waiters: Vec<Token>,
+}
+
+/// A set of shards as a fixed bitmap: no allocation per transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ShardSet([u64; SHARDS_MAX / 64]);
+
+const _: () = assert!(SHARDS_MAX % 64 == 0);
+
+impl ShardSet {
+    pub fn insert(&mut self, s: ShardId) {
+        self.0[usize::from(s) / 64] |= 1 << (s % 64);
+    }
+
+    /// The members, ascending; visits set bits only.
+    pub fn iter(self) -> impl Iterator<Item = ShardId> {
+        self.0.into_iter().enumerate().flat_map(|(word, mut bits)| {
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some((word * 64) as ShardId + bit as ShardId)
+            })
+        })
+    }
 }
 
 /// One shard: its durable state plus the coordinator's volatile bookkeeping.

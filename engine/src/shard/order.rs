@@ -3,7 +3,7 @@
 
 use std::hash::Hasher;
 
-use super::{Output, PendingTx, Shard, Token};
+use super::{Output, PendingTx, Shard, ShardSet, Token};
 use crate::command::{PlaceOrder, Reply};
 use crate::error::Reject;
 use crate::hash::{IdHasher, shard_of};
@@ -99,7 +99,7 @@ impl Shard {
         }
         let Some(account) = self.state.accounts.get(&p.account) else {
             let reject = Reject::UnknownAccount { account: p.account };
-            self.reject(key, fp, reject, &[token], out);
+            self.reject(key, fp, reject, [token], out);
             return;
         };
         let balance = account.balance;
@@ -130,7 +130,7 @@ impl Shard {
                     out.replies
                         .push((token, self.order_view(key).map(Reply::Order)));
                 }
-                Err(r) => self.reject(key, fp, r, &[token], out),
+                Err(r) => self.reject(key, fp, r, [token], out),
             }
             return;
         }
@@ -140,37 +140,41 @@ impl Shard {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        let mut participants: Vec<ShardId> = p
+        // Each line's shard, once, on the stack; participants in ascending order.
+        let mut owners = [0 as ShardId; ORDER_LINES_MAX];
+        for (owner, l) in owners.iter_mut().zip(&p.lines) {
+            *owner = shard_of(l.sku, self.shards);
+        }
+        let owners = &mut owners[..p.lines.len()];
+        let mut participants = ShardSet::default();
+        owners.iter().for_each(|&s| participants.insert(s));
+        let lines: Box<[Line]> = p
             .lines
             .iter()
-            .map(|l| shard_of(l.sku, self.shards))
+            .map(|l| Line {
+                sku: l.sku,
+                qty: l.qty,
+                unit_price: 0,
+            })
             .collect();
-        participants.sort_unstable();
-        participants.dedup();
         self.pending.insert(
             tx,
             PendingTx {
                 key,
-                lines: p.lines,
+                lines,
                 payment: p.payment,
                 fingerprint: fp,
                 created_at: now,
-                prices: Vec::new(),
-                votes_missing: participants.len() as u16,
-                voted_yes: Vec::with_capacity(participants.len()),
+                votes_missing: participants.iter().count() as u16,
+                voted_yes: ShardSet::default(),
                 reject: None,
-                waiters: vec![token],
+                waiter: token,
+                more_waiters: Vec::new(),
             },
         );
         self.pending_keys.insert(key, tx);
-        for s in participants {
-            let pending = &self.pending[&tx];
-            let lines: Box<[LineRequest]> = pending
-                .lines
-                .iter()
-                .filter(|l| shard_of(l.sku, self.shards) == s)
-                .copied()
-                .collect();
+        for s in participants.iter() {
+            let lines = share_of(&p.lines, s, self.shards);
             if s == self.id {
                 let vote = self.prepare(tx, p.account, &lines, out);
                 self.on_vote(tx, s, vote, now, out);
@@ -215,7 +219,7 @@ impl Shard {
         if let Some(tx) = self.pending_keys.get(&key) {
             let pending = self.pending.get_mut(tx).expect("pending key has its tx");
             if pending.fingerprint == fp {
-                pending.waiters.push(token);
+                pending.more_waiters.push(token);
                 return Some(None);
             }
             return Some(Some(conflict));
@@ -290,7 +294,7 @@ impl Shard {
         key: OrderKey,
         fingerprint: u64,
         reject: Reject,
-        waiters: &[Token],
+        waiters: impl IntoIterator<Item = Token>,
         out: &mut Output,
     ) {
         self.commit(
@@ -301,7 +305,7 @@ impl Shard {
             },
             out,
         );
-        for &t in waiters {
+        for t in waiters {
             out.replies.push((t, Err(reject)));
         }
     }
@@ -325,18 +329,14 @@ impl Shard {
         p.votes_missing -= 1;
         match vote {
             Vote::Yes(prices) => {
-                if p.prices.is_empty() {
-                    p.prices = vec![0; p.lines.len()];
-                }
                 let mine = p
                     .lines
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| shard_of(l.sku, shards) == from);
-                for ((i, _), price) in mine.zip(prices.iter()) {
-                    p.prices[i] = *price;
+                    .iter_mut()
+                    .filter(|l| shard_of(l.sku, shards) == from);
+                for (line, &price) in mine.zip(prices.iter()) {
+                    line.unit_price = price;
                 }
-                p.voted_yes.push(from);
+                p.voted_yes.insert(from);
             }
             Vote::No(reject) => {
                 // Report the earliest failing line, as a single shard checking
@@ -366,27 +366,30 @@ impl Shard {
 
     fn finish(&mut self, tx: TxId, p: PendingTx, now: TimestampMs, out: &mut Output) {
         let _ = now;
-        let lines: Box<[Line]> = p
-            .lines
-            .iter()
-            .zip(p.prices.iter())
-            .map(|(l, &unit_price)| Line {
-                sku: l.sku,
-                qty: l.qty,
-                unit_price,
-            })
-            .collect();
-        let decision = match p.reject {
+        let PendingTx {
+            key,
+            lines,
+            payment,
+            fingerprint,
+            created_at,
+            voted_yes,
+            reject,
+            waiter,
+            more_waiters,
+            ..
+        } = p;
+        let waiters = std::iter::once(waiter).chain(more_waiters);
+        let decision = match reject {
             Some((_, r)) => Err(r),
             None => total_of(&lines).and_then(|total| {
                 let balance = self
                     .state
                     .accounts
-                    .get(&p.key.account)
+                    .get(&key.account)
                     .map_or(0, |a| a.balance);
-                if p.payment == Payment::Immediate && balance < total {
+                if payment == Payment::Immediate && balance < total {
                     Err(Reject::InsufficientFunds {
-                        account: p.key.account,
+                        account: key.account,
                         balance,
                         needed: total,
                     })
@@ -395,32 +398,32 @@ impl Shard {
                 }
             }),
         };
-        let immediate = p.payment == Payment::Immediate;
+        let immediate = payment == Payment::Immediate;
         match decision {
             Ok(total) => {
                 let order = NewOrder {
-                    key: p.key,
+                    key,
                     lines,
                     total,
-                    payment: p.payment,
-                    created_at: p.created_at,
-                    fingerprint: p.fingerprint,
+                    payment,
+                    created_at,
+                    fingerprint,
                 };
                 // The commit point: once this record is durable the order exists.
                 self.commit(Record::OrderCommitted { order, tx }, out);
-                for &s in &p.voted_yes {
+                for s in voted_yes.iter() {
                     self.decide_at(s, tx, true, immediate, out);
                 }
-                let view = self.order_view(p.key).map(Reply::Order);
-                for &t in &p.waiters {
+                let view = self.order_view(key).map(Reply::Order);
+                for t in waiters {
                     out.replies.push((t, view.clone()));
                 }
             }
             Err(r) => {
-                for &s in &p.voted_yes {
+                for s in voted_yes.iter() {
                     self.decide_at(s, tx, false, immediate, out);
                 }
-                self.reject(p.key, p.fingerprint, r, &p.waiters, out);
+                self.reject(key, fingerprint, r, waiters, out);
             }
         }
     }
@@ -440,6 +443,16 @@ impl Shard {
             );
         }
     }
+}
+
+/// The lines of an order that `shard` owns, in order. Counted first so the
+/// buffer is allocated once at its size: collecting a `filter` would grow it
+/// and then shrink it with a realloc for every Prepare.
+fn share_of(lines: &[LineRequest], shard: ShardId, shards: u16) -> Box<[LineRequest]> {
+    let on_shard = |l: &&LineRequest| shard_of(l.sku, shards) == shard;
+    let mut mine = Vec::with_capacity(lines.iter().filter(on_shard).count());
+    mine.extend(lines.iter().filter(on_shard).copied());
+    mine.into_boxed_slice()
 }
 
 /// The SKU a participant's rejection is about, to order rejections by line.
