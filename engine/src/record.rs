@@ -7,7 +7,9 @@
 
 use crate::error::Reject;
 use crate::message::TxId;
-use crate::types::{AccountId, Line, Money, OrderKey, Payment, Qty, SkuId, TimestampMs};
+use crate::types::{
+    AccountId, Line, Money, OrderKey, OrderState, OrderView, Payment, Qty, SkuId, TimestampMs,
+};
 
 /// A fresh order as written by its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +21,38 @@ pub struct NewOrder {
     pub created_at: TimestampMs,
     /// Hash of the request, to tell an identical retry from a conflicting one.
     pub fingerprint: u64,
+}
+
+impl NewOrder {
+    /// The state a new order starts in, and its reservation time (0 for
+    /// `Immediate`). Validation bounds the TTL by `ORDER_TTL_MS_MAX`, which
+    /// fits a `u32`.
+    pub fn initial_state(&self) -> (OrderState, u32) {
+        match self.payment {
+            Payment::Immediate => (OrderState::Paid, 0),
+            Payment::Deferred { ttl_ms } => (OrderState::Reserved, ttl_ms as u32),
+        }
+    }
+
+    /// What the caller is told: the order as it stands once this record is
+    /// applied, built without looking the order up again.
+    pub fn view(&self) -> OrderView {
+        let (state, ttl_ms) = self.initial_state();
+        OrderView {
+            id: self.key.id(),
+            account: self.key.account,
+            lines: self.lines.to_vec(),
+            total: self.total,
+            state,
+            created_at: self.created_at,
+            expires_at: if ttl_ms == 0 {
+                0
+            } else {
+                self.created_at + u64::from(ttl_ms)
+            },
+            restocked: false,
+        }
+    }
 }
 
 /// What a SKU shard does with stock an order already holds.

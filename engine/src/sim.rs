@@ -43,7 +43,7 @@ impl Cluster {
     fn route(&mut self, from: ShardId) {
         self.records[from as usize].append(&mut self.out.records);
         for (to, msg) in self.out.sends.drain(..) {
-            let at = usize::from(from) * self.shards.len() + usize::from(to);
+            let at = queue_index(self.shards.len(), from, to);
             self.queues[at].push_back(msg);
         }
         if self.keep_answers {
@@ -79,17 +79,7 @@ impl Cluster {
         self.answers.clear();
     }
 
-    fn queue_of(&self, from: ShardId, to: ShardId) -> usize {
-        usize::from(from) * self.shards.len() + usize::from(to)
-    }
-
     /// Pairs with messages waiting, in (from, to) order.
-    pub fn pending_pairs(&self) -> Vec<(ShardId, ShardId)> {
-        let mut pairs = Vec::new();
-        self.fill_pending_pairs(&mut pairs);
-        pairs
-    }
-
     fn fill_pending_pairs(&self, pairs: &mut Vec<(ShardId, ShardId)>) {
         let n = self.shards.len();
         pairs.clear();
@@ -104,7 +94,7 @@ impl Cluster {
 
     /// Deliver the oldest message from `from` to `to`.
     pub fn deliver(&mut self, (from, to): (ShardId, ShardId), now: TimestampMs) -> bool {
-        let at = self.queue_of(from, to);
+        let at = queue_index(self.shards.len(), from, to);
         let Some(msg) = self.queues[at].pop_front() else {
             return false;
         };
@@ -159,4 +149,9 @@ impl Cluster {
         let parts: Vec<_> = self.shards.iter().map(Shard::audit_part).collect();
         audit(&parts)
     }
+}
+
+/// Where the queue from `from` to `to` sits among `shards * shards`.
+fn queue_index(shards: usize, from: ShardId, to: ShardId) -> usize {
+    usize::from(from) * shards + usize::from(to)
 }

@@ -176,11 +176,7 @@ impl Shard {
 
     fn insert_order(&mut self, order: NewOrder) {
         let st = &mut self.state;
-        let (state, ttl_ms) = match order.payment {
-            Payment::Immediate => (OrderState::Paid, 0),
-            // Validation bounds the TTL by ORDER_TTL_MS_MAX, which fits a u32.
-            Payment::Deferred { ttl_ms } => (OrderState::Reserved, ttl_ms as u32),
-        };
+        let (state, ttl_ms) = order.initial_state();
         let a = st
             .accounts
             .get_mut(&order.key.account)

@@ -255,10 +255,6 @@ impl Shard {
         self.id
     }
 
-    pub fn shards(&self) -> u16 {
-        self.shards
-    }
-
     /// The durable part of the state, for comparing a replayed shard with a live one.
     pub fn state(&self) -> &ShardState {
         &self.state

@@ -126,9 +126,9 @@ impl Shard {
                         created_at: now,
                         fingerprint: fp,
                     };
+                    let view = order.view();
                     self.commit(Record::OrderPlaced(order), out);
-                    out.replies
-                        .push((token, self.order_view(key).map(Reply::Order)));
+                    out.replies.push((token, Ok(Reply::Order(view))));
                 }
                 Err(r) => self.reject(key, fp, r, [token], out),
             }
@@ -409,12 +409,12 @@ impl Shard {
                     created_at,
                     fingerprint,
                 };
+                let view = Ok(Reply::Order(order.view()));
                 // The commit point: once this record is durable the order exists.
                 self.commit(Record::OrderCommitted { order, tx }, out);
                 for s in voted_yes.iter() {
                     self.decide_at(s, tx, true, immediate, out);
                 }
-                let view = self.order_view(key).map(Reply::Order);
                 for t in waiters {
                     out.replies.push((t, view.clone()));
                 }
