@@ -6,6 +6,8 @@
 //! - `tests/doorbell.rs`: waking a sleeping shard without a lost wake-up;
 //! - `tests/reply.rs`: the hand-off of answers from shard threads to a waiting
 //!   caller, and the shutdown gate that guarantees every caller an answer.
+//! - `tests/flusher.rs`: the hand-off of log buffers from a shard to its
+//!   flusher thread and the publication of the durable LSN.
 //!
 //! Run them with:
 //!

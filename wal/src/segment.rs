@@ -1,0 +1,71 @@
+//! Where segments live and what they are called.
+//!
+//! A shard's log is the files `<first LSN, 20 digits>.wal` in its directory,
+//! in LSN order. A segment only gets its name once its header is on disk, so
+//! a named segment always has a readable header; files being prepared carry
+//! other names and are ignored (and removed) by readers.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::WalError;
+use crate::format::Lsn;
+
+pub const SEGMENT_SUFFIX: &str = ".wal";
+/// A zero-filled file waiting to become the next segment.
+pub const SPARE_SEGMENT_NAME: &str = "spare.wal-tmp";
+
+pub fn segment_name(first_lsn: Lsn) -> String {
+    format!("{first_lsn:020}{SEGMENT_SUFFIX}")
+}
+
+/// The segments in `dir`, ascending by first LSN. A missing directory has none.
+pub fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(WalError::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
+            continue;
+        };
+        if stem.len() == 20 {
+            if let Ok(lsn) = stem.parse::<Lsn>() {
+                out.push((lsn, entry.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_lsn_and_strangers_are_ignored() {
+        let dir = std::env::temp_dir().join(format!("mercato-seg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            segment_name(100),
+            segment_name(9),
+            "notes.txt".into(),
+            SPARE_SEGMENT_NAME.into(),
+        ] {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        let found: Vec<Lsn> = list_segments(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(found, vec![9, 100]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(list_segments(&dir).unwrap().is_empty());
+    }
+}
