@@ -74,6 +74,10 @@ pub enum Reject {
     IdempotencyConflict { order: OrderId },
     #[error("list limit {limit} is outside 1..={max}")]
     InvalidLimit { limit: u32, max: u32 },
+    /// A shard holding this order's stock cannot write its log, so it held
+    /// nothing; the order was not placed.
+    #[error("shard {shard} cannot write its log; nothing was held there")]
+    ShardUnavailable { shard: u16 },
 }
 
 /// A call the engine could not run. Nothing changed.
@@ -92,10 +96,52 @@ pub enum EngineError {
     /// The configuration cannot run.
     #[error("invalid configuration: {what}")]
     InvalidConfig { what: &'static str },
+    /// The shard's write-ahead log failed (a write or sync error). It
+    /// takes no more writes, and whether this command took effect is
+    /// unknown: it was not acknowledged, and recovery decides.
+    #[error("shard {shard} is unavailable: its log failed")]
+    Unavailable { shard: u16 },
     /// A shard thread could not be started.
     #[error("could not start shard thread {shard}: {kind:?}")]
     Spawn {
         shard: u16,
         kind: std::io::ErrorKind,
+    },
+}
+
+/// Why [`crate::Engine::open`] failed. Nothing was served; a data directory
+/// is left as it was, except that a torn tail may have been cut off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The log refused: corruption (with file and offset), a foreign or
+    /// newer layout, or an I/O failure.
+    #[error(transparent)]
+    Wal(#[from] mercato_wal::WalError),
+    #[error("{path} was created with {found} shards; this engine asked for {asked}")]
+    WrongShardCount {
+        path: std::path::PathBuf,
+        found: u16,
+        asked: u16,
+    },
+    #[error("{path} has data format {found}; this build reads format {supported}")]
+    WrongFormat {
+        path: std::path::PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path} is not a mercato data directory marker: {what}")]
+    BadMarker {
+        path: std::path::PathBuf,
+        what: &'static str,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 }

@@ -1,11 +1,44 @@
-//! Where records go once applied. The write-ahead log will implement
-//! [`Journal`]; until then the engine runs with one of the in-memory journals.
+//! Where records go once applied: nowhere, into memory for tests, or into the
+//! write-ahead log (`durable::journal`).
 
 use crate::record::Record;
 
-/// Takes each shard's records, in order, once per loop turn.
+/// How far a journal's records are safe, in its own sequence numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Number of the last record appended.
+    pub last: u64,
+    /// Replies that depend on records up to here may be released.
+    pub replies_upto: u64,
+    /// Messages to other shards that depend on records up to here may be sent.
+    pub sends_upto: u64,
+}
+
+impl Progress {
+    /// A journal whose records are as safe as they will ever be at once.
+    pub const IMMEDIATE: Progress = Progress {
+        last: 0,
+        replies_upto: u64::MAX,
+        sends_upto: u64::MAX,
+    };
+}
+
+/// Takes each shard's records, in order, as the shard loop produces them.
 pub trait Journal: Send {
     fn append(&mut self, records: &mut Vec<Record>);
+    /// End of a loop turn: start making what was appended durable.
+    fn submit(&mut self) {}
+    fn progress(&self) -> Progress {
+        Progress::IMMEDIATE
+    }
+    /// The journal can no longer make anything durable.
+    fn failed(&self) -> bool {
+        false
+    }
+    /// Bytes appended but not yet taken towards the disk.
+    fn backlog_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Drops records: a purely in-memory engine. (Such an engine also tells its

@@ -34,6 +34,7 @@
 pub mod audit;
 pub mod clock;
 pub mod command;
+pub mod durable;
 pub mod error;
 pub mod hash;
 pub mod journal;
@@ -50,6 +51,7 @@ pub mod workload;
 pub use audit::{AuditReport, Violation};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Command, Outcome, PlaceOrder, Reply};
-pub use error::{EngineError, Reject};
+pub use error::{EngineError, OpenError, Reject};
+pub use mercato_wal::Durability;
 pub use runtime::{Config, Engine, Handle, JournalMode, Stopped};
 pub use types::*;

@@ -26,6 +26,12 @@ pub const EXPIRIES_PER_TURN_MAX: usize = 1_024;
 /// enough that the first stay in cache (128 orders touch a few 64-byte
 /// lines each, some 32 KiB by that count: well inside a 512 KiB L2).
 pub const WARM_CHUNK_LEN: usize = 128;
+/// Log bytes a shard lets wait for its flusher before it stops taking new
+/// client work: a disk slower than the shard must slow callers, not grow memory.
+pub const LOG_BACKLOG_BYTES_MAX: usize = 64 << 20;
+/// Turns of replies or messages waiting for durability, per shard; past it
+/// the shard takes no new client work until the log catches up.
+pub const HELD_GROUPS_MAX: usize = 4_096;
 /// How long an idle shard sleeps before it looks at its expiry clock again.
 pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 

@@ -136,4 +136,18 @@ pub enum Record {
         lines: Box<[(SkuId, Qty)]>,
         settle: Settle,
     },
+    /// Recovery: a SKU's stock set to what the recovered orders say it must
+    /// be, where settlement messages were lost in a crash.
+    StockCorrected {
+        sku: SkuId,
+        available: Qty,
+        reserved: Qty,
+        sold: Qty,
+    },
+    /// Recovery: units of a limited SKU an account holds in live orders.
+    PurchasesCorrected {
+        sku: SkuId,
+        account: AccountId,
+        qty: Qty,
+    },
 }

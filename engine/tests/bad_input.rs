@@ -5,7 +5,8 @@ use mercato_engine::limits::{
     BATCH_LEN_MAX, LIST_ORDERS_LIMIT_MAX, ORDER_LINES_MAX, ORDER_TTL_MS_MAX,
 };
 use mercato_engine::{
-    Command, Config, Engine, EngineError, Handle, LineRequest, Payment, PlaceOrder, Reject,
+    Command, Config, Engine, EngineError, Handle, LineRequest, OpenError, Payment, PlaceOrder,
+    Reject,
 };
 
 fn snapshot(h: &Handle) -> String {
@@ -401,6 +402,6 @@ fn an_engine_cannot_open_with_an_empty_queue() {
     };
     assert!(matches!(
         Engine::open(config),
-        Err(EngineError::InvalidConfig { .. })
+        Err(OpenError::Engine(EngineError::InvalidConfig { .. }))
     ));
 }

@@ -1,7 +1,11 @@
 //! Opening and stopping an engine.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use mercato_wal::storage::{OsStorage, Storage};
+use mercato_wal::{Durability, Log, LogId, LogOptions, SEGMENT_BYTES_DEFAULT};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -11,7 +15,10 @@ use super::handle::Handle;
 use super::ring::{Consumer, Producer, ring};
 use super::worker::{Request, Worker};
 use crate::clock::{Clock, SystemClock};
-use crate::error::EngineError;
+use crate::durable::journal::WalJournal;
+use crate::durable::marker::shard_dir;
+use crate::durable::recovery::{RecoveryReport, recover};
+use crate::error::{EngineError, OpenError};
 use crate::journal::{Journal, MemoryJournal, NullJournal};
 use crate::limits::{INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX};
 use crate::message::PeerMsg;
@@ -41,6 +48,15 @@ pub struct Config {
     pub capacity: Capacity,
     /// Requests one shard's inbound queue holds before callers get `Busy`.
     pub inbound_depth_max: usize,
+    /// Where the write-ahead log lives. `None` keeps everything in memory
+    /// (and `journal` says what happens to records).
+    pub data_dir: Option<PathBuf>,
+    /// When a change counts as safe; see [`Durability`].
+    pub durability: Durability,
+    /// Size of each preallocated log segment.
+    pub segment_bytes: u64,
+    /// The file layer under the log; tests swap in one that fails on cue.
+    pub storage: Arc<dyn Storage>,
 }
 
 impl Default for Config {
@@ -51,6 +67,10 @@ impl Default for Config {
             clock: Arc::new(SystemClock),
             capacity: Capacity::default(),
             inbound_depth_max: INBOUND_DEPTH_MAX,
+            data_dir: None,
+            durability: Durability::Always,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            storage: Arc::new(OsStorage),
         }
     }
 }
@@ -77,6 +97,8 @@ pub(crate) struct Shared {
     pub gate: Gate,
     /// Shards that stopped taking new work and emptied their outboxes.
     pub stopped: AtomicUsize,
+    /// Shards whose log failed.
+    pub failed_logs: AtomicUsize,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -91,6 +113,7 @@ pub struct Stopped {
 pub struct Engine {
     handle: Handle,
     threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
+    recovery: Option<RecoveryReport>,
 }
 
 /// A journal the engine can hand back at shutdown.
@@ -110,23 +133,42 @@ impl JournalBox for MemoryJournal {
     }
 }
 
+impl JournalBox for WalJournal {
+    /// Closing syncs the log, whatever the policy. A failure here was
+    /// already reported to callers as `Unavailable`.
+    fn into_records(self: Box<Self>) -> Vec<Record> {
+        let _ = self.close();
+        Vec::new()
+    }
+}
+
 impl Engine {
-    pub fn open(config: Config) -> Result<Engine, EngineError> {
-        let n = match config.shards {
-            0 => std::thread::available_parallelism()
+    /// Start the shards. With a `data_dir`, first recover it: replay every
+    /// shard's log, settle what a crash left between shards, and only then
+    /// serve.
+    pub fn open(config: Config) -> Result<Engine, OpenError> {
+        let mut recovered = match &config.data_dir {
+            Some(dir) => Some(recover(dir, config.shards, true)?),
+            None => None,
+        };
+        let n = match (&recovered, config.shards) {
+            (Some(r), _) => r.shards.len(),
+            (None, 0) => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(SHARDS_MAX),
-            n => n as usize,
+            (None, n) => n as usize,
         };
         if n > SHARDS_MAX {
             return Err(EngineError::InvalidConfig {
                 what: "more shards than SHARDS_MAX",
-            });
+            }
+            .into());
         }
         if config.inbound_depth_max == 0 {
             return Err(EngineError::InvalidConfig {
                 what: "inbound_depth_max must be at least 1",
-            });
+            }
+            .into());
         }
         let mut polls = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
@@ -152,6 +194,7 @@ impl Engine {
             shards: slots,
             gate: Gate::new(),
             stopped: AtomicUsize::new(0),
+            failed_logs: AtomicUsize::new(0),
             clock: config.clock.clone(),
         });
 
@@ -170,19 +213,59 @@ impl Engine {
             }
         }
 
-        let mut threads = Vec::with_capacity(n);
-        for (i, ((poll, producers), consumers)) in
-            polls.into_iter().zip(producers).zip(consumers).enumerate()
-        {
-            let journal: Box<dyn JournalBox> = match config.journal {
-                JournalMode::None => Box::new(NullJournal),
-                JournalMode::Memory => Box::new(MemoryJournal::default()),
+        let mut shards: Vec<Shard> = match &mut recovered {
+            Some(r) => std::mem::take(&mut r.shards),
+            None => (0..n).map(|i| Shard::new(i as u16, n as u16)).collect(),
+        };
+        let mut journals = Vec::with_capacity(n);
+        for (i, shard) in shards.iter_mut().enumerate() {
+            let journal: Box<dyn JournalBox> = match (&recovered, config.journal) {
+                (Some(r), _) => {
+                    let dir = config.data_dir.as_ref().expect("recovered from a data_dir");
+                    let shared = shared.clone();
+                    let notify = Arc::new(move || {
+                        let slot = &shared.shards[i];
+                        if slot.doorbell.needs_ring() {
+                            let _ = slot.waker.wake();
+                        }
+                    });
+                    let opts = LogOptions {
+                        segment_bytes: config.segment_bytes,
+                        durability: config.durability,
+                        storage: config.storage.clone(),
+                    };
+                    let id = LogId {
+                        shard: i as u16,
+                        shards: n as u16,
+                    };
+                    let end = &r.report.shards[i].end;
+                    let log = Log::start(&shard_dir(dir, i as u16), id, end, opts, notify)?;
+                    let mut journal = WalJournal::new(log);
+                    // What recovery settled goes first, ahead of any new work.
+                    let mut settled = r.settlement[i].clone();
+                    crate::journal::Journal::append(&mut journal, &mut settled);
+                    crate::journal::Journal::submit(&mut journal);
+                    Box::new(journal)
+                }
+                (None, JournalMode::None) => {
+                    shard.discard_records();
+                    Box::new(NullJournal)
+                }
+                (None, JournalMode::Memory) => Box::new(MemoryJournal::default()),
             };
-            let mut shard = Shard::new(i as u16, n as u16);
             shard.reserve(config.capacity.per_shard(n as u16));
-            if config.journal == JournalMode::None {
-                shard.discard_records();
-            }
+            journals.push(journal);
+        }
+
+        let mut threads = Vec::with_capacity(n);
+        for (i, ((((poll, producers), consumers), shard), journal)) in polls
+            .into_iter()
+            .zip(producers)
+            .zip(consumers)
+            .zip(shards)
+            .zip(journals)
+            .enumerate()
+        {
             let worker = Worker::new(shard, shared.clone(), poll, producers, consumers, journal);
             let spawned = std::thread::Builder::new()
                 .name(format!("mercato-shard-{i}"))
@@ -197,14 +280,21 @@ impl Engine {
                     return Err(EngineError::Spawn {
                         shard: i as u16,
                         kind: e.kind(),
-                    });
+                    }
+                    .into());
                 }
             }
         }
         Ok(Engine {
             handle: Handle::new(shared),
             threads,
+            recovery: recovered.map(|r| r.report),
         })
+    }
+
+    /// What recovery found and did, for an engine opened on a data directory.
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
     }
 
     /// A handle for callers; clone it freely.

@@ -13,10 +13,15 @@ use super::ring::{Consumer, Producer};
 use crate::audit::AuditPart;
 use crate::command::{Command, Outcome};
 use crate::error::EngineError;
-use crate::limits::{IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, RING_DEPTH_MAX, WARM_CHUNK_LEN};
-use crate::message::PeerMsg;
-use crate::shard::{Output, Shard};
+use crate::error::Reject;
+use crate::limits::{
+    HELD_GROUPS_MAX, IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, LOG_BACKLOG_BYTES_MAX,
+    RING_DEPTH_MAX, WARM_CHUNK_LEN,
+};
+use crate::message::{PeerMsg, Vote};
+use crate::shard::{Output, Shard, Token};
 use crate::sync::Ordering;
+use crate::types::ShardId;
 
 /// What a caller queues for one shard.
 pub(crate) enum Request {
@@ -63,6 +68,12 @@ pub(crate) struct Worker {
     /// One request's answers on their way to its collector; kept to reuse its buffer.
     group: Vec<(usize, Result<Outcome, EngineError>)>,
     journal: Box<dyn JournalBox>,
+    /// Replies and messages waiting for the records they depend on to be
+    /// durable, each group with the journal number of its last record.
+    held_replies: VecDeque<(u64, Vec<(Token, Outcome)>)>,
+    held_sends: VecDeque<(u64, Vec<(ShardId, PeerMsg)>)>,
+    /// The journal failed: nothing more is acknowledged.
+    failed: bool,
     announced_stop: bool,
 }
 
@@ -90,6 +101,9 @@ impl Worker {
             out: Output::default(),
             group: Vec::new(),
             journal,
+            held_replies: VecDeque::new(),
+            held_sends: VecDeque::new(),
+            failed: false,
             announced_stop: false,
         }
     }
@@ -101,13 +115,15 @@ impl Worker {
             let now = self.shared.clock.now_ms();
             let mut work = self.take_messages(now);
             let stopping = self.shared.gate.is_closed();
-            if !stopping && self.outbox_empty() {
+            if !stopping && self.outbox_empty() && !self.log_backlogged() {
                 work += self.take_requests();
                 if self.shard.next_expiry().is_some_and(|at| at <= now) {
                     work += self.shard.expire_due(now, &mut self.out);
                 }
             }
             self.flush();
+            self.journal.submit();
+            work += self.release_held();
             if stopping && self.may_exit() {
                 break;
             }
@@ -165,6 +181,15 @@ impl Worker {
             let now = self.shared.clock.now_ms();
             work += 1;
             match req {
+                Request::Commands { collector, cmds } if self.failed => {
+                    // The log failed: nothing may change, so nothing runs.
+                    let shard = self.shard.id();
+                    collector.fill(
+                        cmds.into_iter().map(|(slot, _)| {
+                            (slot as usize, Err(EngineError::Unavailable { shard }))
+                        }),
+                    );
+                }
                 Request::Commands { collector, cmds } => {
                     let outstanding = cmds.len() as u32;
                     let idx = u64::from(self.park(Waiter {
@@ -222,11 +247,143 @@ impl Worker {
         self.outbox.iter().all(VecDeque::is_empty)
     }
 
-    /// Records to the journal, messages to peers, answers to callers.
+    /// Whether the log has more waiting than the shard lets pile up; until
+    /// it drains, the shard takes no new client work.
+    fn log_backlogged(&self) -> bool {
+        self.journal.backlog_bytes() > LOG_BACKLOG_BYTES_MAX
+            || self.held_replies.len() >= HELD_GROUPS_MAX
+            || self.held_sends.len() >= HELD_GROUPS_MAX
+    }
+
+    /// Records to the journal; messages to peers once the records before
+    /// them are durable (a peer must never act on a change this shard could
+    /// still lose); answers to callers.
     fn flush(&mut self) {
-        for (to, msg) in self.out.sends.drain(..) {
+        self.log_records();
+        if !self.out.sends.is_empty() {
+            let p = self.journal.progress();
+            if self.failed {
+                let sends = std::mem::take(&mut self.out.sends);
+                self.send_failed(sends);
+            } else if self.held_sends.is_empty() && p.sends_upto >= p.last {
+                for (to, msg) in self.out.sends.drain(..) {
+                    self.gather[to as usize].push(msg);
+                }
+            } else {
+                let sends = std::mem::take(&mut self.out.sends);
+                match self.held_sends.back_mut() {
+                    Some((lsn, group)) if *lsn == p.last => group.extend(sends),
+                    _ => self.held_sends.push_back((p.last, sends)),
+                }
+            }
+        }
+        self.push_gathered();
+        self.answer_all();
+    }
+
+    fn log_records(&mut self) {
+        if !self.out.records.is_empty() {
+            self.journal.append(&mut self.out.records);
+        }
+        if !self.failed && self.journal.failed() {
+            self.fail();
+        }
+    }
+
+    /// The log failed. Replies waiting for it will never be acknowledged:
+    /// their callers hear `Unavailable`. Yes votes waiting for it become No,
+    /// so coordinators elsewhere abort instead of waiting forever; other
+    /// messages waiting for it are dropped, and recovery settles what they
+    /// would have settled.
+    fn fail(&mut self) {
+        self.failed = true;
+        self.shared.failed_logs.fetch_add(1, Ordering::SeqCst);
+        // Orders this shard coordinates can no longer commit here.
+        let shard = self.shard.id();
+        let abandoned = self.shard.abandon_pending();
+        let mut answers: Vec<(Token, Outcome)> = abandoned
+            .into_iter()
+            .map(|t| (t, Err(Reject::ShardUnavailable { shard })))
+            .collect();
+        self.deliver(&mut answers);
+        while let Some((_, mut group)) = self.held_replies.pop_front() {
+            self.deliver(&mut group);
+        }
+        while let Some((_, sends)) = self.held_sends.pop_front() {
+            self.send_failed(sends);
+        }
+    }
+
+    fn send_failed(&mut self, sends: Vec<(ShardId, PeerMsg)>) {
+        let shard = self.shard.id();
+        for (to, msg) in sends {
+            let msg = match msg {
+                PeerMsg::Vote {
+                    tx,
+                    vote: Vote::Yes(_),
+                } => PeerMsg::Vote {
+                    tx,
+                    vote: Vote::No(Reject::ShardUnavailable { shard }),
+                },
+                vote @ PeerMsg::Vote { .. } => vote,
+                _ => continue,
+            };
             self.gather[to as usize].push(msg);
         }
+    }
+
+    /// Release what the journal's progress allows; returns groups released.
+    fn release_held(&mut self) -> usize {
+        if self.held_replies.is_empty() && self.held_sends.is_empty() {
+            return 0;
+        }
+        if !self.failed && self.journal.failed() {
+            self.fail();
+        }
+        let p = self.journal.progress();
+        let mut released = 0;
+        while self
+            .held_sends
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= p.sends_upto)
+        {
+            let (_, sends) = self.held_sends.pop_front().expect("a front");
+            for (to, msg) in sends {
+                self.gather[to as usize].push(msg);
+            }
+            released += 1;
+        }
+        if released > 0 {
+            self.push_gathered();
+        }
+        while self
+            .held_replies
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= p.replies_upto)
+        {
+            let (_, mut group) = self.held_replies.pop_front().expect("a front");
+            self.deliver(&mut group);
+            released += 1;
+        }
+        released
+    }
+
+    fn releasable(&self) -> bool {
+        let p = self.journal.progress();
+        self.held_sends
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= p.sends_upto)
+            || self
+                .held_replies
+                .front()
+                .is_some_and(|(lsn, _)| *lsn <= p.replies_upto)
+            || ((!self.held_replies.is_empty() || !self.held_sends.is_empty())
+                && self.journal.failed())
+    }
+
+    /// Gathered messages onto the rings, in order, keeping what a full ring
+    /// refuses in the outbox.
+    fn push_gathered(&mut self) {
         for to in 0..self.gather.len() {
             let waiting = !self.outbox[to].is_empty();
             if self.gather[to].is_empty() && !waiting {
@@ -249,19 +406,37 @@ impl Worker {
                 self.wake(to);
             }
         }
-        self.answer_all();
     }
 
     /// Records to the journal, then answers to callers: an answer never
-    /// leaves before the records it depends on.
+    /// leaves before the records it depends on are as durable as the
+    /// journal promises.
     fn answer_all(&mut self) {
-        if !self.out.records.is_empty() {
-            self.journal.append(&mut self.out.records);
+        self.log_records();
+        if self.out.replies.is_empty() {
+            return;
         }
-        // Answers grouped by request, so a collector is locked once per group.
-        let mut replies = std::mem::take(&mut self.out.replies);
+        let p = self.journal.progress();
+        if self.failed || (self.held_replies.is_empty() && p.replies_upto >= p.last) {
+            let mut replies = std::mem::take(&mut self.out.replies);
+            self.deliver(&mut replies);
+            self.out.replies = replies;
+            return;
+        }
+        let replies = std::mem::take(&mut self.out.replies);
+        match self.held_replies.back_mut() {
+            Some((lsn, group)) if *lsn == p.last => group.extend(replies),
+            _ => self.held_replies.push_back((p.last, replies)),
+        }
+    }
+
+    /// Hand replies to their callers, grouped by request so a collector is
+    /// locked once per group. After a log failure every answer is
+    /// `Unavailable`: nothing more is acknowledged.
+    fn deliver(&mut self, replies: &mut Vec<(Token, Outcome)>) {
         let mut group = std::mem::take(&mut self.group);
         let mut current = None;
+        let shard = self.shard.id();
         for (token, outcome) in replies.drain(..) {
             let idx = (token >> 32) as u32;
             if current != Some(idx) {
@@ -269,12 +444,16 @@ impl Worker {
                     self.answer(prev, &mut group);
                 }
             }
-            group.push((token as u32 as usize, Ok(outcome)));
+            let answer = if self.failed {
+                Err(EngineError::Unavailable { shard })
+            } else {
+                Ok(outcome)
+            };
+            group.push((token as u32 as usize, answer));
         }
         if let Some(prev) = current {
             self.answer(prev, &mut group);
         }
-        self.out.replies = replies;
         self.group = group;
     }
 
@@ -288,6 +467,7 @@ impl Worker {
     fn has_input(&self, id: usize) -> bool {
         !self.shared.shards[id].inbound.is_empty()
             || self.consumers.iter().flatten().any(|c| !c.is_empty())
+            || self.releasable()
     }
 
     fn sleep(&mut self, id: usize, now: u64) {
@@ -308,7 +488,7 @@ impl Worker {
     /// Exit once no shard can send this one anything more: all stopped taking
     /// work, nothing is held or pending here, and the mailboxes are empty.
     fn may_exit(&mut self) -> bool {
-        if !self.outbox_empty() {
+        if !self.outbox_empty() || !self.held_replies.is_empty() || !self.held_sends.is_empty() {
             return false;
         }
         if !self.announced_stop {
@@ -318,8 +498,11 @@ impl Worker {
                 let _ = self.shared.shards[to].waker.wake();
             }
         }
+        // Holds for a shard whose log failed may never be decided; recovery
+        // settles them when the engine next opens.
+        let undecidable = self.shared.failed_logs.load(Ordering::SeqCst) > 0;
         self.shared.stopped.load(Ordering::SeqCst) == self.shared.shards.len()
-            && self.shard.in_flight() == 0
+            && (self.shard.in_flight() == 0 || undecidable)
             && self.consumers.iter().flatten().all(|c| c.is_empty())
     }
 

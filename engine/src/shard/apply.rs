@@ -111,6 +111,28 @@ impl Shard {
                     self.settle_line(account, sku, qty, settle);
                 }
             }
+            Record::StockCorrected {
+                sku,
+                available,
+                reserved,
+                sold,
+            } => {
+                let s = st.skus.get_mut(&sku).expect("correct a known sku");
+                debug_assert_eq!(
+                    u64::from(available) + u64::from(reserved) + u64::from(sold),
+                    u64::from(s.stocked)
+                );
+                s.available = available;
+                s.reserved = reserved;
+                s.sold = sold;
+            }
+            Record::PurchasesCorrected { sku, account, qty } => {
+                if qty == 0 {
+                    st.purchases.remove(&(sku, account));
+                } else {
+                    st.purchases.insert((sku, account), qty);
+                }
+            }
         }
     }
 

@@ -310,6 +310,17 @@ impl Shard {
         }
     }
 
+    /// Drop every two-phase order waiting for votes and return its callers:
+    /// for a shard whose log failed, which can commit nothing more. Votes
+    /// that still come find no order and are answered by presumed abort.
+    pub fn abandon_pending(&mut self) -> Vec<Token> {
+        self.pending_keys.clear();
+        self.pending
+            .drain()
+            .flat_map(|(_, p)| std::iter::once(p.waiter).chain(p.more_waiters))
+            .collect()
+    }
+
     pub(crate) fn on_vote(
         &mut self,
         tx: TxId,

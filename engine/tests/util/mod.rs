@@ -80,3 +80,34 @@ pub fn rebase(cmd: Command, sp: Space) -> Command {
         other => other,
     }
 }
+
+/// A directory under the system's temp dir, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("mercato-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An engine config on `dir` with small log segments, so tests do not
+/// zero-fill 64 MiB per shard.
+pub fn durable_config(dir: &std::path::Path, shards: u16) -> mercato_engine::Config {
+    mercato_engine::Config {
+        shards,
+        data_dir: Some(dir.to_path_buf()),
+        segment_bytes: mercato_wal::SEGMENT_BYTES_MIN,
+        ..mercato_engine::Config::default()
+    }
+}

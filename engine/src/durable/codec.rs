@@ -1,0 +1,774 @@
+//! Records to bytes and back, for the write-ahead log.
+//!
+//! Hand-written and fixed-width little-endian, one kind byte per record
+//! variant: a record is encoded on the shard thread for every change, so
+//! the format is kept to plain copies. Changing any layout here means a new
+//! `mercato_wal::format::FORMAT_VERSION`.
+
+use crate::error::Reject;
+use crate::message::TxId;
+use crate::record::{NewOrder, Record, Settle};
+use crate::types::{Line, OrderKey, OrderState, Payment};
+
+/// A record body that does not decode: only a bug or a foreign log gets here,
+/// since the log checked the bytes' checksum first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("record of kind {kind}: {what}")]
+pub struct DecodeError {
+    pub kind: u8,
+    pub what: &'static str,
+}
+
+mod kind {
+    pub const SKU_PUT: u8 = 1;
+    pub const RESTOCKED: u8 = 2;
+    pub const DEPOSITED: u8 = 3;
+    pub const WITHDREW: u8 = 4;
+    pub const ORDER_PLACED: u8 = 5;
+    pub const ORDER_COMMITTED: u8 = 6;
+    pub const ORDER_REJECTED: u8 = 7;
+    pub const PAID: u8 = 8;
+    pub const CANCELLED: u8 = 9;
+    pub const EXPIRED: u8 = 10;
+    pub const REFUNDED: u8 = 11;
+    pub const PREPARED: u8 = 12;
+    pub const HOLD_COMMITTED: u8 = 13;
+    pub const HOLD_ABORTED: u8 = 14;
+    pub const STOCK_SETTLED: u8 = 15;
+    pub const STOCK_CORRECTED: u8 = 16;
+    pub const PURCHASES_CORRECTED: u8 = 17;
+}
+
+/// Appends `r`'s body to `out` and returns its kind.
+pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
+    let mut w = Writer(out);
+    match r {
+        Record::SkuPut {
+            sku,
+            price,
+            per_user_limit,
+        } => {
+            w.u64(*sku);
+            w.u64(*price);
+            w.u32(*per_user_limit);
+            kind::SKU_PUT
+        }
+        Record::Restocked { sku, qty } => {
+            w.u64(*sku);
+            w.u32(*qty);
+            kind::RESTOCKED
+        }
+        Record::Deposited { account, amount } => {
+            w.u64(*account);
+            w.u64(*amount);
+            kind::DEPOSITED
+        }
+        Record::Withdrew { account, amount } => {
+            w.u64(*account);
+            w.u64(*amount);
+            kind::WITHDREW
+        }
+        Record::OrderPlaced(o) => {
+            w.order(o);
+            kind::ORDER_PLACED
+        }
+        Record::OrderCommitted { order, tx } => {
+            w.order(order);
+            w.tx(*tx);
+            kind::ORDER_COMMITTED
+        }
+        Record::OrderRejected {
+            key,
+            fingerprint,
+            reject,
+        } => {
+            w.key(*key);
+            w.u64(*fingerprint);
+            w.reject(reject);
+            kind::ORDER_REJECTED
+        }
+        Record::Paid { key } => {
+            w.key(*key);
+            kind::PAID
+        }
+        Record::Cancelled { key } => {
+            w.key(*key);
+            kind::CANCELLED
+        }
+        Record::Expired { key } => {
+            w.key(*key);
+            kind::EXPIRED
+        }
+        Record::Refunded { key, restock } => {
+            w.key(*key);
+            w.u8(u8::from(*restock));
+            kind::REFUNDED
+        }
+        Record::Prepared { tx, account, lines } => {
+            w.tx(*tx);
+            w.u64(*account);
+            w.lines(lines);
+            kind::PREPARED
+        }
+        Record::HoldCommitted { tx, immediate } => {
+            w.tx(*tx);
+            w.u8(u8::from(*immediate));
+            kind::HOLD_COMMITTED
+        }
+        Record::HoldAborted { tx } => {
+            w.tx(*tx);
+            kind::HOLD_ABORTED
+        }
+        Record::StockSettled {
+            account,
+            lines,
+            settle,
+        } => {
+            w.u64(*account);
+            w.u8(match settle {
+                Settle::Sell => 0,
+                Settle::Release => 1,
+                Settle::Return { restock: false } => 2,
+                Settle::Return { restock: true } => 3,
+            });
+            w.u8(lines.len() as u8);
+            for &(sku, qty) in lines.iter() {
+                w.u64(sku);
+                w.u32(qty);
+            }
+            kind::STOCK_SETTLED
+        }
+        Record::StockCorrected {
+            sku,
+            available,
+            reserved,
+            sold,
+        } => {
+            w.u64(*sku);
+            w.u32(*available);
+            w.u32(*reserved);
+            w.u32(*sold);
+            kind::STOCK_CORRECTED
+        }
+        Record::PurchasesCorrected { sku, account, qty } => {
+            w.u64(*sku);
+            w.u64(*account);
+            w.u32(*qty);
+            kind::PURCHASES_CORRECTED
+        }
+    }
+}
+
+/// The record of kind `kind` whose body is `body`.
+pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
+    let mut r = Reader { b: body, kind };
+    let record = match kind {
+        kind::SKU_PUT => Record::SkuPut {
+            sku: r.u64()?,
+            price: r.u64()?,
+            per_user_limit: r.u32()?,
+        },
+        kind::RESTOCKED => Record::Restocked {
+            sku: r.u64()?,
+            qty: r.u32()?,
+        },
+        kind::DEPOSITED => Record::Deposited {
+            account: r.u64()?,
+            amount: r.u64()?,
+        },
+        kind::WITHDREW => Record::Withdrew {
+            account: r.u64()?,
+            amount: r.u64()?,
+        },
+        kind::ORDER_PLACED => Record::OrderPlaced(r.order()?),
+        kind::ORDER_COMMITTED => Record::OrderCommitted {
+            order: r.order()?,
+            tx: r.tx()?,
+        },
+        kind::ORDER_REJECTED => Record::OrderRejected {
+            key: r.key()?,
+            fingerprint: r.u64()?,
+            reject: r.reject()?,
+        },
+        kind::PAID => Record::Paid { key: r.key()? },
+        kind::CANCELLED => Record::Cancelled { key: r.key()? },
+        kind::EXPIRED => Record::Expired { key: r.key()? },
+        kind::REFUNDED => Record::Refunded {
+            key: r.key()?,
+            restock: r.flag()?,
+        },
+        kind::PREPARED => Record::Prepared {
+            tx: r.tx()?,
+            account: r.u64()?,
+            lines: r.lines()?,
+        },
+        kind::HOLD_COMMITTED => Record::HoldCommitted {
+            tx: r.tx()?,
+            immediate: r.flag()?,
+        },
+        kind::HOLD_ABORTED => Record::HoldAborted { tx: r.tx()? },
+        kind::STOCK_SETTLED => {
+            let account = r.u64()?;
+            let settle = match r.u8()? {
+                0 => Settle::Sell,
+                1 => Settle::Release,
+                2 => Settle::Return { restock: false },
+                3 => Settle::Return { restock: true },
+                _ => return Err(r.bad("unknown settle")),
+            };
+            let n = r.u8()?;
+            let lines = (0..n)
+                .map(|_| Ok((r.u64()?, r.u32()?)))
+                .collect::<Result<Box<[_]>, DecodeError>>()?;
+            Record::StockSettled {
+                account,
+                lines,
+                settle,
+            }
+        }
+        kind::STOCK_CORRECTED => Record::StockCorrected {
+            sku: r.u64()?,
+            available: r.u32()?,
+            reserved: r.u32()?,
+            sold: r.u32()?,
+        },
+        kind::PURCHASES_CORRECTED => Record::PurchasesCorrected {
+            sku: r.u64()?,
+            account: r.u64()?,
+            qty: r.u32()?,
+        },
+        _ => return Err(r.bad("unknown kind")),
+    };
+    if !r.b.is_empty() {
+        return Err(r.bad("trailing bytes"));
+    }
+    Ok(record)
+}
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn key(&mut self, k: OrderKey) {
+        self.u64(k.account);
+        self.u128(k.id());
+    }
+    fn tx(&mut self, tx: TxId) {
+        self.u16(tx.coordinator);
+        self.u64(tx.seq);
+    }
+    fn lines(&mut self, lines: &[Line]) {
+        // Validation bounds an order to ORDER_LINES_MAX, which fits a byte.
+        self.u8(lines.len() as u8);
+        for l in lines {
+            self.u64(l.sku);
+            self.u32(l.qty);
+            self.u64(l.unit_price);
+        }
+    }
+    fn order(&mut self, o: &NewOrder) {
+        self.key(o.key);
+        self.lines(&o.lines);
+        self.u64(o.total);
+        match o.payment {
+            Payment::Immediate => self.u64(0),
+            // Validation keeps a TTL at least 1.
+            Payment::Deferred { ttl_ms } => self.u64(ttl_ms),
+        }
+        self.u64(o.created_at);
+        self.u64(o.fingerprint);
+    }
+    fn reject(&mut self, r: &Reject) {
+        match *r {
+            Reject::OutOfStock {
+                sku,
+                available,
+                requested,
+            } => {
+                self.u8(0);
+                self.u64(sku);
+                self.u32(available);
+                self.u32(requested);
+            }
+            Reject::InsufficientFunds {
+                account,
+                balance,
+                needed,
+            } => {
+                self.u8(1);
+                self.u64(account);
+                self.u64(balance);
+                self.u64(needed);
+            }
+            Reject::PerUserLimit {
+                sku,
+                limit,
+                already,
+                requested,
+            } => {
+                self.u8(2);
+                self.u64(sku);
+                self.u32(limit);
+                self.u32(already);
+                self.u32(requested);
+            }
+            Reject::PriceChanged {
+                sku,
+                expected,
+                actual,
+            } => {
+                self.u8(3);
+                self.u64(sku);
+                self.u64(expected);
+                self.u64(actual);
+            }
+            Reject::UnknownSku { sku } => {
+                self.u8(4);
+                self.u64(sku);
+            }
+            Reject::UnknownAccount { account } => {
+                self.u8(5);
+                self.u64(account);
+            }
+            Reject::UnknownOrder { account, order } => {
+                self.u8(6);
+                self.u64(account);
+                self.u128(order);
+            }
+            Reject::InvalidState { order, state } => {
+                self.u8(7);
+                self.u128(order);
+                self.u8(state_code(state));
+            }
+            Reject::TooManyLines { count, max } => {
+                self.u8(8);
+                self.u64(count as u64);
+                self.u64(max as u64);
+            }
+            Reject::EmptyOrder => self.u8(9),
+            Reject::ZeroQuantity { sku } => {
+                self.u8(10);
+                self.u64(sku);
+            }
+            Reject::DuplicateSku { sku } => {
+                self.u8(11);
+                self.u64(sku);
+            }
+            Reject::InvalidTtl { ttl_ms, max_ms } => {
+                self.u8(12);
+                self.u64(ttl_ms);
+                self.u64(max_ms);
+            }
+            Reject::ZeroAmount => self.u8(13),
+            Reject::BalanceOverflow {
+                account,
+                balance,
+                amount,
+            } => {
+                self.u8(14);
+                self.u64(account);
+                self.u64(balance);
+                self.u64(amount);
+            }
+            Reject::StockOverflow { sku, stocked, qty } => {
+                self.u8(15);
+                self.u64(sku);
+                self.u32(stocked);
+                self.u32(qty);
+            }
+            Reject::TotalOverflow => self.u8(16),
+            Reject::IdempotencyConflict { order } => {
+                self.u8(17);
+                self.u128(order);
+            }
+            Reject::InvalidLimit { limit, max } => {
+                self.u8(18);
+                self.u32(limit);
+                self.u32(max);
+            }
+            Reject::ShardUnavailable { shard } => {
+                self.u8(19);
+                self.u16(shard);
+            }
+        }
+    }
+}
+
+fn state_code(s: OrderState) -> u8 {
+    match s {
+        OrderState::Reserved => 0,
+        OrderState::Paid => 1,
+        OrderState::Cancelled => 2,
+        OrderState::Expired => 3,
+        OrderState::Refunded => 4,
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    kind: u8,
+}
+
+impl Reader<'_> {
+    fn bad(&self, what: &'static str) -> DecodeError {
+        DecodeError {
+            kind: self.kind,
+            what,
+        }
+    }
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        if self.b.len() < N {
+            return Err(self.bad("body too short"));
+        }
+        let (head, rest) = self.b.split_at(N);
+        self.b = rest;
+        Ok(head.try_into().expect("N bytes"))
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.bad("flag is neither 0 nor 1")),
+        }
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+    fn u128(&mut self) -> Result<u128, DecodeError> {
+        Ok(u128::from_le_bytes(self.take()?))
+    }
+    fn key(&mut self) -> Result<OrderKey, DecodeError> {
+        Ok(OrderKey::new(self.u64()?, self.u128()?))
+    }
+    fn tx(&mut self) -> Result<TxId, DecodeError> {
+        Ok(TxId {
+            coordinator: self.u16()?,
+            seq: self.u64()?,
+        })
+    }
+    fn lines(&mut self) -> Result<Box<[Line]>, DecodeError> {
+        let n = self.u8()?;
+        (0..n)
+            .map(|_| {
+                Ok(Line {
+                    sku: self.u64()?,
+                    qty: self.u32()?,
+                    unit_price: self.u64()?,
+                })
+            })
+            .collect()
+    }
+    fn order(&mut self) -> Result<NewOrder, DecodeError> {
+        let key = self.key()?;
+        let lines = self.lines()?;
+        let total = self.u64()?;
+        let payment = match self.u64()? {
+            0 => Payment::Immediate,
+            ttl_ms => Payment::Deferred { ttl_ms },
+        };
+        Ok(NewOrder {
+            key,
+            lines,
+            total,
+            payment,
+            created_at: self.u64()?,
+            fingerprint: self.u64()?,
+        })
+    }
+    fn state(&mut self) -> Result<OrderState, DecodeError> {
+        Ok(match self.u8()? {
+            0 => OrderState::Reserved,
+            1 => OrderState::Paid,
+            2 => OrderState::Cancelled,
+            3 => OrderState::Expired,
+            4 => OrderState::Refunded,
+            _ => return Err(self.bad("unknown order state")),
+        })
+    }
+    fn reject(&mut self) -> Result<Reject, DecodeError> {
+        Ok(match self.u8()? {
+            0 => Reject::OutOfStock {
+                sku: self.u64()?,
+                available: self.u32()?,
+                requested: self.u32()?,
+            },
+            1 => Reject::InsufficientFunds {
+                account: self.u64()?,
+                balance: self.u64()?,
+                needed: self.u64()?,
+            },
+            2 => Reject::PerUserLimit {
+                sku: self.u64()?,
+                limit: self.u32()?,
+                already: self.u32()?,
+                requested: self.u32()?,
+            },
+            3 => Reject::PriceChanged {
+                sku: self.u64()?,
+                expected: self.u64()?,
+                actual: self.u64()?,
+            },
+            4 => Reject::UnknownSku { sku: self.u64()? },
+            5 => Reject::UnknownAccount {
+                account: self.u64()?,
+            },
+            6 => Reject::UnknownOrder {
+                account: self.u64()?,
+                order: self.u128()?,
+            },
+            7 => Reject::InvalidState {
+                order: self.u128()?,
+                state: self.state()?,
+            },
+            8 => Reject::TooManyLines {
+                count: self.u64()? as usize,
+                max: self.u64()? as usize,
+            },
+            9 => Reject::EmptyOrder,
+            10 => Reject::ZeroQuantity { sku: self.u64()? },
+            11 => Reject::DuplicateSku { sku: self.u64()? },
+            12 => Reject::InvalidTtl {
+                ttl_ms: self.u64()?,
+                max_ms: self.u64()?,
+            },
+            13 => Reject::ZeroAmount,
+            14 => Reject::BalanceOverflow {
+                account: self.u64()?,
+                balance: self.u64()?,
+                amount: self.u64()?,
+            },
+            15 => Reject::StockOverflow {
+                sku: self.u64()?,
+                stocked: self.u32()?,
+                qty: self.u32()?,
+            },
+            16 => Reject::TotalOverflow,
+            17 => Reject::IdempotencyConflict {
+                order: self.u128()?,
+            },
+            18 => Reject::InvalidLimit {
+                limit: self.u32()?,
+                max: self.u32()?,
+            },
+            19 => Reject::ShardUnavailable { shard: self.u16()? },
+            _ => return Err(self.bad("unknown rejection")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> OrderKey {
+        OrderKey::new(77, u128::MAX - 5)
+    }
+
+    fn order(payment: Payment) -> NewOrder {
+        NewOrder {
+            key: key(),
+            lines: vec![
+                Line {
+                    sku: 1,
+                    qty: 2,
+                    unit_price: 300,
+                },
+                Line {
+                    sku: u64::MAX,
+                    qty: u32::MAX,
+                    unit_price: 1,
+                },
+            ]
+            .into(),
+            total: 601,
+            payment,
+            created_at: 1_700_000_000_000,
+            fingerprint: 0xfeed,
+        }
+    }
+
+    fn rejects() -> Vec<Reject> {
+        vec![
+            Reject::OutOfStock {
+                sku: 1,
+                available: 2,
+                requested: 3,
+            },
+            Reject::InsufficientFunds {
+                account: 1,
+                balance: 2,
+                needed: 3,
+            },
+            Reject::PerUserLimit {
+                sku: 1,
+                limit: 2,
+                already: 3,
+                requested: 4,
+            },
+            Reject::PriceChanged {
+                sku: 1,
+                expected: 2,
+                actual: 3,
+            },
+            Reject::UnknownSku { sku: 9 },
+            Reject::UnknownAccount { account: 9 },
+            Reject::UnknownOrder {
+                account: 9,
+                order: 1 << 100,
+            },
+            Reject::InvalidState {
+                order: 5,
+                state: OrderState::Refunded,
+            },
+            Reject::TooManyLines { count: 65, max: 64 },
+            Reject::EmptyOrder,
+            Reject::ZeroQuantity { sku: 3 },
+            Reject::DuplicateSku { sku: 3 },
+            Reject::InvalidTtl {
+                ttl_ms: 0,
+                max_ms: 10,
+            },
+            Reject::ZeroAmount,
+            Reject::BalanceOverflow {
+                account: 1,
+                balance: u64::MAX,
+                amount: 1,
+            },
+            Reject::StockOverflow {
+                sku: 1,
+                stocked: u32::MAX,
+                qty: 1,
+            },
+            Reject::TotalOverflow,
+            Reject::IdempotencyConflict { order: 12 },
+            Reject::InvalidLimit {
+                limit: 0,
+                max: 1000,
+            },
+            Reject::ShardUnavailable { shard: 3 },
+        ]
+    }
+
+    fn every_record() -> Vec<Record> {
+        let tx = TxId {
+            coordinator: 3,
+            seq: u64::MAX,
+        };
+        let mut all = vec![
+            Record::SkuPut {
+                sku: 1,
+                price: 2,
+                per_user_limit: 3,
+            },
+            Record::Restocked { sku: 1, qty: 9 },
+            Record::Deposited {
+                account: 4,
+                amount: 5,
+            },
+            Record::Withdrew {
+                account: 4,
+                amount: 5,
+            },
+            Record::OrderPlaced(order(Payment::Immediate)),
+            Record::OrderCommitted {
+                order: order(Payment::Deferred { ttl_ms: 60_000 }),
+                tx,
+            },
+            Record::Paid { key: key() },
+            Record::Cancelled { key: key() },
+            Record::Expired { key: key() },
+            Record::Refunded {
+                key: key(),
+                restock: true,
+            },
+            Record::Prepared {
+                tx,
+                account: 8,
+                lines: order(Payment::Immediate).lines,
+            },
+            Record::HoldCommitted {
+                tx,
+                immediate: true,
+            },
+            Record::HoldAborted { tx },
+            Record::StockCorrected {
+                sku: 1,
+                available: 2,
+                reserved: 3,
+                sold: 4,
+            },
+            Record::PurchasesCorrected {
+                sku: 1,
+                account: 2,
+                qty: 0,
+            },
+        ];
+        for settle in [
+            Settle::Sell,
+            Settle::Release,
+            Settle::Return { restock: true },
+            Settle::Return { restock: false },
+        ] {
+            all.push(Record::StockSettled {
+                account: 2,
+                lines: vec![(1, 2), (3, 4)].into(),
+                settle,
+            });
+        }
+        for reject in rejects() {
+            all.push(Record::OrderRejected {
+                key: key(),
+                fingerprint: 6,
+                reject,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn every_record_round_trips() {
+        for r in every_record() {
+            let mut body = Vec::new();
+            let kind = encode(&r, &mut body);
+            assert_eq!(decode(kind, &body), Ok(r));
+        }
+    }
+
+    #[test]
+    fn short_long_or_unknown_bodies_are_refused() {
+        for r in every_record() {
+            let mut body = Vec::new();
+            let kind = encode(&r, &mut body);
+            for cut in 0..body.len() {
+                assert!(decode(kind, &body[..cut]).is_err(), "{r:?} cut at {cut}");
+            }
+            body.push(0);
+            assert!(decode(kind, &body).is_err());
+        }
+        assert!(decode(0, &[]).is_err());
+        assert!(decode(200, &[1, 2, 3]).is_err());
+    }
+}

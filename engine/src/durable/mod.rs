@@ -1,0 +1,14 @@
+//! Durability: the engine's side of the write-ahead log. Records become log
+//! bodies in [`codec`]; [`journal`] feeds them to a shard's log; [`recovery`]
+//! rebuilds the shards from a data directory; [`marker`] fixes the format
+//! and shard count of a directory.
+//!
+//! A data directory holds `MERCATO` (the marker) and one `shard-<i>/` per
+//! shard with that shard's log segments.
+
+pub mod codec;
+pub(crate) mod journal;
+pub mod marker;
+pub mod recovery;
+
+pub use recovery::{RecoveryReport, ShardRecovery};
