@@ -1,7 +1,13 @@
 //! `mercato-load`: drive an engine with a shop workload for a fixed time and
 //! report throughput, latency percentiles and the final invariant audit.
 //! Exits 1 if any invariant fails.
+//!
+//! On a data directory (`--data-dir`) it can also log every acknowledged
+//! order to a file (`--ack-log`), and later check a recovered directory
+//! against that file (`--verify-acks`): the crash test, by hand.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +16,10 @@ use clap::{Parser, ValueEnum};
 use indicatif::ProgressBar;
 use mercato_engine::shard::Capacity;
 use mercato_engine::workload::{Latency, Rng, Zipf, load};
-use mercato_engine::{Command, Config, Engine, Handle, LineRequest, Payment, PlaceOrder, Reply};
+use mercato_engine::{
+    Command, Config, Durability, Engine, Handle, LineRequest, OrderState, Payment, PlaceOrder,
+    Reply,
+};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -53,6 +62,21 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Keep the engine's log here; without it everything is in memory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// always, interval=<ms> or never (with --data-dir).
+    #[arg(long, default_value = "always")]
+    durability: Durability,
+    /// Append `account order state` to this file for every order the
+    /// engine acknowledges, as it is acknowledged.
+    #[arg(long)]
+    ack_log: Option<PathBuf>,
+    /// Instead of a load: recover --data-dir without changing it and check
+    /// every order in this ack log. Exits 1 if one is missing or in a state
+    /// that cannot follow the acknowledged one, or if an invariant fails.
+    #[arg(long)]
+    verify_acks: Option<PathBuf>,
 }
 
 const HOT_SKU: u64 = u64::MAX;
@@ -126,6 +150,12 @@ impl Gen {
     }
 }
 
+/// Whether `sku` already has stock: a data directory loaded before, perhaps
+/// by a run killed during its setup, must not be restocked past `u32::MAX`.
+fn stocked(h: &Handle, sku: u64) -> bool {
+    matches!(h.get_sku(sku), Ok(Ok(v)) if u64::from(v.available) + u64::from(v.reserved) + u64::from(v.sold) > 0)
+}
+
 fn setup(h: &Handle, args: &Args, accounts: u64, skus: u64) -> Result<(), String> {
     let threads = args.threads.max(2);
     let pb = if args.json {
@@ -145,16 +175,18 @@ fn setup(h: &Handle, args: &Args, accounts: u64, skus: u64) -> Result<(), String
             },
             |_| {},
         )?;
-        load(
-            h,
-            1,
-            1,
-            |_| Command::Restock {
-                sku: HOT_SKU,
-                qty: STOCK_PER_SKU,
-            },
-            |_| {},
-        )?;
+        if !stocked(h, HOT_SKU) {
+            load(
+                h,
+                1,
+                1,
+                |_| Command::Restock {
+                    sku: HOT_SKU,
+                    qty: STOCK_PER_SKU,
+                },
+                |_| {},
+            )?;
+        }
     } else {
         load(
             h,
@@ -167,16 +199,18 @@ fn setup(h: &Handle, args: &Args, accounts: u64, skus: u64) -> Result<(), String
             },
             |n| pb.inc(n),
         )?;
-        load(
-            h,
-            threads,
-            skus,
-            |s| Command::Restock {
-                sku: s,
-                qty: STOCK_PER_SKU,
-            },
-            |n| pb.inc(n),
-        )?;
+        if !stocked(h, 0) {
+            load(
+                h,
+                threads,
+                skus,
+                |s| Command::Restock {
+                    sku: s,
+                    qty: STOCK_PER_SKU,
+                },
+                |n| pb.inc(n),
+            )?;
+        }
     }
     load(
         h,
@@ -192,7 +226,16 @@ fn setup(h: &Handle, args: &Args, accounts: u64, skus: u64) -> Result<(), String
     Ok(())
 }
 
-fn drive(h: &Handle, args: &Args, accounts: u64, skus: u64) -> (Counts, f64) {
+fn drive(
+    h: &Handle,
+    args: &Args,
+    accounts: u64,
+    skus: u64,
+    acks: Option<&Mutex<std::fs::File>>,
+) -> (Counts, f64) {
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
     let stop = AtomicBool::new(false);
     let total = Mutex::new(Counts::default());
     let done = AtomicU64::new(0);
@@ -205,8 +248,10 @@ fn drive(h: &Handle, args: &Args, accounts: u64, skus: u64) -> (Counts, f64) {
                     workload: args.workload,
                     accounts,
                     zipf: Zipf::new(skus.max(1), 0.99),
-                    rng: Rng::new(t as u64 + 1),
-                    next_id: (t as u128) << 96,
+                    rng: Rng::new(run_id ^ (t as u64 + 1)),
+                    // Unique per run and thread: a load restarted on the same
+                    // data directory must not retry an old order id.
+                    next_id: (u128::from(run_id) << 64) | ((t as u128) << 48),
                     deferred: Vec::new(),
                 };
                 let mut c = Counts::default();
@@ -220,6 +265,9 @@ fn drive(h: &Handle, args: &Args, accounts: u64, skus: u64) -> (Counts, f64) {
                     let answers = h.submit_waiting(batch).expect("the engine is up");
                     c.latency.record_batch(at, answers.len() as u64);
                     c.requests += answers.len() as u64;
+                    if let Some(acks) = acks {
+                        log_acks(acks, &answers);
+                    }
                     for (answer, placed) in answers.into_iter().zip(placing) {
                         match answer {
                             Ok(Reply::Order(o)) if placed => {
@@ -250,8 +298,133 @@ fn drive(h: &Handle, args: &Args, accounts: u64, skus: u64) -> (Counts, f64) {
     (total.into_inner().unwrap(), started.elapsed().as_secs_f64())
 }
 
+/// One write per batch, so lines from two threads never interleave.
+fn log_acks(acks: &Mutex<std::fs::File>, answers: &[Result<Reply, mercato_engine::Reject>]) {
+    let mut text = String::new();
+    for answer in answers {
+        if let Ok(Reply::Order(o)) = answer {
+            text.push_str(&format!("{} {} {:?}\n", o.account, o.id, o.state));
+        }
+    }
+    if !text.is_empty() {
+        acks.lock()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .expect("append to the ack log");
+    }
+}
+
+fn parse_state(s: &str) -> Option<OrderState> {
+    Some(match s {
+        "Reserved" => OrderState::Reserved,
+        "Paid" => OrderState::Paid,
+        "Cancelled" => OrderState::Cancelled,
+        "Expired" => OrderState::Expired,
+        "Refunded" => OrderState::Refunded,
+        _ => return None,
+    })
+}
+
+/// Whether an order acknowledged in state `acked` may since have reached `now`.
+fn may_follow(acked: OrderState, now: OrderState) -> bool {
+    use OrderState::*;
+    acked == now
+        || matches!(
+            (acked, now),
+            (Reserved, Paid | Cancelled | Expired | Refunded) | (Paid, Refunded)
+        )
+}
+
+/// `--verify-acks`: every acknowledged order is in the recovered directory,
+/// in its acknowledged state or one that may follow it; invariants hold.
+fn verify_acks(acks: &Path, dir: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(acks).map_err(|e| format!("{}: {e}", acks.display()))?;
+    let (shards, report) =
+        mercato_engine::durable::recovery::inspect(dir).map_err(|e| e.to_string())?;
+    let n = shards.len() as u16;
+    // The last acknowledged state of each order wins: a pay follows its place.
+    let mut last = std::collections::HashMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let parsed = match f[..] {
+            [a, o, st] => a
+                .parse::<u64>()
+                .ok()
+                .zip(o.parse::<u128>().ok())
+                .zip(parse_state(st)),
+            _ => None,
+        };
+        match parsed {
+            Some(((account, id), state)) => {
+                last.insert((account, id), state);
+            }
+            // A line cut short by the kill is the last one; anything else is
+            // not an ack log.
+            None if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            None => {
+                return Err(format!(
+                    "{}:{}: not an ack line: {line:?}",
+                    acks.display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    let mut bad = Vec::new();
+    for (&(account, id), &acked) in &last {
+        let shard = &shards[mercato_engine::hash::shard_of(account, n) as usize];
+        match shard.order(account, id) {
+            None => bad.push(format!(
+                "order {id} of account {account}: acknowledged {acked:?}, missing"
+            )),
+            Some(o) if !may_follow(acked, o.state) => bad.push(format!(
+                "order {id} of account {account}: acknowledged {acked:?}, recovered {:?}",
+                o.state
+            )),
+            Some(_) => {}
+        }
+    }
+    let parts: Vec<_> = shards.iter().map(|s| s.audit_part()).collect();
+    let audit = mercato_engine::audit::audit(&parts);
+    if !audit.ok() {
+        bad.push(format!("invariants violated: {:?}", audit.violations));
+    }
+    if !audit.quiescent {
+        bad.push("recovered shards are not quiet; the cross-shard check did not run".into());
+    }
+    if !bad.is_empty() {
+        bad.truncate(20);
+        return Err(bad.join("\n"));
+    }
+    let torn = report.shards.iter().filter(|s| s.torn.is_some()).count();
+    Ok(format!(
+        "{} acknowledged orders verified; {} holds settled, {} corrections, {} torn tails; invariants hold",
+        last.len(),
+        report.holds_settled,
+        report.corrections,
+        torn
+    ))
+}
+
 fn main() {
     let args = Args::parse();
+    if let Some(acks) = &args.verify_acks {
+        let Some(dir) = &args.data_dir else {
+            eprintln!("mercato-load: --verify-acks needs --data-dir");
+            std::process::exit(2);
+        };
+        match verify_acks(acks, dir) {
+            Ok(summary) => {
+                println!("{summary}");
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("mercato-load: verification failed:\n{e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if args.target != "embedded" {
         eprintln!(
             "mercato-load: target {:?} is not supported yet; use --target embedded",
@@ -275,6 +448,8 @@ fn main() {
     let config = Config {
         shards: args.shards,
         capacity,
+        data_dir: args.data_dir.clone(),
+        durability: args.durability,
         ..Config::default()
     };
     let engine = match Engine::open(config) {
@@ -285,11 +460,36 @@ fn main() {
         }
     };
     let h = engine.handle();
-    if let Err(e) = setup(&h, &args, accounts, skus) {
-        eprintln!("mercato-load: setup failed: {e}");
-        std::process::exit(2);
+    // A data directory loaded by an earlier run keeps its catalog; one whose
+    // loading was cut short is loaded again (puts and restocks only add).
+    let ready = args.data_dir.as_ref().map(|d| {
+        let catalog = match args.workload {
+            Workload::FlashSale => "hot".to_string(),
+            _ => skus.to_string(),
+        };
+        d.join(format!("load-ready-{catalog}-{accounts}"))
+    });
+    if !ready.as_ref().is_some_and(|r| r.exists()) {
+        if let Err(e) = setup(&h, &args, accounts, skus) {
+            eprintln!("mercato-load: setup failed: {e}");
+            std::process::exit(2);
+        }
+        if let Some(r) = &ready {
+            std::fs::write(r, b"").expect("mark the catalog loaded");
+        }
     }
-    let (c, secs) = drive(&h, &args, accounts, skus);
+    let acks = args.ack_log.as_ref().map(|p| {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap_or_else(|e| {
+                eprintln!("mercato-load: {}: {e}", p.display());
+                std::process::exit(2);
+            });
+        Mutex::new(f)
+    });
+    let (c, secs) = drive(&h, &args, accounts, skus, acks.as_ref());
     let audit = h.audit().expect("the engine is up");
     let ok = audit.ok() && audit.quiescent;
     let workload = format!("{:?}", args.workload)

@@ -56,6 +56,14 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// Recover `dir` in memory and change nothing on disk: for audits, checks
+/// and verifying acknowledgements. A torn tail is reported, not cut, and
+/// what recovery would settle is applied to the returned shards only.
+pub fn inspect(dir: &Path) -> Result<(Vec<Shard>, RecoveryReport), OpenError> {
+    let r = recover(dir, 0, false)?;
+    Ok((r.shards, r.report))
+}
+
 /// Recover `dir` for `shards_asked` shards (0: whatever the directory says,
 /// or one per core for a new one). With `repair` a torn tail is cut off and
 /// a new directory gets its marker; without it nothing on disk changes.

@@ -522,6 +522,11 @@ impl Shard {
         }))
     }
 
+    /// The order `id` of `account`, if this shard holds it.
+    pub fn order(&self, account: AccountId, id: OrderId) -> Option<OrderView> {
+        self.order_view(OrderKey::new(account, id)).ok()
+    }
+
     pub(crate) fn order_view(&self, key: OrderKey) -> Result<OrderView, Reject> {
         let o = self.state.orders.get(&key).ok_or(Reject::UnknownOrder {
             account: key.account,
