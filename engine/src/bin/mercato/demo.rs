@@ -31,6 +31,14 @@ pub struct Args {
     /// Orders in the cart workload.
     #[arg(long, default_value_t = 200_000)]
     cart_orders: u64,
+    /// Keep a write-ahead log in this directory, which must be new (the
+    /// demo's order ids would repeat in an old one). Without it the demo
+    /// runs in memory.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// always, interval=<ms> or never (with --data-dir).
+    #[arg(long, default_value = "always")]
+    durability: mercato_engine::Durability,
 }
 
 const FLASH_SKU: u64 = u64::MAX;
@@ -132,13 +140,27 @@ fn report(name: &str, t: &Tally, secs: f64) {
 }
 
 pub fn run(a: Args) -> i32 {
-    let engine = match Engine::open(Config::with_shards(a.shards)) {
+    let config = Config {
+        data_dir: a.data_dir.clone(),
+        durability: a.durability,
+        ..Config::with_shards(a.shards)
+    };
+    let engine = match Engine::open(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("cannot open the engine: {e}");
             return 2;
         }
     };
+    if engine.recovery().is_some_and(|r| !r.created) {
+        eprintln!(
+            "the demo needs a new data directory; inspect this one with `mercato audit {}`",
+            a.data_dir
+                .as_ref()
+                .map_or(String::new(), |d| d.display().to_string())
+        );
+        return 2;
+    }
     let h = engine.handle();
     println!(
         "mercato demo: {} shards, {} buyer threads",

@@ -1,7 +1,9 @@
-//! The `mercato` binary. `mercato demo` runs an embedded flash sale; `serve`
-//! and the `wal` tools arrive with the network and durability issues.
+//! The `mercato` binary. `mercato demo` runs an embedded flash sale;
+//! `mercato wal check|dump` and `mercato audit` look at a data directory
+//! without changing it. `serve` arrives with the network issue.
 
 mod demo;
+mod storage;
 
 // glibc's malloc spent a fifth of a flash sale's CPU in free lists (see
 // BENCHMARKS.md); mimalloc's per-thread heaps suit a shard per core.
@@ -26,12 +28,20 @@ struct Cli {
 enum Cmd {
     /// Load a catalog, run a flash sale and a cart workload in-process, audit, print a summary.
     Demo(demo::Args),
+    /// Look at a data directory's write-ahead log.
+    #[command(subcommand)]
+    Wal(storage::WalCmd),
+    /// Recover a data directory in memory, without changing it, and check
+    /// invariants 1 to 3; exit 0 only if all hold.
+    Audit { dir: std::path::PathBuf },
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Cmd::Demo(args) => demo::run(args),
+        Cmd::Wal(cmd) => storage::wal(cmd),
+        Cmd::Audit { dir } => storage::audit(&dir),
     };
     std::process::exit(code);
 }
