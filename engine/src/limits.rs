@@ -32,6 +32,11 @@ pub const LOG_BACKLOG_BYTES_MAX: usize = 64 << 20;
 /// Turns of replies or messages waiting for durability, per shard; past it
 /// the shard takes no new client work until the log catches up.
 pub const HELD_GROUPS_MAX: usize = 4_096;
+/// Closed log segments per shard that trigger a background snapshot: with
+/// 64 MiB segments, a shard replays at most about 320 MiB of log on open.
+pub const SNAPSHOT_SEGMENTS_DEFAULT: usize = 4;
+/// How often the snapshot thread looks at the logs.
+pub const SNAPSHOT_POLL_MS: u64 = 1_000;
 /// How long an idle shard sleeps before it looks at its expiry clock again.
 pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 

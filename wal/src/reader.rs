@@ -51,6 +51,9 @@ pub struct LogEnd {
 pub struct ReadOptions {
     /// Visit records from this LSN on; earlier ones are validated and skipped.
     pub from_lsn: Lsn,
+    /// Stop after this LSN, without looking further: for reading the closed
+    /// part of a log that is still being written.
+    pub to_lsn: Lsn,
     /// Zero a torn tail on disk (recovery). Without it nothing is written
     /// (checks, dumps, audits).
     pub repair: bool,
@@ -126,6 +129,11 @@ pub fn read_log(
                     found: r.prev,
                 },
                 Ok(r) => {
+                    if r.lsn > opts.to_lsn {
+                        end.tail = Some((path.clone(), offset as u64));
+                        progress(end.bytes_read);
+                        return Ok(end);
+                    }
                     if r.lsn >= opts.from_lsn {
                         visit(r).map_err(|source| WalError::Unreadable {
                             path: path.clone(),

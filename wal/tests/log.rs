@@ -17,10 +17,12 @@ const ID: LogId = LogId {
 };
 const REPAIR: ReadOptions = ReadOptions {
     from_lsn: 1,
+    to_lsn: u64::MAX,
     repair: true,
 };
 const LOOK: ReadOptions = ReadOptions {
     from_lsn: 1,
+    to_lsn: u64::MAX,
     repair: false,
 };
 
@@ -102,6 +104,7 @@ fn records_round_trip_across_restarts() {
         &dir.0,
         ReadOptions {
             from_lsn: 120,
+            to_lsn: u64::MAX,
             repair: false,
         },
     )

@@ -19,6 +19,10 @@ pub struct DecodeError {
     pub what: &'static str,
 }
 
+/// The kind byte of an `OrderRejected` body; snapshots store remembered
+/// rejections in that form.
+pub const ORDER_REJECTED: u8 = kind::ORDER_REJECTED;
+
 mod kind {
     pub const SKU_PUT: u8 = 1;
     pub const RESTOCKED: u8 = 2;

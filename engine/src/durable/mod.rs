@@ -10,5 +10,7 @@ pub mod codec;
 pub(crate) mod journal;
 pub mod marker;
 pub mod recovery;
+pub mod snapshot;
 
 pub use recovery::{RecoveryReport, ShardRecovery};
+pub use snapshot::{Compacted, compact};

@@ -29,6 +29,10 @@ use crate::types::{AccountId, OrderState, Qty, SkuId};
 #[derive(Clone, Debug)]
 pub struct ShardRecovery {
     pub shard: u16,
+    /// LSN of the snapshot recovery started from; 0 for none.
+    pub snapshot_lsn: u64,
+    /// Newer snapshots that failed to load, and why.
+    pub snapshots_skipped: Vec<String>,
     /// Records replayed from the log.
     pub records: u64,
     /// A torn record cut off the end of the log, if there was one.
@@ -166,9 +170,10 @@ fn replay_shard(
     repair: bool,
     bar: &indicatif::ProgressBar,
 ) -> Result<(Shard, ShardRecovery), OpenError> {
-    let mut shard = Shard::new(i, n);
+    let (mut shard, snapshot_lsn, skipped) = super::snapshot::load_newest(dir, i, n)?;
     let opts = ReadOptions {
-        from_lsn: 1,
+        from_lsn: snapshot_lsn + 1,
+        to_lsn: u64::MAX,
         repair,
     };
     let mut last = 0;
@@ -191,6 +196,8 @@ fn replay_shard(
     )?;
     let rec = ShardRecovery {
         shard: i,
+        snapshot_lsn,
+        snapshots_skipped: skipped,
         records: end.visited,
         torn: end.torn.clone(),
         end,

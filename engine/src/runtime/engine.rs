@@ -18,9 +18,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::durable::journal::WalJournal;
 use crate::durable::marker::shard_dir;
 use crate::durable::recovery::{RecoveryReport, recover};
+use crate::durable::snapshot as compact;
 use crate::error::{EngineError, OpenError};
 use crate::journal::{Journal, MemoryJournal, NullJournal};
-use crate::limits::{INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX};
+use crate::limits::{
+    INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX, SNAPSHOT_POLL_MS, SNAPSHOT_SEGMENTS_DEFAULT,
+};
 use crate::message::PeerMsg;
 use crate::record::Record;
 use crate::shard::{Capacity, Shard};
@@ -57,6 +60,9 @@ pub struct Config {
     pub segment_bytes: u64,
     /// The file layer under the log; tests swap in one that fails on cue.
     pub storage: Arc<dyn Storage>,
+    /// A shard's log is snapshotted, in the background, once this many of
+    /// its segments are closed and not yet covered by a snapshot; 0 never.
+    pub snapshot_segments: usize,
 }
 
 impl Default for Config {
@@ -71,6 +77,7 @@ impl Default for Config {
             durability: Durability::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             storage: Arc::new(OsStorage),
+            snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
         }
     }
 }
@@ -114,6 +121,76 @@ pub struct Engine {
     handle: Handle,
     threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
     recovery: Option<RecoveryReport>,
+    snapshots: Option<Snapshotter>,
+}
+
+/// The background thread that snapshots shards' logs, and what it shares.
+struct Snapshotter {
+    dir: PathBuf,
+    shards: u16,
+    shared: Arc<SnapshotShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct SnapshotShared {
+    /// Set to stop the thread.
+    stop: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+    /// One compaction at a time, background or on demand.
+    busy: std::sync::Mutex<()>,
+    /// The last compaction failure, for the operator; the engine goes on
+    /// serving, since the log still holds everything.
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Snapshotter {
+    fn start(dir: PathBuf, shards: u16, segments: usize) -> Result<Snapshotter, EngineError> {
+        let shared = Arc::new(SnapshotShared::default());
+        let (d, sh) = (dir.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("mercato-snapshots".into())
+            .spawn(move || {
+                let mut stop = sh.stop.lock().expect("snapshot lock");
+                while !*stop {
+                    drop(stop);
+                    for i in 0..shards {
+                        if compact::closed_segments(&d, i) >= segments {
+                            let _busy = sh.busy.lock().expect("snapshot lock");
+                            if let Err(e) = compact::compact(&d, i, shards) {
+                                *sh.last_error.lock().expect("snapshot lock") =
+                                    Some(format!("shard {i}: {e}"));
+                            }
+                        }
+                    }
+                    stop = sh.stop.lock().expect("snapshot lock");
+                    let timeout = std::time::Duration::from_millis(SNAPSHOT_POLL_MS);
+                    stop = sh
+                        .wake
+                        .wait_timeout(stop, timeout)
+                        .expect("snapshot lock")
+                        .0;
+                }
+            })
+            .map_err(|e| EngineError::Spawn {
+                shard: 0,
+                kind: e.kind(),
+            })?;
+        Ok(Snapshotter {
+            dir,
+            shards,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        *self.shared.stop.lock().expect("snapshot lock") = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A journal the engine can hand back at shutdown.
@@ -285,11 +362,46 @@ impl Engine {
                 }
             }
         }
+        let snapshots = match (&config.data_dir, config.snapshot_segments) {
+            (Some(dir), segments) if segments > 0 => {
+                Some(Snapshotter::start(dir.clone(), n as u16, segments)?)
+            }
+            (Some(dir), _) => Some(Snapshotter {
+                dir: dir.clone(),
+                shards: n as u16,
+                shared: Arc::default(),
+                thread: None,
+            }),
+            (None, _) => None,
+        };
         Ok(Engine {
             handle: Handle::new(shared),
             threads,
             recovery: recovered.map(|r| r.report),
+            snapshots,
         })
+    }
+
+    /// Snapshot every shard's closed log segments now, from the caller's
+    /// thread, and drop what the snapshots cover. The shards keep serving.
+    /// Does nothing for an engine without a data directory.
+    pub fn snapshot_now(&self) -> Result<Vec<compact::Compacted>, OpenError> {
+        let Some(s) = &self.snapshots else {
+            return Ok(Vec::new());
+        };
+        let _busy = s.shared.busy.lock().expect("snapshot lock");
+        let mut done = Vec::new();
+        for i in 0..s.shards {
+            done.extend(compact::compact(&s.dir, i, s.shards)?);
+        }
+        Ok(done)
+    }
+
+    /// The last background snapshot failure, if any.
+    pub fn snapshot_error(&self) -> Option<String> {
+        self.snapshots
+            .as_ref()
+            .and_then(|s| s.shared.last_error.lock().expect("snapshot lock").clone())
     }
 
     /// What recovery found and did, for an engine opened on a data directory.
@@ -309,6 +421,9 @@ impl Engine {
     }
 
     fn stop(&mut self) -> Stopped {
+        if let Some(s) = &mut self.snapshots {
+            s.stop();
+        }
         self.handle.close();
         let mut stopped = Stopped {
             shards: Vec::new(),

@@ -103,6 +103,19 @@ impl OrderIds {
         self.0[start..].iter().map(|&x| whole(x))
     }
 
+    /// The ids as stored, for snapshots.
+    pub fn halves(&self) -> &[[u64; 2]] {
+        &self.0
+    }
+
+    /// Ids already ascending, from a snapshot.
+    pub fn from_halves(ids: impl ExactSizeIterator<Item = [u64; 2]>) -> Self {
+        let mut v = thin_vec::ThinVec::with_capacity(ids.len());
+        v.extend(ids);
+        debug_assert!(v.windows(2).all(|w| w[0] < w[1]));
+        OrderIds(v)
+    }
+
     pub fn insert(&mut self, id: OrderId) {
         if self.0.len() == self.0.capacity() {
             self.0.reserve_exact(self.0.len().max(1));
@@ -220,7 +233,7 @@ impl ShardSet {
 #[derive(Debug)]
 pub struct Shard {
     id: ShardId,
-    shards: u16,
+    pub(crate) shards: u16,
     pub(crate) state: ShardState,
     pub(crate) pending: IdMap<TxId, PendingTx>,
     pub(crate) pending_keys: IdMap<OrderKey, TxId>,

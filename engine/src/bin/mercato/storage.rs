@@ -60,10 +60,22 @@ fn check(dir: &Path) -> i32 {
     for i in 0..n {
         let shard_dir = marker::shard_dir(dir, i);
         let segments = mercato_wal::list_segments(&shard_dir).unwrap_or_default();
+        let snapshots = mercato_wal::snapshot::list_snapshots(&shard_dir).unwrap_or_default();
+        for (lsn, path) in &snapshots {
+            match mercato_engine::durable::snapshot::check_snapshot(path, i, n) {
+                Ok(_) => println!("  shard {i}: snapshot at LSN {lsn}: valid"),
+                Err(e) => {
+                    sound = false;
+                    println!("  shard {i}: snapshot at LSN {lsn}: BAD: {e}");
+                }
+            }
+        }
         let mut kinds = std::collections::BTreeMap::<u8, u64>::new();
         let mut first = None;
         let opts = ReadOptions {
-            from_lsn: 1,
+            // Records a snapshot covers may be gone already.
+            from_lsn: snapshots.last().map_or(1, |&(lsn, _)| lsn + 1),
+            to_lsn: u64::MAX,
             repair: false,
         };
         let read = read_log(
@@ -120,13 +132,19 @@ fn dump(dir: &Path, only: Option<u16>, from: u64) -> i32 {
     };
     let mut status = 0;
     for i in (0..n).filter(|i| only.is_none_or(|o| o == *i)) {
+        let shard_dir = marker::shard_dir(dir, i);
+        let oldest = mercato_wal::list_segments(&shard_dir)
+            .ok()
+            .and_then(|s| s.first().map(|&(lsn, _)| lsn))
+            .unwrap_or(1);
         let opts = ReadOptions {
-            from_lsn: from,
+            from_lsn: from.max(oldest),
+            to_lsn: u64::MAX,
             repair: false,
         };
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let read = read_log(
-            &marker::shard_dir(dir, i),
+            &shard_dir,
             LogId {
                 shard: i,
                 shards: n,

@@ -1,0 +1,447 @@
+//! Shard snapshots: the state as an rkyv archive, written from the log by a
+//! background compactor and loaded zero-copy at recovery.
+//!
+//! The live shard never takes part. [`compact`] rebuilds a shard's state
+//! from its newest snapshot and the log's closed segments (those before the
+//! one being written), writes it as a snapshot at the last closed LSN, and
+//! deletes what that covers. The shard keeps serving throughout; what it
+//! pays is the compactor's share of the CPU and, for a moment, the memory of
+//! a second copy of one shard's state. This is the bound ARCHITECTURE.md
+//! documents and BENCHMARKS.md measures.
+//!
+//! The archive holds plain vectors, not hash tables: loading walks them in
+//! place, straight out of the memory map, and builds the shard's tables,
+//! with no deserialisation pass in between.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot};
+use mercato_wal::{LogId, Lsn, ReadOptions, VisitError, WalError, read_log};
+use rkyv::{Archive, Serialize};
+
+use super::codec;
+use super::marker::shard_dir;
+use crate::error::OpenError;
+use crate::record::Record;
+use crate::shard::{Account, Hold, Order, OrderIds, Shard, Sku};
+use crate::types::{Line, OrderKey, OrderState};
+
+#[derive(Archive, Serialize)]
+pub(crate) struct Image {
+    shard: u16,
+    shards: u16,
+    lsn: u64,
+    skus: Vec<SkuImage>,
+    accounts: Vec<AccountImage>,
+    orders: Vec<OrderImage>,
+    purchases: Vec<PurchaseImage>,
+    holds: Vec<HoldImage>,
+    prepared_upto: Vec<PreparedImage>,
+    /// Remembered rejections, oldest first, as `OrderRejected` record bodies.
+    rejected: Vec<Vec<u8>>,
+    revenue: u128,
+    deposited: u128,
+    withdrawn: u128,
+}
+
+#[derive(Archive, Serialize)]
+struct SkuImage {
+    id: u64,
+    price: u64,
+    available: u32,
+    reserved: u32,
+    sold: u32,
+    per_user_limit: u32,
+    stocked: u32,
+}
+
+#[derive(Archive, Serialize)]
+struct AccountImage {
+    id: u64,
+    balance: u64,
+    orders: Vec<[u64; 2]>,
+}
+
+#[derive(Archive, Serialize)]
+struct LineImage {
+    sku: u64,
+    qty: u32,
+    unit_price: u64,
+}
+
+#[derive(Archive, Serialize)]
+struct OrderImage {
+    account: u64,
+    id: [u64; 2],
+    lines: Vec<LineImage>,
+    state: u8,
+    created_at: u64,
+    ttl_ms: u32,
+    restocked: bool,
+    fingerprint: u64,
+}
+
+#[derive(Archive, Serialize)]
+struct PurchaseImage {
+    sku: u64,
+    account: u64,
+    qty: u32,
+}
+
+#[derive(Archive, Serialize)]
+struct HoldImage {
+    coordinator: u16,
+    seq: u64,
+    account: u64,
+    lines: Vec<LineImage>,
+}
+
+#[derive(Archive, Serialize)]
+struct PreparedImage {
+    coordinator: u16,
+    seq: u64,
+}
+
+fn state_code(s: OrderState) -> u8 {
+    match s {
+        OrderState::Reserved => 0,
+        OrderState::Paid => 1,
+        OrderState::Cancelled => 2,
+        OrderState::Expired => 3,
+        OrderState::Refunded => 4,
+    }
+}
+
+fn state_of(code: u8) -> Option<OrderState> {
+    Some(match code {
+        0 => OrderState::Reserved,
+        1 => OrderState::Paid,
+        2 => OrderState::Cancelled,
+        3 => OrderState::Expired,
+        4 => OrderState::Refunded,
+        _ => return None,
+    })
+}
+
+fn lines_image(lines: &[Line]) -> Vec<LineImage> {
+    lines
+        .iter()
+        .map(|l| LineImage {
+            sku: l.sku,
+            qty: l.qty,
+            unit_price: l.unit_price,
+        })
+        .collect()
+}
+
+fn lines_of(lines: &rkyv::vec::ArchivedVec<ArchivedLineImage>) -> Box<[Line]> {
+    lines
+        .iter()
+        .map(|l| Line {
+            sku: l.sku.to_native(),
+            qty: l.qty.to_native(),
+            unit_price: l.unit_price.to_native(),
+        })
+        .collect()
+}
+
+/// The image of `shard` as of LSN `lsn`.
+pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
+    let st = &shard.state;
+    Image {
+        shard: shard.id(),
+        shards: shard.shards,
+        lsn,
+        skus: st
+            .skus
+            .iter()
+            .map(|(&id, s)| SkuImage {
+                id,
+                price: s.price,
+                available: s.available,
+                reserved: s.reserved,
+                sold: s.sold,
+                per_user_limit: s.per_user_limit,
+                stocked: s.stocked,
+            })
+            .collect(),
+        accounts: st
+            .accounts
+            .iter()
+            .map(|(&id, a)| AccountImage {
+                id,
+                balance: a.balance,
+                orders: a.orders.halves().to_vec(),
+            })
+            .collect(),
+        orders: st
+            .orders
+            .iter()
+            .map(|(k, o)| {
+                let id = k.id();
+                OrderImage {
+                    account: k.account,
+                    id: [(id >> 64) as u64, id as u64],
+                    lines: lines_image(&o.lines),
+                    state: state_code(o.state),
+                    created_at: o.created_at,
+                    ttl_ms: o.ttl_ms,
+                    restocked: o.restocked,
+                    fingerprint: o.fingerprint,
+                }
+            })
+            .collect(),
+        purchases: st
+            .purchases
+            .iter()
+            .map(|(&(sku, account), &qty)| PurchaseImage { sku, account, qty })
+            .collect(),
+        holds: st
+            .holds
+            .iter()
+            .map(|(tx, h)| HoldImage {
+                coordinator: tx.coordinator,
+                seq: tx.seq,
+                account: h.account,
+                lines: lines_image(&h.lines),
+            })
+            .collect(),
+        prepared_upto: st
+            .prepared_upto
+            .iter()
+            .map(|(&coordinator, &seq)| PreparedImage { coordinator, seq })
+            .collect(),
+        rejected: st
+            .rejected_fifo
+            .iter()
+            .map(|key| {
+                let (fingerprint, reject) = st.rejected[key];
+                let mut body = Vec::new();
+                codec::encode(
+                    &Record::OrderRejected {
+                        key: *key,
+                        fingerprint,
+                        reject,
+                    },
+                    &mut body,
+                );
+                body
+            })
+            .collect(),
+        revenue: st.revenue,
+        deposited: st.deposited,
+        withdrawn: st.withdrawn,
+    }
+}
+
+fn bad(path: &Path, what: impl Into<String>) -> OpenError {
+    OpenError::Wal(WalError::BadSnapshot {
+        path: path.to_path_buf(),
+        what: what.into(),
+    })
+}
+
+/// Build shard `i` of `n` from the archive in `bytes`, checked by bytecheck.
+fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenError> {
+    let img = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(bytes)
+        .map_err(|e| bad(path, e.to_string()))?;
+    if (img.shard.to_native(), img.shards.to_native()) != (i, n) {
+        return Err(bad(path, "snapshot of another shard layout"));
+    }
+    let mut shard = Shard::new(i, n);
+    let st = &mut shard.state;
+    st.skus.reserve(img.skus.len());
+    for s in img.skus.iter() {
+        st.skus.insert(
+            s.id.to_native(),
+            Sku {
+                price: s.price.to_native(),
+                available: s.available.to_native(),
+                reserved: s.reserved.to_native(),
+                sold: s.sold.to_native(),
+                per_user_limit: s.per_user_limit.to_native(),
+                stocked: s.stocked.to_native(),
+            },
+        );
+    }
+    st.accounts.reserve(img.accounts.len());
+    for a in img.accounts.iter() {
+        let orders = a
+            .orders
+            .iter()
+            .map(|h| [h[0].to_native(), h[1].to_native()]);
+        st.accounts.insert(
+            a.id.to_native(),
+            Account {
+                balance: a.balance.to_native(),
+                orders: OrderIds::from_halves(orders),
+            },
+        );
+    }
+    st.orders.reserve(img.orders.len());
+    for o in img.orders.iter() {
+        let id = (u128::from(o.id[0].to_native()) << 64) | u128::from(o.id[1].to_native());
+        let key = OrderKey::new(o.account.to_native(), id);
+        let state = state_of(o.state).ok_or_else(|| bad(path, "unknown order state"))?;
+        let order = Order {
+            lines: lines_of(&o.lines),
+            state,
+            created_at: o.created_at.to_native(),
+            ttl_ms: o.ttl_ms.to_native(),
+            restocked: o.restocked,
+            fingerprint: o.fingerprint.to_native(),
+        };
+        if state == OrderState::Reserved {
+            st.expiry.insert((order.expires_at(), key));
+        }
+        st.orders.insert(key, order);
+    }
+    for p in img.purchases.iter() {
+        st.purchases.insert(
+            (p.sku.to_native(), p.account.to_native()),
+            p.qty.to_native(),
+        );
+    }
+    for h in img.holds.iter() {
+        let tx = crate::message::TxId {
+            coordinator: h.coordinator.to_native(),
+            seq: h.seq.to_native(),
+        };
+        st.holds.insert(
+            tx,
+            Hold {
+                account: h.account.to_native(),
+                lines: lines_of(&h.lines),
+            },
+        );
+    }
+    for p in img.prepared_upto.iter() {
+        st.prepared_upto
+            .insert(p.coordinator.to_native(), p.seq.to_native());
+    }
+    let mut fifo = VecDeque::with_capacity(img.rejected.len());
+    for body in img.rejected.iter() {
+        match codec::decode(codec::ORDER_REJECTED, body.as_slice()) {
+            Ok(Record::OrderRejected {
+                key,
+                fingerprint,
+                reject,
+            }) => {
+                st.rejected.insert(key, (fingerprint, reject));
+                fifo.push_back(key);
+            }
+            _ => return Err(bad(path, "a remembered rejection does not decode")),
+        }
+    }
+    st.rejected_fifo = fifo;
+    st.revenue = img.revenue.to_native();
+    st.deposited = img.deposited.to_native();
+    st.withdrawn = img.withdrawn.to_native();
+    Ok((shard, img.lsn.to_native()))
+}
+
+/// The newest snapshot of shard `i` that loads, and its LSN; a fresh shard
+/// at LSN 0 when there is none. A damaged newest snapshot is skipped for an
+/// older one: the log from that one's LSN is still there, since segments go
+/// only once a newer snapshot covers them... unless that newer one is the
+/// damaged one, and then the log's gap is what refuses to open.
+pub(crate) fn load_newest(
+    dir: &Path,
+    i: u16,
+    n: u16,
+) -> Result<(Shard, Lsn, Vec<String>), OpenError> {
+    let sd = shard_dir(dir, i);
+    let mut skipped = Vec::new();
+    for (_, path) in list_snapshots(&sd)?.into_iter().rev() {
+        let loaded = map_snapshot(&path)
+            .map_err(OpenError::from)
+            .and_then(|m| load(&path, m.bytes(), i, n));
+        match loaded {
+            Ok((shard, lsn)) => return Ok((shard, lsn, skipped)),
+            Err(e) => skipped.push(e.to_string()),
+        }
+    }
+    Ok((Shard::new(i, n), 0, skipped))
+}
+
+/// Check the snapshot at `path` of shard `i` of `n` the way recovery loads
+/// it (trailer, bytecheck, every value decoded); returns its LSN.
+pub fn check_snapshot(path: &Path, i: u16, n: u16) -> Result<Lsn, OpenError> {
+    let m = map_snapshot(path)?;
+    load(path, m.bytes(), i, n).map(|(_, lsn)| lsn)
+}
+
+/// What one compaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    pub shard: u16,
+    /// The new snapshot's LSN.
+    pub lsn: Lsn,
+    pub records_replayed: u64,
+    pub segments_removed: usize,
+    pub snapshot_bytes: u64,
+}
+
+/// Snapshot shard `i` of the data directory `dir` up to the end of its last
+/// closed segment, if that is newer than its newest snapshot; then remove
+/// the segments and snapshots the new one covers. Safe while the engine
+/// runs: it reads only closed segments, which nothing writes any more.
+pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenError> {
+    let sd = shard_dir(dir, i);
+    let segments = mercato_wal::list_segments(&sd)?;
+    let Some(&(last_first, _)) = segments.last() else {
+        return Ok(None);
+    };
+    let upto = last_first - 1;
+    let (mut shard, from, _) = load_newest(dir, i, n)?;
+    if upto <= from {
+        return Ok(None);
+    }
+    let opts = ReadOptions {
+        from_lsn: from + 1,
+        to_lsn: upto,
+        repair: false,
+    };
+    let end = read_log(
+        &sd,
+        LogId {
+            shard: i,
+            shards: n,
+        },
+        opts,
+        |r| {
+            let record = codec::decode(r.kind, r.body).map_err(|e| Box::new(e) as VisitError)?;
+            shard.replay(record);
+            Ok(())
+        },
+        |_| {},
+    )?;
+    debug_assert_eq!(end.next_lsn, upto + 1);
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&image_of(&shard, upto))
+        .map_err(|e| bad(&sd, e.to_string()))?;
+    drop(shard);
+    write_snapshot(&sd, upto, &bytes)?;
+    let dropped = drop_covered(&sd, upto)?;
+    Ok(Some(Compacted {
+        shard: i,
+        lsn: upto,
+        records_replayed: end.visited,
+        segments_removed: dropped.segments,
+        snapshot_bytes: bytes.len() as u64,
+    }))
+}
+
+/// Closed segments of shard `i` not yet covered by a snapshot: the
+/// compactor's trigger.
+pub fn closed_segments(dir: &Path, i: u16) -> usize {
+    let sd = shard_dir(dir, i);
+    let segments = mercato_wal::list_segments(&sd).unwrap_or_default();
+    let covered = list_snapshots(&sd)
+        .ok()
+        .and_then(|s| s.last().map(|&(lsn, _)| lsn))
+        .unwrap_or(0);
+    // A segment is closed once a later one exists; it counts if it holds
+    // records past the snapshot.
+    segments.windows(2).filter(|w| w[1].0 - 1 > covered).count()
+}

@@ -1,0 +1,230 @@
+//! Snapshots: a snapshot plus the log after it rebuilds exactly what the
+//! whole log rebuilds and what the engine held when it stopped; snapshots
+//! taken in the background while the engine serves change nothing it
+//! answers; a damaged snapshot is never trusted.
+
+mod util;
+
+use mercato_engine::durable::compact;
+use mercato_engine::{Command, Config, Engine, LineRequest, OpenError, Payment, PlaceOrder};
+use mercato_wal::snapshot::list_snapshots;
+use util::{TempDir, durable_config};
+
+const SKUS: u64 = 40;
+const ACCOUNTS: u64 = 60;
+
+fn catalog(h: &mercato_engine::Handle) {
+    for sku in 0..SKUS {
+        h.put_sku(sku, 100 + sku, if sku % 5 == 0 { 3 } else { 0 })
+            .unwrap()
+            .unwrap();
+        h.restock(sku, 100_000).unwrap().unwrap();
+    }
+    for a in 0..ACCOUNTS {
+        h.deposit(a, 1_000_000_000).unwrap().unwrap();
+    }
+}
+
+/// `n` orders from `first`, mixing payments, cancels and refunds.
+fn orders(h: &mercato_engine::Handle, first: u64, n: u64) {
+    let mut batch = Vec::new();
+    for i in first..first + n {
+        let account = i % ACCOUNTS;
+        let lines = vec![
+            LineRequest::new(i % SKUS, 1 + (i % 3) as u32),
+            LineRequest::new((i * 7 + 3) % SKUS, 1),
+        ];
+        let lines = if lines[0].sku == lines[1].sku {
+            lines[..1].to_vec()
+        } else {
+            lines
+        };
+        let payment = if i % 4 == 0 {
+            Payment::Deferred { ttl_ms: 3_600_000 }
+        } else {
+            Payment::Immediate
+        };
+        batch.push(Command::PlaceOrder(PlaceOrder {
+            id: u128::from(i),
+            account,
+            lines,
+            payment,
+        }));
+        if i % 9 == 0 && i >= 8 {
+            batch.push(Command::Cancel {
+                account,
+                order: u128::from(i - 8),
+            });
+        }
+        if i % 11 == 0 && i >= 10 {
+            batch.push(Command::Refund {
+                account,
+                order: u128::from(i - 10),
+                restock: i % 2 == 0,
+            });
+        }
+        if batch.len() >= 256 {
+            h.submit(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    h.submit(batch).unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn quiet(dir: &std::path::Path, shards: u16) -> Config {
+    Config {
+        snapshot_segments: 0,
+        ..durable_config(dir, shards)
+    }
+}
+
+#[test]
+fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
+    let dir = TempDir::new("snap");
+    let full = TempDir::new("snap-full");
+    let engine = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let h = engine.handle();
+    catalog(&h);
+    orders(&h, 0, 6_000);
+    let compacted = engine.snapshot_now().unwrap();
+    assert_eq!(compacted.len(), 2, "{compacted:?}");
+    assert!(
+        compacted.iter().all(|c| c.segments_removed > 0),
+        "{compacted:?}"
+    );
+    orders(&h, 6_000, 3_000);
+    drop(h);
+    let live = engine.shutdown();
+    copy_dir(&dir.0, &full.0);
+    // Snapshot again, offline, over the same directory; the copy keeps the
+    // log from the first snapshot on.
+    for i in 0..2 {
+        compact(&dir.0, i, 2)
+            .unwrap()
+            .expect("closed segments to cover");
+    }
+
+    let snap = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let report = snap.recovery().unwrap().clone();
+    assert!(
+        report.shards.iter().all(|s| s.snapshot_lsn > 0),
+        "{report:?}"
+    );
+    // A clean stop leaves nothing to settle: recovery corrections would
+    // hide a snapshot that lost something.
+    assert_eq!(
+        (report.holds_settled, report.corrections),
+        (0, 0),
+        "{report:?}"
+    );
+    let from_snapshot = snap.shutdown();
+    let from_log = Engine::open(quiet(&full.0, 2)).unwrap().shutdown();
+    for i in 0..2 {
+        assert_eq!(
+            from_snapshot.shards[i].state(),
+            live.shards[i].state(),
+            "shard {i}"
+        );
+        assert_eq!(
+            from_log.shards[i].state(),
+            live.shards[i].state(),
+            "shard {i}"
+        );
+    }
+}
+
+#[test]
+fn background_snapshots_while_serving_change_nothing() {
+    let dir = TempDir::new("snap-live");
+    let config = Config {
+        snapshot_segments: 1,
+        ..durable_config(&dir.0, 2)
+    };
+    let engine = Engine::open(config.clone()).unwrap();
+    let h = engine.handle();
+    catalog(&h);
+    for round in 0..8 {
+        orders(&h, round * 2_000, 2_000);
+    }
+    // Give the snapshot thread a look at the closed segments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while list_snapshots(&dir.0.join("shard-0")).unwrap().is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(engine.snapshot_error(), None);
+    assert!(!list_snapshots(&dir.0.join("shard-0")).unwrap().is_empty());
+    let audit = h.audit().unwrap();
+    assert!(audit.ok(), "{:?}", audit.violations);
+    drop(h);
+    let live = engine.shutdown();
+    let reopened = Engine::open(config).unwrap();
+    let report = reopened.recovery().unwrap().clone();
+    assert_eq!(
+        (report.holds_settled, report.corrections),
+        (0, 0),
+        "{report:?}"
+    );
+    let again = reopened.shutdown();
+    for i in 0..2 {
+        assert_eq!(again.shards[i].state(), live.shards[i].state(), "shard {i}");
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_is_not_trusted() {
+    let dir = TempDir::new("snap-bad");
+    let engine = Engine::open(quiet(&dir.0, 1)).unwrap();
+    let h = engine.handle();
+    catalog(&h);
+    orders(&h, 0, 4_000);
+    drop(h);
+    engine.shutdown();
+    compact(&dir.0, 0, 1)
+        .unwrap()
+        .expect("closed segments to cover");
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mercato"))
+            .args(["wal", "check"])
+            .arg(&dir.0)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = check();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("snapshot at LSN") && out.contains("valid"),
+        "{out}"
+    );
+    let (_, path) = list_snapshots(&dir.0.join("shard-0")).unwrap()[0].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("BAD"), "{out}");
+    // The segments it covered are gone, so nothing can stand in for it.
+    match Engine::open(quiet(&dir.0, 1)) {
+        Err(e @ OpenError::Wal(mercato_wal::WalError::Corrupt { .. })) => {
+            assert!(e.to_string().contains("expected 1"), "{e}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

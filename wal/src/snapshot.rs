@@ -1,0 +1,184 @@
+//! Snapshot files: a caller's bytes at an LSN, written atomically and read
+//! back through a memory map.
+//!
+//! A snapshot is `snapshot-<LSN, 20 digits>.snap`: the caller's bytes (the
+//! engine writes an rkyv archive), then a 16-byte trailer of magic, format
+//! version and a crc32c of the bytes. rkyv validation checks structure, not
+//! values; the crc catches a flipped bit in a balance. The file is written to
+//! a temporary name, synced, renamed and the directory synced, so a crash
+//! leaves the old snapshot or the new one, never half of one.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::WalError;
+use crate::format::{FORMAT_VERSION, Lsn};
+use crate::segment::list_segments;
+
+const PREFIX: &str = "snapshot-";
+const SUFFIX: &str = ".snap";
+const TMP_NAME: &str = "snapshot.tmp";
+const MAGIC: [u8; 8] = *b"MRCTSNAP";
+pub const TRAILER_BYTES: usize = 16;
+
+pub fn snapshot_name(lsn: Lsn) -> String {
+    format!("{PREFIX}{lsn:020}{SUFFIX}")
+}
+
+/// The snapshots in `dir`, ascending by LSN.
+pub fn list_snapshots(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(WalError::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let lsn = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .filter(|n| n.len() == 20)
+            .and_then(|n| n.parse::<Lsn>().ok());
+        if let Some(lsn) = lsn {
+            out.push((lsn, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Write `bytes` as the snapshot at `lsn`, atomically.
+pub fn write_snapshot(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<PathBuf, WalError> {
+    use std::io::Write;
+    let tmp = dir.join(TMP_NAME);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| WalError::io("create", &tmp, e))?;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    trailer[0..8].copy_from_slice(&MAGIC);
+    trailer[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    trailer[12..16].copy_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
+    f.write_all(bytes)
+        .and_then(|()| f.write_all(&trailer))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| WalError::io("write", &tmp, e))?;
+    let path = dir.join(snapshot_name(lsn));
+    std::fs::rename(&tmp, &path).map_err(|e| WalError::io("rename", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// A snapshot mapped into memory with its trailer checked.
+pub struct MappedSnapshot {
+    map: memmap2::Mmap,
+    pub path: PathBuf,
+}
+
+impl MappedSnapshot {
+    /// The caller's bytes, without the trailer; page-aligned.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map[..self.map.len() - TRAILER_BYTES]
+    }
+}
+
+/// Map the snapshot at `path` and check its trailer.
+pub fn map_snapshot(path: &Path) -> Result<MappedSnapshot, WalError> {
+    let bad = |what: &str| WalError::BadSnapshot {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    let f = std::fs::File::open(path).map_err(|e| WalError::io("open", path, e))?;
+    // SAFETY: snapshot files are never written after their rename, and the
+    // engine maps only its own data directory, which it owns while open; the
+    // map is read-only, so no reference into it can see a change.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| WalError::io("map", path, e))?;
+    if map.len() < TRAILER_BYTES {
+        return Err(bad("shorter than its trailer"));
+    }
+    let (body, trailer) = map.split_at(map.len() - TRAILER_BYTES);
+    if trailer[0..8] != MAGIC {
+        return Err(bad("no snapshot trailer"));
+    }
+    let version = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(WalError::WrongVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let crc = u32::from_le_bytes(trailer[12..16].try_into().expect("4 bytes"));
+    if crc32c::crc32c(body) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok(MappedSnapshot {
+        map,
+        path: path.to_path_buf(),
+    })
+}
+
+/// What [`drop_covered`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub segments: usize,
+    pub snapshots: usize,
+}
+
+/// Remove what the snapshot at `lsn` makes unnecessary: segments whose
+/// records all precede or equal it (the last segment always stays, it is
+/// where appending goes on) and older snapshots.
+pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
+    let mut dropped = Dropped::default();
+    let segments = list_segments(dir)?;
+    for pair in segments.windows(2) {
+        let (_, path) = &pair[0];
+        let (next_first, _) = pair[1];
+        if next_first <= lsn + 1 {
+            std::fs::remove_file(path).map_err(|e| WalError::io("remove", path, e))?;
+            dropped.segments += 1;
+        }
+    }
+    for (at, path) in list_snapshots(dir)? {
+        if at < lsn {
+            std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
+            dropped.snapshots += 1;
+        }
+    }
+    sync_dir(dir)?;
+    Ok(dropped)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| WalError::io("sync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_round_trips_and_catches_damage() {
+        let dir = std::env::temp_dir().join(format!("mercato-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let path = write_snapshot(&dir, 42, &bytes).unwrap();
+        assert_eq!(list_snapshots(&dir).unwrap(), vec![(42, path.clone())]);
+        assert_eq!(map_snapshot(&path).unwrap().bytes(), &bytes[..]);
+        for at in [0, 5_000, 9_999, 10_005, 10_013] {
+            let mut bad = std::fs::read(&path).unwrap();
+            bad[at] ^= 4;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(map_snapshot(&path).is_err(), "flip at {at}");
+            bad[at] ^= 4;
+            std::fs::write(&path, &bad).unwrap();
+        }
+        write_snapshot(&dir, 50, &bytes).unwrap();
+        let d = drop_covered(&dir, 50).unwrap();
+        assert_eq!(d.snapshots, 1);
+        assert_eq!(list_snapshots(&dir).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
