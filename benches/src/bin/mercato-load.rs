@@ -68,6 +68,12 @@ struct Args {
     /// always, interval=<ms> or never (with --data-dir).
     #[arg(long, default_value = "always")]
     durability: Durability,
+    /// Under `always`, the least time between two syncs of a shard's log.
+    #[arg(long, default_value_t = mercato_wal::GROUP_COMMIT_WAIT_US_DEFAULT)]
+    group_commit_wait_us: u64,
+    /// Snapshot a shard's log once this many segments are closed; 0 never.
+    #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_SEGMENTS_DEFAULT)]
+    snapshot_segments: usize,
     /// Append `account order state` to this file for every order the
     /// engine acknowledges, as it is acknowledged.
     #[arg(long)]
@@ -450,6 +456,8 @@ fn main() {
         capacity,
         data_dir: args.data_dir.clone(),
         durability: args.durability,
+        group_commit_wait_us: args.group_commit_wait_us,
+        snapshot_segments: args.snapshot_segments,
         ..Config::default()
     };
     let engine = match Engine::open(config) {

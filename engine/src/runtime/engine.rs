@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use mercato_wal::storage::{OsStorage, Storage};
-use mercato_wal::{Durability, Log, LogId, LogOptions, SEGMENT_BYTES_DEFAULT};
+use mercato_wal::{
+    Durability, GROUP_COMMIT_WAIT_US_DEFAULT, Log, LogId, LogOptions, SEGMENT_BYTES_DEFAULT,
+};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -58,6 +60,9 @@ pub struct Config {
     pub durability: Durability,
     /// Size of each preallocated log segment.
     pub segment_bytes: u64,
+    /// Under `always`, the least time between the starts of two syncs of a
+    /// shard's log; see `mercato_wal::LogOptions::group_commit_wait_us`.
+    pub group_commit_wait_us: u64,
     /// The file layer under the log; tests swap in one that fails on cue.
     pub storage: Arc<dyn Storage>,
     /// A shard's log is snapshotted, in the background, once this many of
@@ -76,6 +81,7 @@ impl Default for Config {
             data_dir: None,
             durability: Durability::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            group_commit_wait_us: GROUP_COMMIT_WAIT_US_DEFAULT,
             storage: Arc::new(OsStorage),
             snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
         }
@@ -308,6 +314,7 @@ impl Engine {
                     });
                     let opts = LogOptions {
                         segment_bytes: config.segment_bytes,
+                        group_commit_wait_us: config.group_commit_wait_us,
                         durability: config.durability,
                         storage: config.storage.clone(),
                     };

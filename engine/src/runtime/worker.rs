@@ -270,10 +270,25 @@ impl Worker {
                     self.gather[to as usize].push(msg);
                 }
             } else {
-                let sends = std::mem::take(&mut self.out.sends);
-                match self.held_sends.back_mut() {
-                    Some((lsn, group)) if *lsn == p.last => group.extend(sends),
-                    _ => self.held_sends.push_back((p.last, sends)),
+                let mut held = Vec::new();
+                for (to, msg) in self.out.sends.drain(..) {
+                    // A Prepare rests on no record of this shard: the order
+                    // it asks for lives in memory until the votes are in,
+                    // and a crash aborts it (presumed abort). Sending it at
+                    // once saves a sync on the commit path. It may overtake
+                    // a held Decide or Settle for another order; neither
+                    // depends on it.
+                    if matches!(msg, PeerMsg::Prepare { .. }) {
+                        self.gather[to as usize].push(msg);
+                    } else {
+                        held.push((to, msg));
+                    }
+                }
+                if !held.is_empty() {
+                    match self.held_sends.back_mut() {
+                        Some((lsn, group)) if *lsn == p.last => group.extend(held),
+                        _ => self.held_sends.push_back((p.last, held)),
+                    }
                 }
             }
         }
