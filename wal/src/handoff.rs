@@ -71,6 +71,10 @@ struct Exchange {
     /// A buffer the flusher finished with, for the shard's next batch.
     spare: Vec<u8>,
     closing: bool,
+    /// The flusher sleeps on the condvar. Only then does an offer pay for a
+    /// wake-up, a system call, which a busy shard would otherwise make on
+    /// every turn.
+    flusher_waiting: bool,
 }
 
 #[derive(Debug)]
@@ -119,8 +123,11 @@ impl Handoff {
         }
         self.pending_bytes
             .store(ex.pending.bytes.len(), Ordering::Relaxed);
+        let wake = ex.flusher_waiting;
         drop(ex);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Shard: no more records will come; the flusher exits once it wrote
@@ -150,16 +157,19 @@ impl Handoff {
             if ex.closing {
                 return Taken::Closed;
             }
+            ex.flusher_waiting = true;
             match timeout {
                 None => ex = self.ready.wait(ex).expect("handoff lock"),
                 Some(t) => {
                     let (guard, result) = self.ready.wait_timeout(ex, t).expect("handoff lock");
                     ex = guard;
                     if result.timed_out() && ex.pending.is_empty() && !ex.closing {
+                        ex.flusher_waiting = false;
                         return Taken::Idle;
                     }
                 }
             }
+            ex.flusher_waiting = false;
         }
     }
 
