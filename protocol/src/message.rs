@@ -1,0 +1,269 @@
+//! The bodies frames carry, as rkyv archives that are validated on receipt.
+//!
+//! These types mirror the engine's commands, views and rejections field for
+//! field, but belong to this crate: a client links the protocol, never the
+//! engine. PROTOCOL.md gives each one's layout.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Client → server, the first frame on a connection.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u16,
+    /// Must match the server's token when it has one.
+    pub auth_token: Option<String>,
+    /// Free text for the server's logs, at most 64 bytes.
+    pub client: String,
+}
+
+/// Server → client: what a shard-aware client needs to route.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    pub version: u16,
+    pub shards: u16,
+    /// How ids map to shards. 1: `shard = (splitmix64(id) * shards) >> 64`,
+    /// where splitmix64 is the finalizer of Steele, Lea and Flood's
+    /// SplitMix64 (see PROTOCOL.md).
+    pub shard_hash: u8,
+    /// The shard this connection talks to.
+    pub shard: u16,
+    /// Each shard's own port, by shard index.
+    pub ports: Vec<u16>,
+    pub frame_bytes_max: u32,
+    pub batch_len_max: u32,
+    /// Requests one connection may have unanswered.
+    pub in_flight_max: u32,
+    pub order_lines_max: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRequest {
+    pub sku: u64,
+    pub qty: u32,
+    pub expected_unit_price: Option<u64>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payment {
+    Immediate,
+    Deferred { ttl_ms: u64 },
+}
+
+/// One command, as the engine's `Command`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    PutSku {
+        sku: u64,
+        price: u64,
+        per_user_limit: u32,
+    },
+    Restock {
+        sku: u64,
+        qty: u32,
+    },
+    Deposit {
+        account: u64,
+        amount: u64,
+    },
+    Withdraw {
+        account: u64,
+        amount: u64,
+    },
+    PlaceOrder {
+        id: u128,
+        account: u64,
+        lines: Vec<LineRequest>,
+        payment: Payment,
+    },
+    Pay {
+        account: u64,
+        order: u128,
+    },
+    Cancel {
+        account: u64,
+        order: u128,
+    },
+    Refund {
+        account: u64,
+        order: u128,
+        restock: bool,
+    },
+    GetSku {
+        sku: u64,
+    },
+    GetAccount {
+        account: u64,
+    },
+    GetOrder {
+        account: u64,
+        order: u128,
+    },
+    ListOrders {
+        account: u64,
+        after: Option<u128>,
+        limit: u32,
+    },
+}
+
+/// A batch of requests in one frame; answered in order, in one frame.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Requests {
+    pub requests: Vec<Request>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkuView {
+    pub id: u64,
+    pub price: u64,
+    pub available: u32,
+    pub reserved: u32,
+    pub sold: u32,
+    pub per_user_limit: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    pub id: u64,
+    pub balance: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub sku: u64,
+    pub qty: u32,
+    pub unit_price: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderState {
+    Reserved,
+    Paid,
+    Cancelled,
+    Expired,
+    Refunded,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct OrderView {
+    pub id: u128,
+    pub account: u64,
+    pub lines: Vec<Line>,
+    pub total: u64,
+    pub state: OrderState,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub restocked: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Sku(SkuView),
+    Account(AccountView),
+    Order(OrderView),
+    Orders(Vec<OrderView>),
+}
+
+/// A business rejection: the engine's `Reject`, with its data.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    OutOfStock {
+        sku: u64,
+        available: u32,
+        requested: u32,
+    },
+    InsufficientFunds {
+        account: u64,
+        balance: u64,
+        needed: u64,
+    },
+    PerUserLimit {
+        sku: u64,
+        limit: u32,
+        already: u32,
+        requested: u32,
+    },
+    PriceChanged {
+        sku: u64,
+        expected: u64,
+        actual: u64,
+    },
+    UnknownSku {
+        sku: u64,
+    },
+    UnknownAccount {
+        account: u64,
+    },
+    UnknownOrder {
+        account: u64,
+        order: u128,
+    },
+    InvalidState {
+        order: u128,
+        state: OrderState,
+    },
+    TooManyLines {
+        count: u64,
+        max: u64,
+    },
+    EmptyOrder,
+    ZeroQuantity {
+        sku: u64,
+    },
+    DuplicateSku {
+        sku: u64,
+    },
+    InvalidTtl {
+        ttl_ms: u64,
+        max_ms: u64,
+    },
+    ZeroAmount,
+    BalanceOverflow {
+        account: u64,
+        balance: u64,
+        amount: u64,
+    },
+    StockOverflow {
+        sku: u64,
+        stocked: u32,
+        qty: u32,
+    },
+    TotalOverflow,
+    IdempotencyConflict {
+        order: u128,
+    },
+    InvalidLimit {
+        limit: u32,
+        max: u32,
+    },
+    ShardUnavailable {
+        shard: u16,
+    },
+}
+
+/// The answer to one request.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Done(Reply),
+    Rejected(Reject),
+    /// The request did not run; `code` is an [`crate::ErrorCode`].
+    Failed {
+        code: u16,
+    },
+}
+
+/// The answers to one `Requests` frame, in its order.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Answers {
+    /// The answering shard's load (requests queued or in flight), for the
+    /// client's balancer.
+    pub load: u32,
+    pub answers: Vec<Answer>,
+}
+
+/// A protocol error the server reports before it may close.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// An [`crate::ErrorCode`].
+    pub code: u16,
+    pub message: String,
+}
