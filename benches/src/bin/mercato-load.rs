@@ -50,9 +50,12 @@ struct Args {
     threads: usize,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Requests per submitted batch (the pipeline depth of each thread).
+    /// Requests per submitted batch.
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Batches each thread keeps in flight.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
     /// Accounts to create; defaults to the workload's own figure.
     #[arg(long)]
     accounts: Option<u64>,
@@ -261,14 +264,26 @@ fn drive(
                     deferred: Vec::new(),
                 };
                 let mut c = Counts::default();
-                while !stop.load(Ordering::Relaxed) {
-                    let batch: Vec<Command> = (0..args.batch).map(|_| g.next()).collect();
-                    let placing: Vec<bool> = batch
-                        .iter()
-                        .map(|c| matches!(c, Command::PlaceOrder(_)))
-                        .collect();
-                    let at = Instant::now();
-                    let answers = h.submit_waiting(batch).expect("the engine is up");
+                let mut in_flight = std::collections::VecDeque::new();
+                loop {
+                    let stopping = stop.load(Ordering::Relaxed);
+                    while !stopping && in_flight.len() < args.pipeline.max(1) {
+                        let batch: Vec<Command> = (0..args.batch).map(|_| g.next()).collect();
+                        let placing: Vec<bool> = batch
+                            .iter()
+                            .map(|c| matches!(c, Command::PlaceOrder(_)))
+                            .collect();
+                        let ticket = h.submit_ticket(batch).expect("the engine is up");
+                        in_flight.push_back((Instant::now(), placing, ticket));
+                    }
+                    let Some((at, placing, ticket)) = in_flight.pop_front() else {
+                        break;
+                    };
+                    let answers: Vec<_> = ticket
+                        .wait()
+                        .into_iter()
+                        .collect::<Result<_, _>>()
+                        .expect("the engine is up");
                     c.latency.record_batch(at, answers.len() as u64);
                     c.requests += answers.len() as u64;
                     if let Some(acks) = acks {
@@ -504,15 +519,21 @@ fn main() {
         .to_lowercase()
         .replace("flashsale", "flash-sale");
     let (p50, p99, p999) = (c.latency.p(0.5), c.latency.p(0.99), c.latency.p(0.999));
+    let durability = match &args.data_dir {
+        Some(_) => args.durability.to_string(),
+        None => "memory".to_string(),
+    };
     if args.json {
         println!(
-            "{{\"workload\":\"{workload}\",\"target\":\"{}\",\"shards\":{},\"threads\":{},\"batch\":{},\"seconds\":{secs:.3},\
+            "{{\"workload\":\"{workload}\",\"target\":\"{}\",\"shards\":{},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{}\",\"seconds\":{secs:.3},\
              \"orders_committed\":{},\"orders_rejected\":{},\"orders_per_sec\":{:.0},\"requests_per_sec\":{:.0},\
              \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"invariants_ok\":{ok}}}",
             args.target,
             h.shards(),
             args.threads,
             args.batch,
+            args.pipeline,
+            durability,
             c.committed,
             c.rejected,
             c.committed as f64 / secs,

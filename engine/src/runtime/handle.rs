@@ -20,6 +20,18 @@ pub struct Handle {
     shared: Arc<Shared>,
 }
 
+/// A batch in flight, from [`Handle::submit_ticket`].
+pub struct Ticket {
+    collector: Arc<Collector<Result<Outcome, EngineError>>>,
+}
+
+impl Ticket {
+    /// Block until every command of the batch is answered.
+    pub fn wait(self) -> Vec<Result<Outcome, EngineError>> {
+        self.collector.wait()
+    }
+}
+
 /// A blocking call's answer: the engine failed (outer), or it answered (inner).
 pub type CallResult<T> = Result<Result<T, Reject>, EngineError>;
 
@@ -59,11 +71,23 @@ impl Handle {
         self.submit_inner(cmds, true)?.into_iter().collect()
     }
 
+    /// Queue a batch and return at once; [`Ticket::wait`] gives the answers,
+    /// in the batch's order. A caller may keep several tickets out, to have
+    /// more work in flight than one blocking call allows. Like
+    /// [`Handle::submit_waiting`], it waits for room in a full queue.
+    pub fn submit_ticket(&self, cmds: Vec<Command>) -> Result<Ticket, EngineError> {
+        self.queue(cmds, true)
+    }
+
     fn submit_inner(
         &self,
         cmds: Vec<Command>,
         wait: bool,
     ) -> Result<Vec<Result<Outcome, EngineError>>, EngineError> {
+        Ok(self.queue(cmds, wait)?.wait())
+    }
+
+    fn queue(&self, cmds: Vec<Command>, wait: bool) -> Result<Ticket, EngineError> {
         if cmds.len() > BATCH_LEN_MAX {
             return Err(EngineError::BatchTooLong {
                 len: cmds.len(),
@@ -91,7 +115,7 @@ impl Handle {
                 }
             }
         }
-        Ok(collector.wait())
+        Ok(Ticket { collector })
     }
 
     /// Queue a request, waiting for room if `wait`. A request not queued comes

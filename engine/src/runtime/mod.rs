@@ -13,4 +13,4 @@ pub use collector::Collector;
 pub use doorbell::Doorbell;
 pub use engine::{Config, Engine, JournalMode, Stopped};
 pub use gate::{Gate, Pass};
-pub use handle::{CallResult, Handle};
+pub use handle::{CallResult, Handle, Ticket};
