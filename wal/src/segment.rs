@@ -20,6 +20,16 @@ pub fn segment_name(first_lsn: Lsn) -> String {
 
 /// The segments in `dir`, ascending by first LSN. A missing directory has none.
 pub fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
+    list_by_lsn(dir, "", SEGMENT_SUFFIX)
+}
+
+/// Files in `dir` named `<prefix><LSN, 20 digits><suffix>`, ascending by LSN.
+/// Anything else in the directory is ignored.
+pub(crate) fn list_by_lsn(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -29,14 +39,14 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
     for entry in entries {
         let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
-            continue;
-        };
-        if stem.len() == 20 {
-            if let Ok(lsn) = stem.parse::<Lsn>() {
-                out.push((lsn, entry.path()));
-            }
+        let lsn = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(suffix))
+            .filter(|n| n.len() == 20)
+            .and_then(|n| n.parse::<Lsn>().ok());
+        if let Some(lsn) = lsn {
+            out.push((lsn, entry.path()));
         }
     }
     out.sort();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{FORMAT_VERSION, Lsn};
-use crate::segment::list_segments;
+use crate::segment::{list_by_lsn, list_segments};
 
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";
@@ -26,27 +26,7 @@ pub fn snapshot_name(lsn: Lsn) -> String {
 
 /// The snapshots in `dir`, ascending by LSN.
 pub fn list_snapshots(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(WalError::io("list", dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
-        let name = entry.file_name();
-        let lsn = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(PREFIX))
-            .and_then(|n| n.strip_suffix(SUFFIX))
-            .filter(|n| n.len() == 20)
-            .and_then(|n| n.parse::<Lsn>().ok());
-        if let Some(lsn) = lsn {
-            out.push((lsn, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
+    list_by_lsn(dir, PREFIX, SUFFIX)
 }
 
 /// Write `bytes` as the snapshot at `lsn`, atomically.

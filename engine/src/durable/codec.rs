@@ -412,7 +412,8 @@ impl Writer<'_> {
     }
 }
 
-fn state_code(s: OrderState) -> u8 {
+/// An order state as one byte, in the log and in snapshots.
+pub(crate) fn state_code(s: OrderState) -> u8 {
     match s {
         OrderState::Reserved => 0,
         OrderState::Paid => 1,
@@ -420,6 +421,18 @@ fn state_code(s: OrderState) -> u8 {
         OrderState::Expired => 3,
         OrderState::Refunded => 4,
     }
+}
+
+/// The order state whose byte is `code`.
+pub(crate) fn state_of(code: u8) -> Option<OrderState> {
+    Some(match code {
+        0 => OrderState::Reserved,
+        1 => OrderState::Paid,
+        2 => OrderState::Cancelled,
+        3 => OrderState::Expired,
+        4 => OrderState::Refunded,
+        _ => return None,
+    })
 }
 
 struct Reader<'a> {
@@ -503,14 +516,8 @@ impl Reader<'_> {
         })
     }
     fn state(&mut self) -> Result<OrderState, DecodeError> {
-        Ok(match self.u8()? {
-            0 => OrderState::Reserved,
-            1 => OrderState::Paid,
-            2 => OrderState::Cancelled,
-            3 => OrderState::Expired,
-            4 => OrderState::Refunded,
-            _ => return Err(self.bad("unknown order state")),
-        })
+        let code = self.u8()?;
+        state_of(code).ok_or_else(|| self.bad("unknown order state"))
     }
     fn reject(&mut self) -> Result<Reject, DecodeError> {
         Ok(match self.u8()? {

@@ -184,11 +184,7 @@ fn replay_shard(
             shards: n,
         },
         opts,
-        |r| {
-            let record = codec::decode(r.kind, r.body).map_err(|e| Box::new(e) as VisitError)?;
-            shard.replay(record);
-            Ok(())
-        },
+        replay_into(&mut shard),
         |read| {
             bar.inc(read - last);
             last = read;
@@ -203,6 +199,17 @@ fn replay_shard(
         end,
     };
     Ok((shard, rec))
+}
+
+/// A log visitor that decodes each record and applies it to `shard`.
+pub(crate) fn replay_into(
+    shard: &mut Shard,
+) -> impl FnMut(mercato_wal::RecordRef<'_>) -> Result<(), VisitError> + '_ {
+    |r| {
+        let record = codec::decode(r.kind, r.body).map_err(|e| Box::new(e) as VisitError)?;
+        shard.replay(record);
+        Ok(())
+    }
 }
 
 /// Settle every hold and every lost settlement from the coordinators'

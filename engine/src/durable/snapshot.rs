@@ -17,10 +17,10 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot};
-use mercato_wal::{LogId, Lsn, ReadOptions, VisitError, WalError, read_log};
+use mercato_wal::{LogId, Lsn, ReadOptions, WalError, read_log};
 use rkyv::{Archive, Serialize};
 
-use super::codec;
+use super::codec::{self, state_code, state_of};
 use super::marker::shard_dir;
 use crate::error::OpenError;
 use crate::record::Record;
@@ -101,27 +101,6 @@ struct HoldImage {
 struct PreparedImage {
     coordinator: u16,
     seq: u64,
-}
-
-fn state_code(s: OrderState) -> u8 {
-    match s {
-        OrderState::Reserved => 0,
-        OrderState::Paid => 1,
-        OrderState::Cancelled => 2,
-        OrderState::Expired => 3,
-        OrderState::Refunded => 4,
-    }
-}
-
-fn state_of(code: u8) -> Option<OrderState> {
-    Some(match code {
-        0 => OrderState::Reserved,
-        1 => OrderState::Paid,
-        2 => OrderState::Cancelled,
-        3 => OrderState::Expired,
-        4 => OrderState::Refunded,
-        _ => return None,
-    })
 }
 
 fn lines_image(lines: &[Line]) -> Vec<LineImage> {
@@ -410,11 +389,7 @@ pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenErro
             shards: n,
         },
         opts,
-        |r| {
-            let record = codec::decode(r.kind, r.body).map_err(|e| Box::new(e) as VisitError)?;
-            shard.replay(record);
-            Ok(())
-        },
+        super::recovery::replay_into(&mut shard),
         |_| {},
     )?;
     debug_assert_eq!(end.next_lsn, upto + 1);
