@@ -42,6 +42,7 @@ pub mod limits;
 pub mod message;
 pub mod record;
 pub mod runtime;
+pub mod server;
 pub mod shard;
 pub mod sim;
 mod sync;

@@ -1,0 +1,325 @@
+//! Wire types to engine types and back. The protocol crate mirrors the
+//! engine's commands, views and rejections field for field; this is the one
+//! place that knows both.
+
+use mercato_protocol as wire;
+
+use crate::command::{Command, Outcome, PlaceOrder, Reply};
+use crate::error::{EngineError, Reject};
+use crate::types::{AccountView, Line, LineRequest, OrderState, OrderView, Payment, SkuView};
+
+pub fn command(r: wire::Request) -> Command {
+    use wire::Request as W;
+    match r {
+        W::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        } => Command::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        },
+        W::Restock { sku, qty } => Command::Restock { sku, qty },
+        W::Deposit { account, amount } => Command::Deposit { account, amount },
+        W::Withdraw { account, amount } => Command::Withdraw { account, amount },
+        W::PlaceOrder {
+            id,
+            account,
+            lines,
+            payment,
+        } => Command::PlaceOrder(PlaceOrder {
+            id,
+            account,
+            lines: lines
+                .into_iter()
+                .map(|l| LineRequest {
+                    sku: l.sku,
+                    qty: l.qty,
+                    expected_unit_price: l.expected_unit_price,
+                })
+                .collect(),
+            payment: match payment {
+                wire::Payment::Immediate => Payment::Immediate,
+                wire::Payment::Deferred { ttl_ms } => Payment::Deferred { ttl_ms },
+            },
+        }),
+        W::Pay { account, order } => Command::Pay { account, order },
+        W::Cancel { account, order } => Command::Cancel { account, order },
+        W::Refund {
+            account,
+            order,
+            restock,
+        } => Command::Refund {
+            account,
+            order,
+            restock,
+        },
+        W::GetSku { sku } => Command::GetSku { sku },
+        W::GetAccount { account } => Command::GetAccount { account },
+        W::GetOrder { account, order } => Command::GetOrder { account, order },
+        W::ListOrders {
+            account,
+            after,
+            limit,
+        } => Command::ListOrders {
+            account,
+            after,
+            limit,
+        },
+    }
+}
+
+pub fn answer(a: Result<Outcome, EngineError>) -> wire::Answer {
+    match a {
+        Ok(Ok(reply)) => wire::Answer::Done(self::reply(reply)),
+        Ok(Err(reject)) => wire::Answer::Rejected(self::reject(reject)),
+        Err(e) => wire::Answer::Failed {
+            code: failure(e) as u16,
+        },
+    }
+}
+
+pub fn failure(e: EngineError) -> wire::ErrorCode {
+    match e {
+        EngineError::Busy { .. } => wire::ErrorCode::Busy,
+        EngineError::Shutdown => wire::ErrorCode::Shutdown,
+        EngineError::Unavailable { .. } => wire::ErrorCode::Unavailable,
+        EngineError::BatchTooLong { .. } => wire::ErrorCode::BatchTooLong,
+        _ => wire::ErrorCode::Internal,
+    }
+}
+
+fn state(s: OrderState) -> wire::OrderState {
+    match s {
+        OrderState::Reserved => wire::OrderState::Reserved,
+        OrderState::Paid => wire::OrderState::Paid,
+        OrderState::Cancelled => wire::OrderState::Cancelled,
+        OrderState::Expired => wire::OrderState::Expired,
+        OrderState::Refunded => wire::OrderState::Refunded,
+    }
+}
+
+fn sku(v: SkuView) -> wire::SkuView {
+    wire::SkuView {
+        id: v.id,
+        price: v.price,
+        available: v.available,
+        reserved: v.reserved,
+        sold: v.sold,
+        per_user_limit: v.per_user_limit,
+    }
+}
+
+fn account(v: AccountView) -> wire::AccountView {
+    wire::AccountView {
+        id: v.id,
+        balance: v.balance,
+    }
+}
+
+fn line(l: Line) -> wire::Line {
+    wire::Line {
+        sku: l.sku,
+        qty: l.qty,
+        unit_price: l.unit_price,
+    }
+}
+
+fn order(v: OrderView) -> wire::OrderView {
+    wire::OrderView {
+        id: v.id,
+        account: v.account,
+        lines: v.lines.into_iter().map(line).collect(),
+        total: v.total,
+        state: state(v.state),
+        created_at: v.created_at,
+        expires_at: v.expires_at,
+        restocked: v.restocked,
+    }
+}
+
+fn reply(r: Reply) -> wire::Reply {
+    match r {
+        Reply::Sku(v) => wire::Reply::Sku(sku(v)),
+        Reply::Account(v) => wire::Reply::Account(account(v)),
+        Reply::Order(v) => wire::Reply::Order(order(v)),
+        Reply::Orders(v) => wire::Reply::Orders(v.into_iter().map(order).collect()),
+    }
+}
+
+fn reject(r: Reject) -> wire::Reject {
+    use wire::Reject as W;
+    match r {
+        Reject::OutOfStock {
+            sku,
+            available,
+            requested,
+        } => W::OutOfStock {
+            sku,
+            available,
+            requested,
+        },
+        Reject::InsufficientFunds {
+            account,
+            balance,
+            needed,
+        } => W::InsufficientFunds {
+            account,
+            balance,
+            needed,
+        },
+        Reject::PerUserLimit {
+            sku,
+            limit,
+            already,
+            requested,
+        } => W::PerUserLimit {
+            sku,
+            limit,
+            already,
+            requested,
+        },
+        Reject::PriceChanged {
+            sku,
+            expected,
+            actual,
+        } => W::PriceChanged {
+            sku,
+            expected,
+            actual,
+        },
+        Reject::UnknownSku { sku } => W::UnknownSku { sku },
+        Reject::UnknownAccount { account } => W::UnknownAccount { account },
+        Reject::UnknownOrder { account, order } => W::UnknownOrder { account, order },
+        Reject::InvalidState { order, state: s } => W::InvalidState {
+            order,
+            state: state(s),
+        },
+        Reject::TooManyLines { count, max } => W::TooManyLines {
+            count: count as u64,
+            max: max as u64,
+        },
+        Reject::EmptyOrder => W::EmptyOrder,
+        Reject::ZeroQuantity { sku } => W::ZeroQuantity { sku },
+        Reject::DuplicateSku { sku } => W::DuplicateSku { sku },
+        Reject::InvalidTtl { ttl_ms, max_ms } => W::InvalidTtl { ttl_ms, max_ms },
+        Reject::ZeroAmount => W::ZeroAmount,
+        Reject::BalanceOverflow {
+            account,
+            balance,
+            amount,
+        } => W::BalanceOverflow {
+            account,
+            balance,
+            amount,
+        },
+        Reject::StockOverflow { sku, stocked, qty } => W::StockOverflow { sku, stocked, qty },
+        Reject::TotalOverflow => W::TotalOverflow,
+        Reject::IdempotencyConflict { order } => W::IdempotencyConflict { order },
+        Reject::InvalidLimit { limit, max } => W::InvalidLimit { limit, max },
+        Reject::ShardUnavailable { shard } => W::ShardUnavailable { shard },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Engine};
+
+    /// A whole shop through the wire types: every command converts, runs,
+    /// and its answer converts back with the same content.
+    #[test]
+    fn commands_and_answers_cross_the_wire_types() {
+        let engine = Engine::open(Config::with_shards(2)).unwrap();
+        let h = engine.handle();
+        let reqs = vec![
+            wire::Request::PutSku {
+                sku: 1,
+                price: 250,
+                per_user_limit: 2,
+            },
+            wire::Request::Restock { sku: 1, qty: 10 },
+            wire::Request::Deposit {
+                account: 9,
+                amount: 10_000,
+            },
+            wire::Request::PlaceOrder {
+                id: 5,
+                account: 9,
+                lines: vec![wire::LineRequest {
+                    sku: 1,
+                    qty: 2,
+                    expected_unit_price: Some(250),
+                }],
+                payment: wire::Payment::Deferred { ttl_ms: 60_000 },
+            },
+            wire::Request::Pay {
+                account: 9,
+                order: 5,
+            },
+            wire::Request::Refund {
+                account: 9,
+                order: 5,
+                restock: true,
+            },
+            wire::Request::GetSku { sku: 1 },
+            wire::Request::GetAccount { account: 9 },
+            wire::Request::GetOrder {
+                account: 9,
+                order: 5,
+            },
+            wire::Request::ListOrders {
+                account: 9,
+                after: None,
+                limit: 10,
+            },
+            wire::Request::Withdraw {
+                account: 9,
+                amount: u64::MAX,
+            },
+            wire::Request::Cancel {
+                account: 9,
+                order: 77,
+            },
+        ];
+        let cmds: Vec<Command> = reqs.into_iter().map(command).collect();
+        let answers: Vec<wire::Answer> = h.submit(cmds).unwrap().into_iter().map(answer).collect();
+        assert!(
+            matches!(&answers[3], wire::Answer::Done(wire::Reply::Order(o)) if o.state == wire::OrderState::Reserved && o.total == 500)
+        );
+        assert!(
+            matches!(&answers[5], wire::Answer::Done(wire::Reply::Order(o)) if o.state == wire::OrderState::Refunded && o.restocked)
+        );
+        assert!(
+            matches!(&answers[6], wire::Answer::Done(wire::Reply::Sku(s)) if s.available == 10)
+        );
+        assert!(
+            matches!(&answers[7], wire::Answer::Done(wire::Reply::Account(a)) if a.balance == 10_000)
+        );
+        assert!(matches!(&answers[9], wire::Answer::Done(wire::Reply::Orders(v)) if v.len() == 1));
+        assert!(matches!(
+            answers[10],
+            wire::Answer::Rejected(wire::Reject::InsufficientFunds {
+                account: 9,
+                balance: 10_000,
+                ..
+            })
+        ));
+        assert!(matches!(
+            answers[11],
+            wire::Answer::Rejected(wire::Reject::UnknownOrder {
+                account: 9,
+                order: 77
+            })
+        ));
+        drop(h);
+        engine.shutdown();
+        assert_eq!(
+            answer(Err(EngineError::Shutdown)),
+            wire::Answer::Failed {
+                code: wire::ErrorCode::Shutdown as u16
+            }
+        );
+    }
+}
