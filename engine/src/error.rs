@@ -137,6 +137,12 @@ pub enum OpenError {
         path: std::path::PathBuf,
         what: &'static str,
     },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

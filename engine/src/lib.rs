@@ -54,5 +54,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Command, Outcome, PlaceOrder, Reply};
 pub use error::{EngineError, OpenError, Reject};
 pub use mercato_wal::Durability;
-pub use runtime::{Config, Engine, Handle, JournalMode, Stopped};
+pub use runtime::{Config, Engine, Handle, JournalMode, ServeConfig, Stopped};
 pub use types::*;

@@ -37,6 +37,15 @@ pub const HELD_GROUPS_MAX: usize = 4_096;
 pub const SNAPSHOT_SEGMENTS_DEFAULT: usize = 4;
 /// How often the snapshot thread looks at the logs.
 pub const SNAPSHOT_POLL_MS: u64 = 1_000;
+/// Client connections one shard serves; past it new ones are closed.
+pub const CONNS_PER_SHARD_MAX: usize = 4_096;
+/// Requests one connection may have sent and not yet had answered.
+pub const IN_FLIGHT_PER_CONN_MAX: usize = 16_384;
+/// Answer bytes waiting for one client before it is cut off as too slow.
+pub const OUT_BYTES_PER_CONN_MAX: usize = 16 << 20;
+/// Connections the main port may have handed to a shard that has not
+/// picked them up yet.
+pub const ACCEPTED_QUEUE_MAX: usize = 1_024;
 /// How long an idle shard sleeps before it looks at its expiry clock again.
 pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 

@@ -9,10 +9,15 @@ struct Slots<T> {
     remaining: usize,
 }
 
+/// Called by the thread that fills the last slot: for a caller that does not
+/// block in [`Collector::wait`] but polls, such as a shard's network loop.
+pub type OnDone = Box<dyn Fn() + Send + Sync>;
+
 /// Slots for `n` answers and a caller waiting for them.
 pub struct Collector<T> {
     slots: Mutex<Slots<T>>,
     done: Condvar,
+    on_done: Option<OnDone>,
 }
 
 impl<T> Collector<T> {
@@ -23,7 +28,39 @@ impl<T> Collector<T> {
                 remaining: n,
             }),
             done: Condvar::new(),
+            on_done: None,
         }
+    }
+
+    /// A collector that calls `on_done` once its last slot is filled.
+    pub fn with_on_done(n: usize, on_done: OnDone) -> Self {
+        Collector {
+            on_done: Some(on_done),
+            ..Collector::new(n)
+        }
+    }
+
+    /// Every slot is filled.
+    pub fn is_done(&self) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remaining
+            == 0
+    }
+
+    /// The answers in slot order if every slot is filled, without waiting.
+    pub fn try_take(&self) -> Option<Vec<T>> {
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if s.remaining > 0 {
+            return None;
+        }
+        Some(
+            s.items
+                .drain(..)
+                .map(|v| v.expect("every slot filled"))
+                .collect(),
+        )
     }
 
     /// Answers in bulk under one lock. Each slot must be filled exactly once.
@@ -36,6 +73,10 @@ impl<T> Collector<T> {
         }
         if s.remaining == 0 {
             self.done.notify_all();
+            drop(s);
+            if let Some(f) = &self.on_done {
+                f();
+            }
         }
     }
 

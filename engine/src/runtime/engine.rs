@@ -14,6 +14,7 @@ use crossbeam_queue::ArrayQueue;
 use super::doorbell::Doorbell;
 use super::gate::Gate;
 use super::handle::Handle;
+use super::net::{Net, NetConfig};
 use super::ring::{Consumer, Producer, ring};
 use super::worker::{Request, Worker};
 use crate::clock::{Clock, SystemClock};
@@ -28,6 +29,7 @@ use crate::limits::{
 };
 use crate::message::PeerMsg;
 use crate::record::Record;
+use crate::server::conn::ConnLimits;
 use crate::shard::{Capacity, Shard};
 use crate::sync::AtomicUsize;
 
@@ -68,6 +70,36 @@ pub struct Config {
     /// A shard's log is snapshotted, in the background, once this many of
     /// its segments are closed and not yet covered by a snapshot; 0 never.
     pub snapshot_segments: usize,
+    /// Serve the binary protocol over TCP; `None` for an embedded engine.
+    pub serve: Option<ServeConfig>,
+}
+
+/// How `mercato serve` listens. Shard `i` listens on the main port + 1 + `i`
+/// (all ports are the system's choice when the main port is 0).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: std::net::SocketAddr,
+    pub auth_token: Option<String>,
+    /// Connections per shard.
+    pub conns_max: usize,
+    /// Requests one connection may have unanswered.
+    pub in_flight_max: usize,
+    /// Answer bytes waiting for one slow reader before it is disconnected.
+    pub out_bytes_max: usize,
+    pub frame_bytes_max: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7070)),
+            auth_token: None,
+            conns_max: crate::limits::CONNS_PER_SHARD_MAX,
+            in_flight_max: crate::limits::IN_FLIGHT_PER_CONN_MAX,
+            out_bytes_max: crate::limits::OUT_BYTES_PER_CONN_MAX,
+            frame_bytes_max: mercato_protocol::FRAME_BYTES_MAX_DEFAULT,
+        }
+    }
 }
 
 impl Default for Config {
@@ -84,6 +116,7 @@ impl Default for Config {
             group_commit_wait_us: GROUP_COMMIT_WAIT_US_DEFAULT,
             storage: Arc::new(OsStorage),
             snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
+            serve: None,
         }
     }
 }
@@ -100,9 +133,92 @@ impl Config {
 /// What callers and shard threads share about one shard.
 pub(crate) struct ShardSlot {
     pub inbound: ArrayQueue<Request>,
+    /// Connections the main port handed to this shard.
+    pub accepted: ArrayQueue<std::net::TcpStream>,
+    /// Client connections this shard serves.
+    pub conns: AtomicUsize,
     pub waker: mio::Waker,
     /// Tells senders whether the shard sleeps and needs its waker.
     pub doorbell: Doorbell,
+}
+
+impl ShardSlot {
+    /// What the main port balances new connections by.
+    pub fn load(&self) -> usize {
+        self.inbound.len() + self.conns.load(crate::sync::Ordering::Relaxed)
+    }
+}
+
+/// The main address, then each shard's.
+pub type Addrs = (std::net::SocketAddr, Vec<std::net::SocketAddr>);
+
+/// Bind the main port and one port per shard, and prepare each shard's
+/// network side.
+fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
+    let listen = |addr: std::net::SocketAddr| {
+        let l =
+            std::net::TcpListener::bind(addr).map_err(|source| OpenError::Bind { addr, source })?;
+        l.set_nonblocking(true)
+            .map_err(|source| OpenError::Bind { addr, source })?;
+        Ok::<_, OpenError>(l)
+    };
+    let main = listen(sc.listen)?;
+    let main_addr = main.local_addr().map_err(|source| OpenError::Bind {
+        addr: sc.listen,
+        source,
+    })?;
+    let mut own = Vec::with_capacity(n);
+    for i in 0..n {
+        let port = if sc.listen.port() == 0 {
+            0
+        } else {
+            sc.listen
+                .port()
+                .checked_add(1 + i as u16)
+                .ok_or(EngineError::InvalidConfig {
+                    what: "shard ports run past 65535",
+                })?
+        };
+        let addr = std::net::SocketAddr::new(sc.listen.ip(), port);
+        let l = listen(addr)?;
+        let actual = l
+            .local_addr()
+            .map_err(|source| OpenError::Bind { addr, source })?;
+        own.push((l, actual));
+    }
+    let addrs: Vec<std::net::SocketAddr> = own.iter().map(|(_, a)| *a).collect();
+    let welcome = mercato_protocol::Welcome {
+        version: mercato_protocol::VERSION,
+        shards: n as u16,
+        shard_hash: 1,
+        shard: 0,
+        ports: addrs.iter().map(|a| a.port()).collect(),
+        frame_bytes_max: sc.frame_bytes_max as u32,
+        batch_len_max: crate::limits::BATCH_LEN_MAX as u32,
+        in_flight_max: sc.in_flight_max as u32,
+        order_lines_max: crate::limits::ORDER_LINES_MAX as u32,
+    };
+    let config = NetConfig {
+        auth_token: sc.auth_token.clone(),
+        limits: ConnLimits {
+            frame_bytes_max: sc.frame_bytes_max,
+            batch_len_max: crate::limits::BATCH_LEN_MAX,
+            in_flight_max: sc.in_flight_max,
+            out_bytes_max: sc.out_bytes_max,
+        },
+        conns_max: sc.conns_max,
+        welcome,
+    };
+    let mut main = Some(mio::net::TcpListener::from_std(main));
+    let nets = own
+        .into_iter()
+        .enumerate()
+        .map(|(i, (l, _))| {
+            let m = if i == 0 { main.take() } else { None };
+            Net::new(i, config.clone(), mio::net::TcpListener::from_std(l), m)
+        })
+        .collect();
+    Ok((nets, (main_addr, addrs)))
 }
 
 pub(crate) struct Shared {
@@ -125,6 +241,8 @@ pub struct Stopped {
 /// A running engine. Dropping it shuts it down.
 pub struct Engine {
     handle: Handle,
+    /// The main address and each shard's, when serving.
+    addrs: Option<Addrs>,
     threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
     recovery: Option<RecoveryReport>,
     snapshots: Option<Snapshotter>,
@@ -268,6 +386,8 @@ impl Engine {
             })?;
             slots.push(ShardSlot {
                 inbound: ArrayQueue::new(config.inbound_depth_max),
+                accepted: ArrayQueue::new(crate::limits::ACCEPTED_QUEUE_MAX),
+                conns: AtomicUsize::new(0),
                 waker,
                 doorbell: Doorbell::new(),
             });
@@ -341,6 +461,13 @@ impl Engine {
             journals.push(journal);
         }
 
+        let (mut nets, addrs) = match &config.serve {
+            Some(sc) => {
+                let (nets, addrs) = bind(sc, n)?;
+                (nets.into_iter().map(Some).collect(), Some(addrs))
+            }
+            None => ((0..n).map(|_| None).collect::<Vec<_>>(), None),
+        };
         let mut threads = Vec::with_capacity(n);
         for (i, ((((poll, producers), consumers), shard), journal)) in polls
             .into_iter()
@@ -350,7 +477,14 @@ impl Engine {
             .zip(journals)
             .enumerate()
         {
-            let worker = Worker::new(shard, shared.clone(), poll, producers, consumers, journal);
+            let mut worker =
+                Worker::new(shard, shared.clone(), poll, producers, consumers, journal);
+            if let Some(net) = nets[i].take() {
+                worker.serve(net).map_err(|e| EngineError::Spawn {
+                    shard: i as u16,
+                    kind: e.kind(),
+                })?;
+            }
             let spawned = std::thread::Builder::new()
                 .name(format!("mercato-shard-{i}"))
                 .spawn(move || worker.run());
@@ -383,6 +517,7 @@ impl Engine {
         };
         Ok(Engine {
             handle: Handle::new(shared),
+            addrs,
             threads,
             recovery: recovered.map(|r| r.report),
             snapshots,
@@ -409,6 +544,11 @@ impl Engine {
         self.snapshots
             .as_ref()
             .and_then(|s| s.shared.last_error.lock().expect("snapshot lock").clone())
+    }
+
+    /// Where `mercato serve` listens: the main address, then each shard's.
+    pub fn addrs(&self) -> Option<Addrs> {
+        self.addrs.clone()
     }
 
     /// What recovery found and did, for an engine opened on a data directory.

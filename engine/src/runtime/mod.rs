@@ -6,11 +6,12 @@ mod doorbell;
 mod engine;
 mod gate;
 mod handle;
+mod net;
 pub mod ring;
 mod worker;
 
 pub use collector::Collector;
 pub use doorbell::Doorbell;
-pub use engine::{Config, Engine, JournalMode, Stopped};
+pub use engine::{Config, Engine, JournalMode, ServeConfig, Stopped};
 pub use gate::{Gate, Pass};
 pub use handle::{CallResult, Handle, Ticket};

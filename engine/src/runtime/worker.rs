@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::collector::Collector;
 use super::engine::{JournalBox, Shared};
+use super::net::Net;
 use super::ring::{Consumer, Producer};
 use crate::audit::AuditPart;
 use crate::command::{Command, Outcome};
@@ -45,6 +46,9 @@ struct Waiter {
     outstanding: u32,
 }
 
+/// Socket events one poll returns at most.
+const NET_EVENTS_MAX: usize = 1_024;
+
 /// Idle turns spent spinning before the shard goes to sleep.
 const IDLE_SPINS_MAX: u32 = 64;
 
@@ -74,6 +78,8 @@ pub(crate) struct Worker {
     held_sends: VecDeque<(u64, Vec<(ShardId, PeerMsg)>)>,
     /// The journal failed: nothing more is acknowledged.
     failed: bool,
+    /// Client connections, when the engine serves TCP.
+    net: Option<Net>,
     announced_stop: bool,
 }
 
@@ -104,8 +110,29 @@ impl Worker {
             held_replies: VecDeque::new(),
             held_sends: VecDeque::new(),
             failed: false,
+            net: None,
             announced_stop: false,
         }
+    }
+
+    /// Serve clients from this shard's thread.
+    pub(crate) fn serve(&mut self, mut net: Net) -> std::io::Result<()> {
+        net.register(self.poll.registry())?;
+        self.events = mio::Events::with_capacity(NET_EVENTS_MAX);
+        self.net = Some(net);
+        Ok(())
+    }
+
+    /// Sockets, and batches of this shard's clients that are answered.
+    fn net_turn(&mut self, timeout: Option<Duration>) -> usize {
+        let Some(net) = &mut self.net else {
+            return 0;
+        };
+        if let Some(t) = timeout {
+            // An error here is EINTR; the next turn looks again.
+            let _ = self.poll.poll(&mut self.events, Some(t));
+        }
+        net.turn(&self.events, self.poll.registry(), &self.shared)
     }
 
     pub(crate) fn run(mut self) -> (Shard, Box<dyn JournalBox>) {
@@ -114,6 +141,7 @@ impl Worker {
         loop {
             let now = self.shared.clock.now_ms();
             let mut work = self.take_messages(now);
+            work += self.net_turn(Some(Duration::ZERO));
             let stopping = self.shared.gate.is_closed();
             if !stopping && self.outbox_empty() && !self.log_backlogged() {
                 work += self.take_requests();
@@ -483,6 +511,8 @@ impl Worker {
         !self.shared.shards[id].inbound.is_empty()
             || self.consumers.iter().flatten().any(|c| !c.is_empty())
             || self.releasable()
+            || self.net.as_ref().is_some_and(Net::any_done)
+            || !self.shared.shards[id].accepted.is_empty()
     }
 
     fn sleep(&mut self, id: usize, now: u64) {
@@ -496,6 +526,8 @@ impl Worker {
             let timeout = Duration::from_millis(until_expiry.clamp(1, IDLE_SLEEP_MS_MAX));
             // An error here is EINTR or a spurious wake-up; the loop looks again either way.
             let _ = self.poll.poll(&mut self.events, Some(timeout));
+            // The sockets' readiness came with this poll; it will not come again.
+            self.net_turn(None);
         }
         self.shared.shards[id].doorbell.awake();
     }

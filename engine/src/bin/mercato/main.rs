@@ -3,6 +3,7 @@
 //! without changing it. `serve` arrives with the network issue.
 
 mod demo;
+mod serve;
 mod storage;
 
 // glibc's malloc spent a fifth of a flash sale's CPU in free lists (see
@@ -28,6 +29,8 @@ struct Cli {
 enum Cmd {
     /// Load a catalog, run a flash sale and a cart workload in-process, audit, print a summary.
     Demo(demo::Args),
+    /// Serve the binary protocol over TCP until SIGINT or SIGTERM.
+    Serve(serve::Args),
     /// Look at a data directory's write-ahead log.
     #[command(subcommand)]
     Wal(storage::WalCmd),
@@ -40,6 +43,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Cmd::Demo(args) => demo::run(args),
+        Cmd::Serve(args) => serve::run(args),
         Cmd::Wal(cmd) => storage::wal(cmd),
         Cmd::Audit { dir } => storage::audit(&dir),
     };

@@ -1,0 +1,355 @@
+//! The network side of a shard thread: its listener, its client connections
+//! and the batches they have in flight. The shard's own `mio::Poll` watches
+//! the sockets, so one thread serves both the shard and its clients.
+//!
+//! A batch from a client is split by owner shard and queued on each owner's
+//! inbound queue, this shard's included, with a collector whose last answer
+//! rings this shard's doorbell. The answers go back through the connection's
+//! [`Conn`], which releases them in the client's request order. A shard's
+//! own port serves shard-aware clients; the main port, watched by shard 0,
+//! hands each new connection to the shard with the least load.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use mercato_protocol as wire;
+
+use super::collector::Collector;
+use super::engine::Shared;
+use super::worker::Request;
+use crate::command::Outcome;
+use crate::error::EngineError;
+use crate::server::conn::{Conn, ConnLimits, Event};
+use crate::server::convert;
+use crate::sync::Ordering;
+
+pub(crate) const LISTENER: mio::Token = mio::Token(1);
+pub(crate) const MAIN_LISTENER: mio::Token = mio::Token(2);
+const CONN_BASE: usize = 3;
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// How a shard serves clients.
+#[derive(Clone, Debug)]
+pub(crate) struct NetConfig {
+    pub auth_token: Option<String>,
+    pub limits: ConnLimits,
+    /// Connections one shard keeps; past it new ones are closed at once.
+    pub conns_max: usize,
+    pub welcome: wire::Welcome,
+}
+
+struct Client {
+    stream: mio::net::TcpStream,
+    conn: Conn,
+    /// Told apart from an earlier client in the same slot.
+    generation: u64,
+}
+
+struct InFlight {
+    slot: usize,
+    generation: u64,
+    request_id: u64,
+    collector: Arc<Collector<Result<Outcome, EngineError>>>,
+}
+
+pub(crate) struct Net {
+    shard: usize,
+    config: NetConfig,
+    listener: mio::net::TcpListener,
+    main: Option<mio::net::TcpListener>,
+    clients: Vec<Option<Client>>,
+    free: Vec<usize>,
+    generation: u64,
+    batches: Vec<InFlight>,
+    buf: Vec<u8>,
+}
+
+impl Net {
+    pub(crate) fn new(
+        shard: usize,
+        config: NetConfig,
+        listener: mio::net::TcpListener,
+        main: Option<mio::net::TcpListener>,
+    ) -> Net {
+        Net {
+            shard,
+            config,
+            listener,
+            main,
+            clients: Vec::new(),
+            free: Vec::new(),
+            generation: 0,
+            batches: Vec::new(),
+            buf: vec![0; READ_CHUNK_BYTES],
+        }
+    }
+
+    pub(crate) fn register(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        registry.register(&mut self.listener, LISTENER, mio::Interest::READABLE)?;
+        if let Some(m) = &mut self.main {
+            registry.register(m, MAIN_LISTENER, mio::Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a batch has all its answers and waits to be sent.
+    pub(crate) fn any_done(&self) -> bool {
+        self.batches.iter().any(|b| b.collector.is_done())
+    }
+
+    /// Handle socket events, connections handed over by the main port, and
+    /// finished batches. Returns a count of things done.
+    pub(crate) fn turn(
+        &mut self,
+        events: &mio::Events,
+        registry: &mio::Registry,
+        shared: &Arc<Shared>,
+    ) -> usize {
+        let mut work = 0;
+        for e in events.iter() {
+            work += 1;
+            match e.token() {
+                LISTENER => self.accept_own(registry, shared),
+                MAIN_LISTENER => self.accept_main(registry, shared),
+                mio::Token(t) if t >= CONN_BASE => self.on_socket(t - CONN_BASE, shared),
+                _ => {}
+            }
+        }
+        while let Some(stream) = shared.shards[self.shard].accepted.pop() {
+            self.adopt(mio::net::TcpStream::from_std(stream), registry, shared);
+            work += 1;
+        }
+        work + self.finish(shared)
+    }
+
+    fn accept_own(&mut self, registry: &mio::Registry, shared: &Arc<Shared>) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            self.adopt(stream, registry, shared);
+        }
+    }
+
+    /// The main port: each new connection goes to the least loaded shard.
+    fn accept_main(&mut self, registry: &mio::Registry, shared: &Arc<Shared>) {
+        let Some(main) = &self.main else { return };
+        let mut accepted = Vec::new();
+        while let Ok((stream, _)) = main.accept() {
+            accepted.push(stream);
+        }
+        for stream in accepted {
+            let target = (0..shared.shards.len())
+                .min_by_key(|&i| shared.shards[i].load())
+                .unwrap_or(self.shard);
+            if target == self.shard {
+                self.adopt(stream, registry, shared);
+                continue;
+            }
+            let slot = &shared.shards[target];
+            // A full hand-over queue closes the connection: the client retries.
+            if slot
+                .accepted
+                .push(std::net::TcpStream::from(stream))
+                .is_ok()
+                && slot.doorbell.needs_ring()
+            {
+                let _ = slot.waker.wake();
+            }
+        }
+    }
+
+    fn adopt(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        registry: &mio::Registry,
+        shared: &Arc<Shared>,
+    ) {
+        let live = self.clients.len() - self.free.len();
+        if live >= self.config.conns_max {
+            return; // dropped: closed
+        }
+        let _ = stream.set_nodelay(true);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.clients.len() - 1
+        });
+        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+        if registry
+            .register(&mut stream, mio::Token(CONN_BASE + slot), interest)
+            .is_err()
+        {
+            self.free.push(slot);
+            return;
+        }
+        self.generation += 1;
+        let mut welcome = self.config.welcome.clone();
+        welcome.shard = self.shard as u16;
+        self.clients[slot] = Some(Client {
+            stream,
+            conn: Conn::new(self.config.limits, self.config.auth_token.clone(), welcome),
+            generation: self.generation,
+        });
+        shared.shards[self.shard]
+            .conns
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_socket(&mut self, slot: usize, shared: &Arc<Shared>) {
+        let Some(client) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut events = Vec::new();
+        let mut eof = false;
+        loop {
+            match client.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => events.extend(client.conn.receive(&self.buf[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        let generation = client.generation;
+        for Event::Batch {
+            request_id,
+            requests,
+        } in events
+        {
+            let collector = self.dispatch(requests, shared);
+            self.batches.push(InFlight {
+                slot,
+                generation,
+                request_id,
+                collector,
+            });
+        }
+        if eof {
+            self.close(slot, shared);
+        } else {
+            self.flush(slot, shared);
+        }
+    }
+
+    /// Queue a client's batch on its owners' inbound queues.
+    fn dispatch(
+        &self,
+        requests: Vec<wire::Request>,
+        shared: &Arc<Shared>,
+    ) -> Arc<Collector<Result<Outcome, EngineError>>> {
+        let n = shared.shards.len();
+        let me = self.shard;
+        let ring = {
+            let shared = shared.clone();
+            Box::new(move || {
+                let slot = &shared.shards[me];
+                if slot.doorbell.needs_ring() {
+                    let _ = slot.waker.wake();
+                }
+            })
+        };
+        let collector = Arc::new(Collector::with_on_done(requests.len(), ring));
+        let mut by_shard: Vec<Vec<(u32, crate::command::Command)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for (i, r) in requests.into_iter().enumerate() {
+            let cmd = convert::command(r);
+            by_shard[cmd.owner(n as u16) as usize].push((i as u32, cmd));
+        }
+        for (owner, cmds) in by_shard.into_iter().enumerate() {
+            if cmds.is_empty() {
+                continue;
+            }
+            let slot = &shared.shards[owner];
+            let req = Request::Commands {
+                collector: collector.clone(),
+                cmds,
+            };
+            match slot.inbound.push(req) {
+                Ok(()) => {
+                    if owner != me && slot.doorbell.needs_ring() {
+                        let _ = slot.waker.wake();
+                    }
+                }
+                Err(Request::Commands { cmds, .. }) => {
+                    let depth_max = slot.inbound.capacity();
+                    let busy = EngineError::Busy {
+                        shard: owner as u16,
+                        depth_max,
+                    };
+                    collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
+                }
+                Err(Request::Audit { .. }) => unreachable!("only commands are queued here"),
+            }
+        }
+        collector
+    }
+
+    /// Send the answers of every finished batch to its connection.
+    fn finish(&mut self, shared: &Arc<Shared>) -> usize {
+        let mut done = 0;
+        let mut i = 0;
+        let load = shared.shards[self.shard].load() as u32;
+        let mut touched = Vec::new();
+        while i < self.batches.len() {
+            let Some(answers) = self.batches[i].collector.try_take() else {
+                i += 1;
+                continue;
+            };
+            let b = self.batches.swap_remove(i);
+            done += 1;
+            if let Some(Some(c)) = self.clients.get_mut(b.slot) {
+                if c.generation == b.generation {
+                    let answers = wire::Answers {
+                        load,
+                        answers: answers.into_iter().map(convert::answer).collect(),
+                    };
+                    c.conn.answer(b.request_id, answers);
+                    touched.push(b.slot);
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for slot in touched {
+            self.flush(slot, shared);
+        }
+        done
+    }
+
+    /// Write what a connection has for its client; close it if it is done,
+    /// or if its client reads so slowly that its answers pass the bound.
+    fn flush(&mut self, slot: usize, shared: &Arc<Shared>) {
+        let Some(Some(client)) = self.clients.get_mut(slot) else {
+            return;
+        };
+        let out = client.conn.output();
+        while !out.is_empty() {
+            match client.stream.write(out) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let _ = out.split_to(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let finished = client.conn.closing() && client.conn.output().is_empty();
+        if finished || client.conn.over_output_limit() {
+            self.close(slot, shared);
+        }
+    }
+
+    fn close(&mut self, slot: usize, shared: &Arc<Shared>) {
+        if let Some(c) = self.clients.get_mut(slot).and_then(Option::take) {
+            drop(c);
+            self.free.push(slot);
+            shared.shards[self.shard]
+                .conns
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! `mercato serve` as a real process on ephemeral ports, spoken to with raw
+//! protocol frames: every command, an order across shards, bad input of
+//! every kind answered and closed while a healthy client goes on being
+//! served, a client that never reads cut off without slowing the others,
+//! and a clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mercato_protocol::{self as wire, Body, ErrorCode, FrameDecoder, Kind, encode_frame};
+
+struct Server {
+    child: Child,
+    main: SocketAddr,
+    ports: Vec<u16>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mercato serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "listening on 127.0.0.1:PORT; shard ports A,B"
+        let rest = line.trim().strip_prefix("listening on ").expect(&line);
+        let (main, ports) = rest.split_once("; shard ports ").unwrap();
+        Server {
+            child,
+            main: main.parse().unwrap(),
+            ports: ports.split(',').map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    next_id: u64,
+}
+
+impl Client {
+    fn raw(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            next_id: 1,
+        }
+    }
+
+    fn connect(addr: SocketAddr, token: Option<&str>) -> (Client, wire::Welcome) {
+        let mut c = Client::raw(addr);
+        let hello = wire::Hello {
+            version: wire::VERSION,
+            auth_token: token.map(String::from),
+            client: "serve test".into(),
+        };
+        c.send(Kind::Hello, 0, &hello.to_body());
+        let f = c.frame().expect("a welcome");
+        assert_eq!(f.kind, Kind::Welcome);
+        (c, wire::Welcome::from_body(&f.body).unwrap())
+    }
+
+    fn send(&mut self, kind: Kind, id: u64, body: &[u8]) {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, kind, id, body);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next frame, or `None` once the server closed the connection.
+    fn frame(&mut self) -> Option<wire::Frame> {
+        let d = FrameDecoder::default();
+        loop {
+            if let Some(f) = d.decode(&mut self.buf).unwrap() {
+                return Some(f);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn call(&mut self, requests: Vec<wire::Request>) -> Vec<wire::Answer> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(Kind::Requests, id, &wire::Requests { requests }.to_body());
+        let f = self.frame().expect("answers");
+        assert_eq!((f.kind, f.request_id), (Kind::Answers, id));
+        wire::Answers::from_body(&f.body).unwrap().answers
+    }
+}
+
+fn done(a: &wire::Answer) -> &wire::Reply {
+    match a {
+        wire::Answer::Done(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn shop(c: &mut Client) {
+    let mut reqs = Vec::new();
+    for sku in 0..8 {
+        reqs.push(wire::Request::PutSku {
+            sku,
+            price: 100 + sku,
+            per_user_limit: 0,
+        });
+        reqs.push(wire::Request::Restock { sku, qty: 1_000 });
+    }
+    for account in 0..8 {
+        reqs.push(wire::Request::Deposit {
+            account,
+            amount: 1_000_000,
+        });
+    }
+    for a in c.call(reqs) {
+        done(&a);
+    }
+}
+
+#[test]
+fn every_command_and_a_cross_shard_order_over_tcp() {
+    let server = Server::start(&[]);
+    let (mut c, welcome) = Client::connect(server.main, None);
+    assert_eq!(welcome.shards, 2);
+    assert_eq!(welcome.ports, server.ports);
+    shop(&mut c);
+    // Lines on both shards: SKUs 0..8 spread over two shards.
+    let lines: Vec<wire::LineRequest> = (0..8)
+        .map(|sku| wire::LineRequest {
+            sku,
+            qty: 1,
+            expected_unit_price: None,
+        })
+        .collect();
+    let answers = c.call(vec![
+        wire::Request::PlaceOrder {
+            id: 1,
+            account: 3,
+            lines: lines.clone(),
+            payment: wire::Payment::Immediate,
+        },
+        wire::Request::PlaceOrder {
+            id: 2,
+            account: 3,
+            lines,
+            payment: wire::Payment::Deferred { ttl_ms: 60_000 },
+        },
+        wire::Request::PlaceOrder {
+            id: 3,
+            account: 4,
+            lines: vec![wire::LineRequest {
+                sku: 1,
+                qty: 1,
+                expected_unit_price: None,
+            }],
+            payment: wire::Payment::Deferred { ttl_ms: 60_000 },
+        },
+    ]);
+    // A two-phase order is answered when it commits; a payment for it in
+    // the same batch would find it still pending, so it comes next.
+    let mut later = c.call(vec![
+        wire::Request::Pay {
+            account: 3,
+            order: 2,
+        },
+        wire::Request::Refund {
+            account: 3,
+            order: 2,
+            restock: true,
+        },
+        wire::Request::Cancel {
+            account: 4,
+            order: 3,
+        },
+        wire::Request::Withdraw {
+            account: 5,
+            amount: 10,
+        },
+        wire::Request::GetSku { sku: 0 },
+        wire::Request::GetAccount { account: 3 },
+        wire::Request::GetOrder {
+            account: 3,
+            order: 1,
+        },
+        wire::Request::ListOrders {
+            account: 3,
+            after: None,
+            limit: 10,
+        },
+        wire::Request::GetSku { sku: 99 },
+    ]);
+    let mut answers = answers;
+    answers.insert(2, later.remove(0));
+    answers.insert(3, later.remove(0));
+    answers.insert(5, later.remove(0));
+    answers.extend(later);
+    let total: u64 = (0..8).map(|s| 100 + s).sum();
+    assert!(
+        matches!(done(&answers[0]), wire::Reply::Order(o) if o.state == wire::OrderState::Paid && o.total == total)
+    );
+    assert!(
+        matches!(done(&answers[3]), wire::Reply::Order(o) if o.state == wire::OrderState::Refunded)
+    );
+    assert!(
+        matches!(done(&answers[5]), wire::Reply::Order(o) if o.state == wire::OrderState::Cancelled)
+    );
+    assert!(matches!(done(&answers[6]), wire::Reply::Account(a) if a.balance == 1_000_000 - 10));
+    assert!(matches!(done(&answers[7]), wire::Reply::Sku(s) if s.sold == 1));
+    assert!(matches!(done(&answers[8]), wire::Reply::Account(a) if a.balance == 1_000_000 - total));
+    assert!(matches!(done(&answers[10]), wire::Reply::Orders(v) if v.len() == 2));
+    assert_eq!(
+        answers[11],
+        wire::Answer::Rejected(wire::Reject::UnknownSku { sku: 99 })
+    );
+    // A shard-aware connection answers the same.
+    let shard_addr = SocketAddr::from(([127, 0, 0, 1], server.ports[1]));
+    let (mut direct, w) = Client::connect(shard_addr, None);
+    assert_eq!(w.shard, 1);
+    assert_eq!(
+        done(
+            &direct.call(vec![wire::Request::GetOrder {
+                account: 3,
+                order: 1
+            }])[0]
+        ),
+        done(&answers[9])
+    );
+}
+
+#[test]
+fn bad_input_is_answered_and_closed_while_others_are_served() {
+    let server = Server::start(&["--auth-token", "s3cret"]);
+    let (mut healthy, _) = Client::connect(server.main, Some("s3cret"));
+    shop(&mut healthy);
+    let garbage = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let mut huge = BytesMut::new();
+    encode_frame(&mut huge, Kind::Hello, 0, b"");
+    huge[8..12].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    let mut bad_sum = BytesMut::new();
+    encode_frame(&mut bad_sum, Kind::Hello, 0, b"abc");
+    bad_sum[23] ^= 1;
+    let mut not_rkyv = BytesMut::new();
+    encode_frame(&mut not_rkyv, Kind::Hello, 0, b"\xff\xff\xff");
+    let mut unknown = BytesMut::new();
+    encode_frame(&mut unknown, Kind::Hello, 0, b"");
+    unknown[6] = 42;
+    let wrong_token = {
+        let h = wire::Hello {
+            version: 1,
+            auth_token: Some("guess".into()),
+            client: String::new(),
+        };
+        let mut b = BytesMut::new();
+        encode_frame(&mut b, Kind::Hello, 0, &h.to_body());
+        b
+    };
+    let cases: Vec<(Vec<u8>, Option<ErrorCode>)> = vec![
+        (garbage, Some(ErrorCode::BadMagic)),
+        (huge.to_vec(), Some(ErrorCode::FrameTooLarge)),
+        (bad_sum.to_vec(), Some(ErrorCode::BadChecksum)),
+        (not_rkyv.to_vec(), Some(ErrorCode::BadBody)),
+        (unknown.to_vec(), Some(ErrorCode::UnknownKind)),
+        (wrong_token.to_vec(), Some(ErrorCode::AuthFailed)),
+        // Half a header, then close: nothing to answer.
+        (b"MRCT\x01\x00\x03".to_vec(), None),
+    ];
+    for (bytes, code) in cases {
+        let mut bad = Client::raw(server.main);
+        bad.stream.write_all(&bytes).unwrap();
+        match code {
+            None => drop(bad),
+            Some(code) => {
+                let f = bad.frame().expect("an error frame");
+                assert_eq!(f.kind, Kind::Error);
+                assert_eq!(
+                    wire::ErrorBody::from_body(&f.body).unwrap().code,
+                    code as u16
+                );
+                assert!(bad.frame().is_none(), "{code:?}: the connection stays open");
+            }
+        }
+        // The healthy client is still served.
+        let a = healthy.call(vec![wire::Request::GetSku { sku: 1 }]);
+        assert!(matches!(done(&a[0]), wire::Reply::Sku(s) if s.id == 1));
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
+    let server = Server::start(&["--out-bytes-max", "65536"]);
+    let (mut healthy, _) = Client::connect(server.main, None);
+    shop(&mut healthy);
+    let (mut stalled, _) = Client::connect(server.main, None);
+    // Ask for many orders' worth of answers and never read them.
+    let batch = wire::Requests {
+        requests: (0..512)
+            .map(|_| wire::Request::ListOrders {
+                account: 1,
+                after: None,
+                limit: 1000,
+            })
+            .collect(),
+    }
+    .to_body();
+    stalled
+        .stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    for id in 1..200u64 {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, Kind::Requests, id, &batch);
+        if stalled.stream.write_all(&out).is_err() {
+            break;
+        }
+        if id % 10 == 0 {
+            let a = healthy.call(vec![wire::Request::GetSku { sku: 2 }]);
+            assert!(matches!(done(&a[0]), wire::Reply::Sku(_)));
+        }
+    }
+    let a = healthy.call(vec![wire::Request::GetAccount { account: 1 }]);
+    assert!(matches!(done(&a[0]), wire::Reply::Account(_)));
+    // The staller was cut off: what it can still read ends in a close, not
+    // in a wait for more.
+    let mut sink = vec![0u8; 1 << 20];
+    loop {
+        match stalled.stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the stalled connection is still open: {e}"),
+        }
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut server = Server::start(&[]);
+    let (mut c, _) = Client::connect(server.main, None);
+    shop(&mut c);
+    let pid = server.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+}
