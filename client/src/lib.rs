@@ -1,13 +1,25 @@
-//! mercato's TCP client (being written; see the network-face issue).
+//! mercato's TCP client.
 //!
-//! Written so far: [`balance`], the read balancers (random, round-robin,
-//! nginx's smooth weighted round-robin, least outstanding, power of two
-//! choices) and nginx-style passive health. The rest of this crate will connect to `mercato serve`, read the handshake, keep one
-//! connection per shard, send each write to the shard that owns it, spread
-//! reads with a `Balancer` (random, round-robin, nginx's smooth weighted
-//! round-robin, least outstanding, power of two choices), coalesce concurrent
-//! callers into batch frames, and retry `place_order` safely under the same
-//! order id. It depends on `mercato-protocol` only.
+//! [`Client::connect`] shakes hands with `mercato serve`, learns the shard
+//! layout from its `Welcome`, and keeps one connection per shard on that
+//! shard's own port. Each request goes to the shard that owns it (the
+//! account's for orders and wallets, the SKU's for the catalog); a batch is
+//! split by owner and its answers put back in order. `Client` is `Send +
+//! Sync`: many threads share one, each call waiting on its own answers while
+//! a reader thread per connection hands them out. [`Client::submit_ticket`]
+//! pipelines; `place_order` is resent under the same order id after a lost
+//! connection or a timeout, which the engine's idempotency makes safe.
+//! [`balance`] holds the read balancers and passive health; reads go to
+//! their owner until the caches issue lets any shard serve them.
+//!
+//! The client depends on `mercato-protocol` only, never on the engine.
 #![forbid(unsafe_code)]
 
 pub mod balance;
+mod client;
+mod error;
+mod shard_conn;
+
+pub use client::{CallResult, Client, ClientConfig, Ticket};
+pub use error::ClientError;
+pub use mercato_protocol as wire;

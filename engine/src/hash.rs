@@ -11,13 +11,9 @@ pub const SHARD_OF_NAME: &str = "splitmix64-lemire-v1";
 #[inline]
 pub fn shard_of(id: u64, shards: u16) -> u16 {
     debug_assert!(shards > 0);
-    // splitmix64's finaliser spreads sequential ids; Lemire's multiply-shift
-    // maps the 64-bit hash onto 0..shards without a division.
-    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((u128::from(z) * u128::from(shards)) >> 64) as u16
+    // One definition for the engine and its clients: the protocol's, which
+    // PROTOCOL.md documents as shard hash 1.
+    mercato_protocol::shard_of(id, shards)
 }
 
 /// A multiply-rotate hasher for integer keys. Ids are not secret and the

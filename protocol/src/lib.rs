@@ -34,3 +34,15 @@ pub use frame::{
     encode_frame,
 };
 pub use message::*;
+
+/// The shard that owns `id` (a SKU or an account) among `shards`: hash 1 of
+/// `Welcome::shard_hash`. SplitMix64's finalizer spreads sequential ids,
+/// then a multiply-shift maps the hash onto `0..shards` without a division.
+#[inline]
+pub fn shard_of(id: u64, shards: u16) -> u16 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((u128::from(z) * u128::from(shards)) >> 64) as u16
+}

@@ -1,0 +1,423 @@
+//! [`Client`]: one connection per shard, writes sent to their owner, answers
+//! put back in the caller's order.
+
+use std::net::SocketAddr;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mercato_protocol::{self as wire, ErrorCode};
+
+use crate::balance::Health;
+use crate::error::ClientError;
+use crate::shard_conn::{Reply, ShardConn};
+
+/// How a client connects and waits.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub auth_token: Option<String>,
+    /// How long a call waits for its answers.
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Passive health: this many failures within `fail_timeout_ms` leave a
+    /// shard alone for `fail_timeout_ms` before it is reconnected.
+    pub max_fails: u32,
+    pub fail_timeout_ms: u64,
+    /// Times `place_order` is resent, under the same order id, after a lost
+    /// connection or a timeout. The engine answers a repeat as it answered
+    /// the first, so a resend never places an order twice.
+    pub place_order_retries: u32,
+    /// Connect to each shard's own port (from `Welcome`). Off, every
+    /// connection goes to the address given to `connect` and the server
+    /// forwards what another shard owns: for proxies and address rewriting.
+    pub shard_aware: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            auth_token: None,
+            timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+            max_fails: 3,
+            fail_timeout_ms: 1_000,
+            place_order_retries: 2,
+            shard_aware: true,
+        }
+    }
+}
+
+/// A blocking call's answer: the client failed (outer), or the engine
+/// answered (inner), as with the embedded engine.
+pub type CallResult<T> = Result<Result<T, wire::Reject>, ClientError>;
+
+struct Slot {
+    conn: Option<Arc<ShardConn>>,
+    health: Health,
+}
+
+/// A connection to a mercato server, shared by any number of threads.
+pub struct Client {
+    config: ClientConfig,
+    welcome: wire::Welcome,
+    addrs: Vec<SocketAddr>,
+    slots: Vec<Mutex<Slot>>,
+    started: Instant,
+}
+
+/// A batch in flight: [`Ticket::wait`] gives its answers in order.
+pub struct Ticket {
+    len: usize,
+    parts: Vec<(u16, Vec<usize>, Receiver<Reply>)>,
+    deadline: Instant,
+    timeout_ms: u64,
+}
+
+impl Client {
+    /// Shake hands on `addr` (any of the server's ports), learn the shard
+    /// layout, and connect to every shard's own port.
+    pub fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, ClientError> {
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let (first, welcome) =
+            ShardConn::open(addr, config.auth_token.as_deref(), connect_timeout)?;
+        first.close();
+        let addrs: Vec<SocketAddr> = if config.shard_aware {
+            welcome
+                .ports
+                .iter()
+                .map(|&p| SocketAddr::new(addr.ip(), p))
+                .collect()
+        } else {
+            vec![addr; welcome.ports.len()]
+        };
+        let client = Client {
+            slots: (0..welcome.shards)
+                .map(|_| {
+                    Mutex::new(Slot {
+                        conn: None,
+                        health: Health::new(config.max_fails, config.fail_timeout_ms),
+                    })
+                })
+                .collect(),
+            config,
+            welcome,
+            addrs,
+            started: Instant::now(),
+        };
+        for s in 0..client.welcome.shards {
+            client.conn(s)?;
+        }
+        Ok(client)
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.welcome.shards
+    }
+
+    pub fn welcome(&self) -> &wire::Welcome {
+        &self.welcome
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The live connection to `shard`, reconnecting if it broke and its
+    /// health allows.
+    fn conn(&self, shard: u16) -> Result<Arc<ShardConn>, ClientError> {
+        let mut slot = self.slots[shard as usize].lock().unwrap();
+        if let Some(c) = &slot.conn {
+            if c.alive.load(std::sync::atomic::Ordering::Acquire) {
+                return Ok(c.clone());
+            }
+        }
+        if !slot.health.is_up(self.now_ms()) {
+            return Err(ClientError::Disconnected { shard });
+        }
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        match ShardConn::open(
+            self.addrs[shard as usize],
+            self.config.auth_token.as_deref(),
+            timeout,
+        ) {
+            Ok((c, _)) => {
+                let c = Arc::new(c);
+                slot.conn = Some(c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                slot.health.failure(self.now_ms());
+                Err(e)
+            }
+        }
+    }
+
+    fn note(&self, shard: u16, ok: bool) {
+        let mut slot = self.slots[shard as usize].lock().unwrap();
+        if ok {
+            slot.health.success();
+        } else {
+            slot.health.failure(self.now_ms());
+        }
+    }
+
+    /// The shard that owns a request: the account's for orders and wallets,
+    /// the SKU's for the catalog.
+    pub fn owner(&self, r: &wire::Request) -> u16 {
+        use wire::Request as R;
+        let id = match r {
+            R::PutSku { sku, .. } | R::Restock { sku, .. } | R::GetSku { sku } => *sku,
+            R::Deposit { account, .. }
+            | R::Withdraw { account, .. }
+            | R::PlaceOrder { account, .. }
+            | R::Pay { account, .. }
+            | R::Cancel { account, .. }
+            | R::Refund { account, .. }
+            | R::GetAccount { account }
+            | R::GetOrder { account, .. }
+            | R::ListOrders { account, .. } => *account,
+        };
+        wire::shard_of(id, self.welcome.shards)
+    }
+
+    /// Send a batch and return at once; the ticket waits for the answers.
+    pub fn submit_ticket(&self, requests: Vec<wire::Request>) -> Result<Ticket, ClientError> {
+        let max = self.welcome.batch_len_max as usize;
+        if requests.len() > max {
+            return Err(ClientError::BatchTooLong {
+                len: requests.len(),
+                max,
+            });
+        }
+        let len = requests.len();
+        let mut by_shard: Vec<(Vec<usize>, Vec<wire::Request>)> = (0..self.welcome.shards)
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
+        for (i, r) in requests.into_iter().enumerate() {
+            let s = self.owner(&r) as usize;
+            by_shard[s].0.push(i);
+            by_shard[s].1.push(r);
+        }
+        let mut parts = Vec::new();
+        for (s, (positions, reqs)) in by_shard.into_iter().enumerate() {
+            if reqs.is_empty() {
+                continue;
+            }
+            let conn = self.conn(s as u16)?;
+            let rx = conn
+                .send(reqs)
+                .inspect_err(|_| self.note(s as u16, false))?;
+            parts.push((s as u16, positions, rx));
+        }
+        Ok(Ticket {
+            len,
+            parts,
+            deadline: Instant::now() + Duration::from_millis(self.config.timeout_ms),
+            timeout_ms: self.config.timeout_ms,
+        })
+    }
+
+    /// Run a batch; answers in the batch's order.
+    pub fn submit(&self, requests: Vec<wire::Request>) -> Result<Vec<wire::Answer>, ClientError> {
+        let t = self.submit_ticket(requests)?;
+        let shards: Vec<u16> = t.parts.iter().map(|p| p.0).collect();
+        let result = t.wait();
+        let ok = result.is_ok();
+        for s in shards {
+            self.note(s, ok);
+        }
+        result
+    }
+
+    fn one(&self, r: wire::Request) -> CallResult<wire::Reply> {
+        let answer = self.submit(vec![r])?.pop().expect("one answer");
+        match answer {
+            wire::Answer::Done(reply) => Ok(Ok(reply)),
+            wire::Answer::Rejected(reject) => Ok(Err(reject)),
+            wire::Answer::Failed { code } => Err(ClientError::Failed {
+                code: ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
+            }),
+        }
+    }
+
+    pub fn put_sku(&self, sku: u64, price: u64, per_user_limit: u32) -> CallResult<wire::SkuView> {
+        sku_of(self.one(wire::Request::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        }))
+    }
+
+    pub fn restock(&self, sku: u64, qty: u32) -> CallResult<wire::SkuView> {
+        sku_of(self.one(wire::Request::Restock { sku, qty }))
+    }
+
+    pub fn deposit(&self, account: u64, amount: u64) -> CallResult<wire::AccountView> {
+        account_of(self.one(wire::Request::Deposit { account, amount }))
+    }
+
+    pub fn withdraw(&self, account: u64, amount: u64) -> CallResult<wire::AccountView> {
+        account_of(self.one(wire::Request::Withdraw { account, amount }))
+    }
+
+    /// Place an order; resent under the same id after a lost connection or
+    /// a timeout (see [`ClientConfig::place_order_retries`]).
+    pub fn place_order(
+        &self,
+        id: u128,
+        account: u64,
+        lines: Vec<wire::LineRequest>,
+        payment: wire::Payment,
+    ) -> CallResult<wire::OrderView> {
+        let request = wire::Request::PlaceOrder {
+            id,
+            account,
+            lines,
+            payment,
+        };
+        let mut tries = 0;
+        loop {
+            match self.one(request.clone()) {
+                Err(ClientError::Disconnected { .. } | ClientError::Timeout { .. })
+                    if tries < self.config.place_order_retries =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10 << tries));
+                }
+                other => return order_of(other),
+            }
+        }
+    }
+
+    pub fn pay(&self, account: u64, order: u128) -> CallResult<wire::OrderView> {
+        order_of(self.one(wire::Request::Pay { account, order }))
+    }
+
+    pub fn cancel(&self, account: u64, order: u128) -> CallResult<wire::OrderView> {
+        order_of(self.one(wire::Request::Cancel { account, order }))
+    }
+
+    pub fn refund(&self, account: u64, order: u128, restock: bool) -> CallResult<wire::OrderView> {
+        order_of(self.one(wire::Request::Refund {
+            account,
+            order,
+            restock,
+        }))
+    }
+
+    pub fn get_sku(&self, sku: u64) -> CallResult<wire::SkuView> {
+        sku_of(self.one(wire::Request::GetSku { sku }))
+    }
+
+    pub fn get_account(&self, account: u64) -> CallResult<wire::AccountView> {
+        account_of(self.one(wire::Request::GetAccount { account }))
+    }
+
+    pub fn get_order(&self, account: u64, order: u128) -> CallResult<wire::OrderView> {
+        order_of(self.one(wire::Request::GetOrder { account, order }))
+    }
+
+    pub fn list_orders(
+        &self,
+        account: u64,
+        after: Option<u128>,
+        limit: u32,
+    ) -> CallResult<Vec<wire::OrderView>> {
+        let r = self.one(wire::Request::ListOrders {
+            account,
+            after,
+            limit,
+        })?;
+        Ok(r.map(|reply| match reply {
+            wire::Reply::Orders(v) => v,
+            other => unreachable!("list_orders answered {other:?}"),
+        }))
+    }
+
+    /// Each shard's load as last reported, and this client's requests
+    /// outstanding there.
+    pub fn stats(&self) -> Vec<(u16, u32, u32)> {
+        (0..self.welcome.shards)
+            .map(|s| {
+                let slot = self.slots[s as usize].lock().unwrap();
+                match &slot.conn {
+                    Some(c) => (
+                        s,
+                        c.load.load(std::sync::atomic::Ordering::Relaxed),
+                        c.outstanding.load(std::sync::atomic::Ordering::Relaxed),
+                    ),
+                    None => (s, 0, 0),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for s in &self.slots {
+            if let Some(c) = &s.lock().unwrap().conn {
+                c.close();
+            }
+        }
+    }
+}
+
+impl Ticket {
+    /// Wait for every shard's answers, within the call's timeout.
+    pub fn wait(self) -> Result<Vec<wire::Answer>, ClientError> {
+        let mut out: Vec<Option<wire::Answer>> = (0..self.len).map(|_| None).collect();
+        for (shard, positions, rx) in self.parts {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let answers = match rx.recv_timeout(left) {
+                Ok(r) => r?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(ClientError::Timeout {
+                        shard,
+                        timeout_ms: self.timeout_ms,
+                    });
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(ClientError::Disconnected { shard });
+                }
+            };
+            if answers.answers.len() != positions.len() {
+                return Err(ClientError::Protocol {
+                    what: format!(
+                        "{} answers to {} requests",
+                        answers.answers.len(),
+                        positions.len()
+                    ),
+                });
+            }
+            for (p, a) in positions.into_iter().zip(answers.answers) {
+                out[p] = Some(a);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| a.expect("every position answered"))
+            .collect())
+    }
+}
+
+fn sku_of(r: CallResult<wire::Reply>) -> CallResult<wire::SkuView> {
+    Ok(r?.map(|reply| match reply {
+        wire::Reply::Sku(v) => v,
+        other => unreachable!("a SKU command answered {other:?}"),
+    }))
+}
+
+fn account_of(r: CallResult<wire::Reply>) -> CallResult<wire::AccountView> {
+    Ok(r?.map(|reply| match reply {
+        wire::Reply::Account(v) => v,
+        other => unreachable!("an account command answered {other:?}"),
+    }))
+}
+
+fn order_of(r: CallResult<wire::Reply>) -> CallResult<wire::OrderView> {
+    Ok(r?.map(|reply| match reply {
+        wire::Reply::Order(v) => v,
+        other => unreachable!("an order command answered {other:?}"),
+    }))
+}

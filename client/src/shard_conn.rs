@@ -1,0 +1,187 @@
+//! One connection to one shard: a writer any thread may use, and a reader
+//! thread that hands each answer frame to the caller waiting for its
+//! request id.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mercato_protocol::{self as wire, Body, ErrorCode, FrameDecoder, Kind, encode_frame};
+
+use crate::error::ClientError;
+
+/// What a waiting caller receives.
+pub(crate) type Reply = Result<wire::Answers, ClientError>;
+
+pub(crate) struct ShardConn {
+    pub shard: u16,
+    writer: Mutex<TcpStream>,
+    waiting: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>>,
+    next_id: AtomicU64,
+    /// Requests sent and not yet answered, for the balancer.
+    pub outstanding: Arc<AtomicU32>,
+    /// The shard's load from its latest answer.
+    pub load: Arc<AtomicU32>,
+    pub alive: Arc<AtomicBool>,
+}
+
+impl ShardConn {
+    /// Connect and shake hands; returns the connection and the server's Welcome.
+    pub(crate) fn open(
+        addr: SocketAddr,
+        token: Option<&str>,
+        connect_timeout: Duration,
+    ) -> Result<(ShardConn, wire::Welcome), ClientError> {
+        let connect = |source| ClientError::Connect { addr, source };
+        let mut stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(connect)?;
+        stream.set_nodelay(true).map_err(connect)?;
+        let hello = wire::Hello {
+            version: wire::VERSION,
+            auth_token: token.map(String::from),
+            client: "mercato-client".into(),
+        };
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, Kind::Hello, 0, &hello.to_body());
+        stream.write_all(&out).map_err(connect)?;
+        stream
+            .set_read_timeout(Some(connect_timeout))
+            .map_err(connect)?;
+        let mut buf = BytesMut::new();
+        let first = read_frame(&mut stream, &mut buf).map_err(connect)?;
+        let welcome = match first.kind {
+            Kind::Welcome => {
+                wire::Welcome::from_body(&first.body).map_err(|e| ClientError::Protocol {
+                    what: e.to_string(),
+                })?
+            }
+            Kind::Error => return Err(refused(&first.body)),
+            k => {
+                return Err(ClientError::Protocol {
+                    what: format!("a {k:?} frame instead of Welcome"),
+                });
+            }
+        };
+        stream.set_read_timeout(None).map_err(connect)?;
+        let conn = ShardConn {
+            shard: welcome.shard,
+            writer: Mutex::new(stream.try_clone().map_err(connect)?),
+            waiting: Arc::default(),
+            next_id: AtomicU64::new(1),
+            outstanding: Arc::default(),
+            load: Arc::default(),
+            alive: Arc::new(AtomicBool::new(true)),
+        };
+        conn.spawn_reader(stream, buf);
+        Ok((conn, welcome))
+    }
+
+    fn spawn_reader(&self, mut stream: TcpStream, mut buf: BytesMut) {
+        let waiting = self.waiting.clone();
+        let alive = self.alive.clone();
+        let outstanding = self.outstanding.clone();
+        let load = self.load.clone();
+        let shard = self.shard;
+        std::thread::spawn(move || {
+            loop {
+                let Ok(frame) = read_frame(&mut stream, &mut buf) else {
+                    break;
+                };
+                let reply = match frame.kind {
+                    Kind::Answers => {
+                        wire::Answers::from_body(&frame.body).map_err(|e| ClientError::Protocol {
+                            what: e.to_string(),
+                        })
+                    }
+                    Kind::Error => Err(refused(&frame.body)),
+                    k => Err(ClientError::Protocol {
+                        what: format!("unexpected {k:?} frame"),
+                    }),
+                };
+                if let Ok(a) = &reply {
+                    load.store(a.load, Ordering::Relaxed);
+                    outstanding.fetch_sub(a.answers.len() as u32, Ordering::Relaxed);
+                }
+                let fatal = reply.is_err();
+                let tx = waiting.lock().unwrap().remove(&frame.request_id);
+                if let Some(tx) = tx {
+                    let _ = tx.send(reply);
+                }
+                if fatal {
+                    break;
+                }
+            }
+            alive.store(false, Ordering::Release);
+            for (_, tx) in waiting.lock().unwrap().drain() {
+                let _ = tx.send(Err(ClientError::Disconnected { shard }));
+            }
+        });
+    }
+
+    /// Send a batch; the receiver gets its answers (or why not).
+    pub(crate) fn send(
+        &self,
+        requests: Vec<wire::Request>,
+    ) -> Result<Receiver<Reply>, ClientError> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(ClientError::Disconnected { shard: self.shard });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let n = requests.len() as u32;
+        let body = wire::Requests { requests }.to_body();
+        let mut out = BytesMut::with_capacity(wire::HEADER_BYTES + body.len());
+        encode_frame(&mut out, Kind::Requests, id, &body);
+        let (tx, rx) = sync_channel(1);
+        self.waiting.lock().unwrap().insert(id, tx);
+        self.outstanding.fetch_add(n, Ordering::Relaxed);
+        let written = self.writer.lock().unwrap().write_all(&out);
+        if written.is_err() {
+            self.waiting.lock().unwrap().remove(&id);
+            self.alive.store(false, Ordering::Release);
+            return Err(ClientError::Disconnected { shard: self.shard });
+        }
+        Ok(rx)
+    }
+
+    pub(crate) fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        let _ = self
+            .writer
+            .lock()
+            .unwrap()
+            .shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn refused(body: &[u8]) -> ClientError {
+    match wire::ErrorBody::from_body(body) {
+        Ok(e) => ClientError::Refused {
+            code: ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal),
+            message: e.message,
+        },
+        Err(e) => ClientError::Protocol {
+            what: e.to_string(),
+        },
+    }
+}
+
+fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<wire::Frame> {
+    let d = FrameDecoder::default();
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match d.decode(buf) {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,211 @@
+//! The client crate against a real `mercato serve`: every call, a batch
+//! spread over shards, many threads sharing one client, and a `place_order`
+//! whose connection drops after the server got it: the client resends under
+//! the same id and the order exists once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mercato_client::{Client, ClientConfig, wire};
+
+struct Server(Child, SocketAddr);
+
+impl Server {
+    fn start() -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--shards", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line["listening on ".len()..]
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Server(child, addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn line(sku: u64, qty: u32) -> wire::LineRequest {
+    wire::LineRequest {
+        sku,
+        qty,
+        expected_unit_price: None,
+    }
+}
+
+#[test]
+fn every_call_through_the_client() {
+    let server = Server::start();
+    let c = Client::connect(server.1, ClientConfig::default()).unwrap();
+    assert_eq!(c.shards(), 3);
+    for sku in 0..6 {
+        assert_eq!(c.put_sku(sku, 100, 2).unwrap().unwrap().id, sku);
+        assert_eq!(c.restock(sku, 10).unwrap().unwrap().available, 10);
+    }
+    assert_eq!(c.deposit(1, 10_000).unwrap().unwrap().balance, 10_000);
+    assert_eq!(c.withdraw(1, 1_000).unwrap().unwrap().balance, 9_000);
+    let lines: Vec<_> = (0..6).map(|s| line(s, 1)).collect();
+    let o = c
+        .place_order(7, 1, lines.clone(), wire::Payment::Immediate)
+        .unwrap()
+        .unwrap();
+    assert_eq!((o.state, o.total), (wire::OrderState::Paid, 600));
+    let d = c
+        .place_order(8, 1, lines, wire::Payment::Deferred { ttl_ms: 60_000 })
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.state, wire::OrderState::Reserved);
+    assert_eq!(c.pay(1, 8).unwrap().unwrap().state, wire::OrderState::Paid);
+    assert_eq!(
+        c.refund(1, 8, true).unwrap().unwrap().state,
+        wire::OrderState::Refunded
+    );
+    let e = c
+        .place_order(
+            9,
+            1,
+            vec![line(0, 1)],
+            wire::Payment::Deferred { ttl_ms: 60_000 },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.cancel(1, e.id).unwrap().unwrap().state,
+        wire::OrderState::Cancelled
+    );
+    assert_eq!(c.get_order(1, 7).unwrap().unwrap(), o);
+    assert_eq!(c.list_orders(1, None, 10).unwrap().unwrap().len(), 3);
+    assert_eq!(c.get_sku(0).unwrap().unwrap().sold, 1);
+    assert_eq!(c.get_account(1).unwrap().unwrap().balance, 9_000 - 600);
+    // The per-user limit is 2 and account 1 holds one unit of SKU 0 live.
+    let over = c
+        .place_order(10, 1, vec![line(0, 2)], wire::Payment::Immediate)
+        .unwrap();
+    assert!(
+        matches!(over, Err(wire::Reject::PerUserLimit { sku: 0, .. })),
+        "{over:?}"
+    );
+    // A batch over all shards comes back in order.
+    let reqs: Vec<_> = (0..6).map(|sku| wire::Request::GetSku { sku }).collect();
+    let answers = c.submit(reqs).unwrap();
+    for (sku, a) in answers.iter().enumerate() {
+        assert!(matches!(a, wire::Answer::Done(wire::Reply::Sku(v)) if v.id == sku as u64));
+    }
+}
+
+#[test]
+fn many_threads_share_one_client() {
+    let server = Server::start();
+    let c = Arc::new(Client::connect(server.1, ClientConfig::default()).unwrap());
+    c.put_sku(1, 10, 0).unwrap().unwrap();
+    c.restock(1, 100_000).unwrap().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..6u64 {
+            let c = c.clone();
+            s.spawn(move || {
+                c.deposit(100 + t, 1_000_000).unwrap().unwrap();
+                for i in 0..200u128 {
+                    let o = c.place_order(i, 100 + t, vec![line(1, 1)], wire::Payment::Immediate);
+                    assert_eq!(o.unwrap().unwrap().total, 10);
+                }
+            });
+        }
+    });
+    assert_eq!(c.get_sku(1).unwrap().unwrap().sold, 1_200);
+}
+
+/// Forwards bytes both ways; the first time the client sends a PlaceOrder
+/// frame it drops the connection after passing the request on, so the
+/// server runs it but the client never hears back.
+fn flaky_proxy(to: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let seen = dropped.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut server = TcpStream::connect(to).unwrap();
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = s2.read(&mut buf) {
+                    if n == 0 || c2.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let dropped = dropped.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = client.read(&mut buf) {
+                    if n == 0 || server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    // A Requests frame (kind 3) big enough to be an order,
+                    // not the one-request GetSku of the handshake's check.
+                    if n >= 24 && buf[6] == 3 && n > 80 && !dropped.swap(true, Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        let _ = server.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn a_retried_order_after_a_dropped_connection_is_placed_once() {
+    let server = Server::start();
+    let direct = Client::connect(server.1, ClientConfig::default()).unwrap();
+    direct.put_sku(5, 300, 0).unwrap().unwrap();
+    direct.restock(5, 10).unwrap().unwrap();
+    direct.deposit(42, 10_000).unwrap().unwrap();
+    let config = ClientConfig {
+        shard_aware: false,
+        timeout_ms: 2_000,
+        ..ClientConfig::default()
+    };
+    let (proxy, dropped) = flaky_proxy(server.1);
+    let via_proxy = Client::connect(proxy, config).unwrap();
+    let lines = vec![wire::LineRequest {
+        sku: 5,
+        qty: 2,
+        expected_unit_price: Some(300),
+    }];
+    let o = via_proxy
+        .place_order(u128::MAX - 1, 42, lines, wire::Payment::Immediate)
+        .unwrap()
+        .unwrap();
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the proxy never dropped the order"
+    );
+    assert_eq!(o.total, 600);
+    assert_eq!(direct.list_orders(42, None, 10).unwrap().unwrap().len(), 1);
+    assert_eq!(direct.get_sku(5).unwrap().unwrap().sold, 2);
+    assert_eq!(
+        direct.get_account(42).unwrap().unwrap().balance,
+        10_000 - 600
+    );
+}
