@@ -1,0 +1,309 @@
+//! `mercato-cli`: talk to a running `mercato serve` from a shell.
+//!
+//! ```text
+//! mercato-cli sku put 7 --price 1999 --limit 1
+//! mercato-cli sku restock 7 100
+//! mercato-cli account deposit 42 10000
+//! mercato-cli order place 1 --account 42 --line 7:1
+//! mercato-cli order get 1 --account 42 --json
+//! ```
+//!
+//! Exit status: 0 when the server did it, 1 when it refused (a business
+//! rejection, printed), 2 when the call failed.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use mercato_client::{CallResult, Client, ClientConfig, wire};
+
+#[derive(Parser)]
+#[command(name = "mercato-cli", about = "A command line for mercato serve")]
+struct Cli {
+    /// Any of the server's ports.
+    #[arg(long, default_value = "127.0.0.1:7070", global = true)]
+    server: SocketAddr,
+    #[arg(long, global = true)]
+    auth_token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    #[command(subcommand)]
+    Sku(SkuCmd),
+    #[command(subcommand)]
+    Account(AccountCmd),
+    #[command(subcommand)]
+    Order(OrderCmd),
+    /// Each shard's reported load.
+    Stats,
+}
+
+#[derive(Subcommand)]
+enum SkuCmd {
+    Put {
+        sku: u64,
+        #[arg(long)]
+        price: u64,
+        /// Units one account may hold in live orders; 0 for no limit.
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    Get {
+        sku: u64,
+    },
+    Restock {
+        sku: u64,
+        qty: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    Deposit { account: u64, amount: u64 },
+    Withdraw { account: u64, amount: u64 },
+    Get { account: u64 },
+}
+
+#[derive(Subcommand)]
+enum OrderCmd {
+    Place {
+        id: u128,
+        #[arg(long)]
+        account: u64,
+        /// SKU:QTY, repeated for each line.
+        #[arg(long = "line", required = true)]
+        lines: Vec<String>,
+        /// Reserve only, for this long, instead of paying at once.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    Pay {
+        id: u128,
+        #[arg(long)]
+        account: u64,
+    },
+    Cancel {
+        id: u128,
+        #[arg(long)]
+        account: u64,
+    },
+    Refund {
+        id: u128,
+        #[arg(long)]
+        account: u64,
+        #[arg(long)]
+        restock: bool,
+    },
+    Get {
+        id: u128,
+        #[arg(long)]
+        account: u64,
+    },
+    List {
+        #[arg(long)]
+        account: u64,
+        #[arg(long)]
+        after: Option<u128>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+fn sku_json(v: &wire::SkuView) -> String {
+    format!(
+        "{{\"id\":{},\"price\":{},\"available\":{},\"reserved\":{},\"sold\":{},\"per_user_limit\":{}}}",
+        v.id, v.price, v.available, v.reserved, v.sold, v.per_user_limit
+    )
+}
+
+fn account_json(v: &wire::AccountView) -> String {
+    format!("{{\"id\":{},\"balance\":{}}}", v.id, v.balance)
+}
+
+fn order_json(v: &wire::OrderView) -> String {
+    let lines: Vec<String> = v
+        .lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{{\"sku\":{},\"qty\":{},\"unit_price\":{}}}",
+                l.sku, l.qty, l.unit_price
+            )
+        })
+        .collect();
+    format!(
+        "{{\"id\":\"{}\",\"account\":{},\"lines\":[{}],\"total\":{},\"state\":\"{:?}\",\"created_at\":{},\"expires_at\":{},\"restocked\":{}}}",
+        v.id,
+        v.account,
+        lines.join(","),
+        v.total,
+        v.state,
+        v.created_at,
+        v.expires_at,
+        v.restocked
+    )
+}
+
+fn order_text(v: &wire::OrderView) -> String {
+    let lines: Vec<String> = v
+        .lines
+        .iter()
+        .map(|l| format!("{}×{} @ {}", l.sku, l.qty, l.unit_price))
+        .collect();
+    format!(
+        "order {} of account {}: {:?}, total {}, lines {}",
+        v.id,
+        v.account,
+        v.state,
+        v.total,
+        lines.join(", ")
+    )
+}
+
+/// Print an answer and turn it into the exit status.
+fn show<T>(
+    json: bool,
+    r: CallResult<T>,
+    text: impl Fn(&T) -> String,
+    as_json: impl Fn(&T) -> String,
+) -> i32 {
+    match r {
+        Ok(Ok(v)) => {
+            println!("{}", if json { as_json(&v) } else { text(&v) });
+            0
+        }
+        Ok(Err(reject)) => {
+            if json {
+                println!("{{\"rejected\":\"{reject:?}\"}}");
+            } else {
+                println!("refused: {reject:?}");
+            }
+            1
+        }
+        Err(e) => {
+            eprintln!("mercato-cli: {e}");
+            2
+        }
+    }
+}
+
+fn parse_line(s: &str) -> Result<wire::LineRequest, String> {
+    let (sku, qty) = s
+        .split_once(':')
+        .ok_or(format!("line {s:?} is not SKU:QTY"))?;
+    Ok(wire::LineRequest {
+        sku: sku.parse().map_err(|_| format!("bad SKU in {s:?}"))?,
+        qty: qty.parse().map_err(|_| format!("bad quantity in {s:?}"))?,
+        expected_unit_price: None,
+    })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config = ClientConfig {
+        auth_token: cli.auth_token.clone(),
+        ..ClientConfig::default()
+    };
+    let c = match Client::connect(cli.server, config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mercato-cli: {e}");
+            std::process::exit(2);
+        }
+    };
+    let j = cli.json;
+    let sku_text = |v: &wire::SkuView| {
+        format!(
+            "sku {}: price {}, {} available, {} reserved, {} sold, per-user limit {}",
+            v.id, v.price, v.available, v.reserved, v.sold, v.per_user_limit
+        )
+    };
+    let account_text = |v: &wire::AccountView| format!("account {}: balance {}", v.id, v.balance);
+    let code = match cli.cmd {
+        Cmd::Sku(SkuCmd::Put { sku, price, limit }) => {
+            show(j, c.put_sku(sku, price, limit), sku_text, sku_json)
+        }
+        Cmd::Sku(SkuCmd::Get { sku }) => show(j, c.get_sku(sku), sku_text, sku_json),
+        Cmd::Sku(SkuCmd::Restock { sku, qty }) => show(j, c.restock(sku, qty), sku_text, sku_json),
+        Cmd::Account(AccountCmd::Deposit { account, amount }) => {
+            show(j, c.deposit(account, amount), account_text, account_json)
+        }
+        Cmd::Account(AccountCmd::Withdraw { account, amount }) => {
+            show(j, c.withdraw(account, amount), account_text, account_json)
+        }
+        Cmd::Account(AccountCmd::Get { account }) => {
+            show(j, c.get_account(account), account_text, account_json)
+        }
+        Cmd::Order(OrderCmd::Place {
+            id,
+            account,
+            lines,
+            ttl_ms,
+        }) => {
+            let lines: Result<Vec<_>, _> = lines.iter().map(|l| parse_line(l)).collect();
+            match lines {
+                Ok(lines) => {
+                    let payment = match ttl_ms {
+                        Some(ttl_ms) => wire::Payment::Deferred { ttl_ms },
+                        None => wire::Payment::Immediate,
+                    };
+                    show(
+                        j,
+                        c.place_order(id, account, lines, payment),
+                        order_text,
+                        order_json,
+                    )
+                }
+                Err(e) => {
+                    eprintln!("mercato-cli: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::Order(OrderCmd::Pay { id, account }) => {
+            show(j, c.pay(account, id), order_text, order_json)
+        }
+        Cmd::Order(OrderCmd::Cancel { id, account }) => {
+            show(j, c.cancel(account, id), order_text, order_json)
+        }
+        Cmd::Order(OrderCmd::Refund {
+            id,
+            account,
+            restock,
+        }) => show(j, c.refund(account, id, restock), order_text, order_json),
+        Cmd::Order(OrderCmd::Get { id, account }) => {
+            show(j, c.get_order(account, id), order_text, order_json)
+        }
+        Cmd::Order(OrderCmd::List {
+            account,
+            after,
+            limit,
+        }) => show(
+            j,
+            c.list_orders(account, after, limit),
+            |v| v.iter().map(order_text).collect::<Vec<_>>().join("\n"),
+            |v| {
+                format!(
+                    "[{}]",
+                    v.iter().map(order_json).collect::<Vec<_>>().join(",")
+                )
+            },
+        ),
+        Cmd::Stats => {
+            for (shard, load, outstanding) in c.stats() {
+                if j {
+                    println!("{{\"shard\":{shard},\"load\":{load},\"outstanding\":{outstanding}}}");
+                } else {
+                    println!("shard {shard}: load {load}, outstanding {outstanding}");
+                }
+            }
+            0
+        }
+    };
+    std::process::exit(code);
+}

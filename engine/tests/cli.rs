@@ -1,0 +1,97 @@
+//! `mercato-cli` against a real `mercato serve`: each command group, text
+//! and JSON output, and the exit status of a refusal.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The mercato-cli binary, next to mercato's; built if this test run did not.
+fn cli() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_mercato")).with_file_name("mercato-cli");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile_release = path.components().any(|c| c.as_os_str() == "release");
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "mercato-client", "--bin", "mercato-cli"]);
+        if profile_release {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success());
+    }
+    path
+}
+
+#[test]
+fn the_cli_drives_a_server() {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mercato"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line["listening on ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .args(["--server", &addr])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        run(&["sku", "put", "7", "--price", "1999", "--limit", "1"]).0,
+        Some(0)
+    );
+    let (code, out) = run(&["sku", "restock", "7", "5"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("5 available"), "{out}");
+    assert_eq!(run(&["account", "deposit", "42", "10000"]).0, Some(0));
+    let (code, out) = run(&[
+        "order",
+        "place",
+        "1",
+        "--account",
+        "42",
+        "--line",
+        "7:1",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("\"state\":\"Paid\"") && out.contains("\"total\":1999"),
+        "{out}"
+    );
+    // The per-user limit of 1 refuses a second unit: exit status 1.
+    let (code, out) = run(&["order", "place", "2", "--account", "42", "--line", "7:1"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("PerUserLimit"), "{out}");
+    let (code, out) = run(&["order", "list", "--account", "42", "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with('[') && out.contains("\"id\":\"1\""),
+        "{out}"
+    );
+    let (code, out) = run(&["account", "get", "42"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("balance 8001"), "{out}");
+    assert_eq!(
+        run(&["order", "refund", "1", "--account", "42", "--restock"]).0,
+        Some(0)
+    );
+    let (code, out) = run(&["stats"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
