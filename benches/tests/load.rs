@@ -74,11 +74,87 @@ fn every_workload_prints_its_json_and_keeps_the_invariants() {
 }
 
 #[test]
-fn an_unknown_target_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
-        .args(["--target", "tcp://127.0.0.1:1", "--seconds", "1"])
-        .output()
-        .expect("mercato-load runs");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+fn an_unknown_or_unreachable_target_is_refused() {
+    for (target, says) in [
+        ("udp://127.0.0.1:1", "neither embedded nor tcp"),
+        ("tcp://not-an-address", "tcp://not-an-address"),
+        ("tcp://127.0.0.1:1", "cannot connect"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+            .args(["--target", target, "--seconds", "1"])
+            .output()
+            .expect("mercato-load runs");
+        assert_eq!(out.status.code(), Some(2), "{target}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{target}: {err}");
+    }
+}
+
+/// The mercato binary, next to mercato-load's; built if this run did not.
+fn mercato() -> std::path::PathBuf {
+    let path =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_mercato-load")).with_file_name("mercato");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "mercato-engine", "--bin", "mercato"]);
+        if path.components().any(|c| c.as_os_str() == "release") {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success());
+    }
+    path
+}
+
+#[test]
+fn the_tcp_target_drives_a_server_and_prints_the_same_fields() {
+    use std::io::BufRead;
+    let mut server = Command::new(mercato())
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line["listening on ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for workload in ["flash-sale", "mixed"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+            .args(["--target", &format!("tcp://{addr}"), "--workload", workload])
+            .args([
+                "--threads",
+                "2",
+                "--connections",
+                "2",
+                "--pipeline",
+                "2",
+                "--seconds",
+                "1",
+            ])
+            .args(["--accounts", "2000", "--skus", "2000", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = String::from_utf8(out.stdout).unwrap();
+        for field in FIELDS {
+            assert!(
+                json.contains(&format!("\"{field}\":")),
+                "{field} missing: {json}"
+            );
+        }
+        assert!(json.contains("\"invariants_ok\":null"), "{json}");
+        assert!(!json.contains("\"orders_committed\":0,"), "{json}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

@@ -21,6 +21,9 @@ use mercato_engine::{
     Reply,
 };
 
+#[path = "load/tcp.rs"]
+mod tcp;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -37,7 +40,8 @@ enum Workload {
 #[derive(Parser)]
 #[command(name = "mercato-load", about = "Load generator for mercato")]
 struct Args {
-    /// `embedded` runs the engine in this process.
+    /// `embedded` runs the engine in this process; `tcp://HOST:PORT` drives a
+    /// running `mercato serve`.
     #[arg(long, default_value = "embedded")]
     target: String,
     #[arg(long, value_enum, default_value_t = Workload::FlashSale)]
@@ -56,6 +60,10 @@ struct Args {
     /// Batches each thread keeps in flight.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// With a tcp:// target: clients (each with a connection per shard),
+    /// shared round-robin by the threads.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
     /// Accounts to create; defaults to the workload's own figure.
     #[arg(long)]
     accounts: Option<u64>,
@@ -446,18 +454,28 @@ fn main() {
             }
         }
     }
-    if args.target != "embedded" {
-        eprintln!(
-            "mercato-load: target {:?} is not supported yet; use --target embedded",
-            args.target
-        );
-        std::process::exit(2);
-    }
     let accounts = args.accounts.unwrap_or(match args.workload {
         Workload::FlashSale => 10_000_000,
         _ => 1_000_000,
     });
     let skus = args.skus.unwrap_or(1_000_000);
+    if let Some(addr) = args.target.strip_prefix("tcp://") {
+        let addr: std::net::SocketAddr = match addr.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("mercato-load: target {:?}: {e}", args.target);
+                std::process::exit(2);
+            }
+        };
+        std::process::exit(tcp::run(&args, addr, accounts, skus));
+    }
+    if args.target != "embedded" {
+        eprintln!(
+            "mercato-load: target {:?} is neither embedded nor tcp://HOST:PORT",
+            args.target
+        );
+        std::process::exit(2);
+    }
     // Catalog and wallets are known up front, so their tables are sized
     // once. Orders grow with the run: a table sized for the target rate is
     // mostly empty, and every insert into it faults in a fresh page.
@@ -515,25 +533,45 @@ fn main() {
     let (c, secs) = drive(&h, &args, accounts, skus, acks.as_ref());
     let audit = h.audit().expect("the engine is up");
     let ok = audit.ok() && audit.quiescent;
-    let workload = format!("{:?}", args.workload)
-        .to_lowercase()
-        .replace("flashsale", "flash-sale");
-    let (p50, p99, p999) = (c.latency.p(0.5), c.latency.p(0.99), c.latency.p(0.999));
     let durability = match &args.data_dir {
         Some(_) => args.durability.to_string(),
         None => "memory".to_string(),
     };
+    let verdict = if ok {
+        "all invariants hold".to_string()
+    } else {
+        format!("VIOLATED {:?}", audit.violations)
+    };
+    report(&args, h.shards(), &c, secs, &durability, Some(ok), &verdict);
+    engine.shutdown();
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Print a run's figures, as one JSON object or as text. `invariants` is
+/// `None` where the audit cannot run (over TCP the protocol has no audit).
+fn report(
+    args: &Args,
+    shards: u16,
+    c: &Counts,
+    secs: f64,
+    durability: &str,
+    invariants: Option<bool>,
+    verdict: &str,
+) {
+    let workload = format!("{:?}", args.workload)
+        .to_lowercase()
+        .replace("flashsale", "flash-sale");
+    let (p50, p99, p999) = (c.latency.p(0.5), c.latency.p(0.99), c.latency.p(0.999));
+    let ok = invariants.map_or("null".to_string(), |ok| ok.to_string());
     if args.json {
         println!(
-            "{{\"workload\":\"{workload}\",\"target\":\"{}\",\"shards\":{},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{}\",\"seconds\":{secs:.3},\
+            "{{\"workload\":\"{workload}\",\"target\":\"{}\",\"shards\":{shards},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{durability}\",\"seconds\":{secs:.3},\
              \"orders_committed\":{},\"orders_rejected\":{},\"orders_per_sec\":{:.0},\"requests_per_sec\":{:.0},\
              \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"invariants_ok\":{ok}}}",
             args.target,
-            h.shards(),
             args.threads,
             args.batch,
             args.pipeline,
-            durability,
             c.committed,
             c.rejected,
             c.committed as f64 / secs,
@@ -541,11 +579,8 @@ fn main() {
         );
     } else {
         println!(
-            "workload {workload}, target {}, {} shards, {} threads, batch {}",
-            args.target,
-            h.shards(),
-            args.threads,
-            args.batch
+            "workload {workload}, target {}, {shards} shards, {} threads, batch {}, pipeline {}",
+            args.target, args.threads, args.batch, args.pipeline
         );
         println!(
             "  {:.2} s: {} orders committed, {} rejected, {} requests",
@@ -559,15 +594,6 @@ fn main() {
         println!(
             "  latency per request: p50 {p50} us, p99 {p99} us, p99.9 {p999} us (each request waits for its batch)"
         );
-        println!(
-            "  audit: {}",
-            if ok {
-                "all invariants hold".to_string()
-            } else {
-                format!("VIOLATED {:?}", audit.violations)
-            }
-        );
+        println!("  audit: {verdict}");
     }
-    engine.shutdown();
-    std::process::exit(if ok { 0 } else { 1 });
 }

@@ -70,6 +70,66 @@ pub fn command(r: wire::Request) -> Command {
     }
 }
 
+/// The wire form of a command, for clients written with the engine's types
+/// (such as `mercato-load`).
+pub fn request(c: Command) -> wire::Request {
+    use wire::Request as W;
+    match c {
+        Command::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        } => W::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        },
+        Command::Restock { sku, qty } => W::Restock { sku, qty },
+        Command::Deposit { account, amount } => W::Deposit { account, amount },
+        Command::Withdraw { account, amount } => W::Withdraw { account, amount },
+        Command::PlaceOrder(p) => W::PlaceOrder {
+            id: p.id,
+            account: p.account,
+            lines: p
+                .lines
+                .into_iter()
+                .map(|l| wire::LineRequest {
+                    sku: l.sku,
+                    qty: l.qty,
+                    expected_unit_price: l.expected_unit_price,
+                })
+                .collect(),
+            payment: match p.payment {
+                Payment::Immediate => wire::Payment::Immediate,
+                Payment::Deferred { ttl_ms } => wire::Payment::Deferred { ttl_ms },
+            },
+        },
+        Command::Pay { account, order } => W::Pay { account, order },
+        Command::Cancel { account, order } => W::Cancel { account, order },
+        Command::Refund {
+            account,
+            order,
+            restock,
+        } => W::Refund {
+            account,
+            order,
+            restock,
+        },
+        Command::GetSku { sku } => W::GetSku { sku },
+        Command::GetAccount { account } => W::GetAccount { account },
+        Command::GetOrder { account, order } => W::GetOrder { account, order },
+        Command::ListOrders {
+            account,
+            after,
+            limit,
+        } => W::ListOrders {
+            account,
+            after,
+            limit,
+        },
+    }
+}
+
 pub fn answer(a: Result<Outcome, EngineError>) -> wire::Answer {
     match a {
         Ok(Ok(reply)) => wire::Answer::Done(self::reply(reply)),

@@ -1,0 +1,168 @@
+//! `--target tcp://HOST:PORT`: the same workloads against a running
+//! `mercato serve`, through the client crate. The protocol has no audit, so
+//! the JSON's `invariants_ok` is `null`; run `mercato audit DIR` on the
+//! server's data directory for that.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mercato_client::{Client, ClientConfig, wire};
+use mercato_engine::Command;
+use mercato_engine::server::convert;
+use mercato_engine::workload::{Rng, Zipf};
+
+use super::{Args, Counts, FUNDS, Gen, HOT_SKU, STOCK_PER_SKU, Workload, report};
+
+/// Requests per setup batch.
+const SETUP_BATCH: u64 = 1_024;
+
+fn setup(c: &Client, args: &Args, accounts: u64, skus: u64) -> Result<(), String> {
+    let send = |reqs: Vec<wire::Request>| -> Result<(), String> {
+        for a in c.submit(reqs).map_err(|e| e.to_string())? {
+            if !matches!(a, wire::Answer::Done(_)) {
+                return Err(format!("loading failed: {a:?}"));
+            }
+        }
+        Ok(())
+    };
+    let stocked =
+        |sku| matches!(c.get_sku(sku), Ok(Ok(v)) if v.available + v.reserved + v.sold > 0);
+    let catalog: Vec<(u64, u32)> = match args.workload {
+        Workload::FlashSale => vec![(HOT_SKU, 1)],
+        _ => (0..skus).map(|s| (s, 0)).collect(),
+    };
+    let restock = !stocked(catalog[0].0);
+    for chunk in catalog.chunks(SETUP_BATCH as usize / 2) {
+        let mut reqs = Vec::new();
+        for &(sku, limit) in chunk {
+            reqs.push(wire::Request::PutSku {
+                sku,
+                price: 100 + sku % 9_900,
+                per_user_limit: limit,
+            });
+            if restock {
+                reqs.push(wire::Request::Restock {
+                    sku,
+                    qty: STOCK_PER_SKU,
+                });
+            }
+        }
+        send(reqs)?;
+    }
+    let mut a = 0;
+    while a < accounts {
+        let end = (a + SETUP_BATCH).min(accounts);
+        send(
+            (a..end)
+                .map(|account| wire::Request::Deposit {
+                    account,
+                    amount: FUNDS,
+                })
+                .collect(),
+        )?;
+        a = end;
+    }
+    Ok(())
+}
+
+pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
+    let config = ClientConfig {
+        timeout_ms: 60_000,
+        ..ClientConfig::default()
+    };
+    let clients: Vec<Client> = match (0..args.connections.max(1))
+        .map(|_| Client::connect(addr, config.clone()))
+        .collect::<Result<_, _>>()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mercato-load: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = setup(&clients[0], args, accounts, skus) {
+        eprintln!("mercato-load: setup failed: {e}");
+        return 2;
+    }
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let stop = AtomicBool::new(false);
+    let total = Mutex::new(Counts::default());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..args.threads {
+            let (client, stop, total) = (&clients[t % clients.len()], &stop, &total);
+            s.spawn(move || {
+                let mut g = Gen {
+                    workload: args.workload,
+                    accounts,
+                    zipf: Zipf::new(skus.max(1), 0.99),
+                    rng: Rng::new(run_id ^ (t as u64 + 1)),
+                    next_id: (u128::from(run_id) << 64) | ((t as u128) << 48),
+                    deferred: Vec::new(),
+                };
+                let mut c = Counts::default();
+                let mut in_flight = VecDeque::new();
+                loop {
+                    let stopping = stop.load(Ordering::Relaxed);
+                    while !stopping && in_flight.len() < args.pipeline.max(1) {
+                        let batch: Vec<Command> = (0..args.batch).map(|_| g.next()).collect();
+                        let placing: Vec<bool> = batch
+                            .iter()
+                            .map(|c| matches!(c, Command::PlaceOrder(_)))
+                            .collect();
+                        let reqs = batch.into_iter().map(convert::request).collect();
+                        let ticket = client.submit_ticket(reqs).expect("the server is up");
+                        in_flight.push_back((Instant::now(), placing, ticket));
+                    }
+                    let Some((at, placing, ticket)) = in_flight.pop_front() else {
+                        break;
+                    };
+                    let answers = ticket.wait().expect("the server answers");
+                    c.latency.record_batch(at, answers.len() as u64);
+                    c.requests += answers.len() as u64;
+                    for (answer, placed) in answers.into_iter().zip(placing) {
+                        match answer {
+                            wire::Answer::Done(wire::Reply::Order(o)) if placed => {
+                                c.committed += 1;
+                                if o.state == wire::OrderState::Reserved {
+                                    g.deferred.push((o.account, o.id));
+                                }
+                            }
+                            wire::Answer::Rejected(_) | wire::Answer::Failed { .. } if placed => {
+                                c.rejected += 1
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let mut t = total.lock().unwrap();
+                t.committed += c.committed;
+                t.rejected += c.rejected;
+                t.requests += c.requests;
+                t.latency.merge(&c.latency);
+            });
+        }
+        let until = started + Duration::from_secs(args.seconds);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let c = total.into_inner().unwrap();
+    report(
+        args,
+        clients[0].shards(),
+        &c,
+        secs,
+        "server",
+        None,
+        "not available over tcp; run `mercato audit DIR` on the server's data directory",
+    );
+    0
+}
