@@ -356,6 +356,62 @@ fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
 }
 
 #[test]
+fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
+    let mut server = Server::start(&[]);
+    let (mut c, _) = Client::connect(server.main, None);
+    shop(&mut c);
+    // Batches the server has read but not finished when the signal comes:
+    // 16,000 orders (within the in-flight limit) outlast the pause below.
+    let frames = 4u64;
+    for f in 0..frames {
+        let orders: Vec<wire::Request> = (0..4_000u128)
+            .map(|i| {
+                let id = u128::from(f) * 4_000 + i;
+                wire::Request::PlaceOrder {
+                    id,
+                    account: (id % 8) as u64,
+                    lines: vec![wire::LineRequest {
+                        sku: (id % 8) as u64,
+                        qty: 1,
+                        expected_unit_price: None,
+                    }],
+                    payment: wire::Payment::Immediate,
+                }
+            })
+            .collect();
+        c.send(
+            Kind::Requests,
+            100 + f,
+            &wire::Requests { requests: orders }.to_body(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    let pid = server.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for f in 0..frames {
+        let frame = c
+            .frame()
+            .expect("every batch read before the signal is answered");
+        assert_eq!((frame.kind, frame.request_id), (Kind::Answers, 100 + f));
+        let answers = wire::Answers::from_body(&frame.body).unwrap().answers;
+        assert_eq!(answers.len(), 4_000);
+        // Every order ran: placed, or refused once stock ran out; none was
+        // turned away because the server was stopping.
+        assert!(
+            answers
+                .iter()
+                .all(|a| !matches!(a, wire::Answer::Failed { .. }))
+        );
+    }
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+}
+
+#[test]
 fn sigterm_stops_the_server_cleanly() {
     let mut server = Server::start(&[]);
     let (mut c, _) = Client::connect(server.main, None);

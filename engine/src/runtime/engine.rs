@@ -137,6 +137,8 @@ pub(crate) struct ShardSlot {
     pub accepted: ArrayQueue<std::net::TcpStream>,
     /// Client connections this shard serves.
     pub conns: AtomicUsize,
+    /// Client batches this shard's connections have in flight.
+    pub net_batches: AtomicUsize,
     pub waker: mio::Waker,
     /// Tells senders whether the shard sleeps and needs its waker.
     pub doorbell: Doorbell,
@@ -228,6 +230,9 @@ pub(crate) struct Shared {
     pub stopped: AtomicUsize,
     /// Shards whose log failed.
     pub failed_logs: AtomicUsize,
+    /// The server is stopping: take no new connections or requests, finish
+    /// the batches in flight.
+    pub draining: crate::sync::AtomicBool,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -388,6 +393,7 @@ impl Engine {
                 inbound: ArrayQueue::new(config.inbound_depth_max),
                 accepted: ArrayQueue::new(crate::limits::ACCEPTED_QUEUE_MAX),
                 conns: AtomicUsize::new(0),
+                net_batches: AtomicUsize::new(0),
                 waker,
                 doorbell: Doorbell::new(),
             });
@@ -398,6 +404,7 @@ impl Engine {
             gate: Gate::new(),
             stopped: AtomicUsize::new(0),
             failed_logs: AtomicUsize::new(0),
+            draining: crate::sync::AtomicBool::new(false),
             clock: config.clock.clone(),
         });
 
@@ -549,6 +556,33 @@ impl Engine {
     /// Where `mercato serve` listens: the main address, then each shard's.
     pub fn addrs(&self) -> Option<Addrs> {
         self.addrs.clone()
+    }
+
+    /// Stop taking new connections and requests from clients, and wait up to
+    /// `timeout` for the batches they have in flight to be answered and
+    /// written. Returns whether everything in flight finished. Callers of the
+    /// embedded `Handle` are not affected; `shutdown` follows.
+    pub fn drain_clients(&self, timeout: std::time::Duration) -> bool {
+        let shared = self.handle.shared();
+        shared.draining.store(true, crate::sync::Ordering::SeqCst);
+        for s in &shared.shards {
+            let _ = s.waker.wake();
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let busy: usize = shared
+                .shards
+                .iter()
+                .map(|s| s.net_batches.load(crate::sync::Ordering::SeqCst))
+                .sum();
+            if busy == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// What recovery found and did, for an engine opened on a data directory.

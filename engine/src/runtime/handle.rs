@@ -43,6 +43,10 @@ impl Handle {
         Handle { shared }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn close(&self) {
         self.shared.gate.close();
         for s in &self.shared.shards {

@@ -107,8 +107,13 @@ impl Net {
         shared: &Arc<Shared>,
     ) -> usize {
         let mut work = 0;
+        let draining = shared.draining.load(Ordering::Relaxed);
         for e in events.iter() {
             work += 1;
+            if draining && e.is_readable() && !e.is_writable() {
+                // Stopping: nothing new is taken; answers still go out.
+                continue;
+            }
             match e.token() {
                 LISTENER => self.accept_own(registry, shared),
                 MAIN_LISTENER => self.accept_main(registry, shared),
@@ -116,7 +121,10 @@ impl Net {
                 _ => {}
             }
         }
-        while let Some(stream) = shared.shards[self.shard].accepted.pop() {
+        while let Some(stream) = (!draining)
+            .then(|| shared.shards[self.shard].accepted.pop())
+            .flatten()
+        {
             self.adopt(mio::net::TcpStream::from_std(stream), registry, shared);
             work += 1;
         }
@@ -220,7 +228,13 @@ impl Net {
             requests,
         } in events
         {
+            if shared.draining.load(Ordering::Relaxed) {
+                break;
+            }
             let collector = self.dispatch(requests, shared);
+            shared.shards[self.shard]
+                .net_batches
+                .fetch_add(1, Ordering::SeqCst);
             self.batches.push(InFlight {
                 slot,
                 generation,
@@ -317,6 +331,11 @@ impl Net {
         for slot in touched {
             self.flush(slot, shared);
         }
+        // Counted as finished only once handed to its connection, so a
+        // drain waits for the answers to be written.
+        shared.shards[self.shard]
+            .net_batches
+            .fetch_sub(done, Ordering::SeqCst);
         done
     }
 

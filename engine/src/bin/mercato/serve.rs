@@ -38,6 +38,9 @@ pub struct Args {
     out_bytes_max: usize,
 }
 
+/// How long a stopping server waits for requests in flight.
+const DRAIN_MS_MAX: u64 = 10_000;
+
 pub fn run(a: Args) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -73,7 +76,11 @@ pub fn run(a: Args) -> i32 {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("mercato serve: stopping");
+    eprintln!("mercato serve: stopping; finishing requests in flight");
+    if !engine.drain_clients(Duration::from_millis(DRAIN_MS_MAX)) {
+        eprintln!("mercato serve: some requests were still in flight after {DRAIN_MS_MAX} ms");
+    }
+    // Shutting down syncs every shard's log, whatever the policy.
     engine.shutdown();
     0
 }
