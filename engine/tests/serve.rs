@@ -20,9 +20,14 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "2"];
+        args.extend_from_slice(extra);
+        Server::start_with(&args)
+    }
+
+    fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -424,4 +429,29 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit}");
+}
+
+#[test]
+fn a_toml_file_configures_the_server_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("mercato-serve-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mercato.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:0\"\nshards = 3\nauth_token = \"from-file\"\nin_flight_max = 64\n",
+    )
+    .unwrap();
+    let server =
+        Server::start_with(&["serve", "--config", file.to_str().unwrap(), "--shards", "2"]);
+    let (_, welcome) = Client::connect(server.main, Some("from-file"));
+    assert_eq!((welcome.shards, welcome.in_flight_max), (2, 64));
+    drop(server);
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nshardz = 3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mercato"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shardz"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

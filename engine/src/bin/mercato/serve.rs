@@ -1,5 +1,6 @@
 //! `mercato serve`: the engine behind the binary protocol, until SIGINT or
-//! SIGTERM.
+//! SIGTERM. Settings come from flags, or from a TOML file (`--config`) that
+//! flags override.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,41 +8,105 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use mercato_engine::limits::{CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX, OUT_BYTES_PER_CONN_MAX};
 use mercato_engine::{Config, Durability, Engine, ServeConfig};
 
-#[derive(clap::Args)]
+/// Every setting of `mercato serve`, as a flag and as a key of the TOML file.
+#[derive(clap::Args, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct Args {
+    /// A TOML file with any of the settings below (as `listen = "..."`,
+    /// `data_dir = "..."`, ...); flags given too win.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
     /// The main port; shard i listens on the next port + i. Port 0 lets the
-    /// system choose every port.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    listen: SocketAddr,
+    /// system choose every port. Default 127.0.0.1:7070.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Shards; 0 means one per core (or the data directory's count).
-    #[arg(long, default_value_t = 0)]
-    shards: u16,
+    #[arg(long)]
+    shards: Option<u16>,
     /// Keep a write-ahead log here; without it the server is in memory only.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// always, interval=<ms> or never (with --data-dir).
-    #[arg(long, default_value = "always")]
-    durability: Durability,
+    /// always (default), interval=<ms> or never (with a data directory).
+    #[arg(long)]
+    durability: Option<String>,
     /// Clients must send this token in their Hello.
     #[arg(long)]
     auth_token: Option<String>,
     /// Client connections per shard.
-    #[arg(long, default_value_t = mercato_engine::limits::CONNS_PER_SHARD_MAX)]
-    conns_max: usize,
+    #[arg(long)]
+    conns_max: Option<usize>,
     /// Requests one connection may have unanswered.
-    #[arg(long, default_value_t = mercato_engine::limits::IN_FLIGHT_PER_CONN_MAX)]
-    in_flight_max: usize,
+    #[arg(long)]
+    in_flight_max: Option<usize>,
     /// Answer bytes waiting for a slow reader before it is disconnected.
-    #[arg(long, default_value_t = mercato_engine::limits::OUT_BYTES_PER_CONN_MAX)]
-    out_bytes_max: usize,
+    #[arg(long)]
+    out_bytes_max: Option<usize>,
+}
+
+impl Args {
+    /// Flags over the file's values.
+    fn over(self, file: Args) -> Args {
+        Args {
+            config: None,
+            listen: self.listen.or(file.listen),
+            shards: self.shards.or(file.shards),
+            data_dir: self.data_dir.or(file.data_dir),
+            durability: self.durability.or(file.durability),
+            auth_token: self.auth_token.or(file.auth_token),
+            conns_max: self.conns_max.or(file.conns_max),
+            in_flight_max: self.in_flight_max.or(file.in_flight_max),
+            out_bytes_max: self.out_bytes_max.or(file.out_bytes_max),
+        }
+    }
 }
 
 /// How long a stopping server waits for requests in flight.
 const DRAIN_MS_MAX: u64 = 10_000;
 
+fn settings(a: Args) -> Result<Config, String> {
+    let a = match &a.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file: Args =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            a.over(file)
+        }
+        None => a,
+    };
+    let durability: Durability = a
+        .durability
+        .as_deref()
+        .unwrap_or("always")
+        .parse()
+        .map_err(|e: mercato_wal::WalError| e.to_string())?;
+    Ok(Config {
+        data_dir: a.data_dir,
+        durability,
+        serve: Some(ServeConfig {
+            listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
+            auth_token: a.auth_token,
+            conns_max: a.conns_max.unwrap_or(CONNS_PER_SHARD_MAX),
+            in_flight_max: a.in_flight_max.unwrap_or(IN_FLIGHT_PER_CONN_MAX),
+            out_bytes_max: a.out_bytes_max.unwrap_or(OUT_BYTES_PER_CONN_MAX),
+            ..ServeConfig::default()
+        }),
+        ..Config::with_shards(a.shards.unwrap_or(0))
+    })
+}
+
 pub fn run(a: Args) -> i32 {
+    let config = match settings(a) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mercato serve: {e}");
+            return 2;
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
@@ -49,19 +114,6 @@ pub fn run(a: Args) -> i32 {
             return 2;
         }
     }
-    let config = Config {
-        data_dir: a.data_dir,
-        durability: a.durability,
-        serve: Some(ServeConfig {
-            listen: a.listen,
-            auth_token: a.auth_token,
-            conns_max: a.conns_max,
-            in_flight_max: a.in_flight_max,
-            out_bytes_max: a.out_bytes_max,
-            ..ServeConfig::default()
-        }),
-        ..Config::with_shards(a.shards)
-    };
     let engine = match Engine::open(config) {
         Ok(e) => e,
         Err(e) => {
