@@ -1,6 +1,11 @@
 //! One connection to one shard: a writer any thread may use, and a reader
-//! thread that hands each answer frame to the caller waiting for its
-//! request id.
+//! thread that hands each answer frame to the callers waiting for it.
+//!
+//! Concurrent callers are coalesced into batch frames: a caller queues its
+//! requests, then takes the writer and sends everything queued so far in
+//! one frame; callers that queued while another was writing find their
+//! requests already sent, or go out together in the next frame. The reader
+//! splits each frame's answers back among its callers.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -18,10 +23,17 @@ use crate::error::ClientError;
 /// What a waiting caller receives.
 pub(crate) type Reply = Result<wire::Answers, ClientError>;
 
+/// The callers of one frame, each with how many of its requests are theirs.
+type Callers = Vec<(usize, SyncSender<Reply>)>;
+
 pub(crate) struct ShardConn {
     pub shard: u16,
     writer: Mutex<TcpStream>,
-    waiting: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>>,
+    /// Requests queued by callers and not yet written.
+    queued: Mutex<Vec<(Vec<wire::Request>, SyncSender<Reply>)>>,
+    /// Requests one frame may carry (the server's `batch_len_max`).
+    batch_len_max: usize,
+    waiting: Arc<Mutex<HashMap<u64, Callers>>>,
     next_id: AtomicU64,
     /// Requests sent and not yet answered, for the balancer.
     pub outstanding: Arc<AtomicU32>,
@@ -70,6 +82,8 @@ impl ShardConn {
         let conn = ShardConn {
             shard: welcome.shard,
             writer: Mutex::new(stream.try_clone().map_err(connect)?),
+            queued: Mutex::default(),
+            batch_len_max: welcome.batch_len_max.max(1) as usize,
             waiting: Arc::default(),
             next_id: AtomicU64::new(1),
             outstanding: Arc::default(),
@@ -107,17 +121,19 @@ impl ShardConn {
                     outstanding.fetch_sub(a.answers.len() as u32, Ordering::Relaxed);
                 }
                 let fatal = reply.is_err();
-                let tx = waiting.lock().unwrap().remove(&frame.request_id);
-                if let Some(tx) = tx {
-                    let _ = tx.send(reply);
+                let callers = waiting.lock().unwrap().remove(&frame.request_id);
+                if let Some(callers) = callers {
+                    split(reply, callers);
                 }
                 if fatal {
                     break;
                 }
             }
             alive.store(false, Ordering::Release);
-            for (_, tx) in waiting.lock().unwrap().drain() {
-                let _ = tx.send(Err(ClientError::Disconnected { shard }));
+            for (_, callers) in waiting.lock().unwrap().drain() {
+                for (_, tx) in callers {
+                    let _ = tx.send(Err(ClientError::Disconnected { shard }));
+                }
             }
         });
     }
@@ -130,19 +146,40 @@ impl ShardConn {
         if !self.alive.load(Ordering::Acquire) {
             return Err(ClientError::Disconnected { shard: self.shard });
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let n = requests.len() as u32;
-        let body = wire::Requests { requests }.to_body();
-        let mut out = BytesMut::with_capacity(wire::HEADER_BYTES + body.len());
-        encode_frame(&mut out, Kind::Requests, id, &body);
         let (tx, rx) = sync_channel(1);
-        self.waiting.lock().unwrap().insert(id, tx);
-        self.outstanding.fetch_add(n, Ordering::Relaxed);
-        let written = self.writer.lock().unwrap().write_all(&out);
-        if written.is_err() {
-            self.waiting.lock().unwrap().remove(&id);
-            self.alive.store(false, Ordering::Release);
-            return Err(ClientError::Disconnected { shard: self.shard });
+        self.outstanding
+            .fetch_add(requests.len() as u32, Ordering::Relaxed);
+        self.queued.lock().unwrap().push((requests, tx));
+        // Whoever holds the writer next sends everything queued, ours
+        // included unless an earlier holder already did.
+        let mut writer = self.writer.lock().unwrap();
+        let queued = std::mem::take(&mut *self.queued.lock().unwrap());
+        let mut frames: Vec<(Vec<wire::Request>, Callers)> = Vec::new();
+        for (reqs, tx) in queued {
+            let fits = frames
+                .last()
+                .is_some_and(|(batch, _)| batch.len() + reqs.len() <= self.batch_len_max);
+            if !fits {
+                frames.push((Vec::new(), Vec::new()));
+            }
+            let (batch, callers) = frames.last_mut().expect("a frame");
+            callers.push((reqs.len(), tx));
+            batch.extend(reqs);
+        }
+        for (batch, callers) in frames {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let body = wire::Requests { requests: batch }.to_body();
+            let mut out = BytesMut::with_capacity(wire::HEADER_BYTES + body.len());
+            encode_frame(&mut out, Kind::Requests, id, &body);
+            self.waiting.lock().unwrap().insert(id, callers);
+            if writer.write_all(&out).is_err() {
+                self.alive.store(false, Ordering::Release);
+                if let Some(callers) = self.waiting.lock().unwrap().remove(&id) {
+                    for (_, tx) in callers {
+                        let _ = tx.send(Err(ClientError::Disconnected { shard: self.shard }));
+                    }
+                }
+            }
         }
         Ok(rx)
     }
@@ -183,5 +220,27 @@ fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<wir
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Hand each caller of a frame its share of the answers, in order.
+fn split(reply: Reply, callers: Callers) {
+    match reply {
+        Ok(a) => {
+            let mut answers = a.answers.into_iter();
+            for (n, tx) in callers {
+                let part = wire::Answers {
+                    load: a.load,
+                    answers: answers.by_ref().take(n).collect(),
+                };
+                let _ = tx.send(Ok(part));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            for (_, tx) in callers {
+                let _ = tx.send(Err(ClientError::Protocol { what: text.clone() }));
+            }
+        }
     }
 }
