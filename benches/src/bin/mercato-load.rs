@@ -35,6 +35,8 @@ enum Workload {
     Carts,
     /// 70% get_sku, 20% carts, 10% deferred orders later paid or cancelled.
     Mixed,
+    /// Only get_sku, over Zipf(0.99) SKUs: the read path.
+    Reads,
 }
 
 #[derive(Parser)]
@@ -60,6 +62,10 @@ struct Args {
     /// Batches each thread keeps in flight.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// Offer at most this many requests per second in all (0: as fast as
+    /// answers come back): for latency at a set load.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// With a tcp:// target: clients (each with a connection per shard),
     /// shared round-robin by the threads.
     #[arg(long, default_value_t = 2)]
@@ -100,6 +106,35 @@ const HOT_SKU: u64 = u64::MAX;
 const FUNDS: u64 = 1_000_000_000_000;
 /// Enough units that no run of this tool sells out: about 4 billion.
 const STOCK_PER_SKU: u32 = u32::MAX - 1;
+
+/// Spaces one thread's batches so that all threads together offer
+/// `--rate` requests per second; does nothing without a rate.
+struct Pacer {
+    every: Option<Duration>,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(args: &Args) -> Pacer {
+        let every = (args.rate > 0).then(|| {
+            Duration::from_secs_f64((args.batch * args.threads.max(1)) as f64 / args.rate as f64)
+        });
+        Pacer {
+            every,
+            next: Instant::now(),
+        }
+    }
+
+    fn wait(&mut self) {
+        if let Some(every) = self.every {
+            let now = Instant::now();
+            if self.next > now {
+                std::thread::sleep(self.next - now);
+            }
+            self.next = self.next.max(now - every) + every;
+        }
+    }
+}
 
 #[derive(Default)]
 struct Counts {
@@ -150,6 +185,9 @@ impl Gen {
                 })
             }
             Workload::Carts => self.cart(Payment::Immediate),
+            Workload::Reads => Command::GetSku {
+                sku: self.zipf.sample(&mut self.rng) - 1,
+            },
             Workload::Mixed => match self.rng.below(10) {
                 0..7 => Command::GetSku {
                     sku: self.zipf.sample(&mut self.rng) - 1,
@@ -273,9 +311,11 @@ fn drive(
                 };
                 let mut c = Counts::default();
                 let mut in_flight = std::collections::VecDeque::new();
+                let mut pacer = Pacer::new(args);
                 loop {
                     let stopping = stop.load(Ordering::Relaxed);
                     while !stopping && in_flight.len() < args.pipeline.max(1) {
+                        pacer.wait();
                         let batch: Vec<Command> = (0..args.batch).map(|_| g.next()).collect();
                         let placing: Vec<bool> = batch
                             .iter()

@@ -14,7 +14,7 @@ use mercato_engine::Command;
 use mercato_engine::server::convert;
 use mercato_engine::workload::{Rng, Zipf};
 
-use super::{Args, Counts, FUNDS, Gen, HOT_SKU, STOCK_PER_SKU, Workload, report};
+use super::{Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, report};
 
 /// Requests per setup batch.
 const SETUP_BATCH: u64 = 1_024;
@@ -107,9 +107,11 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                 };
                 let mut c = Counts::default();
                 let mut in_flight = VecDeque::new();
+                let mut pacer = Pacer::new(args);
                 loop {
                     let stopping = stop.load(Ordering::Relaxed);
                     while !stopping && in_flight.len() < args.pipeline.max(1) {
+                        pacer.wait();
                         let batch: Vec<Command> = (0..args.batch).map(|_| g.next()).collect();
                         let placing: Vec<bool> = batch
                             .iter()
