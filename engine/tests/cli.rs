@@ -1,9 +1,12 @@
 //! `mercato-cli` against a real `mercato serve`: each command group, text
 //! and JSON output, and the exit status of a refusal.
 
-use std::io::{BufRead, BufReader};
+mod util;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use util::Server;
 
 /// The mercato-cli binary, next to mercato's; built if this test run did not.
 fn cli() -> PathBuf {
@@ -23,21 +26,8 @@ fn cli() -> PathBuf {
 
 #[test]
 fn the_cli_drives_a_server() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mercato"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line["listening on ".len()..]
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let server = Server::start(2, &[]);
+    let addr = server.main.to_string();
     let run = |args: &[&str]| {
         let out = Command::new(cli())
             .args(["--server", &addr])
@@ -92,6 +82,5 @@ fn the_cli_drives_a_server() {
     let (code, out) = run(&["stats"]);
     assert_eq!(code, Some(0));
     assert_eq!(out.lines().count(), 2, "{out}");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

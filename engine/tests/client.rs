@@ -3,44 +3,15 @@
 //! whose connection drops after the server got it: the client resends under
 //! the same id and the order exists once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod util;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mercato_client::{Client, ClientConfig, wire};
-
-struct Server(Child, SocketAddr);
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--shards", "3"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line["listening on ".len()..]
-            .split(';')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        Server(child, addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use util::Server;
 
 fn line(sku: u64, qty: u32) -> wire::LineRequest {
     wire::LineRequest {
@@ -52,8 +23,8 @@ fn line(sku: u64, qty: u32) -> wire::LineRequest {
 
 #[test]
 fn every_call_through_the_client() {
-    let server = Server::start();
-    let c = Client::connect(server.1, ClientConfig::default()).unwrap();
+    let server = Server::start(3, &[]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
     assert_eq!(c.shards(), 3);
     for sku in 0..6 {
         assert_eq!(c.put_sku(sku, 100, 2).unwrap().unwrap().id, sku);
@@ -112,8 +83,8 @@ fn every_call_through_the_client() {
 
 #[test]
 fn many_threads_share_one_client() {
-    let server = Server::start();
-    let c = Arc::new(Client::connect(server.1, ClientConfig::default()).unwrap());
+    let server = Server::start(3, &[]);
+    let c = Arc::new(Client::connect(server.main, ClientConfig::default()).unwrap());
     c.put_sku(1, 10, 0).unwrap().unwrap();
     c.restock(1, 100_000).unwrap().unwrap();
     std::thread::scope(|s| {
@@ -176,8 +147,8 @@ fn flaky_proxy(to: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
 
 #[test]
 fn a_retried_order_after_a_dropped_connection_is_placed_once() {
-    let server = Server::start();
-    let direct = Client::connect(server.1, ClientConfig::default()).unwrap();
+    let server = Server::start(3, &[]);
+    let direct = Client::connect(server.main, ClientConfig::default()).unwrap();
     direct.put_sku(5, 300, 0).unwrap().unwrap();
     direct.restock(5, 10).unwrap().unwrap();
     direct.deposit(42, 10_000).unwrap().unwrap();
@@ -186,7 +157,7 @@ fn a_retried_order_after_a_dropped_connection_is_placed_once() {
         timeout_ms: 2_000,
         ..ClientConfig::default()
     };
-    let (proxy, dropped) = flaky_proxy(server.1);
+    let (proxy, dropped) = flaky_proxy(server.main);
     let via_proxy = Client::connect(proxy, config).unwrap();
     let lines = vec![wire::LineRequest {
         sku: 5,

@@ -4,55 +4,16 @@
 //! served, a client that never reads cut off without slowing the others,
 //! and a clean exit on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod util;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use mercato_protocol::{self as wire, Body, ErrorCode, FrameDecoder, Kind, encode_frame};
-
-struct Server {
-    child: Child,
-    main: SocketAddr,
-    ports: Vec<u16>,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "2"];
-        args.extend_from_slice(extra);
-        Server::start_with(&args)
-    }
-
-    fn start_with(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mercato serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "listening on 127.0.0.1:PORT; shard ports A,B"
-        let rest = line.trim().strip_prefix("listening on ").expect(&line);
-        let (main, ports) = rest.split_once("; shard ports ").unwrap();
-        Server {
-            child,
-            main: main.parse().unwrap(),
-            ports: ports.split(',').map(|p| p.parse().unwrap()).collect(),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use util::Server;
 
 struct Client {
     stream: TcpStream,
@@ -147,7 +108,7 @@ fn shop(c: &mut Client) {
 
 #[test]
 fn every_command_and_a_cross_shard_order_over_tcp() {
-    let server = Server::start(&[]);
+    let server = Server::start(2, &[]);
     let (mut c, welcome) = Client::connect(server.main, None);
     assert_eq!(welcome.shards, 2);
     assert_eq!(welcome.ports, server.ports);
@@ -257,7 +218,7 @@ fn every_command_and_a_cross_shard_order_over_tcp() {
 
 #[test]
 fn bad_input_is_answered_and_closed_while_others_are_served() {
-    let server = Server::start(&["--auth-token", "s3cret"]);
+    let server = Server::start(2, &["--auth-token", "s3cret"]);
     let (mut healthy, _) = Client::connect(server.main, Some("s3cret"));
     shop(&mut healthy);
     let garbage = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
@@ -315,7 +276,7 @@ fn bad_input_is_answered_and_closed_while_others_are_served() {
 
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
-    let server = Server::start(&["--out-bytes-max", "65536"]);
+    let server = Server::start(2, &["--out-bytes-max", "65536"]);
     let (mut healthy, _) = Client::connect(server.main, None);
     shop(&mut healthy);
     let (mut stalled, _) = Client::connect(server.main, None);
@@ -362,16 +323,17 @@ fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
 
 #[test]
 fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(2, &[]);
     let (mut c, _) = Client::connect(server.main, None);
     shop(&mut c);
     // Batches the server has read but not finished when the signal comes:
-    // 16,000 orders (within the in-flight limit) outlast the pause below.
+    // Four frames of 1,500 orders: small enough to sit in the server's
+    // receive buffer at once, long enough to run on after the signal.
     let frames = 4u64;
     for f in 0..frames {
-        let orders: Vec<wire::Request> = (0..4_000u128)
+        let orders: Vec<wire::Request> = (0..1_500u128)
             .map(|i| {
-                let id = u128::from(f) * 4_000 + i;
+                let id = u128::from(f) * 1_500 + i;
                 wire::Request::PlaceOrder {
                     id,
                     account: (id % 8) as u64,
@@ -390,26 +352,33 @@ fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
             &wire::Requests { requests: orders }.to_body(),
         );
     }
-    std::thread::sleep(Duration::from_millis(30));
-    let pid = server.child.id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    for f in 0..frames {
-        let frame = c
-            .frame()
-            .expect("every batch read before the signal is answered");
+    // Once the first batch is answered the server has long read the rest
+    // (it reads a socket dry on every readiness, between shard turns), and
+    // they are still running.
+    let check = |frame: wire::Frame, f: u64| {
         assert_eq!((frame.kind, frame.request_id), (Kind::Answers, 100 + f));
         let answers = wire::Answers::from_body(&frame.body).unwrap().answers;
-        assert_eq!(answers.len(), 4_000);
+        assert_eq!(answers.len(), 1_500);
         // Every order ran: placed, or refused once stock ran out; none was
         // turned away because the server was stopping.
         assert!(
             answers
                 .iter()
                 .all(|a| !matches!(a, wire::Answer::Failed { .. }))
+        );
+    };
+    check(c.frame().expect("the first batch is answered"), 0);
+    let pid = server.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for f in 1..frames {
+        check(
+            c.frame()
+                .expect("every batch read before the signal is answered"),
+            f,
         );
     }
     let exit = server.child.wait().unwrap();
@@ -418,7 +387,7 @@ fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
 
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(2, &[]);
     let (mut c, _) = Client::connect(server.main, None);
     shop(&mut c);
     let pid = server.child.id();

@@ -139,6 +139,8 @@ pub(crate) struct ShardSlot {
     pub conns: AtomicUsize,
     /// Client batches this shard's connections have in flight.
     pub net_batches: AtomicUsize,
+    /// Connections with answer bytes still waiting for their socket.
+    pub net_unflushed: AtomicUsize,
     pub waker: mio::Waker,
     /// Tells senders whether the shard sleeps and needs its waker.
     pub doorbell: Doorbell,
@@ -394,6 +396,7 @@ impl Engine {
                 accepted: ArrayQueue::new(crate::limits::ACCEPTED_QUEUE_MAX),
                 conns: AtomicUsize::new(0),
                 net_batches: AtomicUsize::new(0),
+                net_unflushed: AtomicUsize::new(0),
                 waker,
                 doorbell: Doorbell::new(),
             });
@@ -560,7 +563,7 @@ impl Engine {
 
     /// Stop taking new connections and requests from clients, and wait up to
     /// `timeout` for the batches they have in flight to be answered and
-    /// written. Returns whether everything in flight finished. Callers of the
+    /// their answers written to the sockets. Returns whether everything in flight finished. Callers of the
     /// embedded `Handle` are not affected; `shutdown` follows.
     pub fn drain_clients(&self, timeout: std::time::Duration) -> bool {
         let shared = self.handle.shared();
@@ -573,7 +576,10 @@ impl Engine {
             let busy: usize = shared
                 .shards
                 .iter()
-                .map(|s| s.net_batches.load(crate::sync::Ordering::SeqCst))
+                .map(|s| {
+                    s.net_batches.load(crate::sync::Ordering::SeqCst)
+                        + s.net_unflushed.load(crate::sync::Ordering::SeqCst)
+                })
                 .sum();
             if busy == 0 {
                 return true;

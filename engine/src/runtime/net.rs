@@ -42,6 +42,9 @@ pub(crate) struct NetConfig {
 struct Client {
     stream: mio::net::TcpStream,
     conn: Conn,
+    /// Answer bytes wait for the socket; counted in the shard's
+    /// `net_unflushed` so a drain waits for them to leave.
+    unflushed: bool,
     /// Told apart from an earlier client in the same slot.
     generation: u64,
 }
@@ -194,6 +197,7 @@ impl Net {
         self.clients[slot] = Some(Client {
             stream,
             conn: Conn::new(self.config.limits, self.config.auth_token.clone(), welcome),
+            unflushed: false,
             generation: self.generation,
         });
         shared.shards[self.shard]
@@ -356,6 +360,16 @@ impl Net {
                 Err(_) => break,
             }
         }
+        let unflushed = !client.conn.output().is_empty();
+        if unflushed != client.unflushed {
+            client.unflushed = unflushed;
+            let counter = &shared.shards[self.shard].net_unflushed;
+            if unflushed {
+                counter.fetch_add(1, Ordering::SeqCst);
+            } else {
+                counter.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         let finished = client.conn.closing() && client.conn.output().is_empty();
         if finished || client.conn.over_output_limit() {
             self.close(slot, shared);
@@ -364,6 +378,11 @@ impl Net {
 
     fn close(&mut self, slot: usize, shared: &Arc<Shared>) {
         if let Some(c) = self.clients.get_mut(slot).and_then(Option::take) {
+            if c.unflushed {
+                shared.shards[self.shard]
+                    .net_unflushed
+                    .fetch_sub(1, Ordering::SeqCst);
+            }
             drop(c);
             self.free.push(slot);
             shared.shards[self.shard]

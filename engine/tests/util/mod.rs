@@ -111,3 +111,52 @@ pub fn durable_config(dir: &std::path::Path, shards: u16) -> mercato_engine::Con
         ..mercato_engine::Config::default()
     }
 }
+
+/// A `mercato serve` child process on ports the system chose, killed when
+/// dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub main: std::net::SocketAddr,
+    pub ports: Vec<u16>,
+}
+
+impl Server {
+    /// `mercato` with these arguments (starting with `serve`); waits for its
+    /// "listening on" line.
+    pub fn start_with(args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mercato"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start mercato serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "listening on 127.0.0.1:PORT; shard ports A,B"
+        let rest = line.trim().strip_prefix("listening on ").expect(&line);
+        let (main, ports) = rest.split_once("; shard ports ").unwrap();
+        Server {
+            child,
+            main: main.parse().unwrap(),
+            ports: ports.split(',').map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+
+    /// A server with `shards` shards on loopback, plus `extra` arguments.
+    pub fn start(shards: u16, extra: &[&str]) -> Server {
+        let shards = shards.to_string();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", &shards];
+        args.extend_from_slice(extra);
+        Server::start_with(&args)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
