@@ -33,6 +33,9 @@ pub(crate) struct ShardConn {
     queued: Mutex<Vec<(Vec<wire::Request>, SyncSender<Reply>)>>,
     /// Requests one frame may carry (the server's `batch_len_max`).
     batch_len_max: usize,
+    /// Requests the server lets one connection have unanswered; past it,
+    /// it closes the connection, so callers wait for room instead.
+    in_flight_max: u32,
     waiting: Arc<Mutex<HashMap<u64, Callers>>>,
     next_id: AtomicU64,
     /// Requests sent and not yet answered, for the balancer.
@@ -84,6 +87,7 @@ impl ShardConn {
             writer: Mutex::new(stream.try_clone().map_err(connect)?),
             queued: Mutex::default(),
             batch_len_max: welcome.batch_len_max.max(1) as usize,
+            in_flight_max: welcome.in_flight_max.max(1),
             waiting: Arc::default(),
             next_id: AtomicU64::new(1),
             outstanding: Arc::default(),
@@ -147,8 +151,27 @@ impl ShardConn {
             return Err(ClientError::Disconnected { shard: self.shard });
         }
         let (tx, rx) = sync_channel(1);
-        self.outstanding
-            .fetch_add(requests.len() as u32, Ordering::Relaxed);
+        let n = requests.len() as u32;
+        // Take room for these requests under the server's in-flight limit,
+        // waiting while earlier ones are answered.
+        loop {
+            let now = self.outstanding.load(Ordering::Acquire);
+            let fits = now == 0 || now + n <= self.in_flight_max;
+            if fits
+                && self
+                    .outstanding
+                    .compare_exchange(now, now + n, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                break;
+            }
+            if !self.alive.load(Ordering::Acquire) {
+                return Err(ClientError::Disconnected { shard: self.shard });
+            }
+            if !fits {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
         self.queued.lock().unwrap().push((requests, tx));
         // Whoever holds the writer next sends everything queued, ours
         // included unless an earlier holder already did.

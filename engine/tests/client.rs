@@ -180,3 +180,25 @@ fn a_retried_order_after_a_dropped_connection_is_placed_once() {
         10_000 - 600
     );
 }
+
+#[test]
+fn pipelining_waits_for_room_under_the_servers_in_flight_limit() {
+    let server = Server::start(2, &["--in-flight-max", "64"]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    assert_eq!(c.welcome().in_flight_max, 64);
+    c.put_sku(1, 10, 0).unwrap().unwrap();
+    // 20 tickets of 32 reads: 640 requests, ten times what one connection
+    // may have unanswered. The server would close a connection that sent
+    // them all at once; the client holds back instead.
+    let tickets: Vec<_> = (0..20)
+        .map(|_| {
+            let reads = (0..32).map(|_| wire::Request::GetSku { sku: 1 }).collect();
+            c.submit_ticket(reads).unwrap()
+        })
+        .collect();
+    for t in tickets {
+        let answers = t.wait().unwrap();
+        assert_eq!(answers.len(), 32);
+        assert!(answers.iter().all(|a| matches!(a, wire::Answer::Done(_))));
+    }
+}
