@@ -144,6 +144,33 @@ struct Counts {
     latency: Latency,
 }
 
+impl Counts {
+    /// An order the engine placed; a `Reserved` one, `(account, id)`, is
+    /// kept for the mixed workload to pay or cancel later.
+    fn placed(&mut self, g: &mut Gen, reserved: Option<(u64, u128)>) {
+        self.committed += 1;
+        g.deferred.extend(reserved);
+    }
+
+    /// Fold one thread's counts into the run's.
+    fn add_to(self, total: &Mutex<Counts>) {
+        let mut t = total.lock().unwrap();
+        t.committed += self.committed;
+        t.rejected += self.rejected;
+        t.requests += self.requests;
+        t.latency.merge(&self.latency);
+    }
+}
+
+/// Let the load threads run for `--seconds`, then tell them to stop.
+fn run_for(args: &Args, stop: &AtomicBool) {
+    let until = Instant::now() + Duration::from_secs(args.seconds);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
 struct Gen {
     workload: Workload,
     accounts: u64,
@@ -340,10 +367,8 @@ fn drive(
                     for (answer, placed) in answers.into_iter().zip(placing) {
                         match answer {
                             Ok(Reply::Order(o)) if placed => {
-                                c.committed += 1;
-                                if o.state == mercato_engine::OrderState::Reserved {
-                                    g.deferred.push((o.account, o.id));
-                                }
+                                let reserved = o.state == mercato_engine::OrderState::Reserved;
+                                c.placed(&mut g, reserved.then_some((o.account, o.id)));
                             }
                             Err(_) if placed => c.rejected += 1,
                             _ => {}
@@ -351,18 +376,10 @@ fn drive(
                     }
                     done.fetch_add(args.batch as u64, Ordering::Relaxed);
                 }
-                let mut t = total.lock().unwrap();
-                t.committed += c.committed;
-                t.rejected += c.rejected;
-                t.requests += c.requests;
-                t.latency.merge(&c.latency);
+                c.add_to(total);
             });
         }
-        let until = started + Duration::from_secs(args.seconds);
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        stop.store(true, Ordering::Relaxed);
+        run_for(args, &stop);
     });
     (total.into_inner().unwrap(), started.elapsed().as_secs_f64())
 }

@@ -7,14 +7,14 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mercato_client::{Client, ClientConfig, wire};
 use mercato_engine::Command;
 use mercato_engine::server::convert;
 use mercato_engine::workload::{Rng, Zipf};
 
-use super::{Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, report};
+use super::{Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, report, run_for};
 
 /// Requests per setup batch.
 const SETUP_BATCH: u64 = 1_024;
@@ -130,10 +130,8 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                     for (answer, placed) in answers.into_iter().zip(placing) {
                         match answer {
                             wire::Answer::Done(wire::Reply::Order(o)) if placed => {
-                                c.committed += 1;
-                                if o.state == wire::OrderState::Reserved {
-                                    g.deferred.push((o.account, o.id));
-                                }
+                                let reserved = o.state == wire::OrderState::Reserved;
+                                c.placed(&mut g, reserved.then_some((o.account, o.id)));
                             }
                             wire::Answer::Rejected(_) | wire::Answer::Failed { .. } if placed => {
                                 c.rejected += 1
@@ -142,18 +140,10 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                         }
                     }
                 }
-                let mut t = total.lock().unwrap();
-                t.committed += c.committed;
-                t.rejected += c.rejected;
-                t.requests += c.requests;
-                t.latency.merge(&c.latency);
+                c.add_to(total);
             });
         }
-        let until = started + Duration::from_secs(args.seconds);
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        stop.store(true, Ordering::Relaxed);
+        run_for(args, &stop);
     });
     let secs = started.elapsed().as_secs_f64();
     let c = total.into_inner().unwrap();
