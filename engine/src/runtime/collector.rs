@@ -40,15 +40,6 @@ impl<T> Collector<T> {
         }
     }
 
-    /// Every slot is filled.
-    pub fn is_done(&self) -> bool {
-        self.slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remaining
-            == 0
-    }
-
     /// The answers in slot order if every slot is filled, without waiting.
     pub fn try_take(&self) -> Option<Vec<T>> {
         let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());

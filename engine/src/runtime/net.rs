@@ -21,7 +21,7 @@ use crate::command::Outcome;
 use crate::error::EngineError;
 use crate::server::conn::{Conn, ConnLimits, Event};
 use crate::server::convert;
-use crate::sync::Ordering;
+use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) const LISTENER: mio::Token = mio::Token(1);
 pub(crate) const MAIN_LISTENER: mio::Token = mio::Token(2);
@@ -65,6 +65,9 @@ pub(crate) struct Net {
     free: Vec<usize>,
     generation: u64,
     batches: Vec<InFlight>,
+    /// Batches completed since `finish` last looked, counted by each
+    /// collector's last filler.
+    finished: Arc<AtomicUsize>,
     buf: Vec<u8>,
 }
 
@@ -84,6 +87,7 @@ impl Net {
             free: Vec::new(),
             generation: 0,
             batches: Vec::new(),
+            finished: Arc::new(AtomicUsize::new(0)),
             buf: vec![0; READ_CHUNK_BYTES],
         }
     }
@@ -98,7 +102,7 @@ impl Net {
 
     /// Whether a batch has all its answers and waits to be sent.
     pub(crate) fn any_done(&self) -> bool {
-        self.batches.iter().any(|b| b.collector.is_done())
+        self.finished.load(Ordering::SeqCst) > 0
     }
 
     /// Handle socket events, connections handed over by the main port, and
@@ -261,9 +265,15 @@ impl Net {
     ) -> Arc<Collector<Result<Outcome, EngineError>>> {
         let n = shared.shards.len();
         let me = self.shard;
+        if requests.is_empty() {
+            // Nothing will fill it, so nothing will count it finished.
+            self.finished.fetch_add(1, Ordering::SeqCst);
+        }
         let ring = {
             let shared = shared.clone();
+            let finished = self.finished.clone();
             Box::new(move || {
+                finished.fetch_add(1, Ordering::SeqCst);
                 let slot = &shared.shards[me];
                 if slot.doorbell.needs_ring() {
                     let _ = slot.waker.wake();
@@ -308,6 +318,11 @@ impl Net {
 
     /// Send the answers of every finished batch to its connection.
     fn finish(&mut self, shared: &Arc<Shared>) -> usize {
+        // Look at the collectors only when one said it is complete, rather
+        // than lock every one of them on every turn.
+        if self.finished.swap(0, Ordering::SeqCst) == 0 {
+            return 0;
+        }
         let mut done = 0;
         let mut i = 0;
         let load = shared.shards[self.shard].load() as u32;
