@@ -32,6 +32,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod cache;
 pub mod clock;
 pub mod command;
 pub mod durable;

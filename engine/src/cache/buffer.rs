@@ -1,0 +1,151 @@
+//! Striped, lossy buffers of hits, so a hit never waits for the policy lock.
+//!
+//! A reader appends its hit to its thread's stripe. Whoever holds the policy
+//! lock drains every stripe into the policy, in order. A reader that finds its
+//! stripe full tries the lock and drains; if someone else holds it, the hit is
+//! dropped: recency is a hint, and losing some under contention costs a little
+//! hit ratio, never correctness (Caffeine and moka make the same trade).
+//!
+//! One thread alone never loses a hit: its `try_lock` cannot fail, and every
+//! insert and remove drains first. That is what makes the single-threaded
+//! policies exact.
+
+use crossbeam_utils::CachePadded;
+
+use super::list::Handle;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Hits one stripe holds before a reader must drain.
+#[cfg(not(loom))]
+pub(crate) const STRIPE_SLOTS: usize = 64;
+/// Small under loom, so a model reaches the full-stripe path in a few steps.
+#[cfg(loom)]
+pub(crate) const STRIPE_SLOTS: usize = 2;
+/// Stripes at most; readers beyond this many threads share them.
+pub(crate) const STRIPES_MAX: usize = 64;
+
+const _: () = assert!(STRIPE_SLOTS.is_power_of_two());
+const _: () = assert!(STRIPES_MAX.is_power_of_two());
+
+/// One stripe: a ring of hits. `tail` counts every hit ever appended (so it
+/// doubles as the hit counter); `head` is how far the drainer has read, and
+/// only the drainer, under the policy lock, moves it.
+#[derive(Debug)]
+struct Stripe {
+    tail: AtomicU64,
+    head: AtomicU64,
+    misses: AtomicU64,
+    slots: [AtomicU64; STRIPE_SLOTS],
+}
+
+/// What a reader learned when it appended a hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Appended {
+    Buffered,
+    /// The stripe is full and the hit is not in it: drain under the lock and
+    /// apply it by hand, or drop it.
+    Full,
+}
+
+#[derive(Debug)]
+pub(crate) struct Buffers {
+    stripes: Box<[CachePadded<Stripe>]>,
+}
+
+impl Buffers {
+    pub(crate) fn new() -> Self {
+        let stripes = stripe_count();
+        Buffers {
+            stripes: (0..stripes)
+                .map(|_| {
+                    CachePadded::new(Stripe {
+                        tail: AtomicU64::new(0),
+                        head: AtomicU64::new(0),
+                        misses: AtomicU64::new(0),
+                        slots: std::array::from_fn(|_| AtomicU64::new(0)),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn mine(&self) -> &Stripe {
+        &self.stripes[thread_index() & (self.stripes.len() - 1)]
+    }
+
+    /// Records a hit. Takes no lock and no shared cache line but the stripe's.
+    pub(crate) fn append(&self, handle: Handle) -> Appended {
+        let stripe = self.mine();
+        let at = stripe.tail.fetch_add(1, Ordering::Relaxed);
+        if at - stripe.head.load(Ordering::Acquire) >= STRIPE_SLOTS as u64 {
+            return Appended::Full;
+        }
+        stripe.slots[at as usize % STRIPE_SLOTS].store(handle.0, Ordering::Release);
+        Appended::Buffered
+    }
+
+    pub(crate) fn miss(&self) {
+        self.mine().misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Feeds every buffered hit to `apply`, oldest first within a stripe.
+    /// Must be called with the policy lock held: it is the only writer of
+    /// `head`.
+    pub(crate) fn drain(&self, mut apply: impl FnMut(Handle)) {
+        for stripe in self.stripes.iter() {
+            let head = stripe.head.load(Ordering::Relaxed);
+            let tail = stripe.tail.load(Ordering::Acquire);
+            // Past two laps, older positions alias slots read below anyway.
+            let from = head.max(tail.saturating_sub(2 * STRIPE_SLOTS as u64));
+            for at in from..tail {
+                // A slot a racing reader has claimed but not yet written reads
+                // as 0 and is skipped; its hit lands in a later lap or is
+                // overwritten, which is the loss this buffer allows.
+                let raw = stripe.slots[at as usize % STRIPE_SLOTS].swap(0, Ordering::Acquire);
+                if raw != 0 {
+                    apply(Handle(raw));
+                }
+            }
+            stripe.head.store(tail, Ordering::Release);
+        }
+    }
+
+    /// Drops every buffered hit (after a clear, none names a live entry).
+    pub(crate) fn discard(&self) {
+        self.drain(|_| {});
+    }
+
+    pub(crate) fn hits(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.tail.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn misses(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.misses.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+fn stripe_count() -> usize {
+    if cfg!(loom) {
+        // One stripe, so the model's threads race on it.
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 2).next_power_of_two().clamp(2, STRIPES_MAX)
+}
+
+/// A small number per thread, handed out in turn, so the first threads of a
+/// process each get a stripe of their own.
+fn thread_index() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}

@@ -1,0 +1,376 @@
+//! Concurrent LRU and ARC caches shared by every thread.
+//!
+//! A [`Cache`] is three parts:
+//! - a striped hash table holding the values ([`store`](self)), which readers
+//!   share and only the policy-lock holder edits;
+//! - striped, lossy buffers of hits: a hit is appended without taking the
+//!   policy lock, and applied later by whoever holds it;
+//! - the policy (LRU or ARC) behind one mutex, taken by inserts, removes, and
+//!   by a reader whose hit buffer is full and who wins a `try_lock`.
+//!
+//! Guarantees, also under concurrency:
+//! - the bound holds: every insert makes room before its entry becomes
+//!   visible, so no reader ever sees more than `capacity` of weight;
+//! - after `remove` returns, no `get` returns the removed value; past an
+//!   entry's deadline no `get` returns it;
+//! - nothing waits on anything while holding a stripe lock, and stripe locks
+//!   are taken one at a time, so nothing deadlocks.
+//!
+//! Single-threaded, the policies are exact: the LRU is the textbook LRU and
+//! the ARC the paper's. Under concurrency a few hits may be dropped when the
+//! policy lock is busy; that costs hit ratio, not correctness.
+//!
+//! ```
+//! use mercato_engine::cache::{Cache, PolicyKind};
+//!
+//! let cache = Cache::<u64, String>::builder(2).policy(PolicyKind::Lru).build();
+//! cache.insert(1, "one".into()).unwrap();
+//! cache.insert(2, "two".into()).unwrap();
+//! assert_eq!(cache.get(&1).as_deref(), Some("one")); // 2 is now the oldest
+//! cache.insert(3, "three".into()).unwrap();
+//! assert_eq!(cache.get(&2), None);
+//! assert_eq!(cache.stats().evictions, 1);
+//! ```
+
+mod buffer;
+mod list;
+mod policy;
+mod store;
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use buffer::{Appended, Buffers};
+use list::Handle;
+use policy::Policy;
+pub use policy::PolicyKind;
+use store::{Slot, Store};
+
+use crate::clock::{Clock, SystemClock};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
+
+/// Gives an entry its weight, in whatever unit the capacity is in.
+pub type Weigher<K, V> = fn(&K, &V) -> u64;
+
+/// Counters since the cache was built, and its present size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub inserts: u64,
+    /// Entries the policy pushed out to make room.
+    pub evictions: u64,
+    /// Entries removed because their deadline had passed.
+    pub expirations: u64,
+    pub entries: u64,
+    pub weight: u64,
+    pub capacity: u64,
+}
+
+/// An entry heavier than the whole cache; it is handed back, and any older
+/// value under its key is removed, since it is no longer the current one.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a cache entry of weight {weight} cannot fit a cache of capacity {capacity}")]
+pub struct TooHeavy<K, V> {
+    pub key: K,
+    pub value: V,
+    pub weight: u64,
+    pub capacity: u64,
+}
+
+/// Builds a [`Cache`].
+pub struct CacheBuilder<K, V> {
+    capacity: u64,
+    policy: PolicyKind,
+    weigher: Weigher<K, V>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
+    pub fn policy(mut self, policy: PolicyKind) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Bounds the cache by total weight instead of by entry count. A weight
+    /// of 0 counts as 1, so the entry count stays bounded too.
+    pub fn weigher(mut self, weigher: Weigher<K, V>) -> Self {
+        self.weigher = weigher;
+        self
+    }
+
+    /// The clock deadlines are read from (tests pass a `ManualClock`).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn build(self) -> Cache<K, V> {
+        Cache {
+            store: Store::new(),
+            buffers: Buffers::new(),
+            policy: Mutex::new(Locked {
+                policy: Policy::new(self.policy, self.capacity),
+                evicted: Vec::new(),
+            }),
+            kind: self.policy,
+            weigher: self.weigher,
+            clock: self.clock,
+            inserts: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            expirations: AtomicU64::new(0),
+        }
+    }
+}
+
+struct Locked<K> {
+    policy: Policy<K>,
+    /// Scratch space for the keys one policy step evicts.
+    evicted: Vec<K>,
+}
+
+/// A concurrent cache; see the [module docs](self).
+pub struct Cache<K, V> {
+    store: Store<K, V>,
+    buffers: Buffers,
+    policy: Mutex<Locked<K>>,
+    kind: PolicyKind,
+    weigher: Weigher<K, V>,
+    clock: Arc<dyn Clock>,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+impl<K, V> std::fmt::Debug for Cache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("policy", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Cache<K, V> {
+    /// A cache of at most `capacity` entries (or weight, with a weigher).
+    pub fn builder(capacity: u64) -> CacheBuilder<K, V> {
+        CacheBuilder {
+            capacity,
+            policy: PolicyKind::Lru,
+            weigher: |_, _| 1,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn policy(&self) -> PolicyKind {
+        self.kind
+    }
+
+    /// The value under `key`, if cached and not expired. A hit takes no
+    /// policy lock and writes only to this thread's hit buffer.
+    pub fn get(&self, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        let hash = self.store.hash(key);
+        let found = self.store.read(hash, key, |slot| {
+            if slot.deadline_ms != 0 && self.clock.now_ms() >= slot.deadline_ms {
+                Err(slot.handle)
+            } else {
+                Ok((slot.handle, slot.value.clone()))
+            }
+        });
+        match found {
+            None => {
+                self.buffers.miss();
+                None
+            }
+            Some(Err(handle)) => {
+                self.buffers.miss();
+                if let Some(mut locked) = self.try_lock() {
+                    self.expire(&mut locked, hash, key, handle);
+                }
+                None
+            }
+            Some(Ok((handle, value))) => {
+                if self.buffers.append(handle) == Appended::Full {
+                    if let Some(mut locked) = self.try_lock() {
+                        self.drain(&mut locked);
+                        locked.policy.touch(handle);
+                    }
+                }
+                Some(value)
+            }
+        }
+    }
+
+    /// Caches `value` under `key` with no deadline, replacing any older one.
+    pub fn insert(&self, key: K, value: V) -> Result<(), TooHeavy<K, V>> {
+        self.insert_with_ttl(key, value, 0)
+    }
+
+    /// Caches `value` under `key` until `ttl_ms` from now (0: no deadline).
+    /// Replacing a cached value counts as a use of the entry.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl_ms: u64) -> Result<(), TooHeavy<K, V>> {
+        let weight = (self.weigher)(&key, &value).max(1);
+        let deadline_ms = match ttl_ms {
+            0 => 0,
+            ttl => self.clock.now_ms().saturating_add(ttl),
+        };
+        let hash = self.store.hash(&key);
+        let mut locked = self.lock();
+        self.drain(&mut locked);
+        let capacity = locked.policy.capacity();
+        if weight > capacity {
+            if let Some(old) = self.store.remove(hash, &key) {
+                locked.policy.remove(old.handle);
+            }
+            return Err(TooHeavy {
+                key,
+                value,
+                weight,
+                capacity,
+            });
+        }
+        let mut value = Some(value);
+        let replaced = self.store.update(hash, &key, |slot| {
+            slot.value = value.take().expect("taken once");
+            slot.deadline_ms = deadline_ms;
+            slot.handle
+        });
+        let Locked { policy, evicted } = &mut *locked;
+        match replaced {
+            Some(handle) => policy.reweigh(handle, weight, evicted),
+            None => {
+                let handle = policy.admit(key.clone(), weight, evicted);
+                // Room is made before the entry is visible, so readers never
+                // see the cache over its bound.
+                self.remove_evicted(evicted);
+                self.store.insert(
+                    hash,
+                    Slot {
+                        key,
+                        value: value.take().expect("not yet taken"),
+                        handle,
+                        deadline_ms,
+                    },
+                );
+            }
+        }
+        self.remove_evicted(evicted);
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes `key`, giving back its value if it was cached and not expired.
+    pub fn remove(&self, key: &K) -> Option<V> {
+        let hash = self.store.hash(key);
+        let mut locked = self.lock();
+        self.drain(&mut locked);
+        let slot = self.store.remove(hash, key)?;
+        locked.policy.remove(slot.handle);
+        if slot.deadline_ms != 0 && self.clock.now_ms() >= slot.deadline_ms {
+            self.expirations.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(slot.value)
+    }
+
+    /// Replaces the value under `key` only if it is cached, without counting
+    /// a use: an owner keeping a cached view current, not a reader.
+    pub fn refresh(&self, key: &K, value: V) -> bool {
+        let hash = self.store.hash(key);
+        let weight = (self.weigher)(key, &value).max(1);
+        let mut locked = self.lock();
+        self.drain(&mut locked);
+        let mut value = Some(value);
+        let Some(handle) = self.store.update(hash, key, |slot| {
+            slot.value = value.take().expect("taken once");
+            slot.handle
+        }) else {
+            return false;
+        };
+        let Locked { policy, evicted } = &mut *locked;
+        if weight > policy.capacity() {
+            self.store.remove(hash, key);
+            policy.remove(handle);
+            return false;
+        }
+        policy.resize(handle, weight, evicted);
+        // A heavier value may push out the entry itself, if it was the oldest.
+        self.remove_evicted(evicted);
+        true
+    }
+
+    /// Removes every entry whose deadline has passed; returns how many.
+    pub fn purge_expired(&self) -> u64 {
+        let now_ms = self.clock.now_ms();
+        let mut locked = self.lock();
+        self.drain(&mut locked);
+        let mut gone = 0;
+        self.store.remove_where(
+            |slot| slot.deadline_ms != 0 && now_ms >= slot.deadline_ms,
+            |handle| {
+                locked.policy.remove(handle);
+                gone += 1;
+            },
+        );
+        self.expirations.fetch_add(gone, Ordering::Relaxed);
+        gone
+    }
+
+    /// Removes every entry and forgets ARC's history; counters are kept.
+    pub fn clear(&self) {
+        let mut locked = self.lock();
+        self.store.clear();
+        locked.policy.clear();
+        self.buffers.discard();
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let locked = self.lock();
+        CacheStats {
+            hits: self.buffers.hits(),
+            misses: self.buffers.misses(),
+            inserts: self.inserts.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            expirations: self.expirations.load(Ordering::Relaxed),
+            entries: locked.policy.resident_len() as u64,
+            weight: locked.policy.resident_weight(),
+            capacity: locked.policy.capacity(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Locked<K>> {
+        self.policy.lock().expect("cache policy poisoned")
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, Locked<K>>> {
+        self.policy.try_lock().ok()
+    }
+
+    fn drain(&self, locked: &mut Locked<K>) {
+        self.buffers.drain(|handle| locked.policy.touch(handle));
+    }
+
+    fn remove_evicted(&self, evicted: &mut Vec<K>) {
+        for key in evicted.drain(..) {
+            let removed = self.store.remove(self.store.hash(&key), &key);
+            debug_assert!(
+                removed.is_some(),
+                "the policy evicted a key the store lacks"
+            );
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes an entry a reader found expired, if it is still that entry.
+    fn expire(&self, locked: &mut Locked<K>, hash: u64, key: &K, handle: Handle) {
+        self.drain(locked);
+        let still = self.store.read(hash, key, |slot| slot.handle == handle);
+        if still == Some(true) && locked.policy.is_resident(handle) {
+            self.store.remove(hash, key);
+            locked.policy.remove(handle);
+            self.expirations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
