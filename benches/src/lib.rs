@@ -11,3 +11,5 @@
 //!   under callgrind.
 //!
 //! `BENCHMARKS.md` at the repository root holds the figures and the commands.
+
+pub mod trace;

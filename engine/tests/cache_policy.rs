@@ -130,9 +130,13 @@ impl ArcModel {
     }
 
     fn insert(&mut self, key: u8, value: u64) {
-        if self.hit(key) {
-            self.values.insert(key, value);
-            return;
+        // Writing a resident key refreshes its place in its own list.
+        for list in [&mut self.t1, &mut self.t2] {
+            if pull(list, key) {
+                list.push_front(key);
+                self.values.insert(key, value);
+                return;
+            }
         }
         let (b1, b2) = (self.b1.len() as f64, self.b2.len() as f64);
         if pull(&mut self.b1, key) {

@@ -8,6 +8,8 @@
 //!   caller, and the shutdown gate that guarantees every caller an answer.
 //! - `tests/flusher.rs`: the hand-off of log buffers from a shard to its
 //!   flusher thread and the publication of the durable LSN.
+//! - `tests/cache.rs`: the cache's lock-free hit path against its drainer,
+//!   and eviction racing get, insert and remove.
 //!
 //! Run them with:
 //!

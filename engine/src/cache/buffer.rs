@@ -76,8 +76,11 @@ impl Buffers {
     /// Records a hit. Takes no lock and no shared cache line but the stripe's.
     pub(crate) fn append(&self, handle: Handle) -> Appended {
         let stripe = self.mine();
-        let at = stripe.tail.fetch_add(1, Ordering::Relaxed);
-        if at - stripe.head.load(Ordering::Acquire) >= STRIPE_SLOTS as u64 {
+        let at = stripe.tail.fetch_add(1, Ordering::SeqCst);
+        let head = stripe.head.load(Ordering::SeqCst);
+        // `at < head`: a drainer already went past this position (it saw the
+        // claim but not the write); a late write would land a lap later.
+        if at < head || at - head >= STRIPE_SLOTS as u64 {
             return Appended::Full;
         }
         stripe.slots[at as usize % STRIPE_SLOTS].store(handle.0, Ordering::Release);
@@ -85,7 +88,7 @@ impl Buffers {
     }
 
     pub(crate) fn miss(&self) {
-        self.mine().misses.fetch_add(1, Ordering::Relaxed);
+        self.mine().misses.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Feeds every buffered hit to `apply`, oldest first within a stripe.
@@ -93,20 +96,26 @@ impl Buffers {
     /// `head`.
     pub(crate) fn drain(&self, mut apply: impl FnMut(Handle)) {
         for stripe in self.stripes.iter() {
-            let head = stripe.head.load(Ordering::Relaxed);
-            let tail = stripe.tail.load(Ordering::Acquire);
+            let head = stripe.head.load(Ordering::SeqCst);
+            let tail = stripe.tail.load(Ordering::SeqCst);
+            if head == tail {
+                continue;
+            }
             // Past two laps, older positions alias slots read below anyway.
             let from = head.max(tail.saturating_sub(2 * STRIPE_SLOTS as u64));
             for at in from..tail {
                 // A slot a racing reader has claimed but not yet written reads
                 // as 0 and is skipped; its hit lands in a later lap or is
                 // overwritten, which is the loss this buffer allows.
-                let raw = stripe.slots[at as usize % STRIPE_SLOTS].swap(0, Ordering::Acquire);
-                if raw != 0 {
-                    apply(Handle(raw));
+                let slot = &stripe.slots[at as usize % STRIPE_SLOTS];
+                if slot.load(Ordering::Acquire) != 0 {
+                    let raw = slot.swap(0, Ordering::Acquire);
+                    if raw != 0 {
+                        apply(Handle(raw));
+                    }
                 }
             }
-            stripe.head.store(tail, Ordering::Release);
+            stripe.head.store(tail, Ordering::SeqCst);
         }
     }
 
@@ -118,14 +127,14 @@ impl Buffers {
     pub(crate) fn hits(&self) -> u64 {
         self.stripes
             .iter()
-            .map(|s| s.tail.load(Ordering::Relaxed))
+            .map(|s| s.tail.load(Ordering::SeqCst))
             .sum()
     }
 
     pub(crate) fn misses(&self) -> u64 {
         self.stripes
             .iter()
-            .map(|s| s.misses.load(Ordering::Relaxed))
+            .map(|s| s.misses.load(Ordering::SeqCst))
             .sum()
     }
 }

@@ -47,7 +47,7 @@ pub use policy::PolicyKind;
 use store::{Slot, Store};
 
 use crate::clock::{Clock, SystemClock};
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{Mutex, MutexGuard};
 
 /// Gives an entry its weight, in whatever unit the capacity is in.
 pub type Weigher<K, V> = fn(&K, &V) -> u64;
@@ -112,13 +112,13 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
             policy: Mutex::new(Locked {
                 policy: Policy::new(self.policy, self.capacity),
                 evicted: Vec::new(),
+                inserts: 0,
+                evictions: 0,
+                expirations: 0,
             }),
             kind: self.policy,
             weigher: self.weigher,
             clock: self.clock,
-            inserts: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
-            expirations: AtomicU64::new(0),
         }
     }
 }
@@ -127,6 +127,11 @@ struct Locked<K> {
     policy: Policy<K>,
     /// Scratch space for the keys one policy step evicts.
     evicted: Vec<K>,
+    // Counted under the lock, where the events happen: plain integers, no
+    // shared atomics on the hot path.
+    inserts: u64,
+    evictions: u64,
+    expirations: u64,
 }
 
 /// A concurrent cache; see the [module docs](self).
@@ -137,9 +142,6 @@ pub struct Cache<K, V> {
     kind: PolicyKind,
     weigher: Weigher<K, V>,
     clock: Arc<dyn Clock>,
-    inserts: AtomicU64,
-    evictions: AtomicU64,
-    expirations: AtomicU64,
 }
 
 impl<K, V> std::fmt::Debug for Cache<K, V> {
@@ -203,13 +205,29 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }
     }
 
+    /// The value under `key` like [`get`](Self::get), but neither counted
+    /// nor taken as a use: for inspection and tests.
+    pub fn peek(&self, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        let hash = self.store.hash(key);
+        let now_ms = self.clock.now_ms();
+        self.store
+            .read(hash, key, |slot| {
+                (slot.deadline_ms == 0 || now_ms < slot.deadline_ms).then(|| slot.value.clone())
+            })
+            .flatten()
+    }
+
     /// Caches `value` under `key` with no deadline, replacing any older one.
     pub fn insert(&self, key: K, value: V) -> Result<(), TooHeavy<K, V>> {
         self.insert_with_ttl(key, value, 0)
     }
 
     /// Caches `value` under `key` until `ttl_ms` from now (0: no deadline).
-    /// Replacing a cached value counts as a use of the entry.
+    /// Replacing a cached value refreshes its recency; under ARC it is not
+    /// counted as a second use, which only a `get` proves.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl_ms: u64) -> Result<(), TooHeavy<K, V>> {
         let weight = (self.weigher)(&key, &value).max(1);
         let deadline_ms = match ttl_ms {
@@ -237,14 +255,16 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             slot.deadline_ms = deadline_ms;
             slot.handle
         });
-        let Locked { policy, evicted } = &mut *locked;
+        let locked = &mut *locked;
         match replaced {
-            Some(handle) => policy.reweigh(handle, weight, evicted),
+            Some(handle) => locked.policy.rewrite(handle, weight, &mut locked.evicted),
             None => {
-                let handle = policy.admit(key.clone(), weight, evicted);
+                let handle = locked
+                    .policy
+                    .admit(key.clone(), weight, &mut locked.evicted);
                 // Room is made before the entry is visible, so readers never
                 // see the cache over its bound.
-                self.remove_evicted(evicted);
+                self.remove_evicted(locked);
                 self.store.insert(
                     hash,
                     Slot {
@@ -256,8 +276,8 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 );
             }
         }
-        self.remove_evicted(evicted);
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        self.remove_evicted(locked);
+        locked.inserts += 1;
         Ok(())
     }
 
@@ -269,7 +289,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         let slot = self.store.remove(hash, key)?;
         locked.policy.remove(slot.handle);
         if slot.deadline_ms != 0 && self.clock.now_ms() >= slot.deadline_ms {
-            self.expirations.fetch_add(1, Ordering::Relaxed);
+            locked.expirations += 1;
             return None;
         }
         Some(slot.value)
@@ -289,15 +309,15 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }) else {
             return false;
         };
-        let Locked { policy, evicted } = &mut *locked;
-        if weight > policy.capacity() {
+        let locked = &mut *locked;
+        if weight > locked.policy.capacity() {
             self.store.remove(hash, key);
-            policy.remove(handle);
+            locked.policy.remove(handle);
             return false;
         }
-        policy.resize(handle, weight, evicted);
+        locked.policy.resize(handle, weight, &mut locked.evicted);
         // A heavier value may push out the entry itself, if it was the oldest.
-        self.remove_evicted(evicted);
+        self.remove_evicted(locked);
         true
     }
 
@@ -314,7 +334,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 gone += 1;
             },
         );
-        self.expirations.fetch_add(gone, Ordering::Relaxed);
+        locked.expirations += gone;
         gone
     }
 
@@ -331,9 +351,9 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         CacheStats {
             hits: self.buffers.hits(),
             misses: self.buffers.misses(),
-            inserts: self.inserts.load(Ordering::Relaxed),
-            evictions: self.evictions.load(Ordering::Relaxed),
-            expirations: self.expirations.load(Ordering::Relaxed),
+            inserts: locked.inserts,
+            evictions: locked.evictions,
+            expirations: locked.expirations,
             entries: locked.policy.resident_len() as u64,
             weight: locked.policy.resident_weight(),
             capacity: locked.policy.capacity(),
@@ -352,14 +372,14 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         self.buffers.drain(|handle| locked.policy.touch(handle));
     }
 
-    fn remove_evicted(&self, evicted: &mut Vec<K>) {
-        for key in evicted.drain(..) {
+    fn remove_evicted(&self, locked: &mut Locked<K>) {
+        for key in locked.evicted.drain(..) {
             let removed = self.store.remove(self.store.hash(&key), &key);
             debug_assert!(
                 removed.is_some(),
                 "the policy evicted a key the store lacks"
             );
-            self.evictions.fetch_add(1, Ordering::Relaxed);
+            locked.evictions += 1;
         }
     }
 
@@ -370,7 +390,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         if still == Some(true) && locked.policy.is_resident(handle) {
             self.store.remove(hash, key);
             locked.policy.remove(handle);
-            self.expirations.fetch_add(1, Ordering::Relaxed);
+            locked.expirations += 1;
         }
     }
 }

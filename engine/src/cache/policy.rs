@@ -101,11 +101,17 @@ impl<K: Hash + Eq + Clone> Policy<K> {
         }
     }
 
-    /// A resident entry's weight changed (its value was replaced); it counts
-    /// as a hit. `weight` must not exceed the capacity.
-    pub(crate) fn reweigh(&mut self, handle: Handle, weight: u64, evicted: &mut Vec<K>) {
+    /// A resident entry was written again, perhaps with a new weight. A write
+    /// refreshes recency but is not a reuse: under ARC the entry goes to the
+    /// head of the list it is on and does not climb from T1 to T2. (Two
+    /// readers that miss the same key at once both insert it; counting the
+    /// second insert as a second use would fill T2 with keys read once.)
+    /// `weight` must not exceed the capacity.
+    pub(crate) fn rewrite(&mut self, handle: Handle, weight: u64, evicted: &mut Vec<K>) {
         debug_assert!(weight <= self.capacity);
-        self.touch(handle);
+        if let Some(tag @ (Tag::T1 | Tag::T2)) = self.lists.live(handle) {
+            self.lists.move_to(handle, tag);
+        }
         self.lists.set_weight(handle, weight);
         // The entry sits at the head of its list, so it is the last candidate;
         // it alone fits, so the loop stops before reaching it.

@@ -32,16 +32,25 @@ pub(crate) struct Slot<K, V> {
     pub(crate) deadline_ms: u64,
 }
 
+/// Seeded per process, so a client cannot pick keys that collide; fixed
+/// under loom, so a model explores the same stripes on every run.
+#[cfg(not(loom))]
+type Hasher = foldhash::fast::RandomState;
+#[cfg(loom)]
+type Hasher = foldhash::fast::FixedState;
+
+type Stripe<K, V> = RwLock<HashTable<Slot<K, V>>>;
+
 #[derive(Debug)]
 pub(crate) struct Store<K, V> {
-    hasher: foldhash::fast::RandomState,
-    stripes: Box<[CachePadded<RwLock<HashTable<Slot<K, V>>>>]>,
+    hasher: Hasher,
+    stripes: Box<[CachePadded<Stripe<K, V>>]>,
 }
 
 impl<K: Hash + Eq, V> Store<K, V> {
     pub(crate) fn new() -> Self {
         Store {
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: Hasher::default(),
             stripes: (0..STORE_STRIPES)
                 .map(|_| CachePadded::new(RwLock::new(HashTable::new())))
                 .collect(),
@@ -52,7 +61,7 @@ impl<K: Hash + Eq, V> Store<K, V> {
         self.hasher.hash_one(key)
     }
 
-    fn stripe(&self, hash: u64) -> &RwLock<HashTable<Slot<K, V>>> {
+    fn stripe(&self, hash: u64) -> &Stripe<K, V> {
         // The table uses the low bits and its control bytes the top seven;
         // the stripe takes bits just below those.
         &self.stripes[(hash >> 50) as usize & (STORE_STRIPES - 1)]

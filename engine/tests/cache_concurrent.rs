@@ -1,0 +1,182 @@
+//! The caches under real threads: the bound holds at every moment a reader
+//! can look, a removed or expired value is never returned, and nothing
+//! deadlocks (every test finishes). loom checks the same properties over
+//! every interleaving of smaller models (`loom-tests/tests/cache.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+
+use mercato_engine::cache::{Cache, PolicyKind};
+use mercato_engine::{Clock as _, ManualClock};
+
+const THREADS: u64 = 4;
+const OPS_PER_THREAD: u64 = 40_000;
+
+/// A seeded xorshift, one per thread.
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+#[test]
+fn the_weight_bound_holds_while_threads_churn() {
+    for policy in [PolicyKind::Lru, PolicyKind::Arc] {
+        let capacity = 2_000;
+        let cache = Arc::new(
+            Cache::<u64, Vec<u8>>::builder(capacity)
+                .policy(policy)
+                .weigher(|_, v| v.len() as u64)
+                .build(),
+        );
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (cache, done) = (cache.clone(), done.clone());
+            thread::spawn(move || {
+                let mut looks = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let s = cache.stats();
+                    assert!(
+                        s.weight <= capacity,
+                        "{policy:?}: weight {} over {capacity}",
+                        s.weight
+                    );
+                    looks += 1;
+                }
+                looks
+            })
+        };
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    let mut next = rng(t + 1);
+                    let mut gets = 0;
+                    for _ in 0..OPS_PER_THREAD {
+                        let r = next();
+                        let key = r % 500;
+                        match r >> 60 {
+                            0..=9 => {
+                                gets += 1;
+                                if let Some(v) = cache.get(&key) {
+                                    assert!(
+                                        v.iter().all(|&b| b == key as u8),
+                                        "a value under the wrong key"
+                                    );
+                                }
+                            }
+                            10..=14 => {
+                                let len = (r >> 32) as usize % 64 + 1;
+                                cache.insert(key, vec![key as u8; len]).unwrap();
+                            }
+                            _ => {
+                                cache.remove(&key);
+                            }
+                        }
+                    }
+                    gets
+                })
+            })
+            .collect();
+        let gets: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        done.store(true, Ordering::Release);
+        assert!(watcher.join().unwrap() > 0);
+        let s = cache.stats();
+        assert!(s.weight <= capacity);
+        assert_eq!(s.hits + s.misses, gets, "every get is a hit or a miss");
+    }
+}
+
+#[test]
+fn a_removed_value_is_never_read_back() {
+    for policy in [PolicyKind::Lru, PolicyKind::Arc] {
+        let cache = Arc::new(Cache::<u64, u64>::builder(64).policy(policy).build());
+        // The writer inserts value i under key 7, removes it, then says so.
+        let removed = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (cache, removed) = (cache.clone(), removed.clone());
+            thread::spawn(move || {
+                for i in 1..=OPS_PER_THREAD {
+                    cache.insert(7, i).unwrap();
+                    cache.insert(i % 100 + 100, i).unwrap(); // churn for the policy
+                    assert_eq!(cache.remove(&7), Some(i));
+                    removed.store(i, Ordering::Release);
+                }
+            })
+        };
+        let readers: Vec<_> = (0..THREADS - 1)
+            .map(|_| {
+                let (cache, removed) = (cache.clone(), removed.clone());
+                thread::spawn(move || {
+                    let mut seen = 0;
+                    while removed.load(Ordering::Acquire) < OPS_PER_THREAD {
+                        let gone = removed.load(Ordering::Acquire);
+                        if let Some(v) = cache.get(&7) {
+                            assert!(v > gone, "{policy:?}: read {v} after {gone} was removed");
+                            seen += 1;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_expired_value_is_never_read_back() {
+    let clock = Arc::new(ManualClock::new(0));
+    let cache = Arc::new(
+        Cache::<u64, u64>::builder(1_000)
+            .clock(clock.clone())
+            .build(),
+    );
+    // Key k lives until time k.
+    for k in 1..=500 {
+        cache.insert_with_ttl(k, k, k).unwrap();
+    }
+    let ticker = {
+        let clock = clock.clone();
+        thread::spawn(move || {
+            for _ in 0..500 {
+                clock.advance(1);
+                thread::yield_now();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (cache, clock) = (cache.clone(), clock.clone());
+            thread::spawn(move || {
+                let mut next = rng(t + 11);
+                while clock.now_ms() < 500 {
+                    let k = next() % 500 + 1;
+                    let before = clock.now_ms();
+                    if let Some(v) = cache.get(&k) {
+                        assert_eq!(v, k);
+                        assert!(before < k, "key {k} read at {before}, past its deadline");
+                    }
+                }
+            })
+        })
+        .collect();
+    ticker.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    for k in 1..=500 {
+        assert_eq!(cache.get(&k), None);
+    }
+    cache.purge_expired();
+    assert_eq!(cache.stats().entries, 0);
+    assert_eq!(cache.stats().expirations, 500);
+}
