@@ -7,6 +7,9 @@
 //!   percentiles, as text or one JSON object. `--target embedded` runs the
 //!   engine in-process; the network issue adds `tcp://HOST:PORT`.
 //! - `mercato-mem`: bytes of memory per SKU, per account and per 3-line order.
+//! - `benches/cache.rs`: criterion, the caches' get and insert throughput
+//!   against moka, quick_cache and `lru`; `benches/cache_hit_ratio.rs`: their
+//!   hit ratios over the OLTP trace and synthetic ones ([`trace`]).
 //! - `mercato-order-path`: the bare order path, to count its instructions
 //!   under callgrind.
 //!

@@ -162,10 +162,14 @@ impl Client {
     }
 
     /// The shard that owns a request: the account's for orders and wallets,
-    /// the SKU's for the catalog.
+    /// the SKU's for the catalog. Any shard serves the cache keyspace; its
+    /// requests are spread by a hash of the key, so one connection per shard
+    /// carries them all.
     pub fn owner(&self, r: &wire::Request) -> u16 {
         use wire::Request as R;
         let id = match r {
+            R::CacheSet { key, .. } | R::CacheGet { key } | R::CacheDel { key } => key_hash(key),
+            R::CacheStats => 0,
             R::PutSku { sku, .. } | R::Restock { sku, .. } | R::GetSku { sku } => *sku,
             R::Deposit { account, .. }
             | R::Withdraw { account, .. }
@@ -334,6 +338,45 @@ impl Client {
         }))
     }
 
+    /// Stores `value` under `key` in the server's cache keyspace for
+    /// `ttl_ms` (0: no deadline).
+    pub fn cache_set(&self, key: &[u8], value: &[u8], ttl_ms: u64) -> CallResult<()> {
+        let r = self.one(wire::Request::CacheSet {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            ttl_ms,
+        })?;
+        Ok(r.map(|reply| match reply {
+            wire::Reply::Stored => (),
+            other => unreachable!("cache_set answered {other:?}"),
+        }))
+    }
+
+    pub fn cache_get(&self, key: &[u8]) -> CallResult<Option<Vec<u8>>> {
+        let r = self.one(wire::Request::CacheGet { key: key.to_vec() })?;
+        Ok(r.map(|reply| match reply {
+            wire::Reply::Value(v) => v,
+            other => unreachable!("cache_get answered {other:?}"),
+        }))
+    }
+
+    /// Removes `key`; true if it held a live value.
+    pub fn cache_del(&self, key: &[u8]) -> CallResult<bool> {
+        let r = self.one(wire::Request::CacheDel { key: key.to_vec() })?;
+        Ok(r.map(|reply| match reply {
+            wire::Reply::Deleted(found) => found,
+            other => unreachable!("cache_del answered {other:?}"),
+        }))
+    }
+
+    /// The keyspace's counters (one keyspace, whichever shard answers).
+    pub fn cache_stats(&self) -> Result<wire::CacheStats, ClientError> {
+        match self.one(wire::Request::CacheStats)? {
+            Ok(wire::Reply::CacheStats(s)) => Ok(s),
+            other => unreachable!("cache_stats answered {other:?}"),
+        }
+    }
+
     /// Each shard's load as last reported, and this client's requests
     /// outstanding there.
     pub fn stats(&self) -> Vec<(u16, u32, u32)> {
@@ -399,6 +442,13 @@ impl Ticket {
             .map(|a| a.expect("every position answered"))
             .collect())
     }
+}
+
+/// FNV-1a: cheap, and only spreads keys over connections.
+fn key_hash(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn sku_of(r: CallResult<wire::Reply>) -> CallResult<wire::SkuView> {

@@ -100,6 +100,13 @@ pub enum Reply {
     Account(AccountView),
     Order(OrderView),
     Orders(Vec<OrderView>),
+    /// A cache keyspace read: the value, if cached and live.
+    Value(Option<bytes::Bytes>),
+    /// A cache keyspace write was stored.
+    Stored,
+    /// A cache keyspace delete: whether a live value was there.
+    Deleted(bool),
+    CacheStats(crate::cache::CacheStats),
 }
 
 /// What one command came to: an answer, or a business rejection.

@@ -78,6 +78,11 @@ pub enum Reject {
     /// nothing; the order was not placed.
     #[error("shard {shard} cannot write its log; nothing was held there")]
     ShardUnavailable { shard: u16 },
+    /// A cache keyspace key that is empty or longer than `max` bytes.
+    #[error("cache key of {len} bytes; keys are 1..={max} bytes")]
+    InvalidKey { len: u64, max: u64 },
+    #[error("cache value of {len} bytes is over the {max}-byte limit")]
+    ValueTooLarge { len: u64, max: u64 },
 }
 
 /// A call the engine could not run. Nothing changed.

@@ -39,6 +39,7 @@ pub mod durable;
 pub mod error;
 pub mod hash;
 pub mod journal;
+pub mod keyspace;
 pub mod limits;
 pub mod message;
 pub mod record;

@@ -49,6 +49,15 @@ pub const ACCEPTED_QUEUE_MAX: usize = 1_024;
 /// How long an idle shard sleeps before it looks at its expiry clock again.
 pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 
+/// Longest cache keyspace key.
+pub const CACHE_KEY_BYTES_MAX: usize = 1_024;
+/// Largest cache keyspace value: a quarter of a frame, so a few fit a batch.
+pub const CACHE_VALUE_BYTES_MAX: usize = 256 << 10;
+/// What one keyspace entry is charged beyond its key and value bytes.
+pub const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
+/// The keyspace's memory budget unless configured.
+pub const CACHE_BUDGET_BYTES_DEFAULT: u64 = 64 << 20;
+
 const _: () = assert!(ORDER_LINES_MAX >= 1 && ORDER_LINES_MAX <= u8::MAX as usize);
 const _: () = assert!(INBOUND_PER_TURN_MAX <= INBOUND_DEPTH_MAX);
 // Orders store their TTL as a u32.

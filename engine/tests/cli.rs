@@ -84,3 +84,45 @@ fn the_cli_drives_a_server() {
     assert_eq!(out.lines().count(), 2, "{out}");
     drop(server);
 }
+
+#[test]
+fn the_cli_drives_the_cache_keyspace() {
+    let server = Server::start(2, &["--cache-policy", "arc"]);
+    let addr = server.main.to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .arg("--server")
+            .arg(&addr)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(
+        run(&["cache", "set", "greeting", "hello", "--ttl-ms", "60000"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        run(&["cache", "get", "greeting"]),
+        (Some(0), "hello\n".to_string())
+    );
+    assert_eq!(
+        run(&["--json", "cache", "del", "greeting"]),
+        (Some(0), "{\"deleted\":true}\n".to_string())
+    );
+    assert_eq!(
+        run(&["cache", "get", "greeting"]),
+        (Some(0), "(none)\n".to_string())
+    );
+    let (code, out) = run(&["--json", "cache", "stats"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("\"policy\":\"arc\"") && out.contains("\"inserts\":1"),
+        "{out}"
+    );
+    assert_eq!(
+        run(&["cache", "get", ""]).0,
+        Some(1),
+        "an empty key is refused"
+    );
+}

@@ -103,6 +103,20 @@ pub enum Request {
         after: Option<u128>,
         limit: u32,
     },
+    /// Cache keyspace: store `value` under `key` for `ttl_ms` (0: no
+    /// deadline). Any shard serves the keyspace requests.
+    CacheSet {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    },
+    CacheGet {
+        key: Vec<u8>,
+    },
+    CacheDel {
+        key: Vec<u8>,
+    },
+    CacheStats,
 }
 
 /// A batch of requests in one frame; answered in order, in one frame.
@@ -161,6 +175,26 @@ pub enum Reply {
     Account(AccountView),
     Order(OrderView),
     Orders(Vec<OrderView>),
+    Value(Option<Vec<u8>>),
+    Stored,
+    Deleted(bool),
+    CacheStats(CacheStats),
+}
+
+/// The cache keyspace's counters and size.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub inserts: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+    pub entries: u64,
+    /// Bytes charged against the budget.
+    pub bytes: u64,
+    pub budget_bytes: u64,
+    /// 0: LRU, 1: ARC.
+    pub policy: u8,
 }
 
 /// A business rejection: the engine's `Reject`, with its data.
@@ -237,6 +271,14 @@ pub enum Reject {
     },
     ShardUnavailable {
         shard: u16,
+    },
+    InvalidKey {
+        len: u64,
+        max: u64,
+    },
+    ValueTooLarge {
+        len: u64,
+        max: u64,
     },
 }
 

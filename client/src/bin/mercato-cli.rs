@@ -39,7 +39,30 @@ enum Cmd {
     Account(AccountCmd),
     #[command(subcommand)]
     Order(OrderCmd),
+    /// The cache keyspace, served by any shard. Keys and values are taken
+    /// as UTF-8 text here; the protocol carries any bytes.
+    #[command(subcommand)]
+    Cache(CacheCmd),
     /// Each shard's reported load.
+    Stats,
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    Set {
+        key: String,
+        value: String,
+        /// Forget the value after this long; 0 keeps it until evicted.
+        #[arg(long, default_value_t = 0)]
+        ttl_ms: u64,
+    },
+    Get {
+        key: String,
+    },
+    Del {
+        key: String,
+    },
+    /// The keyspace's hit, miss, insert, eviction and expiry counters.
     Stats,
 }
 
@@ -291,6 +314,62 @@ fn main() {
                 format!(
                     "[{}]",
                     v.iter().map(order_json).collect::<Vec<_>>().join(",")
+                )
+            },
+        ),
+        Cmd::Cache(CacheCmd::Set { key, value, ttl_ms }) => show(
+            j,
+            c.cache_set(key.as_bytes(), value.as_bytes(), ttl_ms),
+            |()| "stored".to_string(),
+            |()| "{\"stored\":true}".to_string(),
+        ),
+        Cmd::Cache(CacheCmd::Get { key }) => show(
+            j,
+            c.cache_get(key.as_bytes()),
+            |v| match v {
+                Some(v) => String::from_utf8_lossy(v).into_owned(),
+                None => "(none)".to_string(),
+            },
+            |v| match v {
+                Some(v) => format!("{{\"value\":{:?}}}", String::from_utf8_lossy(v)),
+                None => "{\"value\":null}".to_string(),
+            },
+        ),
+        Cmd::Cache(CacheCmd::Del { key }) => show(
+            j,
+            c.cache_del(key.as_bytes()),
+            |found| if *found { "deleted" } else { "(none)" }.to_string(),
+            |found| format!("{{\"deleted\":{found}}}"),
+        ),
+        Cmd::Cache(CacheCmd::Stats) => show(
+            j,
+            c.cache_stats().map(Ok),
+            |s| {
+                format!(
+                    "{} entries, {} of {} bytes, {}; hits {}, misses {}, inserts {}, evictions {}, expirations {}",
+                    s.entries,
+                    s.bytes,
+                    s.budget_bytes,
+                    if s.policy == 1 { "arc" } else { "lru" },
+                    s.hits,
+                    s.misses,
+                    s.inserts,
+                    s.evictions,
+                    s.expirations
+                )
+            },
+            |s| {
+                format!(
+                    "{{\"entries\":{},\"bytes\":{},\"budget_bytes\":{},\"policy\":\"{}\",\"hits\":{},\"misses\":{},\"inserts\":{},\"evictions\":{},\"expirations\":{}}}",
+                    s.entries,
+                    s.bytes,
+                    s.budget_bytes,
+                    if s.policy == 1 { "arc" } else { "lru" },
+                    s.hits,
+                    s.misses,
+                    s.inserts,
+                    s.evictions,
+                    s.expirations
                 )
             },
         ),

@@ -134,6 +134,10 @@ impl<K> Lists<K> {
     /// Moves a live node to the head of `tag` (which may be its own list).
     pub(crate) fn move_to(&mut self, handle: Handle, tag: Tag) {
         let index = handle.index();
+        // Hot keys are hit again and again: most moves are of the head.
+        if self.ends[tag as usize].head == index {
+            return;
+        }
         self.unlink(index);
         self.link_head(index, tag);
     }

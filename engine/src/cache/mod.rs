@@ -37,6 +37,7 @@ mod list;
 mod policy;
 mod store;
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ pub struct CacheStats {
     pub entries: u64,
     pub weight: u64,
     pub capacity: u64,
+    pub policy: PolicyKind,
 }
 
 /// An entry heavier than the whole cache; it is handed back, and any older
@@ -169,8 +171,10 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
 
     /// The value under `key`, if cached and not expired. A hit takes no
     /// policy lock and writes only to this thread's hit buffer.
-    pub fn get(&self, key: &K) -> Option<V>
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
         V: Clone,
     {
         let hash = self.store.hash(key);
@@ -207,8 +211,10 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
 
     /// The value under `key` like [`get`](Self::get), but neither counted
     /// nor taken as a use: for inspection and tests.
-    pub fn peek(&self, key: &K) -> Option<V>
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
         V: Clone,
     {
         let hash = self.store.hash(key);
@@ -282,7 +288,11 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     /// Removes `key`, giving back its value if it was cached and not expired.
-    pub fn remove(&self, key: &K) -> Option<V> {
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.store.hash(key);
         let mut locked = self.lock();
         self.drain(&mut locked);
@@ -357,6 +367,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             entries: locked.policy.resident_len() as u64,
             weight: locked.policy.resident_weight(),
             capacity: locked.policy.capacity(),
+            policy: self.kind,
         }
     }
 
@@ -384,7 +395,11 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     /// Removes an entry a reader found expired, if it is still that entry.
-    fn expire(&self, locked: &mut Locked<K>, hash: u64, key: &K, handle: Handle) {
+    fn expire<Q>(&self, locked: &mut Locked<K>, hash: u64, key: &Q, handle: Handle)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.drain(locked);
         let still = self.store.read(hash, key, |slot| slot.handle == handle);
         if still == Some(true) && locked.policy.is_resident(handle) {

@@ -6,6 +6,7 @@
 //! each other either, and a reader waits at most for one short table edit.
 //! The key is hashed once: the same hash picks the stripe and probes the table.
 
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
 use crossbeam_utils::CachePadded;
@@ -57,7 +58,7 @@ impl<K: Hash + Eq, V> Store<K, V> {
         }
     }
 
-    pub(crate) fn hash(&self, key: &K) -> u64 {
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -68,25 +69,33 @@ impl<K: Hash + Eq, V> Store<K, V> {
     }
 
     /// Runs `f` on the entry for `key`, under the stripe's read lock.
-    pub(crate) fn read<R>(
+    pub(crate) fn read<Q, R>(
         &self,
         hash: u64,
-        key: &K,
+        key: &Q,
         f: impl FnOnce(&Slot<K, V>) -> R,
-    ) -> Option<R> {
+    ) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let table = self.stripe(hash).read().expect("cache stripe poisoned");
-        table.find(hash, |s| s.key == *key).map(f)
+        table.find(hash, |s| s.key.borrow() == key).map(f)
     }
 
     /// Runs `f` on the entry for `key`, under the stripe's write lock.
-    pub(crate) fn update<R>(
+    pub(crate) fn update<Q, R>(
         &self,
         hash: u64,
-        key: &K,
+        key: &Q,
         f: impl FnOnce(&mut Slot<K, V>) -> R,
-    ) -> Option<R> {
+    ) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let mut table = self.stripe(hash).write().expect("cache stripe poisoned");
-        table.find_mut(hash, |s| s.key == *key).map(f)
+        table.find_mut(hash, |s| s.key.borrow() == key).map(f)
     }
 
     pub(crate) fn insert(&self, hash: u64, slot: Slot<K, V>) {
@@ -96,9 +105,13 @@ impl<K: Hash + Eq, V> Store<K, V> {
         table.insert_unique(hash, slot, |s| hasher.hash_one(&s.key));
     }
 
-    pub(crate) fn remove(&self, hash: u64, key: &K) -> Option<Slot<K, V>> {
+    pub(crate) fn remove<Q>(&self, hash: u64, key: &Q) -> Option<Slot<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let mut table = self.stripe(hash).write().expect("cache stripe poisoned");
-        match table.find_entry(hash, |s| s.key == *key) {
+        match table.find_entry(hash, |s| s.key.borrow() == key) {
             Ok(entry) => Some(entry.remove().0),
             Err(_) => None,
         }

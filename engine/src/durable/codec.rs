@@ -408,6 +408,18 @@ impl Writer<'_> {
                 self.u8(19);
                 self.u16(shard);
             }
+            // Keyspace rejections are never logged; they have codes so that
+            // every rejection encodes.
+            Reject::InvalidKey { len, max } => {
+                self.u8(20);
+                self.u64(len);
+                self.u64(max);
+            }
+            Reject::ValueTooLarge { len, max } => {
+                self.u8(21);
+                self.u64(len);
+                self.u64(max);
+            }
         }
     }
 }
@@ -585,6 +597,14 @@ impl Reader<'_> {
                 max: self.u32()?,
             },
             19 => Reject::ShardUnavailable { shard: self.u16()? },
+            20 => Reject::InvalidKey {
+                len: self.u64()?,
+                max: self.u64()?,
+            },
+            21 => Reject::ValueTooLarge {
+                len: self.u64()?,
+                max: self.u64()?,
+            },
             _ => return Err(self.bad("unknown rejection")),
         })
     }

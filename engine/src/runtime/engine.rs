@@ -72,6 +72,10 @@ pub struct Config {
     pub snapshot_segments: usize,
     /// Serve the binary protocol over TCP; `None` for an embedded engine.
     pub serve: Option<ServeConfig>,
+    /// The cache keyspace's memory budget, at least
+    /// [`keyspace::budget_bytes_min`](crate::keyspace::budget_bytes_min).
+    pub cache_budget_bytes: u64,
+    pub cache_policy: crate::cache::PolicyKind,
 }
 
 /// How `mercato serve` listens. Shard `i` listens on the main port + 1 + `i`
@@ -117,6 +121,8 @@ impl Default for Config {
             storage: Arc::new(OsStorage),
             snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
             serve: None,
+            cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
+            cache_policy: crate::cache::PolicyKind::Lru,
         }
     }
 }
@@ -236,6 +242,8 @@ pub(crate) struct Shared {
     /// the batches in flight.
     pub draining: crate::sync::AtomicBool,
     pub clock: Arc<dyn Clock>,
+    /// The cache keyspace, which every shard and handle serves directly.
+    pub keyspace: Arc<crate::keyspace::Keyspace>,
 }
 
 /// What each shard held when the engine stopped.
@@ -378,6 +386,12 @@ impl Engine {
             }
             .into());
         }
+        if config.cache_budget_bytes < crate::keyspace::budget_bytes_min() {
+            return Err(EngineError::InvalidConfig {
+                what: "cache_budget_bytes must hold two of the largest keyspace entries",
+            }
+            .into());
+        }
         let mut polls = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
@@ -409,6 +423,11 @@ impl Engine {
             failed_logs: AtomicUsize::new(0),
             draining: crate::sync::AtomicBool::new(false),
             clock: config.clock.clone(),
+            keyspace: Arc::new(crate::keyspace::Keyspace::new(
+                config.cache_budget_bytes,
+                config.cache_policy,
+                config.clock.clone(),
+            )),
         });
 
         // rings[from][to]: the producer goes to `from`, the consumer to `to`.

@@ -260,6 +260,32 @@ impl Handle {
         self.call_as(Command::GetAccount { account }, account_of)
     }
 
+    /// Stores `value` under `key` in the cache keyspace for `ttl_ms` (0: no
+    /// deadline). Served in the calling thread from the shared keyspace; not
+    /// logged. A bad key or value is rejected and changes nothing.
+    pub fn cache_set(
+        &self,
+        key: &[u8],
+        value: impl Into<bytes::Bytes>,
+        ttl_ms: u64,
+    ) -> Result<(), Reject> {
+        self.shared.keyspace.set(key, value.into(), ttl_ms)
+    }
+
+    pub fn cache_get(&self, key: &[u8]) -> Result<Option<bytes::Bytes>, Reject> {
+        self.shared.keyspace.get(key)
+    }
+
+    /// Removes `key`; true if it held a live value.
+    pub fn cache_del(&self, key: &[u8]) -> Result<bool, Reject> {
+        self.shared.keyspace.del(key)
+    }
+
+    /// The keyspace's counters, size, budget and policy.
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.shared.keyspace.stats()
+    }
+
     pub fn get_order(&self, account: AccountId, order: OrderId) -> CallResult<OrderView> {
         self.call_as(Command::GetOrder { account, order }, order_of)
     }

@@ -284,8 +284,15 @@ impl Net {
         let mut by_shard: Vec<Vec<(u32, crate::command::Command)>> =
             (0..n).map(|_| Vec::new()).collect();
         for (i, r) in requests.into_iter().enumerate() {
-            let cmd = convert::command(r);
-            by_shard[cmd.owner(n as u16) as usize].push((i as u32, cmd));
+            match convert::route(r) {
+                convert::Routed::Command(cmd) => {
+                    by_shard[cmd.owner(n as u16) as usize].push((i as u32, cmd));
+                }
+                // The keyspace is shared: this thread answers at once.
+                convert::Routed::Keyspace(r) => {
+                    collector.fill([(i, Ok(convert::keyspace(r, &shared.keyspace)))]);
+                }
+            }
         }
         for (owner, cmds) in by_shard.into_iter().enumerate() {
             if cmds.is_empty() {

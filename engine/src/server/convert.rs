@@ -4,13 +4,41 @@
 
 use mercato_protocol as wire;
 
+use crate::cache::PolicyKind;
 use crate::command::{Command, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
+use crate::keyspace::Keyspace;
 use crate::types::{AccountView, Line, LineRequest, OrderState, OrderView, Payment, SkuView};
 
-pub fn command(r: wire::Request) -> Command {
+/// Where a wire request is answered.
+#[derive(Debug)]
+pub enum Routed {
+    /// By its owner shard.
+    Command(Command),
+    /// A cache keyspace request, answered by whichever shard received it.
+    Keyspace(wire::Request),
+}
+
+/// Runs a keyspace request against the shared keyspace.
+pub fn keyspace(r: wire::Request, ks: &Keyspace) -> Outcome {
     use wire::Request as W;
     match r {
+        W::CacheSet { key, value, ttl_ms } => {
+            ks.set(&key, value.into(), ttl_ms).map(|()| Reply::Stored)
+        }
+        W::CacheGet { key } => ks.get(&key).map(Reply::Value),
+        W::CacheDel { key } => ks.del(&key).map(Reply::Deleted),
+        W::CacheStats => Ok(Reply::CacheStats(ks.stats())),
+        other => unreachable!("route() sends only keyspace requests here, not {other:?}"),
+    }
+}
+
+pub fn route(r: wire::Request) -> Routed {
+    use wire::Request as W;
+    Routed::Command(match r {
+        W::CacheSet { .. } | W::CacheGet { .. } | W::CacheDel { .. } | W::CacheStats => {
+            return Routed::Keyspace(r);
+        }
         W::PutSku {
             sku,
             price,
@@ -67,7 +95,7 @@ pub fn command(r: wire::Request) -> Command {
             after,
             limit,
         },
-    }
+    })
 }
 
 /// The wire form of a command, for clients written with the engine's types
@@ -205,6 +233,23 @@ fn reply(r: Reply) -> wire::Reply {
         Reply::Account(v) => wire::Reply::Account(account(v)),
         Reply::Order(v) => wire::Reply::Order(order(v)),
         Reply::Orders(v) => wire::Reply::Orders(v.into_iter().map(order).collect()),
+        Reply::Value(v) => wire::Reply::Value(v.map(|b| b.to_vec())),
+        Reply::Stored => wire::Reply::Stored,
+        Reply::Deleted(found) => wire::Reply::Deleted(found),
+        Reply::CacheStats(s) => wire::Reply::CacheStats(wire::CacheStats {
+            hits: s.hits,
+            misses: s.misses,
+            inserts: s.inserts,
+            evictions: s.evictions,
+            expirations: s.expirations,
+            entries: s.entries,
+            bytes: s.weight,
+            budget_bytes: s.capacity,
+            policy: match s.policy {
+                PolicyKind::Lru => 0,
+                PolicyKind::Arc => 1,
+            },
+        }),
     }
 }
 
@@ -279,6 +324,8 @@ fn reject(r: Reject) -> wire::Reject {
         Reject::IdempotencyConflict { order } => W::IdempotencyConflict { order },
         Reject::InvalidLimit { limit, max } => W::InvalidLimit { limit, max },
         Reject::ShardUnavailable { shard } => W::ShardUnavailable { shard },
+        Reject::InvalidKey { len, max } => W::InvalidKey { len, max },
+        Reject::ValueTooLarge { len, max } => W::ValueTooLarge { len, max },
     }
 }
 
@@ -343,7 +390,13 @@ mod tests {
                 order: 77,
             },
         ];
-        let cmds: Vec<Command> = reqs.into_iter().map(command).collect();
+        let cmds: Vec<Command> = reqs
+            .into_iter()
+            .map(|r| match route(r) {
+                Routed::Command(c) => c,
+                Routed::Keyspace(r) => panic!("{r:?} is not an engine command"),
+            })
+            .collect();
         let answers: Vec<wire::Answer> = h.submit(cmds).unwrap().into_iter().map(answer).collect();
         assert!(
             matches!(&answers[3], wire::Answer::Done(wire::Reply::Order(o)) if o.state == wire::OrderState::Reserved && o.total == 500)

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mercato_engine::limits::{CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX, OUT_BYTES_PER_CONN_MAX};
+use mercato_engine::cache::PolicyKind;
+use mercato_engine::limits::{
+    CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX, OUT_BYTES_PER_CONN_MAX,
+};
 use mercato_engine::{Config, Durability, Engine, ServeConfig};
 
 /// Every setting of `mercato serve`, as a flag and as a key of the TOML file.
@@ -45,6 +48,12 @@ pub struct Args {
     /// Answer bytes waiting for a slow reader before it is disconnected.
     #[arg(long)]
     out_bytes_max: Option<usize>,
+    /// Memory budget of the cache keyspace, in bytes (default 64 MiB).
+    #[arg(long)]
+    cache_budget_bytes: Option<u64>,
+    /// Replacement policy of the cache keyspace: lru (default) or arc.
+    #[arg(long)]
+    cache_policy: Option<String>,
 }
 
 impl Args {
@@ -60,6 +69,8 @@ impl Args {
             conns_max: self.conns_max.or(file.conns_max),
             in_flight_max: self.in_flight_max.or(file.in_flight_max),
             out_bytes_max: self.out_bytes_max.or(file.out_bytes_max),
+            cache_budget_bytes: self.cache_budget_bytes.or(file.cache_budget_bytes),
+            cache_policy: self.cache_policy.or(file.cache_policy),
         }
     }
 }
@@ -84,9 +95,12 @@ fn settings(a: Args) -> Result<Config, String> {
         .unwrap_or("always")
         .parse()
         .map_err(|e: mercato_wal::WalError| e.to_string())?;
+    let cache_policy: PolicyKind = a.cache_policy.as_deref().unwrap_or("lru").parse()?;
     Ok(Config {
         data_dir: a.data_dir,
         durability,
+        cache_budget_bytes: a.cache_budget_bytes.unwrap_or(CACHE_BUDGET_BYTES_DEFAULT),
+        cache_policy,
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
