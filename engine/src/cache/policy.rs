@@ -277,8 +277,9 @@ mod tests {
         let mut p = Policy::new(PolicyKind::Arc, 2);
         let mut out = Vec::new();
         p.admit(1u32, 1, &mut out);
-        p.admit(2, 1, &mut out);
-        p.admit(3, 1, &mut out); // 1 goes to B1
+        let two = p.admit(2, 1, &mut out);
+        p.touch(two); // T1 = [1], T2 = [2]
+        p.admit(3, 1, &mut out); // T1 is over its target 0: 1 goes to B1
         assert_eq!(out, [1]);
         assert_eq!(p.p, 0.0);
         p.admit(1, 1, &mut out); // case II
