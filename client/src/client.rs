@@ -221,6 +221,42 @@ impl Client {
         })
     }
 
+    /// Send a whole batch over `shard`'s connection, whatever its requests'
+    /// owners: that shard answers reads from the shared view cache and the
+    /// keyspace itself and forwards the rest. For spreading reads.
+    pub fn submit_to(
+        &self,
+        shard: u16,
+        requests: Vec<wire::Request>,
+    ) -> Result<Vec<wire::Answer>, ClientError> {
+        if shard >= self.welcome.shards {
+            return Err(ClientError::Protocol {
+                what: format!("no shard {shard} of {}", self.welcome.shards),
+            });
+        }
+        let max = self.welcome.batch_len_max as usize;
+        if requests.len() > max {
+            return Err(ClientError::BatchTooLong {
+                len: requests.len(),
+                max,
+            });
+        }
+        let len = requests.len();
+        let conn = self.conn(shard)?;
+        let rx = conn
+            .send(requests)
+            .inspect_err(|_| self.note(shard, false))?;
+        let result = Ticket {
+            len,
+            parts: vec![(shard, (0..len).collect(), rx)],
+            deadline: Instant::now() + Duration::from_millis(self.config.timeout_ms),
+            timeout_ms: self.config.timeout_ms,
+        }
+        .wait();
+        self.note(shard, result.is_ok());
+        result
+    }
+
     /// Run a batch; answers in the batch's order.
     pub fn submit(&self, requests: Vec<wire::Request>) -> Result<Vec<wire::Answer>, ClientError> {
         let t = self.submit_ticket(requests)?;

@@ -72,6 +72,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command only reads (and so changes nothing).
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::GetSku { .. }
+                | Command::GetAccount { .. }
+                | Command::GetOrder { .. }
+                | Command::ListOrders { .. }
+        )
+    }
+
     /// The shard that owns this command: the SKU's for catalog commands, the
     /// account's for everything else (an order lives with its account).
     pub fn owner(&self, shards: u16) -> ShardId {

@@ -49,6 +49,7 @@ pub mod shard;
 pub mod sim;
 mod sync;
 pub mod types;
+pub mod views;
 pub mod workload;
 
 pub use audit::{AuditReport, Violation};

@@ -55,6 +55,9 @@ pub const CACHE_KEY_BYTES_MAX: usize = 1_024;
 pub const CACHE_VALUE_BYTES_MAX: usize = 256 << 10;
 /// What one keyspace entry is charged beyond its key and value bytes.
 pub const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
+/// SKU views and account views cached for reads from any shard, each,
+/// unless configured: about 6 MiB for each kind.
+pub const VIEW_CACHE_ENTRIES_DEFAULT: u64 = 65_536;
 /// The keyspace's memory budget unless configured.
 pub const CACHE_BUDGET_BYTES_DEFAULT: u64 = 64 << 20;
 

@@ -85,6 +85,7 @@ pub struct CacheBuilder<K, V> {
     capacity: u64,
     policy: PolicyKind,
     weigher: Weigher<K, V>,
+    weighted: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -98,6 +99,7 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
     /// of 0 counts as 1, so the entry count stays bounded too.
     pub fn weigher(mut self, weigher: Weigher<K, V>) -> Self {
         self.weigher = weigher;
+        self.weighted = true;
         self
     }
 
@@ -120,6 +122,7 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
             }),
             kind: self.policy,
             weigher: self.weigher,
+            weighted: self.weighted,
             clock: self.clock,
         }
     }
@@ -143,6 +146,7 @@ pub struct Cache<K, V> {
     policy: Mutex<Locked<K>>,
     kind: PolicyKind,
     weigher: Weigher<K, V>,
+    weighted: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -161,6 +165,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             capacity,
             policy: PolicyKind::Lru,
             weigher: |_, _| 1,
+            weighted: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -307,8 +312,18 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
 
     /// Replaces the value under `key` only if it is cached, without counting
     /// a use: an owner keeping a cached view current, not a reader.
+    ///
+    /// Without a weigher every entry weighs 1, so the policy has nothing to
+    /// learn: the value is swapped under its stripe's lock alone, and the
+    /// policy lock is not taken.
     pub fn refresh(&self, key: &K, value: V) -> bool {
         let hash = self.store.hash(key);
+        if !self.weighted {
+            return self
+                .store
+                .update(hash, key, |slot| slot.value = value)
+                .is_some();
+        }
         let weight = (self.weigher)(key, &value).max(1);
         let mut locked = self.lock();
         self.drain(&mut locked);

@@ -76,6 +76,9 @@ pub struct Config {
     /// [`keyspace::budget_bytes_min`](crate::keyspace::budget_bytes_min).
     pub cache_budget_bytes: u64,
     pub cache_policy: crate::cache::PolicyKind,
+    /// SKU views and account views the shared view caches hold (each); 0
+    /// turns them off, and every read goes to its owner.
+    pub view_cache_entries: u64,
 }
 
 /// How `mercato serve` listens. Shard `i` listens on the main port + 1 + `i`
@@ -123,6 +126,7 @@ impl Default for Config {
             serve: None,
             cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
             cache_policy: crate::cache::PolicyKind::Lru,
+            view_cache_entries: crate::limits::VIEW_CACHE_ENTRIES_DEFAULT,
         }
     }
 }
@@ -244,6 +248,8 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     /// The cache keyspace, which every shard and handle serves directly.
     pub keyspace: Arc<crate::keyspace::Keyspace>,
+    /// Cached SKU and account views, unless turned off.
+    pub views: Option<Arc<crate::views::Views>>,
 }
 
 /// What each shard held when the engine stopped.
@@ -428,6 +434,8 @@ impl Engine {
                 config.cache_policy,
                 config.clock.clone(),
             )),
+            views: (config.view_cache_entries > 0)
+                .then(|| Arc::new(crate::views::Views::new(config.view_cache_entries))),
         });
 
         // rings[from][to]: the producer goes to `from`, the consumer to `to`.

@@ -252,11 +252,20 @@ impl Handle {
         )
     }
 
+    /// From the shared view cache when it holds the SKU (see
+    /// [`views`](crate::views) for what a reader gets), else from its owner.
     pub fn get_sku(&self, sku: SkuId) -> CallResult<SkuView> {
+        if let Some(view) = self.views().and_then(|v| v.skus.get(&sku)) {
+            return Ok(Ok(view));
+        }
         self.call_as(Command::GetSku { sku }, sku_of)
     }
 
+    /// From the shared view cache when it holds the account, else from its owner.
     pub fn get_account(&self, account: AccountId) -> CallResult<AccountView> {
+        if let Some(view) = self.views().and_then(|v| v.accounts.get(&account)) {
+            return Ok(Ok(view));
+        }
         self.call_as(Command::GetAccount { account }, account_of)
     }
 
@@ -281,9 +290,23 @@ impl Handle {
         self.shared.keyspace.del(key)
     }
 
+    /// The view caches, while the engine runs: a stopped engine answers
+    /// reads with `Shutdown`, as it answers everything else.
+    fn views(&self) -> Option<&crate::views::Views> {
+        if self.shared.gate.is_closed() {
+            return None;
+        }
+        self.shared.views.as_deref()
+    }
+
     /// The keyspace's counters, size, budget and policy.
     pub fn cache_stats(&self) -> crate::cache::CacheStats {
         self.shared.keyspace.stats()
+    }
+
+    /// The SKU and account view caches' counters, if they are on.
+    pub fn view_stats(&self) -> Option<(crate::cache::CacheStats, crate::cache::CacheStats)> {
+        self.shared.views.as_ref().map(|v| v.stats())
     }
 
     pub fn get_order(&self, account: AccountId, order: OrderId) -> CallResult<OrderView> {

@@ -17,7 +17,7 @@ use mercato_protocol as wire;
 use super::collector::Collector;
 use super::engine::Shared;
 use super::worker::Request;
-use crate::command::Outcome;
+use crate::command::{Command, Outcome, Reply};
 use crate::error::EngineError;
 use crate::server::conn::{Conn, ConnLimits, Event};
 use crate::server::convert;
@@ -47,6 +47,9 @@ struct Client {
     unflushed: bool,
     /// Told apart from an earlier client in the same slot.
     generation: u64,
+    /// Batches with a write in them, sent and not yet answered: while any
+    /// is, this client's reads go to their owners, behind those writes.
+    writes_in_flight: usize,
 }
 
 struct InFlight {
@@ -54,6 +57,8 @@ struct InFlight {
     generation: u64,
     request_id: u64,
     collector: Arc<Collector<Result<Outcome, EngineError>>>,
+    /// The batch holds a write.
+    writes: bool,
 }
 
 pub(crate) struct Net {
@@ -203,6 +208,7 @@ impl Net {
             conn: Conn::new(self.config.limits, self.config.auth_token.clone(), welcome),
             unflushed: false,
             generation: self.generation,
+            writes_in_flight: 0,
         });
         shared.shards[self.shard]
             .conns
@@ -239,7 +245,15 @@ impl Net {
             if shared.draining.load(Ordering::Relaxed) {
                 break;
             }
-            let collector = self.dispatch(requests, shared);
+            let writes_before = self.clients[slot]
+                .as_ref()
+                .is_some_and(|c| c.writes_in_flight > 0);
+            let (collector, writes) = self.dispatch(requests, writes_before, shared);
+            if writes {
+                if let Some(c) = self.clients[slot].as_mut() {
+                    c.writes_in_flight += 1;
+                }
+            }
             shared.shards[self.shard]
                 .net_batches
                 .fetch_add(1, Ordering::SeqCst);
@@ -248,6 +262,7 @@ impl Net {
                 generation,
                 request_id,
                 collector,
+                writes,
             });
         }
         if eof {
@@ -257,12 +272,15 @@ impl Net {
         }
     }
 
-    /// Queue a client's batch on its owners' inbound queues.
+    /// Queue a client's batch on its owners' inbound queues; answer what
+    /// the shared caches can. Returns the collector and whether the batch
+    /// holds a write.
     fn dispatch(
         &self,
         requests: Vec<wire::Request>,
+        writes_before: bool,
         shared: &Arc<Shared>,
-    ) -> Arc<Collector<Result<Outcome, EngineError>>> {
+    ) -> (Arc<Collector<Result<Outcome, EngineError>>>, bool) {
         let n = shared.shards.len();
         let me = self.shard;
         if requests.is_empty() {
@@ -283,9 +301,27 @@ impl Net {
         let collector = Arc::new(Collector::with_on_done(requests.len(), ring));
         let mut by_shard: Vec<Vec<(u32, crate::command::Command)>> =
             (0..n).map(|_| Vec::new()).collect();
+        let mut writes = false;
         for (i, r) in requests.into_iter().enumerate() {
             match convert::route(r) {
                 convert::Routed::Command(cmd) => {
+                    // A read behind a write of this client's waits its turn at
+                    // the owner; any other read may come from the view cache.
+                    let cached = match (&shared.views, writes_before || writes) {
+                        (Some(views), false) => match cmd {
+                            Command::GetSku { sku } => views.skus.get(&sku).map(Reply::Sku),
+                            Command::GetAccount { account } => {
+                                views.accounts.get(&account).map(Reply::Account)
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let Some(reply) = cached {
+                        collector.fill([(i, Ok(Ok(reply)))]);
+                        continue;
+                    }
+                    writes |= !cmd.is_read();
                     by_shard[cmd.owner(n as u16) as usize].push((i as u32, cmd));
                 }
                 // The keyspace is shared: this thread answers at once.
@@ -320,7 +356,7 @@ impl Net {
                 Err(Request::Audit { .. }) => unreachable!("only commands are queued here"),
             }
         }
-        collector
+        (collector, writes)
     }
 
     /// Send the answers of every finished batch to its connection.
@@ -343,6 +379,7 @@ impl Net {
             done += 1;
             if let Some(Some(c)) = self.clients.get_mut(b.slot) {
                 if c.generation == b.generation {
+                    c.writes_in_flight -= usize::from(b.writes);
                     let answers = wire::Answers {
                         load,
                         answers: answers.into_iter().map(convert::answer).collect(),

@@ -12,7 +12,7 @@ use super::engine::{JournalBox, Shared};
 use super::net::Net;
 use super::ring::{Consumer, Producer};
 use crate::audit::AuditPart;
-use crate::command::{Command, Outcome};
+use crate::command::{Command, Outcome, Reply};
 use crate::error::EngineError;
 use crate::error::Reject;
 use crate::limits::{
@@ -20,9 +20,10 @@ use crate::limits::{
     RING_DEPTH_MAX, WARM_CHUNK_LEN,
 };
 use crate::message::{PeerMsg, Vote};
-use crate::shard::{Output, Shard, Token};
+use crate::shard::{Output, Shard, Token, Touched};
 use crate::sync::Ordering;
 use crate::types::ShardId;
+use crate::views::ViewUpdate;
 
 /// What a caller queues for one shard.
 pub(crate) enum Request {
@@ -76,6 +77,11 @@ pub(crate) struct Worker {
     /// durable, each group with the journal number of its last record.
     held_replies: VecDeque<(u64, Vec<(Token, Outcome)>)>,
     held_sends: VecDeque<(u64, Vec<(ShardId, PeerMsg)>)>,
+    /// Views to publish in the shared view caches, held like replies: a
+    /// reader elsewhere must not see what a caller here has not been told.
+    held_views: VecDeque<(u64, Vec<ViewUpdate>)>,
+    /// Scratch for the ids whose views a turn changed.
+    touched: Touched,
     /// The journal failed: nothing more is acknowledged.
     failed: bool,
     /// Client connections, when the engine serves TCP.
@@ -93,6 +99,8 @@ impl Worker {
         journal: Box<dyn JournalBox>,
     ) -> Self {
         let n = producers.len();
+        let mut shard = shard;
+        shard.track_touched(shared.views.is_some());
         Worker {
             shard,
             shared,
@@ -109,6 +117,8 @@ impl Worker {
             journal,
             held_replies: VecDeque::new(),
             held_sends: VecDeque::new(),
+            held_views: VecDeque::new(),
+            touched: Touched::default(),
             failed: false,
             net: None,
             announced_stop: false,
@@ -288,6 +298,10 @@ impl Worker {
     /// still lose); answers to callers.
     fn flush(&mut self) {
         self.log_records();
+        // Before any message leaves: a vote or decision sent now may lead to
+        // an acknowledgment elsewhere, and its reader must find this turn's
+        // views.
+        self.stage_views();
         if !self.out.sends.is_empty() {
             let p = self.journal.progress();
             if self.failed {
@@ -355,6 +369,8 @@ impl Worker {
         while let Some((_, sends)) = self.held_sends.pop_front() {
             self.send_failed(sends);
         }
+        // Never published: the cached views keep the last released state.
+        self.held_views.clear();
     }
 
     fn send_failed(&mut self, sends: Vec<(ShardId, PeerMsg)>) {
@@ -377,7 +393,8 @@ impl Worker {
 
     /// Release what the journal's progress allows; returns groups released.
     fn release_held(&mut self) -> usize {
-        if self.held_replies.is_empty() && self.held_sends.is_empty() {
+        if self.held_replies.is_empty() && self.held_sends.is_empty() && self.held_views.is_empty()
+        {
             return 0;
         }
         if !self.failed && self.journal.failed() {
@@ -385,6 +402,19 @@ impl Worker {
         }
         let p = self.journal.progress();
         let mut released = 0;
+        // Views before messages and replies, so that whoever hears of a
+        // change (a caller, or a coordinator that then tells its caller)
+        // finds it cached.
+        while self
+            .held_views
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.min(p.sends_upto))
+        {
+            let (_, updates) = self.held_views.pop_front().expect("a front");
+            if let Some(views) = &self.shared.views {
+                views.publish(&updates);
+            }
+        }
         while self
             .held_sends
             .front()
@@ -420,6 +450,10 @@ impl Worker {
                 .held_replies
                 .front()
                 .is_some_and(|(lsn, _)| *lsn <= p.replies_upto)
+            || self
+                .held_views
+                .front()
+                .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.min(p.sends_upto))
             || ((!self.held_replies.is_empty() || !self.held_sends.is_empty())
                 && self.journal.failed())
     }
@@ -456,6 +490,7 @@ impl Worker {
     /// journal promises.
     fn answer_all(&mut self) {
         self.log_records();
+        self.stage_views();
         if self.out.replies.is_empty() {
             return;
         }
@@ -470,6 +505,56 @@ impl Worker {
         match self.held_replies.back_mut() {
             Some((lsn, group)) if *lsn == p.last => group.extend(replies),
             _ => self.held_replies.push_back((p.last, replies)),
+        }
+    }
+
+    /// The views this turn changed or was asked for, published now if the
+    /// turn's records are as durable as replies need, else held with them.
+    fn stage_views(&mut self) {
+        let Some(views) = self.shared.views.clone() else {
+            return;
+        };
+        self.shard.take_touched(&mut self.touched);
+        let mut updates = Vec::new();
+        // Owners' answers fill the cache (a miss was forwarded here), before
+        // the refreshes, which hold the state at the end of the turn.
+        for (_, outcome) in &self.out.replies {
+            match outcome {
+                Ok(Reply::Sku(view)) => updates.push(ViewUpdate::Sku {
+                    view: *view,
+                    fill: true,
+                }),
+                Ok(Reply::Account(view)) => updates.push(ViewUpdate::Account {
+                    view: *view,
+                    fill: true,
+                }),
+                _ => {}
+            }
+        }
+        let t = &mut self.touched;
+        t.skus.sort_unstable();
+        t.skus.dedup();
+        t.accounts.sort_unstable();
+        t.accounts.dedup();
+        updates.extend(t.skus.iter().filter_map(|&sku| {
+            let view = self.shard.sku_view_of(sku)?;
+            Some(ViewUpdate::Sku { view, fill: false })
+        }));
+        updates.extend(t.accounts.iter().filter_map(|&account| {
+            let view = self.shard.account_view_of(account)?;
+            Some(ViewUpdate::Account { view, fill: false })
+        }));
+        if updates.is_empty() || self.failed {
+            return;
+        }
+        let p = self.journal.progress();
+        if self.held_views.is_empty() && p.replies_upto.min(p.sends_upto) >= p.last {
+            views.publish(&updates);
+            return;
+        }
+        match self.held_views.back_mut() {
+            Some((lsn, group)) if *lsn == p.last => group.extend(updates),
+            _ => self.held_views.push_back((p.last, updates)),
         }
     }
 

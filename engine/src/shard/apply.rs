@@ -9,6 +9,20 @@ use crate::types::{AccountId, Line, OrderKey, OrderState, Payment, Qty, SkuId};
 
 impl Shard {
     pub(crate) fn apply_record(&mut self, record: Record) {
+        if let Some(t) = &mut self.touched {
+            match &record {
+                Record::SkuPut { sku, .. }
+                | Record::Restocked { sku, .. }
+                | Record::StockCorrected { sku, .. } => t.skus.push(*sku),
+                Record::Deposited { account, .. } | Record::Withdrew { account, .. } => {
+                    t.accounts.push(*account)
+                }
+                Record::Paid { key } | Record::Refunded { key, .. } => t.accounts.push(key.account),
+                // Stock and balance moves inside orders are noted where they
+                // happen: take_stock, settle_line, insert_order.
+                _ => {}
+            }
+        }
         let st = &mut self.state;
         match record {
             Record::SkuPut {
@@ -146,6 +160,9 @@ impl Shard {
 
     /// available → reserved (or straight to sold), counted against the per-user limit.
     fn take_stock(&mut self, account: AccountId, line: &Line, sell: bool) {
+        if let Some(t) = &mut self.touched {
+            t.skus.push(line.sku);
+        }
         let st = &mut self.state;
         let s = st
             .skus
@@ -163,6 +180,9 @@ impl Shard {
     }
 
     fn settle_line(&mut self, account: AccountId, sku: SkuId, qty: Qty, settle: Settle) {
+        if let Some(t) = &mut self.touched {
+            t.skus.push(sku);
+        }
         let st = &mut self.state;
         let s = st.skus.get_mut(&sku).expect("settle a known sku");
         let returned = match settle {
@@ -197,6 +217,9 @@ impl Shard {
     }
 
     fn insert_order(&mut self, order: NewOrder) {
+        if let Some(t) = &mut self.touched {
+            t.accounts.push(order.key.account);
+        }
         let st = &mut self.state;
         let (state, ttl_ms) = order.initial_state();
         let a = st

@@ -245,6 +245,16 @@ pub struct Shard {
     /// Whether records are handed out in `Output::records` (for a journal or a
     /// test) or only applied, which spares copying every order's lines.
     keep_records: bool,
+    /// SKUs and accounts whose views changed, when someone keeps views
+    /// current (`track_touched`).
+    pub(crate) touched: Option<Touched>,
+}
+
+/// Ids whose views changed since they were last taken; may repeat.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub skus: Vec<SkuId>,
+    pub accounts: Vec<AccountId>,
 }
 
 impl Shard {
@@ -261,6 +271,7 @@ impl Shard {
             sent: vec![0; shards as usize],
             received: vec![0; shards as usize],
             keep_records: true,
+            touched: None,
         }
     }
 
@@ -505,6 +516,34 @@ impl Shard {
         }
         self.commit(Record::Withdrew { account, amount }, out);
         self.account_view(account)
+    }
+
+    /// Start (or stop) noting which SKUs' and accounts' views change.
+    pub fn track_touched(&mut self, on: bool) {
+        self.touched = on.then(Touched::default);
+    }
+
+    /// The ids noted since the last call, moved into `into` (emptied first).
+    pub fn take_touched(&mut self, into: &mut Touched) {
+        into.skus.clear();
+        into.accounts.clear();
+        if let Some(t) = &mut self.touched {
+            std::mem::swap(t, into);
+        }
+    }
+
+    pub fn sku_view_of(&self, sku: SkuId) -> Option<SkuView> {
+        match self.sku_view(sku) {
+            Ok(Reply::Sku(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn account_view_of(&self, account: AccountId) -> Option<AccountView> {
+        match self.account_view(account) {
+            Ok(Reply::Account(v)) => Some(v),
+            _ => None,
+        }
     }
 
     fn sku_view(&self, sku: SkuId) -> Outcome {
