@@ -13,28 +13,59 @@
 //!   that write or a later state, from any thread, connection or shard.
 //! - **Monotonic per view.** Only the owner writes a view, in turn order, so
 //!   one SKU's or account's cached view never goes back in time.
+//! - **Settlements on other shards.** A two-phase order is acknowledged by
+//!   its account's shard before the SKU shards turn its holds into sales
+//!   (or release them, on cancel, expiry, refund or abort). So that a reader
+//!   after the acknowledgment does not find the SKU's view from before, the
+//!   acknowledging shard marks those SKUs unsettled and drops their cached
+//!   views before it sends the Decide or Settle; until the SKU's shard has
+//!   applied and published the settlement, reads of them go to it (it takes
+//!   messages before requests, so they see the settlement), and no answer
+//!   of its fills the cache.
 //! - **Program order on a connection.** The server forwards a read to the
 //!   owner while the same connection has a write in flight (in an earlier
 //!   batch or earlier in the same one), so pipelined reads see the writes
 //!   sent before them. An embedded `Handle::submit` batch always runs at the
 //!   owners; only `Handle::get_sku` and `Handle::get_account` read the cache.
 
+use std::sync::Mutex;
+
 use crate::cache::{Cache, CacheStats};
+use crate::hash::IdMap;
 use crate::types::{AccountId, AccountView, SkuId, SkuView};
+
+/// Stripes of the unsettled-SKU counts, so shards marking and settling
+/// different SKUs rarely meet on a lock.
+const UNSETTLED_STRIPES: usize = 16;
+
+const _: () = assert!(UNSETTLED_STRIPES.is_power_of_two());
 
 /// The two view caches.
 #[derive(Debug)]
 pub struct Views {
     pub skus: Cache<SkuId, SkuView>,
     pub accounts: Cache<AccountId, AccountView>,
+    /// SKUs with settlements sent and not yet published by their shard, and
+    /// how many. Taken around a SKU fill, so a fill and a mark never cross.
+    unsettled: Box<[Mutex<IdMap<SkuId, u32>>]>,
 }
 
 /// One view to publish: `fill` for an owner's answer to a miss (inserted),
 /// otherwise a refresh after a change (only if the view is cached).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum ViewUpdate {
-    Sku { view: SkuView, fill: bool },
-    Account { view: AccountView, fill: bool },
+    Sku {
+        view: SkuView,
+        fill: bool,
+    },
+    Account {
+        view: AccountView,
+        fill: bool,
+    },
+    /// This shard published a settlement that another shard marked.
+    Settled {
+        sku: SkuId,
+    },
 }
 
 impl Views {
@@ -43,6 +74,28 @@ impl Views {
         Views {
             skus: Cache::builder(entries).build(),
             accounts: Cache::builder(entries).build(),
+            unsettled: (0..UNSETTLED_STRIPES)
+                .map(|_| Mutex::new(IdMap::default()))
+                .collect(),
+        }
+    }
+
+    fn stripe(&self, sku: SkuId) -> &Mutex<IdMap<SkuId, u32>> {
+        let at = crate::hash::shard_of(sku, UNSETTLED_STRIPES as u16) as usize;
+        &self.unsettled[at]
+    }
+
+    /// A shard is about to send settlements for these SKUs: their cached
+    /// views are stale until the owners publish them.
+    pub(crate) fn mark_unsettled(&self, skus: &[SkuId]) {
+        for &sku in skus {
+            let mut counts = self.stripe(sku).lock().expect("unsettled lock");
+            *counts.entry(sku).or_insert(0) += 1;
+            // Look before locking the cache: hot SKUs are mostly unsettled
+            // and absent already.
+            if self.skus.peek(&sku).is_some() {
+                self.skus.remove(&sku);
+            }
         }
     }
 
@@ -50,7 +103,10 @@ impl Views {
         for u in updates {
             match *u {
                 ViewUpdate::Sku { view, fill: true } => {
-                    let _ = self.skus.insert(view.id, view);
+                    let counts = self.stripe(view.id).lock().expect("unsettled lock");
+                    if !counts.contains_key(&view.id) {
+                        let _ = self.skus.insert(view.id, view);
+                    }
                 }
                 ViewUpdate::Sku { view, fill: false } => {
                     self.skus.refresh(&view.id, view);
@@ -60,6 +116,15 @@ impl Views {
                 }
                 ViewUpdate::Account { view, fill: false } => {
                     self.accounts.refresh(&view.id, view);
+                }
+                ViewUpdate::Settled { sku } => {
+                    let mut counts = self.stripe(sku).lock().expect("unsettled lock");
+                    if let Some(n) = counts.get_mut(&sku) {
+                        *n -= 1;
+                        if *n == 0 {
+                            counts.remove(&sku);
+                        }
+                    }
                 }
             }
         }

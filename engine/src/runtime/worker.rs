@@ -217,6 +217,10 @@ impl Worker {
             // Read after the pop: a request queued after the clock moved
             // must see the new time, or a payment could beat its deadline.
             let now = self.shared.clock.now_ms();
+            // Messages sent before this request was (a Decide or Settle a
+            // caller heard acknowledged before it asked) are on the rings
+            // now: take them first, so the request sees them.
+            self.take_messages(now);
             work += 1;
             match req {
                 Request::Commands { collector, cmds } if self.failed => {
@@ -515,7 +519,14 @@ impl Worker {
             return;
         };
         self.shard.take_touched(&mut self.touched);
-        let mut updates = Vec::new();
+        // At once, before the messages leave: marking early only sends
+        // more reads to the owners.
+        views.mark_unsettled(&self.touched.remote);
+        // Settlements first: within one staging, messages were taken before
+        // requests, so the answers below already include them and may fill.
+        let mut updates: Vec<ViewUpdate> = (self.touched.settled.iter())
+            .map(|&sku| ViewUpdate::Settled { sku })
+            .collect();
         // Owners' answers fill the cache (a miss was forwarded here), before
         // the refreshes, which hold the state at the end of the turn.
         for (_, outcome) in &self.out.replies {
@@ -544,6 +555,7 @@ impl Worker {
             let view = self.shard.account_view_of(account)?;
             Some(ViewUpdate::Account { view, fill: false })
         }));
+
         if updates.is_empty() || self.failed {
             return;
         }

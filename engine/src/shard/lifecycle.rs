@@ -139,6 +139,9 @@ impl Shard {
                     out,
                 );
             } else {
+                if let Some(t) = &mut self.touched {
+                    t.remote.extend(lines.iter().map(|&(sku, _)| sku));
+                }
                 self.send(
                     s,
                     PeerMsg::Settle {

@@ -214,6 +214,10 @@ impl ShardSet {
         self.0[usize::from(s) / 64] |= 1 << (s % 64);
     }
 
+    pub fn contains(&self, s: ShardId) -> bool {
+        self.0[usize::from(s) / 64] & (1 << (s % 64)) != 0
+    }
+
     /// The members, ascending; visits set bits only.
     pub fn iter(self) -> impl Iterator<Item = ShardId> {
         self.0.into_iter().enumerate().flat_map(|(word, mut bits)| {
@@ -255,6 +259,12 @@ pub struct Shard {
 pub struct Touched {
     pub skus: Vec<SkuId>,
     pub accounts: Vec<AccountId>,
+    /// SKUs of other shards whose views a message sent here (a Decide or a
+    /// Settle) will change there: until they do, their cached views are stale.
+    pub remote: Vec<SkuId>,
+    /// SKUs of this shard that a Decide or Settle from another shard settled:
+    /// the other half of `remote`, one entry per entry there.
+    pub settled: Vec<SkuId>,
 }
 
 impl Shard {
@@ -446,19 +456,29 @@ impl Shard {
                 tx,
                 commit,
                 immediate,
-            } => self.decide(tx, commit, immediate, out),
+            } => {
+                if let (Some(t), Some(hold)) = (&mut self.touched, self.state.holds.get(&tx)) {
+                    t.settled.extend(hold.lines.iter().map(|l| l.sku));
+                }
+                self.decide(tx, commit, immediate, out)
+            }
             PeerMsg::Settle {
                 account,
                 lines,
                 settle,
-            } => self.commit(
-                Record::StockSettled {
-                    account,
-                    lines,
-                    settle,
-                },
-                out,
-            ),
+            } => {
+                if let Some(t) = &mut self.touched {
+                    t.settled.extend(lines.iter().map(|&(sku, _)| sku));
+                }
+                self.commit(
+                    Record::StockSettled {
+                        account,
+                        lines,
+                        settle,
+                    },
+                    out,
+                )
+            }
         }
     }
 
@@ -527,6 +547,8 @@ impl Shard {
     pub fn take_touched(&mut self, into: &mut Touched) {
         into.skus.clear();
         into.accounts.clear();
+        into.remote.clear();
+        into.settled.clear();
         if let Some(t) = &mut self.touched {
             std::mem::swap(t, into);
         }

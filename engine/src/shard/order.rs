@@ -410,6 +410,14 @@ impl Shard {
             }),
         };
         let immediate = payment == Payment::Immediate;
+        // Either decision changes the SKU views of every shard that holds
+        // stock for this order.
+        if let Some(t) = &mut self.touched {
+            let (me, shards) = (self.id, self.shards);
+            t.remote.extend(lines.iter().map(|l| l.sku).filter(|&sku| {
+                shard_of(sku, shards) != me && voted_yes.contains(shard_of(sku, shards))
+            }));
+        }
         match decision {
             Ok(total) => {
                 let order = NewOrder {
