@@ -88,6 +88,10 @@ struct Args {
     /// Under `always`, the least time between two syncs of a shard's log.
     #[arg(long, default_value_t = mercato_wal::GROUP_COMMIT_WAIT_US_DEFAULT)]
     group_commit_wait_us: u64,
+    /// SKU and account views cached for reads from any shard, each; 0 turns
+    /// the view caches off (embedded target).
+    #[arg(long, default_value_t = mercato_engine::limits::VIEW_CACHE_ENTRIES_DEFAULT)]
+    view_cache_entries: u64,
     /// Snapshot a shard's log once this many segments are closed; 0 never.
     #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_SEGMENTS_DEFAULT)]
     snapshot_segments: usize,
@@ -548,6 +552,7 @@ fn main() {
         durability: args.durability,
         group_commit_wait_us: args.group_commit_wait_us,
         snapshot_segments: args.snapshot_segments,
+        view_cache_entries: args.view_cache_entries,
         ..Config::default()
     };
     let engine = match Engine::open(config) {

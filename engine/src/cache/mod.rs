@@ -319,6 +319,11 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     pub fn refresh(&self, key: &K, value: V) -> bool {
         let hash = self.store.hash(key);
         if !self.weighted {
+            // Most refreshed keys are not cached: look under the shared lock
+            // before taking the exclusive one.
+            if self.store.read(hash, key, |_| ()).is_none() {
+                return false;
+            }
             return self
                 .store
                 .update(hash, key, |slot| slot.value = value)

@@ -82,6 +82,8 @@ pub(crate) struct Worker {
     held_views: VecDeque<(u64, Vec<ViewUpdate>)>,
     /// Scratch for the ids whose views a turn changed.
     touched: Touched,
+    /// Scratch for the view updates of a turn that need not wait.
+    view_updates: Vec<ViewUpdate>,
     /// The journal failed: nothing more is acknowledged.
     failed: bool,
     /// Client connections, when the engine serves TCP.
@@ -119,6 +121,7 @@ impl Worker {
             held_sends: VecDeque::new(),
             held_views: VecDeque::new(),
             touched: Touched::default(),
+            view_updates: Vec::new(),
             failed: false,
             net: None,
             announced_stop: false,
@@ -524,9 +527,9 @@ impl Worker {
         views.mark_unsettled(&self.touched.remote);
         // Settlements first: within one staging, messages were taken before
         // requests, so the answers below already include them and may fill.
-        let mut updates: Vec<ViewUpdate> = (self.touched.settled.iter())
-            .map(|&sku| ViewUpdate::Settled { sku })
-            .collect();
+        let mut updates = std::mem::take(&mut self.view_updates);
+        updates.clear();
+        updates.extend((self.touched.settled.iter()).map(|&sku| ViewUpdate::Settled { sku }));
         // Owners' answers fill the cache (a miss was forwarded here), before
         // the refreshes, which hold the state at the end of the turn.
         for (_, outcome) in &self.out.replies {
@@ -557,11 +560,14 @@ impl Worker {
         }));
 
         if updates.is_empty() || self.failed {
+            self.view_updates = updates;
             return;
         }
         let p = self.journal.progress();
         if self.held_views.is_empty() && p.replies_upto.min(p.sends_upto) >= p.last {
             views.publish(&updates);
+            // Kept for the next turn: no allocation per turn in memory.
+            self.view_updates = updates;
             return;
         }
         match self.held_views.back_mut() {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use mercato_engine::cache::PolicyKind;
 use mercato_engine::limits::{
-    CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX, OUT_BYTES_PER_CONN_MAX,
+    CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX,
+    OUT_BYTES_PER_CONN_MAX, VIEW_CACHE_ENTRIES_DEFAULT,
 };
 use mercato_engine::{Config, Durability, Engine, ServeConfig};
 
@@ -54,6 +55,10 @@ pub struct Args {
     /// Replacement policy of the cache keyspace: lru (default) or arc.
     #[arg(long)]
     cache_policy: Option<String>,
+    /// SKU and account views cached for reads from any shard, each
+    /// (default 65536); 0 sends every read to its owner.
+    #[arg(long)]
+    view_cache_entries: Option<u64>,
 }
 
 impl Args {
@@ -71,6 +76,7 @@ impl Args {
             out_bytes_max: self.out_bytes_max.or(file.out_bytes_max),
             cache_budget_bytes: self.cache_budget_bytes.or(file.cache_budget_bytes),
             cache_policy: self.cache_policy.or(file.cache_policy),
+            view_cache_entries: self.view_cache_entries.or(file.view_cache_entries),
         }
     }
 }
@@ -101,6 +107,7 @@ fn settings(a: Args) -> Result<Config, String> {
         durability,
         cache_budget_bytes: a.cache_budget_bytes.unwrap_or(CACHE_BUDGET_BYTES_DEFAULT),
         cache_policy,
+        view_cache_entries: a.view_cache_entries.unwrap_or(VIEW_CACHE_ENTRIES_DEFAULT),
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
