@@ -58,6 +58,12 @@ pub const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
 /// SKU views and account views cached for reads from any shard, each,
 /// unless configured: about 6 MiB for each kind.
 pub const VIEW_CACHE_ENTRIES_DEFAULT: u64 = 65_536;
+/// Embedded batches longer than this skip the views. What a view saves is
+/// the hand-off to the owner's thread, and a long batch already shares one
+/// hand-off among all its commands, after which the owner reads its own
+/// table faster than callers read the shared cache: at 16 the two ways
+/// measured even, at 256 the views were 2.5 times slower (BENCHMARKS.md).
+pub const VIEW_BATCH_LEN_MAX: usize = 16;
 /// The keyspace's memory budget unless configured.
 pub const CACHE_BUDGET_BYTES_DEFAULT: u64 = 64 << 20;
 

@@ -22,11 +22,15 @@
 //!   applied and published the settlement, reads of them go to it (it takes
 //!   messages before requests, so they see the settlement), and no answer
 //!   of its fills the cache.
-//! - **Program order on a connection.** The server forwards a read to the
-//!   owner while the same connection has a write in flight (in an earlier
-//!   batch or earlier in the same one), so pipelined reads see the writes
-//!   sent before them. An embedded `Handle::submit` batch always runs at the
-//!   owners; only `Handle::get_sku` and `Handle::get_account` read the cache.
+//! - **Program order per caller.** A read goes to its owner while the same
+//!   caller has a write in flight, earlier in the same batch or in an
+//!   earlier one not yet answered, so pipelined reads see the writes sent
+//!   before them. The caller is a connection for the server and a `Handle`
+//!   value when embedded (its tickets; a clone is a new caller).
+//! - **Only reads that looked fill.** A read that went to its owner because
+//!   of a write before it does not fill the cache on the way back, so a
+//!   workload whose reads follow writes does not pay for a cache it cannot
+//!   use.
 
 use std::sync::Mutex;
 

@@ -1,8 +1,9 @@
 //! Read-through SKU and account views: the consistency `engine::views`
 //! promises, checked embedded and over TCP. A reader that starts after a
 //! write was acknowledged sees it (from another thread, connection or
-//! shard); a view never goes back in time; a read behind a write on the same
-//! connection sees that write; with the views off every read goes to the owner.
+//! shard); a view never goes back in time; a read behind a write of the same
+//! caller (a connection, or a `Handle` and its tickets) sees that write; only
+//! reads that looked fill; with the views off every read goes to the owner.
 
 mod util;
 
@@ -11,8 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mercato_client::{Client, ClientConfig, wire};
 use mercato_engine::hash::shard_of;
-use mercato_engine::{Config, Engine, LineRequest, Payment};
-use util::Server;
+use mercato_engine::limits::VIEW_BATCH_LEN_MAX;
+use mercato_engine::{
+    Command, Config, Durability, Engine, LineRequest, ManualClock, Payment, Reply,
+};
+use proptest::prelude::*;
+use util::model::Model;
+use util::strategy::{Space, command};
+use util::{Server, TempDir, durable_config};
 
 #[test]
 fn reads_are_served_from_the_cache_and_see_acknowledged_writes() {
@@ -21,15 +28,14 @@ fn reads_are_served_from_the_cache_and_see_acknowledged_writes() {
     h.put_sku(1, 100, 0).unwrap().unwrap();
     h.restock(1, 10).unwrap().unwrap();
     h.deposit(5, 1_000).unwrap().unwrap();
-    // The writes' replies filled the caches.
-    assert_eq!(h.get_sku(1).unwrap().unwrap().available, 10);
-    assert_eq!(h.get_account(5).unwrap().unwrap().balance, 1_000);
-    let (skus, accounts) = h.view_stats().unwrap();
-    assert_eq!(
-        (skus.hits, accounts.hits),
-        (1, 1),
-        "both reads were cache hits"
-    );
+    // Writes fill nothing; the first reads miss and their owners fill.
+    for hits in [0, 1] {
+        assert_eq!(h.get_sku(1).unwrap().unwrap().available, 10);
+        assert_eq!(h.get_account(5).unwrap().unwrap().balance, 1_000);
+        let (skus, accounts) = h.view_stats().unwrap();
+        assert_eq!((skus.hits, accounts.hits), (hits, hits));
+        assert_eq!((skus.misses, accounts.misses), (1, 1));
+    }
     h.restock(1, 5).unwrap().unwrap();
     h.place_order(1, 5, vec![LineRequest::new(1, 3)], Payment::Immediate)
         .unwrap()
@@ -120,6 +126,91 @@ fn a_reader_on_another_thread_never_sees_less_than_what_was_acknowledged() {
 }
 
 #[test]
+fn a_batch_reads_the_cache_until_its_first_write_and_only_lookers_fill() {
+    let engine = Engine::open(Config::with_shards(2)).unwrap();
+    let h = engine.handle();
+    h.put_sku(1, 100, 0).unwrap().unwrap();
+    h.restock(1, 10).unwrap().unwrap();
+    h.deposit(5, 1_000).unwrap().unwrap();
+    let get = Command::GetAccount { account: 5 };
+    let deposit = Command::Deposit {
+        account: 5,
+        amount: 1,
+    };
+    // A read behind a write in the same batch sees it and does not look.
+    let answers = h
+        .submit_waiting(vec![deposit.clone(), get.clone()])
+        .unwrap();
+    assert!(matches!(answers[1], Ok(Reply::Account(v)) if v.balance == 1_001));
+    let (_, accounts) = h.view_stats().unwrap();
+    assert_eq!(
+        (accounts.hits, accounts.misses, accounts.inserts),
+        (0, 0, 0)
+    );
+    // A read first in a batch looks, misses, and the owner fills.
+    h.submit_waiting(vec![get.clone(), Command::GetSku { sku: 1 }])
+        .unwrap();
+    let (skus, accounts) = h.view_stats().unwrap();
+    assert_eq!((accounts.misses, accounts.inserts), (1, 1));
+    assert_eq!((skus.misses, skus.inserts), (1, 1));
+    // Now both are hits; the read after the deposit still goes to the
+    // owner and sees it.
+    let answers =
+        (h.submit_waiting(vec![get.clone(), Command::GetSku { sku: 1 }, deposit, get])).unwrap();
+    assert!(matches!(answers[0], Ok(Reply::Account(v)) if v.balance == 1_001));
+    assert!(matches!(answers[1], Ok(Reply::Sku(v)) if v.available == 10));
+    assert!(matches!(answers[3], Ok(Reply::Account(v)) if v.balance == 1_002));
+    let (skus, accounts) = h.view_stats().unwrap();
+    assert_eq!((skus.hits, accounts.hits, accounts.misses), (1, 1, 1));
+    // A batch longer than VIEW_BATCH_LEN_MAX goes to the owners whole: one
+    // hand-off serves it, and the owners read their own tables faster.
+    let long = vec![Command::GetSku { sku: 1 }; VIEW_BATCH_LEN_MAX + 1];
+    let answers = h.submit_waiting(long).unwrap();
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok(Reply::Sku(v)) if v.available == 10))
+    );
+    assert_eq!(
+        h.view_stats().unwrap().0,
+        skus,
+        "the SKU views were not asked"
+    );
+    assert!(h.audit().unwrap().ok());
+    engine.shutdown();
+}
+
+#[test]
+fn a_read_behind_an_unanswered_ticket_of_the_same_handle_sees_its_write() {
+    let engine = Engine::open(Config::with_shards(2)).unwrap();
+    let h = engine.handle();
+    h.deposit(5, 1).unwrap().unwrap();
+    for round in 0..300u64 {
+        // Cached, so a read that looked would find the old balance.
+        assert_eq!(h.get_account(5).unwrap().unwrap().balance, 1 + round);
+        assert_eq!(h.get_account(5).unwrap().unwrap().balance, 1 + round);
+        let deposit = Command::Deposit {
+            account: 5,
+            amount: 1,
+        };
+        let write = h.submit_ticket(vec![deposit]).unwrap();
+        let read = h
+            .submit_ticket(vec![Command::GetAccount { account: 5 }])
+            .unwrap();
+        let seen = read.wait();
+        assert!(
+            matches!(seen[0], Ok(Ok(Reply::Account(v))) if v.balance == 2 + round),
+            "round {round}: {seen:?}"
+        );
+        assert!(write.wait()[0].is_ok());
+    }
+    // The pairs of reads above hit: the tracking lets reads use the views
+    // once the handle's tickets are answered.
+    assert!(h.view_stats().unwrap().1.hits >= 300);
+    engine.shutdown();
+}
+
+#[test]
 fn with_the_views_off_reads_go_to_the_owner() {
     let engine = Engine::open(Config {
         view_cache_entries: 0,
@@ -173,4 +264,51 @@ fn over_tcp_any_connection_sees_acknowledged_writes_and_a_batch_keeps_its_order(
     assert!(
         matches!(&read.wait().unwrap()[0], wire::Answer::Done(wire::Reply::Sku(v)) if v.available == 26)
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Every command through the views-on engine answers as the model, and
+    /// after each one every SKU and account read (cached or not) does too.
+    #[test]
+    fn reads_through_the_views_answer_as_the_model(
+        shards in 1..=3u16,
+        durability in prop_oneof![
+            Just(None),
+            Just(Some(Durability::Always)),
+            Just(Some(Durability::Interval { ms: 2 })),
+            Just(Some(Durability::Never)),
+        ],
+        cmds in proptest::collection::vec(command(Space::small()), 1..60),
+    ) {
+        let dir = TempDir::new("views-model");
+        let base = match durability {
+            Some(durability) => Config {
+                durability,
+                ..durable_config(&dir.0, shards)
+            },
+            None => Config::with_shards(shards),
+        };
+        let engine = Engine::open(Config {
+            clock: Arc::new(ManualClock::new(1_000)),
+            ..base
+        })
+        .unwrap();
+        let h = engine.handle();
+        let mut model = Model::default();
+        let sp = Space::small();
+        for cmd in &cmds {
+            prop_assert_eq!(h.call(cmd.clone()).unwrap(), model.exec(cmd, 1_000), "{:?}", cmd);
+            for sku in sp.sku_base..sp.sku_base + sp.skus {
+                let read = Command::GetSku { sku };
+                prop_assert_eq!(h.call(read.clone()).unwrap(), model.exec(&read, 1_000), "after {:?}", cmd);
+            }
+            for account in sp.account_base..sp.account_base + sp.accounts {
+                let read = Command::GetAccount { account };
+                prop_assert_eq!(h.call(read.clone()).unwrap(), model.exec(&read, 1_000), "after {:?}", cmd);
+            }
+        }
+        engine.shutdown();
+    }
 }

@@ -146,6 +146,9 @@ struct Counts {
     rejected: u64,
     requests: u64,
     latency: Latency,
+    /// Hits over lookups in the SKU and account views, embedded with the
+    /// views on.
+    view_hit_ratio: Option<f64>,
 }
 
 impl Counts {
@@ -598,7 +601,11 @@ fn main() {
         }
         Mutex::new(f)
     });
-    let (c, secs) = drive(&h, &args, accounts, skus, acks.as_ref());
+    let (mut c, secs) = drive(&h, &args, accounts, skus, acks.as_ref());
+    c.view_hit_ratio = h.view_stats().and_then(|(s, a)| {
+        let looked = s.hits + s.misses + a.hits + a.misses;
+        (looked > 0).then(|| (s.hits + a.hits) as f64 / looked as f64)
+    });
     let audit = h.audit().expect("the engine is up");
     let ok = audit.ok() && audit.quiescent;
     let durability = match &args.data_dir {
@@ -631,11 +638,14 @@ fn report(
         .replace("flashsale", "flash-sale");
     let (p50, p99, p999) = (c.latency.p(0.5), c.latency.p(0.99), c.latency.p(0.999));
     let ok = invariants.map_or("null".to_string(), |ok| ok.to_string());
+    let views = c
+        .view_hit_ratio
+        .map_or("null".to_string(), |r| format!("{r:.4}"));
     if args.json {
         println!(
             "{{\"workload\":\"{workload}\",\"target\":\"{}\",\"shards\":{shards},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{durability}\",\"seconds\":{secs:.3},\
              \"orders_committed\":{},\"orders_rejected\":{},\"orders_per_sec\":{:.0},\"requests_per_sec\":{:.0},\
-             \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"invariants_ok\":{ok}}}",
+             \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"view_hit_ratio\":{views},\"invariants_ok\":{ok}}}",
             args.target,
             args.threads,
             args.batch,
@@ -662,6 +672,9 @@ fn report(
         println!(
             "  latency per request: p50 {p50} us, p99 {p99} us, p99.9 {p999} us (each request waits for its batch)"
         );
+        if let Some(r) = c.view_hit_ratio {
+            println!("  view cache hit ratio: {:.1}%", r * 100.0);
+        }
         println!("  audit: {verdict}");
     }
 }

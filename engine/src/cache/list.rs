@@ -198,7 +198,9 @@ impl<K> Lists<K> {
 
     /// Takes a node out of its list; the list's weight is the caller's.
     fn unlink(&mut self, index: u32) {
-        let Link { prev, next, tag, .. } = self.links[index as usize];
+        let Link {
+            prev, next, tag, ..
+        } = self.links[index as usize];
         debug_assert!(tag != Tag::Free, "unlinking a free node");
         let ends = &mut self.ends[tag as usize];
         if prev == NIL {

@@ -1,23 +1,34 @@
 //! The caller's side: route each command to its shard, queue it, wait.
 
+use crate::sync::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::collector::Collector;
 use super::engine::Shared;
+use super::route::Split;
 use super::worker::Request;
 use crate::audit::{AuditPart, AuditReport, audit, quiescent};
 use crate::command::{Command, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
-use crate::limits::BATCH_LEN_MAX;
+use crate::limits::{BATCH_LEN_MAX, VIEW_BATCH_LEN_MAX};
 use crate::types::{
     AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, SkuId, SkuView,
 };
 
 /// A cheap, cloneable way in to a running engine, shared by any number of threads.
-#[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
+    /// This handle's tickets holding writes and not yet answered: while
+    /// any is, its reads go to their owners so they see those writes.
+    writes_in_flight: Arc<AtomicUsize>,
+}
+
+/// A clone is a new caller: it does not wait for the original's tickets.
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        Handle::new(self.shared.clone())
+    }
 }
 
 /// A batch in flight, from [`Handle::submit_ticket`].
@@ -40,7 +51,10 @@ const AUDIT_ATTEMPTS_MAX: u32 = 1_000;
 
 impl Handle {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Handle { shared }
+        Handle {
+            shared,
+            writes_in_flight: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -80,7 +94,7 @@ impl Handle {
     /// more work in flight than one blocking call allows. Like
     /// [`Handle::submit_waiting`], it waits for room in a full queue.
     pub fn submit_ticket(&self, cmds: Vec<Command>) -> Result<Ticket, EngineError> {
-        self.queue(cmds, true)
+        self.queue(cmds, true, true)
     }
 
     fn submit_inner(
@@ -88,35 +102,54 @@ impl Handle {
         cmds: Vec<Command>,
         wait: bool,
     ) -> Result<Vec<Result<Outcome, EngineError>>, EngineError> {
-        Ok(self.queue(cmds, wait)?.wait())
+        Ok(self.queue(cmds, wait, false)?.wait())
     }
 
-    fn queue(&self, cmds: Vec<Command>, wait: bool) -> Result<Ticket, EngineError> {
+    /// `track`: the caller may queue more before this batch is answered,
+    /// so its writes must keep later reads off the view caches until then.
+    fn queue(&self, cmds: Vec<Command>, wait: bool, track: bool) -> Result<Ticket, EngineError> {
         if cmds.len() > BATCH_LEN_MAX {
             return Err(EngineError::BatchTooLong {
                 len: cmds.len(),
                 max: BATCH_LEN_MAX,
             });
         }
-        let n = self.shards();
-        let collector = Arc::new(Collector::new(cmds.len()));
-        {
-            let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
-            let mut by_shard: Vec<Vec<(u32, Command)>> = (0..n).map(|_| Vec::new()).collect();
-            for (i, cmd) in cmds.into_iter().enumerate() {
-                by_shard[cmd.owner(n) as usize].push((i as u32, cmd));
+        let _pass = self.shared.gate.enter().ok_or(EngineError::Shutdown)?;
+        let n = self.shards() as usize;
+        let views = (self.shared.views.as_deref()).filter(|_| cmds.len() <= VIEW_BATCH_LEN_MAX);
+        let in_flight = &self.writes_in_flight;
+        let mut split = Split::new(n, None, in_flight.load(Ordering::Acquire) > 0);
+        let len = cmds.len();
+        let mut answered = Vec::new();
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            if let Some(reply) = split.add(views, i as u32, cmd) {
+                answered.push((i, Ok(Ok(reply))));
             }
-            for (shard, cmds) in by_shard.into_iter().enumerate() {
-                if cmds.is_empty() {
-                    continue;
-                }
-                let req = Request::Commands {
-                    collector: collector.clone(),
-                    cmds,
-                };
-                if let Err((Request::Commands { cmds, .. }, error)) = self.push(shard, req, wait) {
-                    collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(error))));
-                }
+        }
+        let collector = if track && split.writes {
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            let in_flight = in_flight.clone();
+            Arc::new(Collector::with_on_done(
+                len,
+                Box::new(move || {
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                }),
+            ))
+        } else {
+            Arc::new(Collector::new(len))
+        };
+        collector.fill(answered);
+        for (shard, part) in split.parts.into_iter().enumerate() {
+            if part.cmds.is_empty() {
+                continue;
+            }
+            let req = Request::Commands {
+                collector: collector.clone(),
+                cmds: part.cmds,
+                missed: part.missed,
+            };
+            if let Err((Request::Commands { cmds, .. }, error)) = self.push(shard, req, wait) {
+                collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(error))));
             }
         }
         Ok(Ticket { collector })
@@ -255,17 +288,11 @@ impl Handle {
     /// From the shared view cache when it holds the SKU (see
     /// [`views`](crate::views) for what a reader gets), else from its owner.
     pub fn get_sku(&self, sku: SkuId) -> CallResult<SkuView> {
-        if let Some(view) = self.views().and_then(|v| v.skus.get(&sku)) {
-            return Ok(Ok(view));
-        }
         self.call_as(Command::GetSku { sku }, sku_of)
     }
 
     /// From the shared view cache when it holds the account, else from its owner.
     pub fn get_account(&self, account: AccountId) -> CallResult<AccountView> {
-        if let Some(view) = self.views().and_then(|v| v.accounts.get(&account)) {
-            return Ok(Ok(view));
-        }
         self.call_as(Command::GetAccount { account }, account_of)
     }
 
@@ -288,15 +315,6 @@ impl Handle {
     /// Removes `key`; true if it held a live value.
     pub fn cache_del(&self, key: &[u8]) -> Result<bool, Reject> {
         self.shared.keyspace.del(key)
-    }
-
-    /// The view caches, while the engine runs: a stopped engine answers
-    /// reads with `Shutdown`, as it answers everything else.
-    fn views(&self) -> Option<&crate::views::Views> {
-        if self.shared.gate.is_closed() {
-            return None;
-        }
-        self.shared.views.as_deref()
     }
 
     /// The keyspace's counters, size, budget and policy.

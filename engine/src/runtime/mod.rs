@@ -8,6 +8,7 @@ mod gate;
 mod handle;
 mod net;
 pub mod ring;
+mod route;
 mod worker;
 
 pub use collector::Collector;

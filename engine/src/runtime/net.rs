@@ -16,8 +16,9 @@ use mercato_protocol as wire;
 
 use super::collector::Collector;
 use super::engine::Shared;
+use super::route::Split;
 use super::worker::Request;
-use crate::command::{Command, Outcome, Reply};
+use crate::command::Outcome;
 use crate::error::EngineError;
 use crate::server::conn::{Conn, ConnLimits, Event};
 use crate::server::convert;
@@ -299,30 +300,13 @@ impl Net {
             })
         };
         let collector = Arc::new(Collector::with_on_done(requests.len(), ring));
-        let mut by_shard: Vec<Vec<(u32, crate::command::Command)>> =
-            (0..n).map(|_| Vec::new()).collect();
-        let mut writes = false;
+        let mut split = Split::new(n, Some(me), writes_before);
         for (i, r) in requests.into_iter().enumerate() {
             match convert::route(r) {
                 convert::Routed::Command(cmd) => {
-                    // A read behind a write of this client's waits its turn at
-                    // the owner; any other read may come from the view cache.
-                    let cached = match (&shared.views, writes_before || writes) {
-                        (Some(views), false) => match cmd {
-                            Command::GetSku { sku } => views.skus.get(&sku).map(Reply::Sku),
-                            Command::GetAccount { account } => {
-                                views.accounts.get(&account).map(Reply::Account)
-                            }
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    if let Some(reply) = cached {
+                    if let Some(reply) = split.add(shared.views.as_deref(), i as u32, cmd) {
                         collector.fill([(i, Ok(Ok(reply)))]);
-                        continue;
                     }
-                    writes |= !cmd.is_read();
-                    by_shard[cmd.owner(n as u16) as usize].push((i as u32, cmd));
                 }
                 // The keyspace is shared: this thread answers at once.
                 convert::Routed::Keyspace(r) => {
@@ -330,14 +314,15 @@ impl Net {
                 }
             }
         }
-        for (owner, cmds) in by_shard.into_iter().enumerate() {
-            if cmds.is_empty() {
+        for (owner, part) in split.parts.into_iter().enumerate() {
+            if part.cmds.is_empty() {
                 continue;
             }
             let slot = &shared.shards[owner];
             let req = Request::Commands {
                 collector: collector.clone(),
-                cmds,
+                cmds: part.cmds,
+                missed: part.missed,
             };
             match slot.inbound.push(req) {
                 Ok(()) => {
@@ -356,7 +341,7 @@ impl Net {
                 Err(Request::Audit { .. }) => unreachable!("only commands are queued here"),
             }
         }
-        (collector, writes)
+        (collector, split.writes)
     }
 
     /// Send the answers of every finished batch to its connection.

@@ -11,8 +11,9 @@ use super::collector::Collector;
 use super::engine::{JournalBox, Shared};
 use super::net::Net;
 use super::ring::{Consumer, Producer};
+use super::route::Missed;
 use crate::audit::AuditPart;
-use crate::command::{Command, Outcome, Reply};
+use crate::command::{Command, Outcome};
 use crate::error::EngineError;
 use crate::error::Reject;
 use crate::limits::{
@@ -31,6 +32,8 @@ pub(crate) enum Request {
     Commands {
         collector: Arc<Collector<Result<Outcome, EngineError>>>,
         cmds: Vec<(u32, Command)>,
+        /// Reads among `cmds` that missed the view cache.
+        missed: Vec<Missed>,
     },
     /// This shard's audit figures, into slot `slot`.
     Audit {
@@ -84,6 +87,8 @@ pub(crate) struct Worker {
     touched: Touched,
     /// Scratch for the view updates of a turn that need not wait.
     view_updates: Vec<ViewUpdate>,
+    /// Reads this turn that missed the view cache, to fill it with.
+    missed: Vec<Missed>,
     /// The journal failed: nothing more is acknowledged.
     failed: bool,
     /// Client connections, when the engine serves TCP.
@@ -122,6 +127,7 @@ impl Worker {
             held_views: VecDeque::new(),
             touched: Touched::default(),
             view_updates: Vec::new(),
+            missed: Vec::new(),
             failed: false,
             net: None,
             announced_stop: false,
@@ -226,7 +232,9 @@ impl Worker {
             self.take_messages(now);
             work += 1;
             match req {
-                Request::Commands { collector, cmds } if self.failed => {
+                Request::Commands {
+                    collector, cmds, ..
+                } if self.failed => {
                     // The log failed: nothing may change, so nothing runs.
                     let shard = self.shard.id();
                     collector.fill(
@@ -235,7 +243,12 @@ impl Worker {
                         }),
                     );
                 }
-                Request::Commands { collector, cmds } => {
+                Request::Commands {
+                    collector,
+                    cmds,
+                    missed,
+                } => {
+                    self.missed.extend(missed);
                     let outstanding = cmds.len() as u32;
                     let idx = u64::from(self.park(Waiter {
                         collector,
@@ -411,11 +424,13 @@ impl Worker {
         let mut released = 0;
         // Views before messages and replies, so that whoever hears of a
         // change (a caller, or a coordinator that then tells its caller)
-        // finds it cached.
+        // finds it cached: a view goes out as soon as either may, which
+        // under `interval` and `never` is before its records are synced,
+        // as replies are.
         while self
             .held_views
             .front()
-            .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.min(p.sends_upto))
+            .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.max(p.sends_upto))
         {
             let (_, updates) = self.held_views.pop_front().expect("a front");
             if let Some(views) = &self.shared.views {
@@ -460,7 +475,7 @@ impl Worker {
             || self
                 .held_views
                 .front()
-                .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.min(p.sends_upto))
+                .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.max(p.sends_upto))
             || ((!self.held_replies.is_empty() || !self.held_sends.is_empty())
                 && self.journal.failed())
     }
@@ -530,22 +545,23 @@ impl Worker {
         let mut updates = std::mem::take(&mut self.view_updates);
         updates.clear();
         updates.extend((self.touched.settled.iter()).map(|&sku| ViewUpdate::Settled { sku }));
-        // Owners' answers fill the cache (a miss was forwarded here), before
-        // the refreshes, which hold the state at the end of the turn.
-        for (_, outcome) in &self.out.replies {
-            match outcome {
-                Ok(Reply::Sku(view)) => updates.push(ViewUpdate::Sku {
-                    view: *view,
-                    fill: true,
-                }),
-                Ok(Reply::Account(view)) => updates.push(ViewUpdate::Account {
-                    view: *view,
-                    fill: true,
-                }),
-                _ => {}
-            }
-        }
+        // Reads that missed the cache: fill it with the state as of now,
+        // which is at least what they were answered.
+        self.missed.sort_unstable();
+        self.missed.dedup();
+        updates.extend(self.missed.drain(..).filter_map(|m| match m {
+            Missed::Sku(sku) => Some(ViewUpdate::Sku {
+                view: self.shard.sku_view_of(sku)?,
+                fill: true,
+            }),
+            Missed::Account(account) => Some(ViewUpdate::Account {
+                view: self.shard.account_view_of(account)?,
+                fill: true,
+            }),
+        }));
         let t = &mut self.touched;
+        // Then refreshes of what changed (an id both read and changed gets
+        // the same state twice).
         t.skus.sort_unstable();
         t.skus.dedup();
         t.accounts.sort_unstable();
@@ -564,7 +580,7 @@ impl Worker {
             return;
         }
         let p = self.journal.progress();
-        if self.held_views.is_empty() && p.replies_upto.min(p.sends_upto) >= p.last {
+        if self.held_views.is_empty() && p.replies_upto.max(p.sends_upto) >= p.last {
             views.publish(&updates);
             // Kept for the next turn: no allocation per turn in memory.
             self.view_updates = updates;
@@ -662,7 +678,9 @@ impl Worker {
         }
         while let Some(req) = self.shared.shards[id].inbound.pop() {
             match req {
-                Request::Commands { collector, cmds } => {
+                Request::Commands {
+                    collector, cmds, ..
+                } => {
                     collector.fill(
                         cmds.into_iter()
                             .map(|(slot, _)| (slot as usize, Err(EngineError::Shutdown))),
