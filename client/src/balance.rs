@@ -175,6 +175,47 @@ impl Balancer for PowerOfTwo {
     }
 }
 
+/// The balancing policies a [`ClientConfig`](crate::ClientConfig) can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Random,
+    RoundRobin,
+    SmoothWeighted,
+    LeastOutstanding,
+    PowerOfTwo,
+}
+
+impl Policy {
+    pub fn balancer(self, seed: u64) -> Box<dyn Balancer> {
+        match self {
+            Policy::Random => Box::new(Random::new(seed)),
+            Policy::RoundRobin => Box::<RoundRobin>::default(),
+            Policy::SmoothWeighted => Box::<SmoothWeighted>::default(),
+            Policy::LeastOutstanding => Box::new(LeastOutstanding),
+            Policy::PowerOfTwo => Box::new(PowerOfTwo::new(seed)),
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "random" => Policy::Random,
+            "round-robin" => Policy::RoundRobin,
+            "smooth-weighted" => Policy::SmoothWeighted,
+            "least-outstanding" => Policy::LeastOutstanding,
+            "power-of-two" => Policy::PowerOfTwo,
+            _ => {
+                return Err(format!(
+                    "unknown balancing policy {s:?}: random, round-robin, smooth-weighted, least-outstanding or power-of-two"
+                ));
+            }
+        })
+    }
+}
+
 /// The weight a shard gets from the load it reports in its answers: the
 /// less it has queued, the more reads it gets. Never 0, so a busy shard
 /// still gets some and keeps reporting.
@@ -347,5 +388,28 @@ mod tests {
         assert_eq!(weight_from_load(0), 1_000);
         assert!(weight_from_load(10) > weight_from_load(100));
         assert_eq!(weight_from_load(u32::MAX), 1);
+    }
+
+    #[test]
+    fn policies_parse_by_name_and_unknown_names_are_refused() {
+        let names = [
+            "random",
+            "round-robin",
+            "smooth-weighted",
+            "least-outstanding",
+            "power-of-two",
+        ];
+        let parsed: Vec<Policy> = names.iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(parsed[1], Policy::RoundRobin);
+        assert_eq!(parsed[4], Policy::PowerOfTwo);
+        let up = peers(&[1, 1]);
+        for p in parsed {
+            assert!(p.balancer(7).pick(&up).is_some_and(|i| i < 2), "{p:?}");
+        }
+        let err = "fastest".parse::<Policy>().unwrap_err();
+        assert!(
+            err.contains("unknown balancing policy \"fastest\""),
+            "{err}"
+        );
     }
 }

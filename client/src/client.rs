@@ -2,13 +2,14 @@
 //! put back in the caller's order.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mercato_protocol::{self as wire, ErrorCode};
 
-use crate::balance::Health;
+use crate::balance::{Balancer, Health, Peer, Policy, weight_from_load};
 use crate::error::ClientError;
 use crate::shard_conn::{Reply, ShardConn};
 
@@ -31,6 +32,17 @@ pub struct ClientConfig {
     /// connection goes to the address given to `connect` and the server
     /// forwards what another shard owns: for proxies and address rewriting.
     pub shard_aware: bool,
+    /// Where `get_sku` and `get_account` go. `None`: to their owner, like
+    /// writes, which costs the server least (it never looks in the shared
+    /// view cache for a shard's own reads). A policy spreads them over the
+    /// healthy shards, which answer from the view cache and forward misses:
+    /// for reads piling onto one shard, such as a flash sale's SKU. While
+    /// this client has a write unanswered, reads go to their owner, so a
+    /// pipelined read still sees the writes sent before it.
+    pub read_balance: Option<Policy>,
+    /// Each shard's share of balanced reads. `None`: follow the load each
+    /// shard reports in its answers (`balance::weight_from_load`).
+    pub read_weights: Option<Vec<u32>>,
 }
 
 impl Default for ClientConfig {
@@ -43,6 +55,8 @@ impl Default for ClientConfig {
             fail_timeout_ms: 1_000,
             place_order_retries: 2,
             shard_aware: true,
+            read_balance: None,
+            read_weights: None,
         }
     }
 }
@@ -63,6 +77,11 @@ pub struct Client {
     addrs: Vec<SocketAddr>,
     slots: Vec<Mutex<Slot>>,
     started: Instant,
+    balancer: Option<Mutex<Box<dyn Balancer>>>,
+    /// Tickets holding writes whose answers were not yet taken.
+    writes_in_flight: Arc<AtomicUsize>,
+    /// Requests sent to each shard since `connect`.
+    sent: Vec<AtomicU64>,
 }
 
 /// A batch in flight: [`Ticket::wait`] gives its answers in order.
@@ -71,6 +90,8 @@ pub struct Ticket {
     parts: Vec<(u16, Vec<usize>, Receiver<Reply>)>,
     deadline: Instant,
     timeout_ms: u64,
+    /// The client's count of tickets with writes, if this one is counted.
+    writes: Option<Arc<AtomicUsize>>,
 }
 
 impl Client {
@@ -90,6 +111,7 @@ impl Client {
         } else {
             vec![addr; welcome.ports.len()]
         };
+        let sent = (0..welcome.shards).map(|_| AtomicU64::new(0)).collect();
         let client = Client {
             slots: (0..welcome.shards)
                 .map(|_| {
@@ -99,11 +121,26 @@ impl Client {
                     })
                 })
                 .collect(),
+            balancer: (config.read_balance)
+                .map(|p| Mutex::new(p.balancer(u64::from(std::process::id())))),
             config,
             welcome,
             addrs,
             started: Instant::now(),
+            writes_in_flight: Arc::default(),
+            sent,
         };
+        if let Some(w) = &client.config.read_weights {
+            if w.len() != client.welcome.shards as usize {
+                return Err(ClientError::Config {
+                    what: format!(
+                        "{} read weights for {} shards",
+                        w.len(),
+                        client.welcome.shards
+                    ),
+                });
+            }
+        }
         for s in 0..client.welcome.shards {
             client.conn(s)?;
         }
@@ -116,6 +153,15 @@ impl Client {
 
     pub fn welcome(&self) -> &wire::Welcome {
         &self.welcome
+    }
+
+    /// Requests sent to each shard's connection since `connect`: how the
+    /// routing and the read balancer spread them.
+    pub fn sent(&self) -> Vec<u64> {
+        self.sent
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
     }
 
     fn now_ms(&self) -> u64 {
@@ -197,8 +243,21 @@ impl Client {
         let mut by_shard: Vec<(Vec<usize>, Vec<wire::Request>)> = (0..self.welcome.shards)
             .map(|_| (Vec::new(), Vec::new()))
             .collect();
+        let mut writes = self.writes_in_flight.load(Ordering::Acquire) > 0;
+        let mut batch_writes = false;
+        // One pick per batch, so its reads travel in one frame.
+        let mut picked: Option<Option<usize>> = None;
         for (i, r) in requests.into_iter().enumerate() {
-            let s = self.owner(&r) as usize;
+            let owner = self.owner(&r) as usize;
+            let s = if spreadable(&r) && !writes {
+                picked
+                    .get_or_insert_with(|| self.pick_read())
+                    .unwrap_or(owner)
+            } else {
+                owner
+            };
+            batch_writes |= writes_engine(&r);
+            writes |= batch_writes;
             by_shard[s].0.push(i);
             by_shard[s].1.push(r);
         }
@@ -208,17 +267,56 @@ impl Client {
                 continue;
             }
             let conn = self.conn(s as u16)?;
+            self.sent[s].fetch_add(reqs.len() as u64, Ordering::Relaxed);
             let rx = conn
                 .send(reqs)
                 .inspect_err(|_| self.note(s as u16, false))?;
             parts.push((s as u16, positions, rx));
         }
+        let writes = batch_writes.then(|| {
+            self.writes_in_flight.fetch_add(1, Ordering::AcqRel);
+            self.writes_in_flight.clone()
+        });
         Ok(Ticket {
             len,
             parts,
             deadline: Instant::now() + Duration::from_millis(self.config.timeout_ms),
             timeout_ms: self.config.timeout_ms,
+            writes,
         })
+    }
+
+    /// The shard for a batch's spreadable reads, if a balancer is set and
+    /// finds a usable one.
+    fn pick_read(&self) -> Option<usize> {
+        let balancer = self.balancer.as_ref()?;
+        let peers = self.peers();
+        balancer.lock().unwrap().pick(&peers)
+    }
+
+    /// What the balancer sees of each shard now.
+    fn peers(&self) -> Vec<Peer> {
+        let now = self.now_ms();
+        (self.slots.iter().enumerate())
+            .map(|(s, slot)| {
+                let slot = slot.lock().unwrap();
+                let (outstanding, load) = slot.conn.as_ref().map_or((0, 0), |c| {
+                    (
+                        c.outstanding.load(Ordering::Relaxed),
+                        c.load.load(Ordering::Relaxed),
+                    )
+                });
+                let weight = match &self.config.read_weights {
+                    Some(w) => w[s],
+                    None => weight_from_load(load),
+                };
+                Peer {
+                    weight,
+                    outstanding,
+                    up: slot.health.is_up(now),
+                }
+            })
+            .collect()
     }
 
     /// Send a whole batch over `shard`'s connection, whatever its requests'
@@ -243,6 +341,7 @@ impl Client {
         }
         let len = requests.len();
         let conn = self.conn(shard)?;
+        self.sent[shard as usize].fetch_add(len as u64, Ordering::Relaxed);
         let rx = conn
             .send(requests)
             .inspect_err(|_| self.note(shard, false))?;
@@ -251,6 +350,7 @@ impl Client {
             parts: vec![(shard, (0..len).collect(), rx)],
             deadline: Instant::now() + Duration::from_millis(self.config.timeout_ms),
             timeout_ms: self.config.timeout_ms,
+            writes: None,
         }
         .wait();
         self.note(shard, result.is_ok());
@@ -444,9 +544,9 @@ impl Drop for Client {
 
 impl Ticket {
     /// Wait for every shard's answers, within the call's timeout.
-    pub fn wait(self) -> Result<Vec<wire::Answer>, ClientError> {
+    pub fn wait(mut self) -> Result<Vec<wire::Answer>, ClientError> {
         let mut out: Vec<Option<wire::Answer>> = (0..self.len).map(|_| None).collect();
-        for (shard, positions, rx) in self.parts {
+        for (shard, positions, rx) in std::mem::take(&mut self.parts) {
             let left = self.deadline.saturating_duration_since(Instant::now());
             let answers = match rx.recv_timeout(left) {
                 Ok(r) => r?,
@@ -478,6 +578,41 @@ impl Ticket {
             .map(|a| a.expect("every position answered"))
             .collect())
     }
+}
+
+/// Answered, given up on or dropped: either way the client stops holding
+/// its reads back for this ticket's writes.
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(w) = self.writes.take() {
+            w.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Reads any shard may answer, from the shared view cache.
+fn spreadable(r: &wire::Request) -> bool {
+    matches!(
+        r,
+        wire::Request::GetSku { .. } | wire::Request::GetAccount { .. }
+    )
+}
+
+/// Requests that change the engine's state: reads behind one must see it.
+/// (The keyspace is one shared cache, current on every shard at once.)
+fn writes_engine(r: &wire::Request) -> bool {
+    use wire::Request as R;
+    !matches!(
+        r,
+        R::GetSku { .. }
+            | R::GetAccount { .. }
+            | R::GetOrder { .. }
+            | R::ListOrders { .. }
+            | R::CacheSet { .. }
+            | R::CacheGet { .. }
+            | R::CacheDel { .. }
+            | R::CacheStats
+    )
 }
 
 /// FNV-1a: cheap, and only spreads keys over connections.

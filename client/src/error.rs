@@ -29,6 +29,9 @@ pub enum ClientError {
     /// unknown (`Unavailable`).
     #[error("the request failed: {code:?}")]
     Failed { code: ErrorCode },
+    /// The configuration does not fit the server it met.
+    #[error("bad client configuration: {what}")]
+    Config { what: String },
     #[error("a batch holds at most {max} requests, this one {len}")]
     BatchTooLong { len: usize, max: usize },
 }

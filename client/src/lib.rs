@@ -9,8 +9,10 @@
 //! a reader thread per connection hands them out. [`Client::submit_ticket`]
 //! pipelines; `place_order` is resent under the same order id after a lost
 //! connection or a timeout, which the engine's idempotency makes safe.
-//! [`balance`] holds the read balancers and passive health; reads go to
-//! their owner until the caches issue lets any shard serve them.
+//! [`balance`] holds the read balancers and passive health. Reads go to
+//! their owner unless [`ClientConfig::read_balance`] names a policy; then
+//! `get_sku` and `get_account` are spread over the healthy shards, which
+//! answer them from the server's shared view cache.
 //!
 //! The client depends on `mercato-protocol` only, never on the engine.
 #![forbid(unsafe_code)]

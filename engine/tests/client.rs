@@ -1,7 +1,8 @@
 //! The client crate against a real `mercato serve`: every call, a batch
 //! spread over shards, many threads sharing one client, and a `place_order`
 //! whose connection drops after the server got it: the client resends under
-//! the same id and the order exists once.
+//! the same id and the order exists once; reads spread by a balancer, which
+//! still see the client's own writes.
 
 mod util;
 
@@ -10,7 +11,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mercato_client::{Client, ClientConfig, wire};
+use mercato_client::balance::Policy;
+use mercato_client::{Client, ClientConfig, ClientError, wire};
 use util::Server;
 
 fn line(sku: u64, qty: u32) -> wire::LineRequest {
@@ -201,4 +203,65 @@ fn pipelining_waits_for_room_under_the_servers_in_flight_limit() {
         assert_eq!(answers.len(), 32);
         assert!(answers.iter().all(|a| matches!(a, wire::Answer::Done(_))));
     }
+}
+
+#[test]
+fn balanced_reads_spread_over_the_shards_and_see_the_clients_writes() {
+    let server = Server::start(2, &[]);
+    let config = ClientConfig {
+        read_balance: Some(Policy::RoundRobin),
+        ..ClientConfig::default()
+    };
+    let c = Client::connect(server.main, config).unwrap();
+    c.put_sku(1, 10, 0).unwrap().unwrap();
+    c.restock(1, 5).unwrap().unwrap();
+    let before = c.sent();
+    for _ in 0..20 {
+        assert_eq!(c.get_sku(1).unwrap().unwrap().available, 5);
+    }
+    let after = c.sent();
+    let spread: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(spread, vec![10, 10], "round-robin over both shards");
+    // A read pipelined behind an unanswered write of this client goes to
+    // the owner, so it sees the write, whichever shard round-robin is at.
+    for round in 0..100u32 {
+        let write = (c.submit_ticket(vec![wire::Request::Restock { sku: 1, qty: 1 }])).unwrap();
+        let read = (c.submit_ticket(vec![wire::Request::GetSku { sku: 1 }])).unwrap();
+        let seen = read.wait().unwrap();
+        let wire::Answer::Done(wire::Reply::Sku(v)) = &seen[0] else {
+            panic!("round {round}: {seen:?}");
+        };
+        assert_eq!(v.available, 6 + round, "round {round}");
+        write.wait().unwrap();
+        // Once acknowledged, any shard's answer has it.
+        assert_eq!(c.get_sku(1).unwrap().unwrap().available, 6 + round);
+    }
+}
+
+#[test]
+fn read_weights_must_match_the_shards() {
+    let server = Server::start(2, &[]);
+    let config = ClientConfig {
+        read_balance: Some(Policy::SmoothWeighted),
+        read_weights: Some(vec![1, 2, 3]),
+        ..ClientConfig::default()
+    };
+    match Client::connect(server.main, config) {
+        Err(ClientError::Config { what }) => assert!(what.contains("3 read weights for 2 shards")),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let config = ClientConfig {
+        read_balance: Some(Policy::SmoothWeighted),
+        read_weights: Some(vec![3, 1]),
+        ..ClientConfig::default()
+    };
+    let c = Client::connect(server.main, config).unwrap();
+    c.put_sku(7, 10, 0).unwrap().unwrap();
+    let before = c.sent();
+    for _ in 0..40 {
+        assert_eq!(c.get_sku(7).unwrap().unwrap().price, 10);
+    }
+    let after = c.sent();
+    let spread: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(spread, vec![30, 10], "shares follow the static weights");
 }

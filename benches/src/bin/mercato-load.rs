@@ -92,6 +92,11 @@ struct Args {
     /// the view caches off (embedded target).
     #[arg(long, default_value_t = mercato_engine::limits::VIEW_CACHE_ENTRIES_DEFAULT)]
     view_cache_entries: u64,
+    /// Spread get_sku and get_account over the shards with this policy
+    /// (random, round-robin, smooth-weighted, least-outstanding,
+    /// power-of-two) instead of sending them to their owner (tcp target).
+    #[arg(long)]
+    read_balance: Option<mercato_client::balance::Policy>,
     /// Snapshot a shard's log once this many segments are closed; 0 never.
     #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_SEGMENTS_DEFAULT)]
     snapshot_segments: usize,

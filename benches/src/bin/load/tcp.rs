@@ -71,6 +71,7 @@ fn setup(c: &Client, args: &Args, accounts: u64, skus: u64) -> Result<(), String
 pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
     let config = ClientConfig {
         timeout_ms: 60_000,
+        read_balance: args.read_balance,
         ..ClientConfig::default()
     };
     let clients: Vec<Client> = match (0..args.connections.max(1))
