@@ -223,10 +223,10 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         V: Clone,
     {
         let hash = self.store.hash(key);
-        let now_ms = self.clock.now_ms();
         self.store
             .read(hash, key, |slot| {
-                (slot.deadline_ms == 0 || now_ms < slot.deadline_ms).then(|| slot.value.clone())
+                let live = slot.deadline_ms == 0 || self.clock.now_ms() < slot.deadline_ms;
+                live.then(|| slot.value.clone())
             })
             .flatten()
     }

@@ -16,6 +16,7 @@ use crate::audit::AuditPart;
 use crate::command::{Command, Outcome};
 use crate::error::EngineError;
 use crate::error::Reject;
+use crate::hash::IdSet;
 use crate::limits::{
     HELD_GROUPS_MAX, IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, LOG_BACKLOG_BYTES_MAX,
     RING_DEPTH_MAX, WARM_CHUNK_LEN,
@@ -24,7 +25,8 @@ use crate::message::{PeerMsg, Vote};
 use crate::shard::{Output, Shard, Token, Touched};
 use crate::sync::Ordering;
 use crate::types::ShardId;
-use crate::views::ViewUpdate;
+use crate::types::{AccountId, SkuId};
+use crate::views::{ViewUpdate, Views};
 
 /// What a caller queues for one shard.
 pub(crate) enum Request {
@@ -40,6 +42,30 @@ pub(crate) enum Request {
         collector: Arc<Collector<AuditPart>>,
         slot: usize,
     },
+}
+
+/// The ids a shard filled the view caches with (see `Worker::filled`).
+#[derive(Default)]
+struct Filled {
+    skus: IdSet<SkuId>,
+    accounts: IdSet<AccountId>,
+}
+
+impl Filled {
+    /// Forgets ids the caches no longer hold once a set is twice as large
+    /// as the cache: the cost is spread over at least as many fills, and
+    /// the sets stay within twice the caches' size. Only while no fill is
+    /// held back, or a fill not yet published would be forgotten and its
+    /// view never refreshed.
+    fn prune(&mut self, views: &Views) {
+        let most = usize::try_from(views.entries.saturating_mul(2)).unwrap_or(usize::MAX);
+        if self.skus.len() > most {
+            self.skus.retain(|sku| views.skus.peek(sku).is_some());
+        }
+        if self.accounts.len() > most {
+            (self.accounts).retain(|account| views.accounts.peek(account).is_some());
+        }
+    }
 }
 
 /// Where a request's answers go. One per request, not per command, so the
@@ -89,6 +115,13 @@ pub(crate) struct Worker {
     view_updates: Vec<ViewUpdate>,
     /// Reads this turn that missed the view cache, to fill it with.
     missed: Vec<Missed>,
+    /// This shard's ids it filled the view caches with and has not seen
+    /// gone since. Only an owner fills its ids, so every cached view of
+    /// this shard's is here, and a change to an id not here needs no
+    /// refresh: order workloads that never read pay no probes.
+    filled: Filled,
+    /// Scratch for the requests one turn takes from the inbound queue.
+    requests: Vec<Request>,
     /// The journal failed: nothing more is acknowledged.
     failed: bool,
     /// Client connections, when the engine serves TCP.
@@ -128,6 +161,8 @@ impl Worker {
             touched: Touched::default(),
             view_updates: Vec::new(),
             missed: Vec::new(),
+            filled: Filled::default(),
+            requests: Vec::with_capacity(INBOUND_PER_TURN_MAX),
             failed: false,
             net: None,
             announced_stop: false,
@@ -218,19 +253,26 @@ impl Worker {
 
     fn take_requests(&mut self) -> usize {
         let id = self.shard.id() as usize;
-        let mut work = 0;
-        while work < INBOUND_PER_TURN_MAX {
+        let mut reqs = std::mem::take(&mut self.requests);
+        while reqs.len() < INBOUND_PER_TURN_MAX {
             let Some(req) = self.shared.shards[id].inbound.pop() else {
                 break;
             };
-            // Read after the pop: a request queued after the clock moved
-            // must see the new time, or a payment could beat its deadline.
-            let now = self.shared.clock.now_ms();
-            // Messages sent before this request was (a Decide or Settle a
-            // caller heard acknowledged before it asked) are on the rings
-            // now: take them first, so the request sees them.
-            self.take_messages(now);
-            work += 1;
+            reqs.push(req);
+        }
+        let work = reqs.len();
+        if work == 0 {
+            self.requests = reqs;
+            return 0;
+        }
+        // Read after the pops: a request queued after the clock moved must
+        // see the new time, or a payment could beat its deadline.
+        let now = self.shared.clock.now_ms();
+        // Messages sent before any of these requests was queued (a Decide
+        // or Settle a caller heard acknowledged before it asked) are on the
+        // rings now: take them first, so the requests see them.
+        self.take_messages(now);
+        for req in reqs.drain(..) {
             match req {
                 Request::Commands {
                     collector, cmds, ..
@@ -272,6 +314,7 @@ impl Worker {
                 }
             }
         }
+        self.requests = reqs;
         work
     }
 
@@ -549,19 +592,25 @@ impl Worker {
         // which is at least what they were answered.
         self.missed.sort_unstable();
         self.missed.dedup();
+        let filled = &mut self.filled;
         updates.extend(self.missed.drain(..).filter_map(|m| match m {
-            Missed::Sku(sku) => Some(ViewUpdate::Sku {
-                view: self.shard.sku_view_of(sku)?,
-                fill: true,
-            }),
-            Missed::Account(account) => Some(ViewUpdate::Account {
-                view: self.shard.account_view_of(account)?,
-                fill: true,
-            }),
+            Missed::Sku(sku) => {
+                let view = self.shard.sku_view_of(sku)?;
+                filled.skus.insert(sku);
+                Some(ViewUpdate::Sku { view, fill: true })
+            }
+            Missed::Account(account) => {
+                let view = self.shard.account_view_of(account)?;
+                filled.accounts.insert(account);
+                Some(ViewUpdate::Account { view, fill: true })
+            }
         }));
         let t = &mut self.touched;
-        // Then refreshes of what changed (an id both read and changed gets
-        // the same state twice).
+        // Then refreshes of what changed and may be cached (an id both
+        // read and changed gets the same state twice).
+        t.skus.retain(|sku| filled.skus.contains(sku));
+        t.accounts
+            .retain(|account| filled.accounts.contains(account));
         t.skus.sort_unstable();
         t.skus.dedup();
         t.accounts.sort_unstable();
@@ -584,6 +633,8 @@ impl Worker {
             views.publish(&updates);
             // Kept for the next turn: no allocation per turn in memory.
             self.view_updates = updates;
+            // Every fill is published, so what the caches lack is gone.
+            self.filled.prune(&views);
             return;
         }
         match self.held_views.back_mut() {
