@@ -215,12 +215,24 @@ fn an_owner_keeps_refreshing_what_it_filled_after_forgetting_what_is_gone() {
     // Two views of each kind: an owner forgets the ids it filled that the
     // cache no longer holds once it remembers more than four. The fifth
     // fill below is the one that makes it look, while the fourth and fifth
-    // accounts are the ones cached: it must keep them.
-    let engine = Engine::open(Config {
-        view_cache_entries: 2,
-        ..Config::with_shards(1)
-    })
-    .unwrap();
+    // accounts are the ones cached: it must keep them. In memory the views
+    // go out at once; under `always` they wait for the sync, and the owner
+    // looks when the last held ones go out.
+    let dir = TempDir::new("views-prune");
+    for durable in [false, true] {
+        let base = match durable {
+            true => durable_config(&dir.0, 1),
+            false => Config::with_shards(1),
+        };
+        forgets_only_what_is_gone(Config {
+            view_cache_entries: 2,
+            ..base
+        });
+    }
+}
+
+fn forgets_only_what_is_gone(config: Config) {
+    let engine = Engine::open(config).unwrap();
     let h = engine.handle();
     for account in 1000..1005 {
         h.deposit(account, 10).unwrap().unwrap();

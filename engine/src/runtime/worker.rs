@@ -478,6 +478,10 @@ impl Worker {
             let (_, updates) = self.held_views.pop_front().expect("a front");
             if let Some(views) = &self.shared.views {
                 views.publish(&updates);
+                if self.held_views.is_empty() {
+                    // Every fill is out now (see `Filled::prune`).
+                    self.filled.prune(views);
+                }
             }
         }
         while self
