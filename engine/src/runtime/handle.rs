@@ -1,6 +1,5 @@
 //! The caller's side: route each command to its shard, queue it, wait.
 
-use crate::sync::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use crate::audit::{AuditPart, AuditReport, audit, quiescent};
 use crate::command::{Command, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
 use crate::limits::{BATCH_LEN_MAX, VIEW_BATCH_LEN_MAX};
+use crate::sync::{AtomicUsize, Ordering};
 use crate::types::{
     AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, SkuId, SkuView,
 };
