@@ -90,6 +90,21 @@ fn subjects() -> Vec<(&'static str, Maker)> {
             }),
         ),
         (
+            "mercato-lru-seg16",
+            Box::new(|| Box::new(Cache::<u64, u64>::builder(CAPACITY).segments(16).build())),
+        ),
+        (
+            "mercato-arc-seg16",
+            Box::new(|| {
+                Box::new(
+                    Cache::<u64, u64>::builder(CAPACITY)
+                        .policy(PolicyKind::Arc)
+                        .segments(16)
+                        .build(),
+                )
+            }),
+        ),
+        (
             "moka",
             Box::new(|| Box::new(moka::sync::Cache::<u64, u64>::new(CAPACITY))),
         ),

@@ -14,8 +14,14 @@ use mercato_engine::cache::{Cache, PolicyKind};
 /// in batches, and a hit-ratio run should see its policy, not its lag.
 const MOKA_PENDING_EVERY: usize = 64;
 
-fn mercato(keys: &[u64], size: u64, policy: PolicyKind) -> f64 {
-    let cache = Cache::<u64, ()>::builder(size).policy(policy).build();
+/// Segments of the segmented columns, as in `benches/cache.rs`.
+const SEGMENTS: usize = 16;
+
+fn mercato(keys: &[u64], size: u64, policy: PolicyKind, segments: usize) -> f64 {
+    let cache = Cache::<u64, ()>::builder(size)
+        .policy(policy)
+        .segments(segments)
+        .build();
     let mut hits = 0;
     for &k in keys {
         if cache.get(&k).is_some() {
@@ -94,14 +100,18 @@ fn main() {
             &[10_000, 100_000],
         ),
     ];
-    println!("| trace | entries | mercato LRU | mercato ARC | moka | quick_cache | lru |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| trace | entries | mercato LRU | mercato ARC | LRU, {SEGMENTS} segments | ARC, {SEGMENTS} segments | moka | quick_cache | lru |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, keys, sizes) in rows {
         for &size in sizes {
             println!(
-                "| {name} | {size} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                mercato(keys, size, PolicyKind::Lru),
-                mercato(keys, size, PolicyKind::Arc),
+                "| {name} | {size} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                mercato(keys, size, PolicyKind::Lru, 1),
+                mercato(keys, size, PolicyKind::Arc, 1),
+                mercato(keys, size, PolicyKind::Lru, SEGMENTS),
+                mercato(keys, size, PolicyKind::Arc, SEGMENTS),
                 moka(keys, size),
                 quick(keys, size),
                 lru(keys, size),

@@ -26,11 +26,13 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
 
 #[test]
 fn the_weight_bound_holds_while_threads_churn() {
-    for policy in [PolicyKind::Lru, PolicyKind::Arc] {
+    let configs = [PolicyKind::Lru, PolicyKind::Arc].map(|p| [(p, 1), (p, 4)]);
+    for (policy, segments) in configs.into_iter().flatten() {
         let capacity = 2_000;
         let cache = Arc::new(
             Cache::<u64, Vec<u8>>::builder(capacity)
                 .policy(policy)
+                .segments(segments)
                 .weigher(|_, v| v.len() as u64)
                 .build(),
         );
@@ -94,8 +96,14 @@ fn the_weight_bound_holds_while_threads_churn() {
 
 #[test]
 fn a_removed_value_is_never_read_back() {
-    for policy in [PolicyKind::Lru, PolicyKind::Arc] {
-        let cache = Arc::new(Cache::<u64, u64>::builder(64).policy(policy).build());
+    let configs = [PolicyKind::Lru, PolicyKind::Arc].map(|p| [(p, 1), (p, 4)]);
+    for (policy, segments) in configs.into_iter().flatten() {
+        let cache = Arc::new(
+            Cache::<u64, u64>::builder(64)
+                .policy(policy)
+                .segments(segments)
+                .build(),
+        );
         // The writer inserts value i under key 7, removes it, then says so.
         let removed = Arc::new(AtomicU64::new(0));
         let writer = {

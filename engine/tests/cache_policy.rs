@@ -210,6 +210,53 @@ proptest! {
         }
     }
 
+    /// A segmented cache is one exact policy per segment, each with its
+    /// share of the capacity (the first ones take the remainder).
+    #[test]
+    fn segments_are_exact_policies_of_their_keys(
+        capacity in 1..12u64,
+        segments in 1..5usize,
+        arc in any::<bool>(),
+        ops in ops(24),
+    ) {
+        let kind = if arc { PolicyKind::Arc } else { PolicyKind::Lru };
+        let cache = Cache::<u8, u64>::builder(capacity).policy(kind).segments(segments).build();
+        let n = (segments as u64).min(capacity);
+        let share = |i: u64| capacity / n + u64::from(i < capacity % n);
+        let mut lru: Vec<LruModel> = (0..n)
+            .map(|i| LruModel { capacity: share(i), order: VecDeque::new(), evictions: 0 })
+            .collect();
+        let mut arcs: Vec<ArcModel> = (0..n).map(|i| ArcModel::new(share(i) as usize)).collect();
+        for op in ops {
+            let key = match op { Op::Get(k) | Op::Insert(k, _) | Op::Remove(k) => k };
+            let seg = cache.segment_of(&key);
+            prop_assert!((seg as u64) < n);
+            match (op, arc) {
+                (Op::Get(k), false) => prop_assert_eq!(cache.get(&k), lru[seg].get(k)),
+                (Op::Get(k), true) => prop_assert_eq!(cache.get(&k), arcs[seg].get(k)),
+                (Op::Insert(k, _), false) => {
+                    prop_assert!(cache.insert(k, 1).is_ok());
+                    lru[seg].insert(k, 1);
+                }
+                (Op::Insert(k, v), true) => {
+                    prop_assert!(cache.insert(k, v).is_ok());
+                    arcs[seg].insert(k, v);
+                }
+                (Op::Remove(k), false) => prop_assert_eq!(cache.remove(&k), lru[seg].take(k)),
+                (Op::Remove(k), true) => prop_assert_eq!(cache.remove(&k), arcs[seg].remove(k)),
+            }
+        }
+        let stats = cache.stats();
+        prop_assert_eq!(stats.capacity, capacity);
+        prop_assert!(stats.entries <= capacity);
+        let (entries, evictions) = if arc {
+            (arcs.iter().map(|m| m.values.len() as u64).sum(), arcs.iter().map(|m| m.evictions).sum())
+        } else {
+            (lru.iter().map(|m| m.order.len() as u64).sum(), lru.iter().map(|m| m.evictions).sum())
+        };
+        prop_assert_eq!((stats.entries, stats.evictions), (entries, evictions));
+    }
+
     #[test]
     fn arc_matches_the_paper(capacity in 1..10usize, ops in ops(24)) {
         let cache = Cache::<u8, u64>::builder(capacity as u64).policy(PolicyKind::Arc).build();
@@ -313,4 +360,38 @@ fn refresh_changes_only_cached_entries_and_not_their_recency() {
         "a refresh is not a use, so 1 was still the oldest"
     );
     assert_eq!(cache.get(&2), Some(20));
+}
+
+#[test]
+fn a_segmented_cache_expires_clears_and_counts_across_its_segments() {
+    let clock = Arc::new(ManualClock::new(0));
+    let cache = Cache::<u64, u64>::builder(64)
+        .segments(4)
+        .clock(clock.clone())
+        .build();
+    for k in 0..32 {
+        let ttl = if k % 2 == 0 { 10 } else { 0 };
+        cache.insert_with_ttl(k, k, ttl).unwrap();
+    }
+    let segments: std::collections::HashSet<usize> =
+        (0..32).map(|k| cache.segment_of(&k)).collect();
+    assert!(segments.len() > 1, "32 keys spread over the segments");
+    clock.advance(10);
+    assert_eq!(cache.purge_expired(), 16);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.entries, stats.expirations, stats.capacity),
+        (16, 16, 64)
+    );
+    assert_eq!(cache.get(&1), Some(1));
+    assert_eq!(cache.get(&2), None);
+    cache.clear();
+    assert_eq!(cache.stats().entries, 0);
+    assert_eq!(cache.get(&1), None);
+    // Asking for more segments than capacity gives one entry to each.
+    let small = Cache::<u64, u64>::builder(3).segments(16).build();
+    for k in 0..100 {
+        small.insert(k, k).unwrap();
+    }
+    assert_eq!(small.stats().entries, 3);
 }

@@ -117,11 +117,12 @@ impl<K: Hash + Eq, V> Store<K, V> {
         }
     }
 
-    /// Removes the entries `remove` picks, handing each one's handle to `gone`.
+    /// Removes the entries `remove` picks, handing each one's hash and
+    /// handle to `gone`.
     pub(crate) fn remove_where(
         &self,
         mut remove: impl FnMut(&Slot<K, V>) -> bool,
-        mut gone: impl FnMut(Handle),
+        mut gone: impl FnMut(u64, Handle),
     ) {
         for stripe in self.stripes.iter() {
             stripe
@@ -130,7 +131,7 @@ impl<K: Hash + Eq, V> Store<K, V> {
                 .retain(|slot| {
                     let drop = remove(slot);
                     if drop {
-                        gone(slot.handle);
+                        gone(self.hasher.hash_one(&slot.key), slot.handle);
                     }
                     !drop
                 });
