@@ -1,6 +1,7 @@
 //! The cache's read path and its eviction, racing: a hit appended to the
 //! shared hit buffer while a drainer empties it, readers against a remover,
-//! and an insert that evicts against readers and a remover. Under loom the
+//! an insert that evicts against readers and a remover, and a clear of a
+//! two-segment cache against an insert and a read. Under loom the
 //! cache has one hit stripe of two slots and two table stripes, so every
 //! path (full stripe, `try_lock` lost, stale handle) is reachable.
 #![cfg(loom)]
@@ -105,5 +106,40 @@ fn eviction_racing_get_insert_and_remove_keeps_the_bound() {
             "the newest entry is never the one evicted"
         );
         assert_eq!(c.peek(&2), None, "2 was removed or evicted");
+    });
+}
+
+#[test]
+fn segments_clearing_against_inserts_and_reads_never_deadlock_or_overfill() {
+    loom::model(|| {
+        // Two segments of one entry each: a clear takes both locks in
+        // order while an insert and a read each take one.
+        let c: Arc<Cache<u32, u32>> = Arc::new(Cache::builder(2).segments(2).build());
+        c.insert(1, 10).unwrap();
+        let writer = {
+            let c = c.clone();
+            thread::spawn(move || {
+                c.insert(2, 20).unwrap();
+                c.insert(3, 30).unwrap();
+            })
+        };
+        let reader = {
+            let c = c.clone();
+            thread::spawn(move || {
+                let got = c.get(&1);
+                assert!(got.is_none() || got == Some(10));
+            })
+        };
+        c.clear();
+        writer.join().unwrap();
+        reader.join().unwrap();
+        let s = c.stats();
+        assert!(s.entries <= 2, "{} entries in a cache of 2", s.entries);
+        // What is left is only what the writer put after the clear.
+        for k in [1, 2, 3] {
+            let v = c.peek(&k);
+            assert!(v.is_none() || v == Some(k * 10));
+        }
+        assert!(c.peek(&1).is_none(), "the clear came after key 1");
     });
 }
