@@ -197,22 +197,29 @@ impl Policy {
     }
 }
 
+/// Each policy under the name flags and config files give it.
+const POLICY_NAMES: [(&str, Policy); 5] = [
+    ("random", Policy::Random),
+    ("round-robin", Policy::RoundRobin),
+    ("smooth-weighted", Policy::SmoothWeighted),
+    ("least-outstanding", Policy::LeastOutstanding),
+    ("power-of-two", Policy::PowerOfTwo),
+];
+
 impl std::str::FromStr for Policy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "random" => Policy::Random,
-            "round-robin" => Policy::RoundRobin,
-            "smooth-weighted" => Policy::SmoothWeighted,
-            "least-outstanding" => Policy::LeastOutstanding,
-            "power-of-two" => Policy::PowerOfTwo,
-            _ => {
-                return Err(format!(
-                    "unknown balancing policy {s:?}: random, round-robin, smooth-weighted, least-outstanding or power-of-two"
-                ));
+        match POLICY_NAMES.iter().find(|(name, _)| *name == s) {
+            Some(&(_, policy)) => Ok(policy),
+            None => {
+                let names: Vec<&str> = POLICY_NAMES.iter().map(|(name, _)| *name).collect();
+                Err(format!(
+                    "unknown balancing policy {s:?}: one of {}",
+                    names.join(", ")
+                ))
             }
-        })
+        }
     }
 }
 

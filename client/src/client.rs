@@ -267,10 +267,11 @@ impl Client {
                 continue;
             }
             let conn = self.conn(s as u16)?;
-            self.sent[s].fetch_add(reqs.len() as u64, Ordering::Relaxed);
+            let n = reqs.len() as u64;
             let rx = conn
                 .send(reqs)
                 .inspect_err(|_| self.note(s as u16, false))?;
+            self.sent[s].fetch_add(n, Ordering::Relaxed);
             parts.push((s as u16, positions, rx));
         }
         let writes = batch_writes.then(|| {
@@ -341,10 +342,10 @@ impl Client {
         }
         let len = requests.len();
         let conn = self.conn(shard)?;
-        self.sent[shard as usize].fetch_add(len as u64, Ordering::Relaxed);
         let rx = conn
             .send(requests)
             .inspect_err(|_| self.note(shard, false))?;
+        self.sent[shard as usize].fetch_add(len as u64, Ordering::Relaxed);
         let result = Ticket {
             len,
             parts: vec![(shard, (0..len).collect(), rx)],

@@ -15,6 +15,13 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Cached views that depend on records up to here may be published: as
+    /// soon as either a reply or a message about them may go out, since
+    /// whoever hears of a change must find it cached.
+    pub fn views_upto(&self) -> u64 {
+        self.replies_upto.max(self.sends_upto)
+    }
+
     /// A journal whose records are as safe as they will ever be at once.
     pub const IMMEDIATE: Progress = Progress {
         last: 0,

@@ -62,7 +62,7 @@ pub const VIEW_CACHE_ENTRIES_DEFAULT: u64 = 65_536;
 /// the hand-off to the owner's thread, and a long batch already shares one
 /// hand-off among all its commands, after which the owner reads its own
 /// table faster than callers read the shared cache: at 16 the two ways
-/// measured even, at 256 the views were 2.5 times slower (BENCHMARKS.md).
+/// measured even, at 256 the views were 2.9 times slower (BENCHMARKS.md).
 pub const VIEW_BATCH_LEN_MAX: usize = 16;
 /// The keyspace's memory budget unless configured.
 pub const CACHE_BUDGET_BYTES_DEFAULT: u64 = 64 << 20;

@@ -52,8 +52,6 @@ pub struct Views {
     /// SKUs with settlements sent and not yet published by their shard, and
     /// how many. Taken around a SKU fill, so a fill and a mark never cross.
     unsettled: Box<[Mutex<IdMap<SkuId, u32>>]>,
-    /// Views of each kind the caches hold at most.
-    pub entries: u64,
 }
 
 /// One view to publish: `fill` for an owner's answer to a miss (inserted),
@@ -83,7 +81,6 @@ impl Views {
             unsettled: (0..UNSETTLED_STRIPES)
                 .map(|_| Mutex::new(IdMap::default()))
                 .collect(),
-            entries,
         }
     }
 

@@ -19,9 +19,10 @@
 //! - nothing waits on anything while holding a stripe lock, and stripe locks
 //!   are taken one at a time, so nothing deadlocks.
 //!
-//! Single-threaded, the policies are exact: the LRU is the textbook LRU and
-//! the ARC the paper's (with one segment, the default). Under concurrency a few hits may be dropped when the
-//! policy lock is busy; that costs hit ratio, not correctness.
+//! Single-threaded, the policies are exact (with one segment, the default):
+//! the LRU is the textbook LRU and the ARC the paper's. Under concurrency a
+//! few hits may be dropped when the policy lock is busy; that costs hit
+//! ratio, not correctness.
 //!
 //! ```
 //! use mercato_engine::cache::{Cache, PolicyKind};
@@ -150,6 +151,7 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
         Cache {
             store: Store::new(),
             segments,
+            capacity: self.capacity,
             kind: self.policy,
             weigher: self.weigher,
             weighted: self.weighted,
@@ -237,6 +239,7 @@ impl<K: Hash + Eq + Clone> Segment<K> {
 pub struct Cache<K, V> {
     store: Store<K, V>,
     segments: Box<[Segment<K>]>,
+    capacity: u64,
     kind: PolicyKind,
     weigher: Weigher<K, V>,
     weighted: bool,
@@ -266,6 +269,11 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
 
     pub fn policy(&self) -> PolicyKind {
         self.kind
+    }
+
+    /// The bound given to the builder: entries, or weight with a weigher.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// The value under `key`, if cached and not expired. A hit takes no

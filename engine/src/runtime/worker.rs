@@ -58,7 +58,7 @@ impl Filled {
     /// held back, or a fill not yet published would be forgotten and its
     /// view never refreshed.
     fn prune(&mut self, views: &Views) {
-        let most = usize::try_from(views.entries.saturating_mul(2)).unwrap_or(usize::MAX);
+        let most = usize::try_from(views.skus.capacity().saturating_mul(2)).unwrap_or(usize::MAX);
         if self.skus.len() > most {
             self.skus.retain(|sku| views.skus.peek(sku).is_some());
         }
@@ -467,13 +467,12 @@ impl Worker {
         let mut released = 0;
         // Views before messages and replies, so that whoever hears of a
         // change (a caller, or a coordinator that then tells its caller)
-        // finds it cached: a view goes out as soon as either may, which
-        // under `interval` and `never` is before its records are synced,
-        // as replies are.
+        // finds it cached; under `interval` and `never` that is before
+        // their records are synced, as replies are.
         while self
             .held_views
             .front()
-            .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.max(p.sends_upto))
+            .is_some_and(|(lsn, _)| *lsn <= p.views_upto())
         {
             let (_, updates) = self.held_views.pop_front().expect("a front");
             if let Some(views) = &self.shared.views {
@@ -522,7 +521,7 @@ impl Worker {
             || self
                 .held_views
                 .front()
-                .is_some_and(|(lsn, _)| *lsn <= p.replies_upto.max(p.sends_upto))
+                .is_some_and(|(lsn, _)| *lsn <= p.views_upto())
             || ((!self.held_replies.is_empty() || !self.held_sends.is_empty())
                 && self.journal.failed())
     }
@@ -633,7 +632,7 @@ impl Worker {
             return;
         }
         let p = self.journal.progress();
-        if self.held_views.is_empty() && p.replies_upto.max(p.sends_upto) >= p.last {
+        if self.held_views.is_empty() && p.views_upto() >= p.last {
             views.publish(&updates);
             // Kept for the next turn: no allocation per turn in memory.
             self.view_updates = updates;
