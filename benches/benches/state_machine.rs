@@ -26,6 +26,7 @@ fn stocked_shard(shards: u16, id: u16) -> Shard {
             skus: SKUS as usize,
             accounts: ACCOUNTS as usize,
             orders: ORDERS_RESERVED,
+            purchases: 0,
         }
         .per_shard(shards),
     );
@@ -137,6 +138,7 @@ fn single_shard(c: &mut Criterion) {
                 skus: SKUS as usize,
                 accounts: ACCOUNTS as usize,
                 orders: ORDERS_RESERVED,
+                purchases: 0,
             }
             .per_shard(2),
         );

@@ -92,6 +92,11 @@ struct Args {
     /// the view caches off (embedded target).
     #[arg(long, default_value_t = mercato_engine::limits::VIEW_CACHE_ENTRIES_DEFAULT)]
     view_cache_entries: u64,
+    /// Orders the engine's tables are sized and touched for at start-up,
+    /// over all shards (embedded target); 0 lets the tables grow as they
+    /// fill. Under flash-sale it also sizes the hot SKU's buyer table.
+    #[arg(long, default_value_t = 0)]
+    orders_capacity: u64,
     /// Spread get_sku and get_account over the shards with this policy
     /// (random, round-robin, smooth-weighted, least-outstanding,
     /// power-of-two) instead of sending them to their owner (tcp target).
@@ -551,7 +556,12 @@ fn main() {
     let capacity = Capacity {
         skus: skus as usize,
         accounts: accounts as usize,
-        orders: 0,
+        orders: args.orders_capacity as usize,
+        // Every flash-sale buyer holds units of the one limited SKU.
+        purchases: match args.workload {
+            Workload::FlashSale => args.orders_capacity as usize,
+            _ => 0,
+        },
     };
     let config = Config {
         shards: args.shards,

@@ -42,6 +42,7 @@ fn main() {
         skus: SKUS as usize,
         accounts: ACCOUNTS as usize,
         orders: orders as usize,
+        purchases: 0,
     });
     let mut out = Output::default();
     for sku in 0..SKUS {
@@ -104,6 +105,7 @@ fn across_shards(orders: u64) {
             skus: SKUS as usize,
             accounts: ACCOUNTS as usize,
             orders: orders as usize,
+            purchases: 0,
         };
         shard.reserve(capacity.per_shard(2));
     }

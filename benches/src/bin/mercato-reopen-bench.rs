@@ -48,6 +48,7 @@ fn config(args: &Args) -> Config {
             skus: args.skus as usize,
             accounts: args.accounts as usize,
             orders: args.orders as usize,
+            purchases: 0,
         },
         ..Config::default()
     }

@@ -11,6 +11,7 @@ mod apply;
 mod lifecycle;
 mod order;
 mod participant;
+mod reserve;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -34,6 +35,10 @@ pub struct Capacity {
     pub skus: usize,
     pub accounts: usize,
     pub orders: usize,
+    /// (SKU, account) pairs holding units of SKUs with a per-user limit. All
+    /// buyers of one limited SKU land on its shard, so every shard reserves
+    /// this many rather than a share.
+    pub purchases: usize,
 }
 
 impl Capacity {
@@ -44,6 +49,7 @@ impl Capacity {
             skus: share(self.skus),
             accounts: share(self.accounts),
             orders: share(self.orders),
+            purchases: self.purchases,
         }
     }
 }
@@ -304,18 +310,6 @@ impl Shard {
     /// Rebuild state from a record read back from the log.
     pub fn replay(&mut self, record: Record) {
         self.apply_record(record);
-    }
-
-    /// Size the tables for this many SKUs, accounts and orders, so they never
-    /// stop the shard to grow while it serves (a table of millions of entries
-    /// takes tens of milliseconds to rehash).
-    pub fn reserve(&mut self, capacity: Capacity) {
-        let st = &mut self.state;
-        st.skus.reserve(capacity.skus.saturating_sub(st.skus.len()));
-        st.accounts
-            .reserve(capacity.accounts.saturating_sub(st.accounts.len()));
-        st.orders
-            .reserve(capacity.orders.saturating_sub(st.orders.len()));
     }
 
     /// Stop handing out records: for an engine with no journal.

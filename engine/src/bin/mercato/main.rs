@@ -30,7 +30,7 @@ enum Cmd {
     /// Load a catalog, run a flash sale and a cart workload in-process, audit, print a summary.
     Demo(demo::Args),
     /// Serve the binary protocol over TCP until SIGINT or SIGTERM.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Look at a data directory's write-ahead log.
     #[command(subcommand)]
     Wal(storage::WalCmd),
@@ -43,7 +43,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Cmd::Demo(args) => demo::run(args),
-        Cmd::Serve(args) => serve::run(args),
+        Cmd::Serve(args) => serve::run(*args),
         Cmd::Wal(cmd) => storage::wal(cmd),
         Cmd::Audit { dir } => storage::audit(&dir),
     };

@@ -13,6 +13,7 @@ use mercato_engine::limits::{
     CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX,
     OUT_BYTES_PER_CONN_MAX, VIEW_CACHE_ENTRIES_DEFAULT,
 };
+use mercato_engine::shard::Capacity;
 use mercato_engine::{Config, Durability, Engine, ServeConfig};
 
 /// Every setting of `mercato serve`, as a flag and as a key of the TOML file.
@@ -59,6 +60,21 @@ pub struct Args {
     /// (default 65536); 0 sends every read to its owner.
     #[arg(long)]
     view_cache_entries: Option<u64>,
+    /// SKUs (over all shards) to size the tables for at start-up, with
+    /// their memory touched, so that serving never stops to grow a table;
+    /// tables still grow past it. Default 0.
+    #[arg(long)]
+    skus_capacity: Option<usize>,
+    /// Accounts to size the tables for at start-up, as for SKUs.
+    #[arg(long)]
+    accounts_capacity: Option<usize>,
+    /// Orders to size the tables for at start-up, as for SKUs.
+    #[arg(long)]
+    orders_capacity: Option<usize>,
+    /// (SKU, account) pairs holding units of SKUs with a per-user limit,
+    /// reserved on every shard, since a limited SKU's buyers share its shard.
+    #[arg(long)]
+    purchases_capacity: Option<usize>,
 }
 
 impl Args {
@@ -77,6 +93,10 @@ impl Args {
             cache_budget_bytes: self.cache_budget_bytes.or(file.cache_budget_bytes),
             cache_policy: self.cache_policy.or(file.cache_policy),
             view_cache_entries: self.view_cache_entries.or(file.view_cache_entries),
+            skus_capacity: self.skus_capacity.or(file.skus_capacity),
+            accounts_capacity: self.accounts_capacity.or(file.accounts_capacity),
+            orders_capacity: self.orders_capacity.or(file.orders_capacity),
+            purchases_capacity: self.purchases_capacity.or(file.purchases_capacity),
         }
     }
 }
@@ -108,6 +128,12 @@ fn settings(a: Args) -> Result<Config, String> {
         cache_budget_bytes: a.cache_budget_bytes.unwrap_or(CACHE_BUDGET_BYTES_DEFAULT),
         cache_policy,
         view_cache_entries: a.view_cache_entries.unwrap_or(VIEW_CACHE_ENTRIES_DEFAULT),
+        capacity: Capacity {
+            skus: a.skus_capacity.unwrap_or(0),
+            accounts: a.accounts_capacity.unwrap_or(0),
+            orders: a.orders_capacity.unwrap_or(0),
+            purchases: a.purchases_capacity.unwrap_or(0),
+        },
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
