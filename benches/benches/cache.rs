@@ -15,7 +15,7 @@ use mercato_benches::trace;
 use mercato_engine::cache::{Cache, PolicyKind};
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;
 
 const CAPACITY: u64 = 100_000;
 /// Operations one thread runs per criterion iteration.

@@ -7,7 +7,7 @@ use mercato_engine::sim::Cluster;
 use mercato_engine::{Command, LineRequest, Payment, PlaceOrder};
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;
 
 const ACCOUNTS: u64 = 1_000_000;
 const SKUS: u64 = 10_000;

@@ -31,6 +31,8 @@
 
 #![deny(unsafe_code)]
 
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 pub mod audit;
 pub mod cache;
 pub mod clock;

@@ -25,7 +25,7 @@ use mercato_engine::{
 mod tcp;
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum Workload {

@@ -15,7 +15,7 @@ use mercato_engine::workload::{Rng, load};
 use mercato_engine::{Command, Config, Durability, Engine, LineRequest, Payment, PlaceOrder};
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;
 
 #[derive(Parser)]
 #[command(

@@ -10,7 +10,7 @@ mod storage;
 // BENCHMARKS.md); mimalloc's per-thread heaps suit a shard per core.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;
 
 use clap::{Parser, Subcommand};
 

@@ -1,0 +1,123 @@
+//! mimalloc as a global allocator, taking its plain entry points whenever
+//! they already give the alignment asked for.
+//!
+//! The `mimalloc` crate sends every allocation through `mi_malloc_aligned`,
+//! which re-checks the alignment of the block it picks; callgrind counted
+//! 167 instructions per order there (BENCHMARKS.md). mimalloc hands out
+//! blocks of 16 bytes or more on 16-byte boundaries and smaller ones on
+//! 8-byte boundaries (`alloc.c` asserts it for every block), so a layout
+//! whose alignment is at most 16 and at most its size is served as is: the
+//! rule `std` applies to the system allocator. Anything else goes to the
+//! aligned entry points.
+//!
+//! The engine does not choose an allocator for a program that embeds it; the
+//! `mercato` binary and the benches do, with
+//! `#[global_allocator] static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;`.
+
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
+
+use libmimalloc_sys as mi;
+
+/// The largest alignment every mimalloc block of at least that size has.
+const NATURAL_ALIGN_BYTES_MAX: usize = 16;
+
+/// mimalloc behind Rust's `GlobalAlloc`.
+pub struct Mimalloc;
+
+fn natural(align: usize, size: usize) -> bool {
+    align <= NATURAL_ALIGN_BYTES_MAX && align <= size
+}
+
+// SAFETY: every method forwards to mimalloc, which returns null on failure
+// and blocks of at least the size asked for. Alignment holds either through
+// the `natural` rule above or by asking mimalloc's aligned entry points.
+// Blocks from either family are freed by `mi_free`.
+unsafe impl GlobalAlloc for Mimalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: plain FFI calls; `layout.align()` is a power of two.
+        unsafe {
+            if natural(layout.align(), layout.size()) {
+                mi::mi_malloc(layout.size()).cast()
+            } else {
+                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as in `alloc`.
+        unsafe {
+            if natural(layout.align(), layout.size()) {
+                mi::mi_zalloc(layout.size()).cast()
+            } else {
+                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, so from mimalloc.
+        unsafe { mi::mi_free(ptr.cast::<c_void>()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from this allocator; the new block must meet
+        // the old alignment at the new size, which `natural` checks.
+        unsafe {
+            if natural(layout.align(), new_size) {
+                mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
+            } else {
+                mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes up to a few KiB at alignments up to 4 KiB: each block is
+    /// aligned, holds what was written to it, and keeps it through a grow
+    /// and a shrink.
+    #[test]
+    fn blocks_meet_their_layout() {
+        let a = Mimalloc;
+        for size in (1..=512).chain([1000, 4095, 4096, 5000, 70_000]) {
+            for shift in 0..=12 {
+                let layout = Layout::from_size_align(size, 1 << shift).unwrap();
+                // SAFETY: sizes are non-zero, every pointer comes from `a`
+                // with the layout it is freed or grown with, and each block
+                // is used only within its size.
+                unsafe {
+                    let z = a.alloc_zeroed(layout);
+                    assert_eq!(z as usize % layout.align(), 0, "{layout:?} zeroed");
+                    assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                    a.dealloc(z, layout);
+                    for new_size in [size * 3, size.div_ceil(2)] {
+                        let p = a.alloc(layout);
+                        assert_eq!(p as usize % layout.align(), 0, "{layout:?}");
+                        p.write_bytes(0xAB, size);
+                        let q = a.realloc(p, layout, new_size);
+                        let grown = Layout::from_size_align(new_size, layout.align()).unwrap();
+                        assert_eq!(q as usize % layout.align(), 0, "{layout:?} to {new_size}");
+                        let kept = size.min(new_size);
+                        assert!(
+                            std::slice::from_raw_parts(q, kept)
+                                .iter()
+                                .all(|&b| b == 0xAB)
+                        );
+                        a.dealloc(q, grown);
+                    }
+                }
+            }
+        }
+    }
+}
