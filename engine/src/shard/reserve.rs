@@ -25,7 +25,7 @@ impl Shard {
             &mut st.skus,
             capacity.skus,
             |i| i,
-            |_| Sku {
+            || Sku {
                 price: 0,
                 available: 0,
                 reserved: 0,
@@ -34,17 +34,12 @@ impl Shard {
                 stocked: 0,
             },
         );
-        reserve_touched(
-            &mut st.accounts,
-            capacity.accounts,
-            |i| i,
-            |_| Account::default(),
-        );
+        reserve_touched(&mut st.accounts, capacity.accounts, |i| i, Account::default);
         reserve_touched(
             &mut st.orders,
             capacity.orders,
             |i| OrderKey::new(i, 0),
-            |_| Order {
+            || Order {
                 lines: Box::new([]),
                 state: OrderState::Paid,
                 created_at: 0,
@@ -53,7 +48,7 @@ impl Shard {
                 fingerprint: 0,
             },
         );
-        reserve_touched(&mut st.purchases, capacity.purchases, |i| (i, i), |_| 0);
+        reserve_touched(&mut st.purchases, capacity.purchases, |i| (i, i), || 0);
     }
 }
 
@@ -65,14 +60,14 @@ fn reserve_touched<K: Eq + Hash, V>(
     map: &mut IdMap<K, V>,
     entries: usize,
     key: impl Fn(u64) -> K,
-    value: impl Fn(u64) -> V,
+    value: impl Fn() -> V,
 ) {
     if map.capacity() >= entries {
         return;
     }
     let mut fresh = IdMap::with_capacity_and_hasher(entries, Default::default());
     for i in 0..fresh.capacity() as u64 {
-        fresh.insert(key(i), value(i));
+        fresh.insert(key(i), value());
     }
     fresh.clear();
     fresh.extend(map.drain());
