@@ -213,21 +213,20 @@ struct Segment<K> {
 
 impl<K: Hash + Eq + Clone> Segment<K> {
     fn lock(&self) -> PolicyGuard<'_, K> {
-        let guard = self.policy.lock().expect("cache policy poisoned");
+        self.held(self.policy.lock().expect("cache policy poisoned"))
+    }
+
+    fn try_lock(&self) -> Option<PolicyGuard<'_, K>> {
+        Some(self.held(self.policy.try_lock().ok()?))
+    }
+
+    /// Raises the busy hint for as long as `guard` is held.
+    fn held<'a>(&'a self, guard: MutexGuard<'a, Locked<K>>) -> PolicyGuard<'a, K> {
         self.busy.store(true, Ordering::Relaxed);
         PolicyGuard {
             guard,
             busy: &self.busy,
         }
-    }
-
-    fn try_lock(&self) -> Option<PolicyGuard<'_, K>> {
-        let guard = self.policy.try_lock().ok()?;
-        self.busy.store(true, Ordering::Relaxed);
-        Some(PolicyGuard {
-            guard,
-            busy: &self.busy,
-        })
     }
 
     fn drain(&self, locked: &mut Locked<K>) {

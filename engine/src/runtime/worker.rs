@@ -58,11 +58,12 @@ impl Filled {
     /// held back, or a fill not yet published would be forgotten and its
     /// view never refreshed.
     fn prune(&mut self, views: &Views) {
-        let most = usize::try_from(views.skus.capacity().saturating_mul(2)).unwrap_or(usize::MAX);
-        if self.skus.len() > most {
+        let most =
+            |capacity: u64| usize::try_from(capacity.saturating_mul(2)).unwrap_or(usize::MAX);
+        if self.skus.len() > most(views.skus.capacity()) {
             self.skus.retain(|sku| views.skus.peek(sku).is_some());
         }
-        if self.accounts.len() > most {
+        if self.accounts.len() > most(views.accounts.capacity()) {
             (self.accounts).retain(|account| views.accounts.peek(account).is_some());
         }
     }

@@ -3,7 +3,7 @@
 //! debug assertions say which. Records are taken by value so an order's
 //! lines move into the state instead of being copied.
 
-use super::{Hold, Order, Shard, Sku};
+use super::{Hold, Order, Shard};
 use crate::record::{NewOrder, Record, Settle};
 use crate::types::{AccountId, Line, OrderKey, OrderState, Payment, Qty, SkuId};
 
@@ -30,14 +30,7 @@ impl Shard {
                 price,
                 per_user_limit,
             } => {
-                let s = st.skus.entry(sku).or_insert(Sku {
-                    price: 0,
-                    available: 0,
-                    reserved: 0,
-                    sold: 0,
-                    per_user_limit: 0,
-                    stocked: 0,
-                });
+                let s = st.skus.entry(sku).or_default();
                 s.price = price;
                 s.per_user_limit = per_user_limit;
             }

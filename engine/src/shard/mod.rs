@@ -65,7 +65,9 @@ pub struct Output {
     pub records: Vec<Record>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A SKU with no stock, price or limit is the default: how `put_sku` finds
+/// a new one before setting it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Sku {
     pub price: Money,
     pub available: Qty,

@@ -21,19 +21,7 @@ impl Shard {
     /// Costs time at open in proportion to the capacity.
     pub fn reserve(&mut self, capacity: Capacity) {
         let st = &mut self.state;
-        reserve_touched(
-            &mut st.skus,
-            capacity.skus,
-            |i| i,
-            || Sku {
-                price: 0,
-                available: 0,
-                reserved: 0,
-                sold: 0,
-                per_user_limit: 0,
-                stocked: 0,
-            },
-        );
+        reserve_touched(&mut st.skus, capacity.skus, |i| i, Sku::default);
         reserve_touched(&mut st.accounts, capacity.accounts, |i| i, Account::default);
         reserve_touched(
             &mut st.orders,
