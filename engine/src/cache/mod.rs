@@ -56,6 +56,10 @@ use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
 /// Segments a cache may be split into.
 pub const SEGMENTS_MAX: usize = 256;
+const _: () = assert!(
+    SEGMENTS_MAX <= u16::MAX as usize,
+    "segments are picked as a u16"
+);
 
 /// Gives an entry its weight, in whatever unit the capacity is in.
 pub type Weigher<K, V> = fn(&K, &V) -> u64;
@@ -513,8 +517,10 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     fn segment_index(&self, hash: u64) -> usize {
-        // Bits the store's stripes and tables do not use (see `store.rs`).
-        ((((hash >> 18) & 0xffff_ffff) * self.segments.len() as u64) >> 32) as usize
+        // The whole hash, mixed again the way ids are placed on shards.
+        // Taking a run of its bits instead put 32 consecutive keys in one of
+        // 4 segments under about 2% of foldhash's random seeds.
+        usize::from(crate::hash::shard_of(hash, self.segments.len() as u16))
     }
 
     fn segment(&self, hash: u64) -> &Segment<K> {
