@@ -107,6 +107,14 @@ pub(crate) struct Worker {
     /// durable, each group with the journal number of its last record.
     held_replies: VecDeque<(u64, Vec<(Token, Outcome)>)>,
     held_sends: VecDeque<(u64, Vec<(ShardId, PeerMsg)>)>,
+    /// Replies to commands or messages that also sent messages (a decided
+    /// two-phase order, a cancel settled elsewhere). A caller who hears
+    /// one may next ask the shard those messages went to, which must have
+    /// them first: so these wait until this turn's messages are on the
+    /// rings, and while any message at or before their journal number is
+    /// held, even where the durability policy lets other replies go at once.
+    after_sends: Vec<(Token, Outcome)>,
+    held_after_sends: VecDeque<(u64, Vec<(Token, Outcome)>)>,
     /// Views to publish in the shared view caches, held like replies: a
     /// reader elsewhere must not see what a caller here has not been told.
     held_views: VecDeque<(u64, Vec<ViewUpdate>)>,
@@ -158,6 +166,8 @@ impl Worker {
             journal,
             held_replies: VecDeque::new(),
             held_sends: VecDeque::new(),
+            after_sends: Vec::new(),
+            held_after_sends: VecDeque::new(),
             held_views: VecDeque::new(),
             touched: Touched::default(),
             view_updates: Vec::new(),
@@ -243,7 +253,9 @@ impl Worker {
                     let ahead = msgs.as_slice().iter().take(WARM_CHUNK_LEN);
                     self.shard.warm_messages(ahead);
                     for msg in msgs.by_ref().take(WARM_CHUNK_LEN) {
+                        let before = out_lens(&self.out);
                         self.shard.deliver(from as u16, msg, now, &mut self.out);
+                        keep_after_sends(&mut self.out, &mut self.after_sends, before);
                     }
                 }
                 work += 1;
@@ -303,7 +315,9 @@ impl Worker {
                         self.shard.warm(ahead.map(|(_, c)| c));
                         for (slot, cmd) in cmds.by_ref().take(WARM_CHUNK_LEN) {
                             let token = idx << 32 | u64::from(slot);
+                            let before = out_lens(&self.out);
                             self.shard.apply(token, cmd, now, &mut self.out);
+                            keep_after_sends(&mut self.out, &mut self.after_sends, before);
                         }
                     }
                     // Answer now, while the replies are still in cache: a
@@ -355,6 +369,7 @@ impl Worker {
         self.journal.backlog_bytes() > LOG_BACKLOG_BYTES_MAX
             || self.held_replies.len() >= HELD_GROUPS_MAX
             || self.held_sends.len() >= HELD_GROUPS_MAX
+            || self.held_after_sends.len() >= HELD_GROUPS_MAX
     }
 
     /// Records to the journal; messages to peers once the records before
@@ -400,6 +415,34 @@ impl Worker {
         }
         self.push_gathered();
         self.answer_all();
+        if !self.after_sends.is_empty() {
+            let lsn = self.journal.progress().last;
+            let replies = std::mem::take(&mut self.after_sends);
+            match self.held_after_sends.back_mut() {
+                Some((at, group)) if *at == lsn => group.extend(replies),
+                _ => self.held_after_sends.push_back((lsn, replies)),
+            }
+            self.release_after_sends();
+        }
+    }
+
+    /// Whether replies held behind the messages of journal number `lsn` may
+    /// go: none of those messages is still held or waiting in the outbox.
+    fn sends_out_upto(&self, lsn: u64) -> bool {
+        self.held_sends.front().is_none_or(|(at, _)| *at > lsn) && self.outbox_empty()
+    }
+
+    fn release_after_sends(&mut self) -> usize {
+        let mut released = 0;
+        while let Some(&(lsn, _)) = self.held_after_sends.front() {
+            if !self.failed && !self.sends_out_upto(lsn) {
+                break;
+            }
+            let (_, mut group) = self.held_after_sends.pop_front().expect("a front");
+            self.deliver(&mut group);
+            released += 1;
+        }
+        released
     }
 
     fn log_records(&mut self) {
@@ -430,6 +473,9 @@ impl Worker {
         while let Some((_, mut group)) = self.held_replies.pop_front() {
             self.deliver(&mut group);
         }
+        let mut after_sends = std::mem::take(&mut self.after_sends);
+        self.deliver(&mut after_sends);
+        self.release_after_sends();
         while let Some((_, sends)) = self.held_sends.pop_front() {
             self.send_failed(sends);
         }
@@ -457,7 +503,10 @@ impl Worker {
 
     /// Release what the journal's progress allows; returns groups released.
     fn release_held(&mut self) -> usize {
-        if self.held_replies.is_empty() && self.held_sends.is_empty() && self.held_views.is_empty()
+        if self.held_replies.is_empty()
+            && self.held_sends.is_empty()
+            && self.held_views.is_empty()
+            && self.held_after_sends.is_empty()
         {
             return 0;
         }
@@ -498,6 +547,7 @@ impl Worker {
         if released > 0 {
             self.push_gathered();
         }
+        released += self.release_after_sends();
         while self
             .held_replies
             .front()
@@ -523,6 +573,10 @@ impl Worker {
                 .held_views
                 .front()
                 .is_some_and(|(lsn, _)| *lsn <= p.views_upto())
+            || self
+                .held_after_sends
+                .front()
+                .is_some_and(|&(lsn, _)| self.sends_out_upto(lsn))
             || ((!self.held_replies.is_empty() || !self.held_sends.is_empty())
                 && self.journal.failed())
     }
@@ -709,7 +763,11 @@ impl Worker {
     /// Exit once no shard can send this one anything more: all stopped taking
     /// work, nothing is held or pending here, and the mailboxes are empty.
     fn may_exit(&mut self) -> bool {
-        if !self.outbox_empty() || !self.held_replies.is_empty() || !self.held_sends.is_empty() {
+        if !self.outbox_empty()
+            || !self.held_replies.is_empty()
+            || !self.held_sends.is_empty()
+            || !self.held_after_sends.is_empty()
+        {
             return false;
         }
         if !self.announced_stop {
@@ -746,5 +804,20 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+fn out_lens(out: &Output) -> (usize, usize) {
+    (out.sends.len(), out.replies.len())
+}
+
+/// Set aside the replies of one command or message that sent messages.
+fn keep_after_sends(
+    out: &mut Output,
+    after_sends: &mut Vec<(Token, Outcome)>,
+    (sends, replies): (usize, usize),
+) {
+    if out.sends.len() > sends && out.replies.len() > replies {
+        after_sends.extend(out.replies.drain(replies..));
     }
 }
