@@ -250,12 +250,13 @@ fn settle(shards: &mut [Shard], report: &mut RecoveryReport) -> Vec<Vec<Record>>
                     }
                     _ => false,
                 };
-                let limited = shards[p]
+                // Only pairs the SKU shard counts: a unit taken while its
+                // SKU had no limit was never counted, and must not be now.
+                let counted = shards[p]
                     .state
-                    .skus
-                    .get(&l.sku)
-                    .is_some_and(|s| s.per_user_limit > 0);
-                if live && limited {
+                    .purchases
+                    .contains_key(&(l.sku, key.account));
+                if live && counted {
                     *held[p].entry((l.sku, key.account)).or_default() += q;
                 }
             }
@@ -289,24 +290,21 @@ fn settle(shards: &mut [Shard], report: &mut RecoveryReport) -> Vec<Vec<Record>>
             .map(|(&k, &v)| (k, u64::from(v)))
             .collect();
         counts.sort();
+        // A lost settlement leaves a count too high, never too low: units
+        // are counted in the same record that takes them. So counts only
+        // come down, to what the live orders hold. Raising one would count
+        // units the running engine never counted (taken before the limit
+        // was set), and a reopened engine would differ from the one that
+        // stopped.
         for (k, v) in counts {
-            let want = held[p].remove(&k).unwrap_or(0);
-            if want != v {
+            let want = held[p].get(&k).copied().unwrap_or(0);
+            if want < v {
                 corrections.push(Record::PurchasesCorrected {
                     sku: k.0,
                     account: k.1,
                     qty: want as Qty,
                 });
             }
-        }
-        let mut missing: Vec<_> = held[p].drain().collect();
-        missing.sort();
-        for ((sku, account), qty) in missing {
-            corrections.push(Record::PurchasesCorrected {
-                sku,
-                account,
-                qty: qty as Qty,
-            });
         }
         report.corrections += corrections.len();
         for r in &corrections {
