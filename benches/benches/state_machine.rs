@@ -27,6 +27,7 @@ fn stocked_shard(shards: u16, id: u16) -> Shard {
             accounts: ACCOUNTS as usize,
             orders: ORDERS_RESERVED,
             purchases: 0,
+            rejections: 0,
         }
         .per_shard(shards),
     );
@@ -139,6 +140,7 @@ fn single_shard(c: &mut Criterion) {
                 accounts: ACCOUNTS as usize,
                 orders: ORDERS_RESERVED,
                 purchases: 0,
+                rejections: 0,
             }
             .per_shard(2),
         );

@@ -15,8 +15,11 @@ pub const INBOUND_DEPTH_MAX: usize = 4_096;
 pub const RING_DEPTH_MAX: usize = 1_024;
 /// Inbound requests a shard takes per loop turn, so peers' messages are never starved.
 pub const INBOUND_PER_TURN_MAX: usize = 64;
-/// Failed orders remembered for idempotent retries, per shard; older ones are forgotten.
-pub const REJECTIONS_REMEMBERED_MAX: usize = 1_000_000;
+/// Failed orders per generation of remembered rejections, per shard: the
+/// latest this many are always remembered for idempotent retries, and at
+/// most twice this many. It is what a table of 2^20 buckets holds (7/8 of
+/// them), so a full generation never grows its table.
+pub const REJECTIONS_GENERATION_LEN: usize = (1 << 20) / 8 * 7;
 /// Shards one engine may run; `ShardId` is `u16` and message counters are per pair.
 pub const SHARDS_MAX: usize = 256;
 /// Expired orders one shard settles per loop turn, so a mass expiry cannot stall it.

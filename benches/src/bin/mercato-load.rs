@@ -562,6 +562,9 @@ fn main() {
             Workload::FlashSale => args.orders_capacity as usize,
             _ => 0,
         },
+        // Flash-sale buyers who come back are refused by the limit, and
+        // each refusal is remembered; size for as many as orders.
+        rejections: args.orders_capacity as usize,
     };
     let config = Config {
         shards: args.shards,

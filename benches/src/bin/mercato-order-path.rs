@@ -51,6 +51,7 @@ fn main() {
         accounts: ACCOUNTS as usize,
         orders: ORDERS_RESERVED,
         purchases: 0,
+        rejections: 0,
     });
     let mut out = Output::default();
     for sku in 0..SKUS {
@@ -114,6 +115,7 @@ fn across_shards(orders: u64) {
             accounts: ACCOUNTS as usize,
             orders: ORDERS_RESERVED,
             purchases: 0,
+            rejections: 0,
         };
         shard.reserve(capacity.per_shard(2));
     }

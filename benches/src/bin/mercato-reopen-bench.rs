@@ -49,6 +49,7 @@ fn config(args: &Args) -> Config {
             accounts: args.accounts as usize,
             orders: args.orders as usize,
             purchases: 0,
+            rejections: 0,
         },
         ..Config::default()
     }

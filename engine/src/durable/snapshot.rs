@@ -13,7 +13,6 @@
 //! place, straight out of the memory map, and builds the shard's tables,
 //! with no deserialisation pass in between.
 
-use std::collections::VecDeque;
 use std::path::Path;
 
 use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot};
@@ -24,7 +23,7 @@ use super::codec::{self, state_code, state_of};
 use super::marker::shard_dir;
 use crate::error::OpenError;
 use crate::record::Record;
-use crate::shard::{Account, Hold, Order, OrderIds, Shard, Sku};
+use crate::shard::{Account, Hold, Order, OrderIds, Rejections, Shard, Sku};
 use crate::types::{Line, OrderKey, OrderState};
 
 #[derive(Archive, Serialize)]
@@ -38,7 +37,8 @@ pub(crate) struct Image {
     purchases: Vec<PurchaseImage>,
     holds: Vec<HoldImage>,
     prepared_upto: Vec<PreparedImage>,
-    /// Remembered rejections, oldest first, as `OrderRejected` record bodies.
+    /// Remembered rejections, the older generation first, as `OrderRejected`
+    /// record bodies.
     rejected: Vec<Vec<u8>>,
     revenue: u128,
     deposited: u128,
@@ -151,7 +151,7 @@ pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
             .map(|(&id, a)| AccountImage {
                 id,
                 balance: a.balance,
-                orders: a.orders.halves().to_vec(),
+                orders: a.orders.halves().collect(),
             })
             .collect(),
         orders: st
@@ -192,10 +192,9 @@ pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
             .map(|(&coordinator, &seq)| PreparedImage { coordinator, seq })
             .collect(),
         rejected: st
-            .rejected_fifo
-            .iter()
-            .map(|key| {
-                let (fingerprint, reject) = st.rejected[key];
+            .rejected
+            .oldest_first()
+            .map(|(key, &(fingerprint, reject))| {
                 let mut body = Vec::new();
                 codec::encode(
                     &Record::OrderRejected {
@@ -299,21 +298,18 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
         st.prepared_upto
             .insert(p.coordinator.to_native(), p.seq.to_native());
     }
-    let mut fifo = VecDeque::with_capacity(img.rejected.len());
+    let mut rejected = Vec::with_capacity(img.rejected.len());
     for body in img.rejected.iter() {
         match codec::decode(codec::ORDER_REJECTED, body.as_slice()) {
             Ok(Record::OrderRejected {
                 key,
                 fingerprint,
                 reject,
-            }) => {
-                st.rejected.insert(key, (fingerprint, reject));
-                fifo.push_back(key);
-            }
+            }) => rejected.push((key, (fingerprint, reject))),
             _ => return Err(bad(path, "a remembered rejection does not decode")),
         }
     }
-    st.rejected_fifo = fifo;
+    st.rejected = Rejections::from_oldest_first(rejected.into_iter());
     st.revenue = img.revenue.to_native();
     st.deposited = img.deposited.to_native();
     st.withdrawn = img.withdrawn.to_native();

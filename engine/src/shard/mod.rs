@@ -10,16 +10,18 @@
 mod apply;
 mod lifecycle;
 mod order;
+mod order_ids;
 mod participant;
+mod rejections;
 mod reserve;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use crate::audit::AuditPart;
 use crate::command::{Command, Outcome, Reply};
 use crate::error::Reject;
 use crate::hash::{IdMap, IdSet, shard_of};
-use crate::limits::{LIST_ORDERS_LIMIT_MAX, REJECTIONS_REMEMBERED_MAX, SHARDS_MAX};
+use crate::limits::{LIST_ORDERS_LIMIT_MAX, SHARDS_MAX};
 use crate::message::{PeerMsg, TxId};
 use crate::record::Record;
 use crate::types::{
@@ -28,6 +30,8 @@ use crate::types::{
 };
 
 pub use order::fingerprint;
+pub(crate) use order_ids::OrderIds;
+pub(crate) use rejections::Rejections;
 
 /// How many entries a shard's tables should hold before they need to grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +43,9 @@ pub struct Capacity {
     /// buyers of one limited SKU land on its shard, so every shard reserves
     /// this many rather than a share.
     pub purchases: usize,
+    /// Failed orders remembered for retries. No shard remembers more than
+    /// two generations (`REJECTIONS_GENERATION_LEN`), so none reserves more.
+    pub rejections: usize,
 }
 
 impl Capacity {
@@ -50,6 +57,7 @@ impl Capacity {
             accounts: share(self.accounts),
             orders: share(self.orders),
             purchases: self.purchases,
+            rejections: share(self.rejections),
         }
     }
 }
@@ -83,55 +91,6 @@ pub(crate) struct Account {
     pub balance: Money,
     /// This account's order ids, for `list_orders`.
     pub orders: OrderIds,
-}
-
-/// An account's order ids, ascending. A `ThinVec` is one pointer, with its
-/// length and capacity in the allocation, so an account stays at 16 bytes
-/// where a `Vec` would add 24 to every entry of the account table; and unlike
-/// a boxed `Vec` it costs one pointer chase, not two. It grows 1, 2, 4, … so a
-/// buyer with one order pays for one id.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub(crate) struct OrderIds(thin_vec::ThinVec<[u64; 2]>);
-
-// Ids are kept as two halves, high first, so they compare as numbers and
-// align to 8: mimalloc serves a 16-aligned `u128` buffer by a slower path,
-// which callgrind showed costing about 270 instructions per order.
-fn halves(id: OrderId) -> [u64; 2] {
-    [(id >> 64) as u64, id as u64]
-}
-
-fn whole([hi, lo]: [u64; 2]) -> OrderId {
-    (u128::from(hi) << 64) | u128::from(lo)
-}
-
-impl OrderIds {
-    /// The ids strictly after `after`, ascending.
-    pub fn after(&self, after: Option<OrderId>) -> impl Iterator<Item = OrderId> + '_ {
-        let start = after.map_or(0, |a| self.0.partition_point(|&x| x <= halves(a)));
-        self.0[start..].iter().map(|&x| whole(x))
-    }
-
-    /// The ids as stored, for snapshots.
-    pub fn halves(&self) -> &[[u64; 2]] {
-        &self.0
-    }
-
-    /// Ids already ascending, from a snapshot.
-    pub fn from_halves(ids: impl ExactSizeIterator<Item = [u64; 2]>) -> Self {
-        let mut v = thin_vec::ThinVec::with_capacity(ids.len());
-        v.extend(ids);
-        debug_assert!(v.windows(2).all(|w| w[0] < w[1]));
-        OrderIds(v)
-    }
-
-    pub fn insert(&mut self, id: OrderId) {
-        if self.0.len() == self.0.capacity() {
-            self.0.reserve_exact(self.0.len().max(1));
-        }
-        let id = halves(id);
-        let at = self.0.partition_point(|&x| x < id);
-        self.0.insert(at, id);
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,8 +145,7 @@ pub struct ShardState {
     /// Highest prepared sequence per coordinator: the fence against a late Try.
     pub(crate) prepared_upto: IdMap<ShardId, u64>,
     pub(crate) expiry: BTreeSet<(TimestampMs, OrderKey)>,
-    pub(crate) rejected: IdMap<OrderKey, (u64, Reject)>,
-    pub(crate) rejected_fifo: VecDeque<OrderKey>,
+    pub(crate) rejected: Rejections,
     pub(crate) revenue: u128,
     pub(crate) deposited: u128,
     pub(crate) withdrawn: u128,
@@ -635,22 +593,11 @@ impl Shard {
         Ok(Reply::Orders(views))
     }
 
-    /// Remember a failed order so its retry gets the same answer; forget the
-    /// oldest past the bound, because memory must not grow with every failure.
+    /// Remember a failed order so its retry gets the same answer; the
+    /// oldest are forgotten a generation at a time (`Rejections`), because
+    /// memory must not grow with every failure.
     pub(crate) fn remember_rejection(&mut self, key: OrderKey, fingerprint: u64, reject: Reject) {
-        if self.state.rejected.len() >= REJECTIONS_REMEMBERED_MAX {
-            if let Some(old) = self.state.rejected_fifo.pop_front() {
-                self.state.rejected.remove(&old);
-            }
-        }
-        if self
-            .state
-            .rejected
-            .insert(key, (fingerprint, reject))
-            .is_none()
-        {
-            self.state.rejected_fifo.push_back(key);
-        }
+        self.state.rejected.insert(key, (fingerprint, reject));
     }
 
     /// This shard's contribution to a whole-engine audit.

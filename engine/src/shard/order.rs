@@ -389,7 +389,6 @@ impl Shard {
             more_waiters,
             ..
         } = p;
-        let waiters = std::iter::once(waiter).chain(more_waiters);
         let decision = match reject {
             Some((_, r)) => Err(r),
             None => total_of(&lines).and_then(|total| {
@@ -434,14 +433,20 @@ impl Shard {
                 for s in voted_yes.iter() {
                     self.decide_at(s, tx, true, immediate, out);
                 }
-                for t in waiters {
-                    out.replies.push((t, view.clone()));
+                // The first caller gets the view itself; only callers queued
+                // behind a retry pay for a copy.
+                let first = out.replies.len();
+                out.replies.push((waiter, view));
+                for t in more_waiters {
+                    let copy = out.replies[first].1.clone();
+                    out.replies.push((t, copy));
                 }
             }
             Err(r) => {
                 for s in voted_yes.iter() {
                     self.decide_at(s, tx, false, immediate, out);
                 }
+                let waiters = std::iter::once(waiter).chain(more_waiters);
                 self.reject(key, fingerprint, r, waiters, out);
             }
         }

@@ -10,12 +10,13 @@
 use std::hash::Hash;
 
 use super::{Account, Capacity, Order, Shard, Sku};
+use crate::error::Reject;
 use crate::hash::IdMap;
 use crate::types::{OrderKey, OrderState};
 
 impl Shard {
-    /// Size the tables for this many SKUs, accounts, orders and limited
-    /// purchases, with their memory touched, so the shard never stops to
+    /// Size the tables for this many SKUs, accounts, orders, limited
+    /// purchases and remembered rejections, with their memory touched, so the shard never stops to
     /// grow a table (a table of millions of entries takes tens of
     /// milliseconds to rehash) nor to fault in its pages while it serves.
     /// Costs time at open in proportion to the capacity.
@@ -37,6 +38,14 @@ impl Shard {
             },
         );
         reserve_touched(&mut st.purchases, capacity.purchases, |i| (i, i), || 0);
+        let generation = st.rejected.generation_len();
+        let mut left = capacity.rejections;
+        for table in st.rejected.tables_mut() {
+            let entries = left.min(generation);
+            left -= entries;
+            let placeholder = || (0, Reject::EmptyOrder);
+            reserve_touched(table, entries, |i| OrderKey::new(i, 0), placeholder);
+        }
     }
 }
 
@@ -94,6 +103,22 @@ mod tests {
             }));
         }
         assert!(out.replies.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+        // Remembered failures, under order id 0, where placeholder keys live.
+        out.replies.clear();
+        for account in 0..4 {
+            shard.apply(
+                1,
+                Command::PlaceOrder(PlaceOrder {
+                    id: 0,
+                    account,
+                    lines: vec![LineRequest::new(99, 1)],
+                    payment: Payment::Immediate,
+                }),
+                5,
+                &mut out,
+            );
+        }
+        assert!(out.replies.iter().all(|(_, r)| r.is_err()), "{out:?}");
         shard
     }
 
@@ -106,6 +131,7 @@ mod tests {
             accounts: 400,
             orders: 500,
             purchases: 600,
+            rejections: 700,
         };
         shard.reserve(want);
         assert_eq!(shard.state, before);
@@ -116,6 +142,12 @@ mod tests {
         assert_eq!(st.orders.len(), 4);
         assert_eq!(st.purchases.len(), 4);
         assert_eq!(st.accounts[&0].balance, 980);
+        let mut rejected = st.rejected.clone();
+        let [newer, older] = rejected.tables_mut();
+        assert!(newer.capacity() >= 700 && older.capacity() == 0);
+        assert_eq!(newer.len(), 4);
+        let first = st.rejected.get(&OrderKey::new(0, 0));
+        assert!(matches!(first, Some((_, Reject::UnknownSku { sku: 99 }))));
 
         // A table already big enough is left alone.
         let orders_at = st.orders.capacity();

@@ -75,6 +75,11 @@ pub struct Args {
     /// reserved on every shard, since a limited SKU's buyers share its shard.
     #[arg(long)]
     purchases_capacity: Option<usize>,
+    /// Failed orders remembered for retries to size the tables for at
+    /// start-up, as for SKUs; a shard never remembers more than two
+    /// generations of 917,504, so it reserves no more.
+    #[arg(long)]
+    rejections_capacity: Option<usize>,
 }
 
 impl Args {
@@ -97,6 +102,7 @@ impl Args {
             accounts_capacity: self.accounts_capacity.or(file.accounts_capacity),
             orders_capacity: self.orders_capacity.or(file.orders_capacity),
             purchases_capacity: self.purchases_capacity.or(file.purchases_capacity),
+            rejections_capacity: self.rejections_capacity.or(file.rejections_capacity),
         }
     }
 }
@@ -133,6 +139,7 @@ fn settings(a: Args) -> Result<Config, String> {
             accounts: a.accounts_capacity.unwrap_or(0),
             orders: a.orders_capacity.unwrap_or(0),
             purchases: a.purchases_capacity.unwrap_or(0),
+            rejections: a.rejections_capacity.unwrap_or(0),
         },
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
