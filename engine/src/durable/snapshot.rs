@@ -103,9 +103,8 @@ struct PreparedImage {
     seq: u64,
 }
 
-fn lines_image(lines: &[Line]) -> Vec<LineImage> {
+fn lines_image(lines: impl Iterator<Item = Line>) -> Vec<LineImage> {
     lines
-        .iter()
         .map(|l| LineImage {
             sku: l.sku,
             qty: l.qty,
@@ -162,7 +161,7 @@ pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
                 OrderImage {
                     account: k.account,
                     id: [(id >> 64) as u64, id as u64],
-                    lines: lines_image(&o.lines),
+                    lines: lines_image(o.lines.iter()),
                     state: state_code(o.state),
                     created_at: o.created_at,
                     ttl_ms: o.ttl_ms,
@@ -183,7 +182,7 @@ pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
                 coordinator: tx.coordinator,
                 seq: tx.seq,
                 account: h.account,
-                lines: lines_image(&h.lines),
+                lines: lines_image(h.lines.iter().copied()),
             })
             .collect(),
         prepared_upto: st
@@ -263,7 +262,7 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
         let key = OrderKey::new(o.account.to_native(), id);
         let state = state_of(o.state).ok_or_else(|| bad(path, "unknown order state"))?;
         let order = Order {
-            lines: lines_of(&o.lines),
+            lines: lines_of(&o.lines).into(),
             state,
             created_at: o.created_at.to_native(),
             ttl_ms: o.ttl_ms.to_native(),

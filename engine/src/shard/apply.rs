@@ -230,7 +230,7 @@ impl Shard {
         st.orders.insert(
             order.key,
             Order {
-                lines: order.lines,
+                lines: order.lines.into(),
                 state,
                 created_at: order.created_at,
                 ttl_ms,

@@ -11,6 +11,7 @@ mod apply;
 mod lifecycle;
 mod order;
 mod order_ids;
+mod order_lines;
 mod participant;
 mod rejections;
 mod reserve;
@@ -31,6 +32,7 @@ use crate::types::{
 
 pub use order::fingerprint;
 pub(crate) use order_ids::OrderIds;
+pub(crate) use order_lines::OrderLines;
 pub(crate) use rejections::Rejections;
 
 /// How many entries a shard's tables should hold before they need to grow.
@@ -95,7 +97,7 @@ pub(crate) struct Account {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Order {
-    pub lines: Box<[Line]>,
+    pub lines: OrderLines,
     pub state: OrderState,
     pub created_at: TimestampMs,
     /// Reservation time of a `Deferred` order, 0 for `Immediate`. 30 days

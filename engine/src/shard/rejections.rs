@@ -45,7 +45,12 @@ impl Rejections {
     }
 
     pub fn get(&self, key: &OrderKey) -> Option<&Remembered> {
-        self.newer.get(key).or_else(|| self.older.get(key))
+        match self.newer.get(key) {
+            // Every new order asks, and most were never refused: skip
+            // hashing and probing an older generation that is not there.
+            None if !self.older.is_empty() => self.older.get(key),
+            found => found,
+        }
     }
 
     pub fn insert(&mut self, key: OrderKey, remembered: Remembered) {

@@ -29,7 +29,7 @@ impl Shard {
             capacity.orders,
             |i| OrderKey::new(i, 0),
             || Order {
-                lines: Box::new([]),
+                lines: Box::<[_]>::default().into(),
                 state: OrderState::Paid,
                 created_at: 0,
                 ttl_ms: 0,
