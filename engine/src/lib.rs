@@ -44,6 +44,7 @@ pub mod journal;
 pub mod keyspace;
 pub mod limits;
 pub mod message;
+pub mod order_lines;
 pub mod record;
 pub mod runtime;
 pub mod server;

@@ -7,6 +7,7 @@
 
 use crate::error::Reject;
 use crate::message::TxId;
+use crate::order_lines::OrderLines;
 use crate::types::{
     AccountId, Line, Money, OrderKey, OrderState, OrderView, Payment, Qty, SkuId, TimestampMs,
 };
@@ -15,7 +16,7 @@ use crate::types::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
     pub key: OrderKey,
-    pub lines: Box<[Line]>,
+    pub lines: OrderLines,
     pub total: Money,
     pub payment: Payment,
     pub created_at: TimestampMs,

@@ -111,7 +111,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
         Record::Prepared { tx, account, lines } => {
             w.tx(*tx);
             w.u64(*account);
-            w.lines(lines);
+            w.lines(lines.iter().copied());
             kind::PREPARED
         }
         Record::HoldCommitted { tx, immediate } => {
@@ -275,7 +275,7 @@ impl Writer<'_> {
         self.u16(tx.coordinator);
         self.u64(tx.seq);
     }
-    fn lines(&mut self, lines: &[Line]) {
+    fn lines(&mut self, lines: impl ExactSizeIterator<Item = Line>) {
         // Validation bounds an order to ORDER_LINES_MAX, which fits a byte.
         self.u8(lines.len() as u8);
         for l in lines {
@@ -286,7 +286,7 @@ impl Writer<'_> {
     }
     fn order(&mut self, o: &NewOrder) {
         self.key(o.key);
-        self.lines(&o.lines);
+        self.lines(o.lines.iter());
         self.u64(o.total);
         match o.payment {
             Payment::Immediate => self.u64(0),
@@ -520,7 +520,7 @@ impl Reader<'_> {
         };
         Ok(NewOrder {
             key,
-            lines,
+            lines: lines.into(),
             total,
             payment,
             created_at: self.u64()?,
@@ -633,6 +633,7 @@ mod tests {
                     unit_price: 1,
                 },
             ]
+            .into_boxed_slice()
             .into(),
             total: 601,
             payment,
@@ -738,7 +739,7 @@ mod tests {
             Record::Prepared {
                 tx,
                 account: 8,
-                lines: order(Payment::Immediate).lines,
+                lines: order(Payment::Immediate).lines.to_vec().into(),
             },
             Record::HoldCommitted {
                 tx,

@@ -54,7 +54,7 @@ impl Shard {
             Record::OrderPlaced(order) => {
                 let immediate = order.payment == Payment::Immediate;
                 for line in order.lines.iter() {
-                    self.take_stock(order.key.account, line, immediate);
+                    self.take_stock(order.key.account, &line, immediate);
                 }
                 self.insert_order(order);
             }
@@ -230,7 +230,7 @@ impl Shard {
         st.orders.insert(
             order.key,
             Order {
-                lines: order.lines.into(),
+                lines: order.lines,
                 state,
                 created_at: order.created_at,
                 ttl_ms,

@@ -11,7 +11,6 @@ mod apply;
 mod lifecycle;
 mod order;
 mod order_ids;
-mod order_lines;
 mod participant;
 mod rejections;
 mod reserve;
@@ -30,9 +29,9 @@ use crate::types::{
     SkuId, SkuView, TimestampMs,
 };
 
+use crate::order_lines::OrderLines;
 pub use order::fingerprint;
 pub(crate) use order_ids::OrderIds;
-pub(crate) use order_lines::OrderLines;
 pub(crate) use rejections::Rejections;
 
 /// How many entries a shard's tables should hold before they need to grow.
@@ -158,7 +157,7 @@ pub struct ShardState {
 pub(crate) struct PendingTx {
     pub key: OrderKey,
     /// The order's lines as they will be stored; votes fill in the prices.
-    pub lines: Box<[Line]>,
+    pub lines: OrderLines,
     pub payment: crate::types::Payment,
     pub fingerprint: u64,
     pub created_at: TimestampMs,

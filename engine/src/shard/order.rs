@@ -9,6 +9,7 @@ use crate::error::Reject;
 use crate::hash::{IdHasher, shard_of};
 use crate::limits::{ORDER_LINES_MAX, ORDER_TTL_MS_MAX};
 use crate::message::{PeerMsg, TxId, Vote};
+use crate::order_lines::OrderLines;
 use crate::record::{NewOrder, Record};
 use crate::types::{Line, LineRequest, Money, OrderKey, Payment, ShardId, TimestampMs};
 
@@ -68,8 +69,8 @@ fn validate(p: &PlaceOrder) -> Result<(), Reject> {
     Ok(())
 }
 
-fn total_of(lines: &[Line]) -> Result<Money, Reject> {
-    lines.iter().try_fold(0u64, |acc, l| {
+fn total_of(lines: impl IntoIterator<Item = Line>) -> Result<Money, Reject> {
+    lines.into_iter().try_fold(0u64, |acc, l| {
         l.unit_price
             .checked_mul(u64::from(l.qty))
             .and_then(|x| acc.checked_add(x))
@@ -105,8 +106,8 @@ impl Shard {
         let balance = account.balance;
 
         if p.lines.iter().all(|l| self.owns(l.sku)) {
-            let result = self.price_lines(p.account, &p.lines).and_then(|lines| {
-                let total = total_of(&lines)?;
+            let result = self.price_order(p.account, &p.lines).and_then(|lines| {
+                let total = total_of(lines.iter())?;
                 if p.payment == Payment::Immediate && balance < total {
                     return Err(Reject::InsufficientFunds {
                         account: p.account,
@@ -148,15 +149,11 @@ impl Shard {
         let owners = &mut owners[..p.lines.len()];
         let mut participants = ShardSet::default();
         owners.iter().for_each(|&s| participants.insert(s));
-        let lines: Box<[Line]> = p
-            .lines
-            .iter()
-            .map(|l| Line {
-                sku: l.sku,
-                qty: l.qty,
-                unit_price: 0,
-            })
-            .collect();
+        let lines = OrderLines::collect(p.lines.iter().map(|l| Line {
+            sku: l.sku,
+            qty: l.qty,
+            unit_price: 0,
+        }));
         self.pending.insert(
             tx,
             PendingTx {
@@ -245,6 +242,19 @@ impl Shard {
             });
         }
         Ok(priced.into_boxed_slice())
+    }
+
+    /// `price_lines` for an order this shard places alone, with a single
+    /// line kept out of the heap: it lives in the order-table entry.
+    fn price_order(&self, account: u64, lines: &[LineRequest]) -> Result<OrderLines, Reject> {
+        match lines {
+            [l] => Ok(OrderLines::One {
+                sku: l.sku,
+                qty: l.qty,
+                unit_price: self.check_line(account, l)?,
+            }),
+            _ => self.price_lines(account, lines).map(OrderLines::from),
+        }
     }
 
     /// The line checks, in the order the reference model makes them.
@@ -342,10 +352,10 @@ impl Shard {
             Vote::Yes(prices) => {
                 let mine = p
                     .lines
-                    .iter_mut()
-                    .filter(|l| shard_of(l.sku, shards) == from);
-                for (line, &price) in mine.zip(prices.iter()) {
-                    line.unit_price = price;
+                    .prices_mut()
+                    .filter(|&(sku, _)| shard_of(sku, shards) == from);
+                for ((_, slot), &price) in mine.zip(prices.iter()) {
+                    *slot = price;
                 }
                 p.voted_yes.insert(from);
             }
@@ -391,7 +401,7 @@ impl Shard {
         } = p;
         let decision = match reject {
             Some((_, r)) => Err(r),
-            None => total_of(&lines).and_then(|total| {
+            None => total_of(lines.iter()).and_then(|total| {
                 let balance = self
                     .state
                     .accounts

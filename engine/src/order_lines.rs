@@ -1,4 +1,4 @@
-//! A stored order's lines: one held in place, more in their own allocation.
+//! An order's priced lines: one held in place, more in their own allocation.
 //!
 //! Most orders in a sale have one line. Held in the order-table entry, that
 //! line costs 8 bytes more than a boxed slice's pointer and length, and
@@ -9,7 +9,7 @@
 use crate::types::{Line, Money, Qty, SkuId};
 
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) enum OrderLines {
+pub enum OrderLines {
     One {
         sku: SkuId,
         qty: Qty,
@@ -56,13 +56,49 @@ impl OrderLines {
         }
     }
 
+    /// Lines from an iterator that knows its length: one is held in place.
+    pub fn collect(lines: impl ExactSizeIterator<Item = Line>) -> Self {
+        let mut lines = lines;
+        if lines.len() == 1 {
+            let l = lines.next().expect("one line");
+            return OrderLines::One {
+                sku: l.sku,
+                qty: l.qty,
+                unit_price: l.unit_price,
+            };
+        }
+        let mut many = Vec::with_capacity(lines.len());
+        many.extend(lines);
+        OrderLines::Many(many.into_boxed_slice())
+    }
+
+    /// Each line's SKU and a place to write its price, in order.
+    pub fn prices_mut(&mut self) -> impl Iterator<Item = (SkuId, &mut Money)> {
+        let (one, many) = match self {
+            OrderLines::One {
+                sku, unit_price, ..
+            } => (Some((*sku, unit_price)), &mut [][..]),
+            OrderLines::Many(lines) => (None, &mut lines[..]),
+        };
+        one.into_iter()
+            .chain(many.iter_mut().map(|l| (l.sku, &mut l.unit_price)))
+    }
+
     pub fn to_vec(&self) -> Vec<Line> {
         self.iter().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 /// The lines by value: a line held in place has no slice to borrow from.
-pub(crate) struct Lines<'a> {
+pub struct Lines<'a> {
     single: Option<Line>,
     rest: std::slice::Iter<'a, Line>,
 }
@@ -111,6 +147,18 @@ mod tests {
             assert_eq!(format!("{stored:?}"), format!("{given:?}"));
             let again = OrderLines::from(given.into_boxed_slice());
             assert_eq!(again, stored);
+        }
+        for n in 0..4u64 {
+            let mut lines = OrderLines::collect((0..n as u32).map(|i| line(u64::from(i))));
+            assert_eq!(
+                lines,
+                OrderLines::from((0..n).map(line).collect::<Box<[_]>>())
+            );
+            for (i, (sku, price)) in lines.prices_mut().enumerate() {
+                assert_eq!(sku, i as u64);
+                *price = 1_000 + sku;
+            }
+            assert!(lines.iter().all(|l| l.unit_price == 1_000 + l.sku));
         }
         let a = OrderLines::from(vec![line(1)].into_boxed_slice());
         let b = OrderLines::from(vec![line(2)].into_boxed_slice());
