@@ -1,7 +1,8 @@
 //! Durability inside one process: an engine on a data directory, stopped and
 //! reopened, comes back exactly as it was and goes on answering as the model
 //! does; a directory of another shard count or format is refused; a failing
-//! disk makes the engine answer `Unavailable` and acknowledge nothing more.
+//! disk makes the engine answer `Unavailable` and acknowledge nothing more;
+//! a slow one never lets a decided order's reply overtake its Decide.
 
 mod util;
 
@@ -167,4 +168,55 @@ fn a_failed_fsync_stops_acknowledgements_and_loses_nothing_acknowledged() {
     // Every sale on disk is an acknowledged order or one whose answer was
     // lost with the failure; never more units than orders.
     assert!(sold as usize >= acked.len(), "{sold} < {}", acked.len());
+}
+
+/// Under `interval` and `never` a reply goes out before its records are
+/// written, but a decided two-phase order's reply must still not overtake
+/// the Decide that settles its stock: a buyer told "rejected" who asks the
+/// SKU at once must find the units back on sale. A slow disk holds the
+/// Decide (it waits for the coordinator's record to be written) long
+/// enough that a reply sent ahead of it would be seen first.
+#[test]
+fn a_decided_order_reaches_its_sku_shard_before_its_caller_hears() {
+    use mercato_engine::hash::shard_of;
+    for durability in [Durability::Interval { ms: 2 }, Durability::Never] {
+        let dir = TempDir::new("decide-before-reply");
+        let storage = FaultyStorage::default();
+        let config = Config {
+            storage: Arc::new(storage.clone()),
+            durability,
+            ..durable_config(&dir.0, 2)
+        };
+        let engine = Engine::open(config).unwrap();
+        let h = engine.handle();
+        // An account on shard 0 buying a SKU on shard 1: two-phase.
+        let sku = (0..).find(|&s| shard_of(s, 2) == 1).unwrap();
+        let account = (0..).find(|&a| shard_of(a, 2) == 0).unwrap();
+        h.put_sku(sku, 100, 0).unwrap().unwrap();
+        h.restock(sku, 1).unwrap().unwrap();
+        h.deposit(account, 50).unwrap().unwrap();
+        storage.faults.write_delay_ms.store(30, Ordering::SeqCst);
+        for id in 0..3 {
+            // The SKU shard holds the unit and votes Yes; the coordinator
+            // then finds the balance short and aborts.
+            let lines = vec![LineRequest::new(sku, 1)];
+            let answer = h.place_order(id, account, lines, Payment::Immediate);
+            assert!(
+                matches!(
+                    answer.unwrap(),
+                    Err(mercato_engine::Reject::InsufficientFunds { .. })
+                ),
+                "{durability:?}"
+            );
+            let view = h.get_sku(sku).unwrap().unwrap();
+            assert_eq!(
+                (view.available, view.reserved),
+                (1, 0),
+                "{durability:?}, order {id}"
+            );
+        }
+        storage.faults.write_delay_ms.store(0, Ordering::SeqCst);
+        drop(h);
+        engine.shutdown();
+    }
 }

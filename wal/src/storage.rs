@@ -85,6 +85,9 @@ pub struct Faults {
     pub fail_sync_at: AtomicU64,
     pub short_write_at: AtomicU64,
     pub no_space_at: AtomicU64,
+    /// Every write takes at least this long: a slow disk, to widen the
+    /// window in which what waits for the log is still waiting.
+    pub write_delay_ms: AtomicU64,
     syncs: AtomicU64,
     writes: AtomicU64,
 }
@@ -146,6 +149,10 @@ impl LogFile for FaultyFile {
                 io::ErrorKind::WriteZero,
                 "short write (injected)",
             ));
+        }
+        let delay_ms = self.faults.write_delay_ms.load(Ordering::SeqCst);
+        if delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         }
         self.inner.write_at(buf, offset)
     }
