@@ -80,6 +80,10 @@ struct Waiter {
 /// Socket events one poll returns at most.
 const NET_EVENTS_MAX: usize = 1_024;
 
+/// Replies whose buffer a shard keeps for the next turn's group of replies
+/// held behind messages; a bigger buffer is freed, not kept.
+const SPARE_REPLIES_MAX: usize = 4_096;
+
 /// Idle turns spent spinning before the shard goes to sleep.
 const IDLE_SPINS_MAX: u32 = 64;
 
@@ -115,6 +119,8 @@ pub(crate) struct Worker {
     /// held, even where the durability policy lets other replies go at once.
     after_sends: Vec<(Token, Outcome)>,
     held_after_sends: VecDeque<(u64, Vec<(Token, Outcome)>)>,
+    /// An emptied group's buffer, for the next turn's `after_sends`.
+    after_sends_spare: Vec<(Token, Outcome)>,
     /// Views to publish in the shared view caches, held like replies: a
     /// reader elsewhere must not see what a caller here has not been told.
     held_views: VecDeque<(u64, Vec<ViewUpdate>)>,
@@ -168,6 +174,7 @@ impl Worker {
             held_sends: VecDeque::new(),
             after_sends: Vec::new(),
             held_after_sends: VecDeque::new(),
+            after_sends_spare: Vec::new(),
             held_views: VecDeque::new(),
             touched: Touched::default(),
             view_updates: Vec::new(),
@@ -417,7 +424,8 @@ impl Worker {
         self.answer_all();
         if !self.after_sends.is_empty() {
             let lsn = self.journal.progress().last;
-            let replies = std::mem::take(&mut self.after_sends);
+            let spare = std::mem::take(&mut self.after_sends_spare);
+            let replies = std::mem::replace(&mut self.after_sends, spare);
             match self.held_after_sends.back_mut() {
                 Some((at, group)) if *at == lsn => group.extend(replies),
                 _ => self.held_after_sends.push_back((lsn, replies)),
@@ -440,6 +448,11 @@ impl Worker {
             }
             let (_, mut group) = self.held_after_sends.pop_front().expect("a front");
             self.deliver(&mut group);
+            if group.capacity() > self.after_sends_spare.capacity()
+                && group.capacity() <= SPARE_REPLIES_MAX
+            {
+                self.after_sends_spare = group;
+            }
             released += 1;
         }
         released
@@ -590,7 +603,11 @@ impl Worker {
                 continue;
             }
             if !self.gather[to].is_empty() {
-                let batch = std::mem::take(&mut self.gather[to]);
+                // The batch is freed by the peer, so its buffer never comes
+                // back; the next one starts at this one's size rather than
+                // growing from nothing through a chain of reallocations.
+                let size = self.gather[to].len();
+                let batch = std::mem::replace(&mut self.gather[to], Vec::with_capacity(size));
                 self.outbox[to].push_back(batch);
             }
             let producer = self.producers[to].as_ref().expect("a ring to every peer");
