@@ -2,7 +2,7 @@
 //! remembers. FIFO rings never produce these today; recovery and the network
 //! will, so the participant's fences are tested here directly.
 
-use mercato_engine::message::{PeerMsg, TxId, Vote};
+use mercato_engine::message::{OneOrMany, PeerMsg, TxId, Vote};
 use mercato_engine::shard::{Output, Shard};
 use mercato_engine::{Command, LineRequest, Reply, SkuView};
 
@@ -52,7 +52,7 @@ fn stock(s: &mut Shard) -> SkuView {
 
 fn prepare(s: &mut Shard, tx: TxId, qty: u32) -> Vote {
     let mut out = Output::default();
-    let lines = vec![LineRequest::new(sku(), qty)].into_boxed_slice();
+    let lines = OneOrMany::One(LineRequest::new(sku(), qty));
     s.deliver(
         0,
         PeerMsg::Prepare {
@@ -124,14 +124,8 @@ fn a_repeated_try_holds_once_and_votes_the_same() {
         coordinator: 0,
         seq: 1,
     };
-    assert_eq!(
-        prepare(&mut s, tx, 3),
-        Vote::Yes(vec![300].into_boxed_slice())
-    );
-    assert_eq!(
-        prepare(&mut s, tx, 3),
-        Vote::Yes(vec![300].into_boxed_slice())
-    );
+    assert_eq!(prepare(&mut s, tx, 3), Vote::Yes(OneOrMany::One(300)));
+    assert_eq!(prepare(&mut s, tx, 3), Vote::Yes(OneOrMany::One(300)));
     let v = stock(&mut s);
     assert_eq!((v.available, v.reserved), (7, 3));
     decide(&mut s, tx, true);
@@ -202,7 +196,7 @@ fn a_yes_vote_for_an_unknown_transaction_is_answered_with_abort() {
         1,
         PeerMsg::Vote {
             tx,
-            vote: Vote::Yes(vec![1].into_boxed_slice()),
+            vote: Vote::Yes(OneOrMany::One(1)),
         },
         0,
         &mut out,

@@ -8,7 +8,7 @@ use crate::command::{PlaceOrder, Reply};
 use crate::error::Reject;
 use crate::hash::{IdHasher, shard_of};
 use crate::limits::{ORDER_LINES_MAX, ORDER_TTL_MS_MAX};
-use crate::message::{PeerMsg, TxId, Vote};
+use crate::message::{OneOrMany, PeerMsg, TxId, Vote};
 use crate::order_lines::OrderLines;
 use crate::record::{NewOrder, Record};
 use crate::types::{Line, LineRequest, Money, OrderKey, Payment, ShardId, TimestampMs};
@@ -479,14 +479,20 @@ impl Shard {
     }
 }
 
-/// The lines of an order that `shard` owns, in order. Counted first so the
-/// buffer is allocated once at its size: collecting a `filter` would grow it
-/// and then shrink it with a realloc for every Prepare.
-fn share_of(lines: &[LineRequest], shard: ShardId, shards: u16) -> Box<[LineRequest]> {
+/// The lines of an order that `shard` owns, in order. Counted first so a
+/// buffer is allocated once at its size (collecting a `filter` would grow
+/// it and then shrink it with a realloc for every Prepare), and only for
+/// more than one line.
+fn share_of(lines: &[LineRequest], shard: ShardId, shards: u16) -> OneOrMany<LineRequest> {
     let on_shard = |l: &&LineRequest| shard_of(l.sku, shards) == shard;
-    let mut mine = Vec::with_capacity(lines.iter().filter(on_shard).count());
+    let n = lines.iter().filter(on_shard).count();
+    if n == 1 {
+        let line = lines.iter().find(on_shard).expect("the one line");
+        return OneOrMany::One(*line);
+    }
+    let mut mine = Vec::with_capacity(n);
     mine.extend(lines.iter().filter(on_shard).copied());
-    mine.into_boxed_slice()
+    OneOrMany::Many(mine.into_boxed_slice())
 }
 
 /// The SKU a participant's rejection is about, to order rejections by line.

@@ -2,7 +2,7 @@
 //! Cancel (decide), with TCC fences so a repeated or late message is harmless.
 
 use super::{Output, Shard};
-use crate::message::{TxId, Vote};
+use crate::message::{OneOrMany, TxId, Vote};
 use crate::record::Record;
 use crate::types::{AccountId, LineRequest};
 
@@ -31,7 +31,8 @@ impl Shard {
         }
         if let Some(hold) = self.state.holds.get(&tx) {
             // A repeated Try: answer as before, hold nothing twice.
-            return Vote::Yes(hold.lines.iter().map(|l| l.unit_price).collect());
+            let prices = hold.lines.iter().map(|l| l.unit_price);
+            return Vote::Yes(OneOrMany::collect(prices));
         }
         let upto = self.prepared_upto(tx);
         if tx.seq <= upto {
@@ -42,7 +43,7 @@ impl Shard {
             Ok(held) => held,
             Err(reject) => return Vote::No(reject),
         };
-        let prices = held.iter().map(|l| l.unit_price).collect();
+        let prices = OneOrMany::collect(held.iter().map(|l| l.unit_price));
         self.commit(
             Record::Prepared {
                 tx,
