@@ -9,7 +9,7 @@ use crate::error::Reject;
 use crate::message::TxId;
 use crate::order_lines::OrderLines;
 use crate::types::{
-    AccountId, Line, Money, OrderKey, OrderState, OrderView, Payment, Qty, SkuId, TimestampMs,
+    AccountId, Money, OrderKey, OrderState, OrderView, Payment, Qty, SkuId, TimestampMs,
 };
 
 /// A fresh order as written by its owner.
@@ -120,7 +120,7 @@ pub enum Record {
     Prepared {
         tx: TxId,
         account: AccountId,
-        lines: Box<[Line]>,
+        lines: OrderLines,
     },
     /// Participant: the hold became the order's reservation, or a sale.
     HoldCommitted {

@@ -111,7 +111,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
         Record::Prepared { tx, account, lines } => {
             w.tx(*tx);
             w.u64(*account);
-            w.lines(lines.iter().copied());
+            w.lines(lines.iter());
             kind::PREPARED
         }
         Record::HoldCommitted { tx, immediate } => {
@@ -204,7 +204,7 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
         kind::PREPARED => Record::Prepared {
             tx: r.tx()?,
             account: r.u64()?,
-            lines: r.lines()?,
+            lines: r.lines()?.into(),
         },
         kind::HOLD_COMMITTED => Record::HoldCommitted {
             tx: r.tx()?,
@@ -739,7 +739,7 @@ mod tests {
             Record::Prepared {
                 tx,
                 account: 8,
-                lines: order(Payment::Immediate).lines.to_vec().into(),
+                lines: order(Payment::Immediate).lines,
             },
             Record::HoldCommitted {
                 tx,

@@ -182,7 +182,7 @@ pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
                 coordinator: tx.coordinator,
                 seq: tx.seq,
                 account: h.account,
-                lines: lines_image(h.lines.iter().copied()),
+                lines: lines_image(h.lines.iter()),
             })
             .collect(),
         prepared_upto: st
@@ -289,7 +289,7 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             tx,
             Hold {
                 account: h.account.to_native(),
-                lines: lines_of(&h.lines),
+                lines: lines_of(&h.lines).into(),
             },
         );
     }

@@ -88,7 +88,7 @@ impl Shard {
             }
             Record::Prepared { tx, account, lines } => {
                 for line in lines.iter() {
-                    self.take_stock(account, line, false);
+                    self.take_stock(account, &line, false);
                 }
                 let st = &mut self.state;
                 let upto = st.prepared_upto.entry(tx.coordinator).or_insert(0);

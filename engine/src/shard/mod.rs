@@ -25,8 +25,8 @@ use crate::limits::{LIST_ORDERS_LIMIT_MAX, SHARDS_MAX};
 use crate::message::{PeerMsg, TxId};
 use crate::record::Record;
 use crate::types::{
-    AccountId, AccountView, Line, Money, OrderId, OrderKey, OrderState, OrderView, Qty, ShardId,
-    SkuId, SkuView, TimestampMs,
+    AccountId, AccountView, Money, OrderId, OrderKey, OrderState, OrderView, Qty, ShardId, SkuId,
+    SkuView, TimestampMs,
 };
 
 use crate::order_lines::OrderLines;
@@ -131,7 +131,7 @@ impl Order {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Hold {
     pub account: AccountId,
-    pub lines: Box<[Line]>,
+    pub lines: OrderLines,
 }
 
 /// Everything the log rebuilds. Two shards that applied the same records compare equal.

@@ -39,7 +39,7 @@ impl Shard {
             // Tried and already decided; its hold is gone.
             return Vote::Fenced;
         }
-        let held = match self.price_lines(account, lines) {
+        let held = match self.price_order(account, lines) {
             Ok(held) => held,
             Err(reject) => return Vote::No(reject),
         };
