@@ -80,9 +80,62 @@ unsafe impl GlobalAlloc for Mimalloc {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v3): how long freed
+/// memory waits before it is given back to the kernel, 1,000 ms by default
+/// in this build; -1 is never.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// The heap is faulted in this many bytes at a time.
+const PREFAULT_CHUNK_BYTES: usize = 1 << 20;
+
+// Part of mimalloc's C API, compiled and linked by `libmimalloc-sys`, which
+// declares them only under a feature that would add a crate.
+unsafe extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
+}
+
+/// Fault in `bytes` of heap now, and keep freed memory from then on.
+///
+/// mimalloc asks for transparent huge pages, so the first write to each
+/// fresh 2 MiB of heap takes a huge page fault that zeroes it; on this VM
+/// that stalls a shard for milliseconds, and in a carts run it set p99 at
+/// 10 ms (BENCHMARKS.md). Writing and freeing the memory at open moves
+/// those faults there, and with purging off the freed memory stays in the
+/// heap, touched, for the orders that come. For a process using
+/// `Mimalloc` as its global allocator; the memory is not given back to the
+/// kernel while it runs.
+pub fn prefault_heap(bytes: usize) {
+    // SAFETY: setting an option stores an integer; mimalloc reads it when it
+    // next considers purging, and allows it at any time.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // Ones, not zeros: mimalloc knows fresh memory is zero and would not
+    // write zeros to it, so nothing would be faulted in.
+    let chunks: Vec<Vec<u8>> = (0..bytes.div_ceil(PREFAULT_CHUNK_BYTES))
+        .map(|_| vec![1u8; PREFAULT_CHUNK_BYTES])
+        .collect();
+    std::hint::black_box(&chunks);
+}
+
+/// The purge delay mimalloc applies now, in milliseconds (-1: never).
+pub fn purge_delay_ms() -> std::ffi::c_long {
+    // SAFETY: reading an option has no precondition.
+    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefaulting_turns_purging_off() {
+        // The default of this build (`options.c` of libmimalloc-sys 0.1.49:
+        // 1,000 ms), which checks that the option's number is the purge
+        // delay's.
+        assert_eq!(purge_delay_ms(), 1_000);
+        prefault_heap(3 * PREFAULT_CHUNK_BYTES);
+        assert_eq!(purge_delay_ms(), -1);
+    }
 
     /// Sizes up to a few KiB at alignments up to 4 KiB: each block is
     /// aligned, holds what was written to it, and keeps it through a grow

@@ -425,7 +425,7 @@ fn a_toml_file_configures_the_server_and_flags_win() {
     std::fs::write(
         &file,
         "listen = \"127.0.0.1:0\"\nshards = 3\nauth_token = \"from-file\"\nin_flight_max = 64\n\
-         orders_capacity = 100000\npurchases_capacity = 1000\nrejections_capacity = 1000\n",
+         orders_capacity = 100000\npurchases_capacity = 1000\nrejections_capacity = 1000\nheap_prefault_mb = 8\n",
     )
     .unwrap();
     let server =

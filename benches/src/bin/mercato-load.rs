@@ -97,6 +97,11 @@ struct Args {
     /// fill. Under flash-sale it also sizes the hot SKU's buyer table.
     #[arg(long, default_value_t = 0)]
     orders_capacity: u64,
+    /// MiB of heap faulted in once the engine is open, and kept from then on
+    /// (`engine::alloc::prefault_heap`), so that memory the run grows into
+    /// was touched before the clock starts (embedded target). 0: none.
+    #[arg(long, default_value_t = 0)]
+    heap_prefault_mb: usize,
     /// Spread get_sku and get_account over the shards with this policy
     /// (random, round-robin, smooth-weighted, least-outstanding,
     /// power-of-two) instead of sending them to their owner (tcp target).
@@ -583,6 +588,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.heap_prefault_mb > 0 {
+        mercato_engine::alloc::prefault_heap(args.heap_prefault_mb << 20);
+    }
     let h = engine.handle();
     // A data directory loaded by an earlier run keeps its catalog; one whose
     // loading was cut short is loaded again (puts and restocks only add).

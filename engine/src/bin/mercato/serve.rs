@@ -80,6 +80,11 @@ pub struct Args {
     /// generations of 917,504, so it reserves no more.
     #[arg(long)]
     rejections_capacity: Option<usize>,
+    /// MiB of heap faulted in at start-up and kept from then on, so that
+    /// memory the server grows into while serving was touched before (see
+    /// README). Default 0.
+    #[arg(long)]
+    heap_prefault_mb: Option<usize>,
 }
 
 impl Args {
@@ -103,6 +108,7 @@ impl Args {
             orders_capacity: self.orders_capacity.or(file.orders_capacity),
             purchases_capacity: self.purchases_capacity.or(file.purchases_capacity),
             rejections_capacity: self.rejections_capacity.or(file.rejections_capacity),
+            heap_prefault_mb: self.heap_prefault_mb.or(file.heap_prefault_mb),
         }
     }
 }
@@ -110,7 +116,8 @@ impl Args {
 /// How long a stopping server waits for requests in flight.
 const DRAIN_MS_MAX: u64 = 10_000;
 
-fn settings(a: Args) -> Result<Config, String> {
+/// The engine's configuration, and the MiB of heap to fault in once it is open.
+fn settings(a: Args) -> Result<(Config, usize), String> {
     let a = match &a.config {
         Some(path) => {
             let text =
@@ -128,7 +135,8 @@ fn settings(a: Args) -> Result<Config, String> {
         .parse()
         .map_err(|e: mercato_wal::WalError| e.to_string())?;
     let cache_policy: PolicyKind = a.cache_policy.as_deref().unwrap_or("lru").parse()?;
-    Ok(Config {
+    let heap_prefault_mb = a.heap_prefault_mb.unwrap_or(0);
+    let config = Config {
         data_dir: a.data_dir,
         durability,
         cache_budget_bytes: a.cache_budget_bytes.unwrap_or(CACHE_BUDGET_BYTES_DEFAULT),
@@ -150,11 +158,12 @@ fn settings(a: Args) -> Result<Config, String> {
             ..ServeConfig::default()
         }),
         ..Config::with_shards(a.shards.unwrap_or(0))
-    })
+    };
+    Ok((config, heap_prefault_mb))
 }
 
 pub fn run(a: Args) -> i32 {
-    let config = match settings(a) {
+    let (config, heap_prefault_mb) = match settings(a) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mercato serve: {e}");
@@ -175,6 +184,9 @@ pub fn run(a: Args) -> i32 {
             return 2;
         }
     };
+    if heap_prefault_mb > 0 {
+        mercato_engine::alloc::prefault_heap(heap_prefault_mb << 20);
+    }
     let (main, shards) = engine.addrs().expect("a serving engine has addresses");
     let ports: Vec<String> = shards.iter().map(|a| a.port().to_string()).collect();
     // One line a script can wait for and parse.
