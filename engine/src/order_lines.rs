@@ -6,6 +6,7 @@
 //! and the fresh memory it is carved from. The enum is 24 bytes: the tag
 //! and the quantity share the first word.
 
+use crate::message::OneOrMany;
 use crate::types::{Line, Money, Qty, SkuId};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -24,11 +25,7 @@ const _: () = assert!(std::mem::size_of::<OrderLines>() == 24);
 impl From<Box<[Line]>> for OrderLines {
     fn from(lines: Box<[Line]>) -> Self {
         match *lines {
-            [l] => OrderLines::One {
-                sku: l.sku,
-                qty: l.qty,
-                unit_price: l.unit_price,
-            },
+            [l] => OrderLines::one(l),
             _ => OrderLines::Many(lines),
         }
     }
@@ -58,18 +55,18 @@ impl OrderLines {
 
     /// Lines from an iterator that knows its length: one is held in place.
     pub fn collect(lines: impl ExactSizeIterator<Item = Line>) -> Self {
-        let mut lines = lines;
-        if lines.len() == 1 {
-            let l = lines.next().expect("one line");
-            return OrderLines::One {
-                sku: l.sku,
-                qty: l.qty,
-                unit_price: l.unit_price,
-            };
+        match OneOrMany::collect(lines) {
+            OneOrMany::One(l) => OrderLines::one(l),
+            OneOrMany::Many(lines) => OrderLines::Many(lines),
         }
-        let mut many = Vec::with_capacity(lines.len());
-        many.extend(lines);
-        OrderLines::Many(many.into_boxed_slice())
+    }
+
+    fn one(l: Line) -> Self {
+        OrderLines::One {
+            sku: l.sku,
+            qty: l.qty,
+            unit_price: l.unit_price,
+        }
     }
 
     /// Each line's SKU and a place to write its price, in order.
