@@ -50,10 +50,11 @@ pub struct Config {
     pub shards: u16,
     pub journal: JournalMode,
     pub clock: Arc<dyn Clock>,
-    /// Engine-wide SKUs, accounts and orders, and per shard the buyers of
-    /// limited SKUs (see [`Capacity`]), to size the tables for up front,
-    /// with their memory touched at open. Tables still grow past it; it
-    /// spares the pauses of growing and of first touching fresh pages.
+    /// Engine-wide SKUs, accounts, orders and remembered failed orders, and
+    /// per shard the buyers of limited SKUs (see [`Capacity`]), to size the
+    /// tables for up front, with their memory touched at open. Tables still
+    /// grow past it; it spares the pauses of growing and of first touching
+    /// fresh pages.
     pub capacity: Capacity,
     /// Requests one shard's inbound queue holds before callers get `Busy`.
     pub inbound_depth_max: usize,
