@@ -39,6 +39,7 @@
 mod buffer;
 mod list;
 mod policy;
+mod readers;
 mod store;
 
 use std::borrow::Borrow;
@@ -49,7 +50,7 @@ use buffer::{Appended, Buffers};
 use list::Handle;
 use policy::Policy;
 pub use policy::PolicyKind;
-use store::{Slot, Store};
+use store::{Edit, Hasher, STORE_STRIPES, Slot, Store, Writer};
 
 use crate::clock::{Clock, SystemClock};
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
@@ -135,25 +136,32 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
 
     pub fn build(self) -> Cache<K, V> {
         let n = (self.segments.clamp(1, SEGMENTS_MAX) as u64).min(self.capacity.max(1));
+        let hasher = Hasher::default();
+        let stripes = (STORE_STRIPES / (n as usize).next_power_of_two()).max(1);
         let segments = (0..n)
-            .map(|i| Segment {
-                buffers: Buffers::new(),
-                policy: Mutex::new(Locked {
-                    // The remainder goes to the first segments.
-                    policy: Policy::new(
-                        self.policy,
-                        self.capacity / n + u64::from(i < self.capacity % n),
-                    ),
-                    evicted: Vec::new(),
-                    inserts: 0,
-                    evictions: 0,
-                    expirations: 0,
-                }),
-                busy: AtomicBool::new(false),
+            .map(|i| {
+                let (store, writer) = Store::new(hasher.clone(), stripes);
+                Segment {
+                    store,
+                    buffers: Buffers::new(),
+                    policy: Mutex::new(Locked {
+                        // The remainder goes to the first segments.
+                        policy: Policy::new(
+                            self.policy,
+                            self.capacity / n + u64::from(i < self.capacity % n),
+                        ),
+                        writer,
+                        evicted: Vec::new(),
+                        inserts: 0,
+                        evictions: 0,
+                        expirations: 0,
+                    }),
+                    busy: AtomicBool::new(false),
+                }
             })
             .collect();
         Cache {
-            store: Store::new(),
+            hasher,
             segments,
             capacity: self.capacity,
             kind: self.policy,
@@ -166,6 +174,8 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
 
 struct Locked<K> {
     policy: Policy<K>,
+    /// The right to change the segment's store, so only the lock's holder does.
+    writer: Writer,
     /// Scratch space for the keys one policy step evicts.
     evicted: Vec<K>,
     // Counted under the lock, where the events happen: plain integers, no
@@ -205,7 +215,8 @@ impl<K> Drop for PolicyGuard<'_, K> {
 
 /// One policy and what serves it: the whole cache unless it was built
 /// with [`segments`](CacheBuilder::segments).
-struct Segment<K> {
+struct Segment<K, V> {
+    store: Box<Store<K, V>>,
     buffers: Buffers,
     policy: Mutex<Locked<K>>,
     /// Set while someone holds the policy lock: a hint that lets readers
@@ -215,7 +226,7 @@ struct Segment<K> {
     busy: AtomicBool,
 }
 
-impl<K: Hash + Eq + Clone> Segment<K> {
+impl<K: Hash + Eq + Clone, V> Segment<K, V> {
     fn lock(&self) -> PolicyGuard<'_, K> {
         self.held(self.policy.lock().expect("cache policy poisoned"))
     }
@@ -240,8 +251,8 @@ impl<K: Hash + Eq + Clone> Segment<K> {
 
 /// A concurrent cache; see the [module docs](self).
 pub struct Cache<K, V> {
-    store: Store<K, V>,
-    segments: Box<[Segment<K>]>,
+    hasher: Hasher,
+    segments: Box<[Segment<K, V>]>,
     capacity: u64,
     kind: PolicyKind,
     weigher: Weigher<K, V>,
@@ -287,9 +298,10 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        let hash = self.store.hash(key);
+        let hash = self.hash(key);
         let seg = self.segment(hash);
-        let found = self.store.read(hash, key, |slot| {
+        let me = readers::me();
+        let found = self.read(seg, me, hash, key, |slot| {
             if slot.deadline_ms != 0 && self.clock.now_ms() >= slot.deadline_ms {
                 Err(slot.handle)
             } else {
@@ -298,18 +310,19 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         });
         match found {
             None => {
-                seg.buffers.miss();
+                seg.buffers.miss(me);
                 None
             }
             Some(Err(handle)) => {
-                seg.buffers.miss();
+                seg.buffers.miss(me);
                 if let Some(mut locked) = seg.try_lock() {
-                    self.expire(seg, &mut locked, hash, key, handle);
+                    Self::expire(seg, &mut locked, hash, key, handle);
                 }
                 None
             }
             Some(Ok((handle, value))) => {
-                if seg.buffers.append(handle) == Appended::Full && !seg.busy.load(Ordering::Relaxed)
+                if seg.buffers.append(me, handle) == Appended::Full
+                    && !seg.busy.load(Ordering::Relaxed)
                 {
                     if let Some(mut locked) = seg.try_lock() {
                         seg.drain(&mut locked);
@@ -329,13 +342,12 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        let hash = self.store.hash(key);
-        self.store
-            .read(hash, key, |slot| {
-                let live = slot.deadline_ms == 0 || self.clock.now_ms() < slot.deadline_ms;
-                live.then(|| slot.value.clone())
-            })
-            .flatten()
+        let hash = self.hash(key);
+        self.read(self.segment(hash), readers::me(), hash, key, |slot| {
+            let live = slot.deadline_ms == 0 || self.clock.now_ms() < slot.deadline_ms;
+            live.then(|| slot.value.clone())
+        })
+        .flatten()
     }
 
     /// Caches `value` under `key` with no deadline, replacing any older one.
@@ -352,13 +364,15 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             0 => 0,
             ttl => self.clock.now_ms().saturating_add(ttl),
         };
-        let hash = self.store.hash(&key);
+        let hash = self.hash(&key);
         let seg = self.segment(hash);
-        let mut locked = seg.lock();
-        seg.drain(&mut locked);
+        let mut guard = seg.lock();
+        seg.drain(&mut guard);
+        let locked = &mut *guard;
+        let mut edit = seg.store.edit(&mut locked.writer);
         let capacity = locked.policy.capacity();
         if weight > capacity {
-            if let Some(old) = self.store.remove(hash, &key) {
+            if let Some(old) = edit.remove(hash, &key) {
                 locked.policy.remove(old.handle);
             }
             return Err(TooHeavy {
@@ -369,22 +383,22 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             });
         }
         let mut value = Some(value);
-        let replaced = self.store.update(hash, &key, |slot| {
+        let replaced = edit.update(hash, &key, |slot| {
             slot.value = value.take().expect("taken once");
             slot.deadline_ms = deadline_ms;
             slot.handle
         });
-        let locked = &mut *locked;
         match replaced {
             Some(handle) => locked.policy.rewrite(handle, weight, &mut locked.evicted),
             None => {
                 let handle = locked
                     .policy
                     .admit(key.clone(), weight, &mut locked.evicted);
-                // Room is made before the entry is visible, so readers never
-                // see the cache over its bound.
-                self.remove_evicted(locked);
-                self.store.insert(
+                // The key's stripe and the evicted keys' stay closed to
+                // readers until the edit ends, so none sees the cache over
+                // its bound.
+                self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
+                edit.insert(
                     hash,
                     Slot {
                         key,
@@ -395,7 +409,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 );
             }
         }
-        self.remove_evicted(locked);
+        self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
         locked.inserts += 1;
         Ok(())
     }
@@ -406,11 +420,12 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(key);
+        let hash = self.hash(key);
         let seg = self.segment(hash);
-        let mut locked = seg.lock();
-        seg.drain(&mut locked);
-        let slot = self.store.remove(hash, key)?;
+        let mut guard = seg.lock();
+        seg.drain(&mut guard);
+        let locked = &mut *guard;
+        let slot = seg.store.edit(&mut locked.writer).remove(hash, key)?;
         locked.policy.remove(slot.handle);
         if slot.deadline_ms != 0 && self.clock.now_ms() >= slot.deadline_ms {
             locked.expirations += 1;
@@ -423,41 +438,39 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     /// a use: an owner keeping a cached view current, not a reader.
     ///
     /// Without a weigher every entry weighs 1, so the policy has nothing to
-    /// learn: the value is swapped under its stripe's lock alone, and the
-    /// policy lock is not taken.
+    /// learn: the value is swapped without draining the hit buffers.
     pub fn refresh(&self, key: &K, value: V) -> bool {
-        let hash = self.store.hash(key);
+        let hash = self.hash(key);
+        let seg = self.segment(hash);
+        // Most refreshed keys are not cached: look before taking the lock.
+        if self.read(seg, readers::me(), hash, key, |_| ()).is_none() {
+            return false;
+        }
+        let mut guard = seg.lock();
         if !self.weighted {
-            // Most refreshed keys are not cached: look under the shared lock
-            // before taking the exclusive one.
-            if self.store.read(hash, key, |_| ()).is_none() {
-                return false;
-            }
-            return self
-                .store
-                .update(hash, key, |slot| slot.value = value)
-                .is_some();
+            let locked = &mut *guard;
+            let mut edit = seg.store.edit(&mut locked.writer);
+            return edit.update(hash, key, |slot| slot.value = value).is_some();
         }
         let weight = (self.weigher)(key, &value).max(1);
-        let seg = self.segment(hash);
-        let mut locked = seg.lock();
-        seg.drain(&mut locked);
+        seg.drain(&mut guard);
+        let locked = &mut *guard;
+        let mut edit = seg.store.edit(&mut locked.writer);
         let mut value = Some(value);
-        let Some(handle) = self.store.update(hash, key, |slot| {
+        let Some(handle) = edit.update(hash, key, |slot| {
             slot.value = value.take().expect("taken once");
             slot.handle
         }) else {
             return false;
         };
-        let locked = &mut *locked;
         if weight > locked.policy.capacity() {
-            self.store.remove(hash, key);
+            edit.remove(hash, key);
             locked.policy.remove(handle);
             return false;
         }
         locked.policy.resize(handle, weight, &mut locked.evicted);
         // A heavier value may push out the entry itself, if it was the oldest.
-        self.remove_evicted(locked);
+        self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
         true
     }
 
@@ -466,23 +479,27 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         let now_ms = self.clock.now_ms();
         let mut locked = self.lock_all();
         let mut gone = 0;
-        self.store.remove_where(
-            |slot| slot.deadline_ms != 0 && now_ms >= slot.deadline_ms,
-            |hash, handle| {
-                let l = &mut locked[self.segment_index(hash)];
-                l.policy.remove(handle);
-                l.expirations += 1;
-                gone += 1;
-            },
-        );
+        for (seg, guard) in self.segments.iter().zip(&mut locked) {
+            let l = &mut **guard;
+            let (policy, expirations) = (&mut l.policy, &mut l.expirations);
+            seg.store.edit(&mut l.writer).remove_where(
+                |slot| slot.deadline_ms != 0 && now_ms >= slot.deadline_ms,
+                |_, handle| {
+                    policy.remove(handle);
+                    *expirations += 1;
+                    gone += 1;
+                },
+            );
+        }
         gone
     }
 
     /// Removes every entry and forgets ARC's history; counters are kept.
     pub fn clear(&self) {
         let mut locked = self.lock_all();
-        self.store.clear();
-        for (seg, l) in self.segments.iter().zip(&mut locked) {
+        for (seg, guard) in self.segments.iter().zip(&mut locked) {
+            let l = &mut **guard;
+            seg.store.edit(&mut l.writer).clear();
             l.policy.clear();
             seg.buffers.discard();
         }
@@ -513,7 +530,36 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.segment_index(self.store.hash(key))
+        self.segment_index(self.hash(key))
+    }
+
+    /// Runs `f` on the entry for `key`: without a lock if this thread has a
+    /// reader seat and no writer is in the stripe, else under the policy
+    /// lock (which the writer holds while it edits).
+    fn read<Q, R>(
+        &self,
+        seg: &Segment<K, V>,
+        me: Option<usize>,
+        hash: u64,
+        key: &Q,
+        f: impl FnOnce(&Slot<K, V>) -> R,
+    ) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match seg.store.try_read(me, hash, key, f) {
+            Ok(found) => found,
+            Err(f) => {
+                let locked = seg.lock();
+                seg.store.read_locked(&locked.writer, hash, key, f)
+            }
+        }
+    }
+
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
     }
 
     fn segment_index(&self, hash: u64) -> usize {
@@ -523,7 +569,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         usize::from(crate::hash::shard_of(hash, self.segments.len() as u16))
     }
 
-    fn segment(&self, hash: u64) -> &Segment<K> {
+    fn segment(&self, hash: u64) -> &Segment<K, V> {
         &self.segments[self.segment_index(hash)]
     }
 
@@ -539,22 +585,27 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             .collect()
     }
 
-    fn remove_evicted(&self, locked: &mut Locked<K>) {
-        for key in locked.evicted.drain(..) {
-            let removed = self.store.remove(self.store.hash(&key), &key);
+    /// Takes the keys the policy evicted out of the store, closing all
+    /// their stripes to readers at once.
+    fn remove_evicted(&self, edit: &mut Edit<'_, K, V>, evicted: &mut Vec<K>, evictions: &mut u64) {
+        if evicted.is_empty() {
+            return;
+        }
+        edit.raise(evicted.iter().map(|key| self.hash(key)));
+        for key in evicted.drain(..) {
+            let removed = edit.remove(self.hash(&key), &key);
             debug_assert!(
                 removed.is_some(),
                 "the policy evicted a key the store lacks"
             );
-            locked.evictions += 1;
+            *evictions += 1;
         }
     }
 
     /// Removes an entry a reader found expired, if it is still that entry.
     fn expire<Q>(
-        &self,
-        seg: &Segment<K>,
-        locked: &mut Locked<K>,
+        seg: &Segment<K, V>,
+        guard: &mut PolicyGuard<'_, K>,
         hash: u64,
         key: &Q,
         handle: Handle,
@@ -562,10 +613,12 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        seg.drain(locked);
-        let still = self.store.read(hash, key, |slot| slot.handle == handle);
+        seg.drain(guard);
+        let locked = &mut **guard;
+        let mut edit = seg.store.edit(&mut locked.writer);
+        let still = edit.update(hash, key, |slot| slot.handle == handle);
         if still == Some(true) && locked.policy.is_resident(handle) {
-            self.store.remove(hash, key);
+            edit.remove(hash, key);
             locked.policy.remove(handle);
             locked.expirations += 1;
         }
