@@ -2,8 +2,11 @@
 //! shared hit buffer while a drainer empties it, readers against a remover,
 //! an insert that evicts against readers and a remover, and a clear of a
 //! two-segment cache against an insert and a read. Under loom the
-//! cache has one hit stripe of two slots and two table stripes, so every
-//! path (full stripe, `try_lock` lost, stale handle) is reachable.
+//! cache has one owned hit stripe of two slots (the first reader's, here
+//! the main thread's) and a shared one, two table stripes and four reader
+//! seats, so every path (full stripe, `try_lock` lost, stale handle, a
+//! seated reader meeting a writer's flag) is reachable. Taking out the
+//! reader's fence or the writer's wait for seats fails every model here.
 #![cfg(loom)]
 
 use loom::sync::Arc;

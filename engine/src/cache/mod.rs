@@ -369,10 +369,9 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         let mut guard = seg.lock();
         seg.drain(&mut guard);
         let locked = &mut *guard;
-        let mut edit = seg.store.edit(&mut locked.writer);
         let capacity = locked.policy.capacity();
         if weight > capacity {
-            if let Some(old) = edit.remove(hash, &key) {
+            if let Some(old) = seg.store.edit(&mut locked.writer).remove(hash, &key) {
                 locked.policy.remove(old.handle);
             }
             return Err(TooHeavy {
@@ -382,27 +381,35 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 capacity,
             });
         }
-        let mut value = Some(value);
-        let replaced = edit.update(hash, &key, |slot| {
-            slot.value = value.take().expect("taken once");
-            slot.deadline_ms = deadline_ms;
-            slot.handle
-        });
-        match replaced {
-            Some(handle) => locked.policy.rewrite(handle, weight, &mut locked.evicted),
+        // The lock's holder is the store's only writer, so what it finds
+        // here stays as it is until it changes it.
+        let present = seg
+            .store
+            .read_locked(&locked.writer, hash, &key, |slot| slot.handle);
+        let mut edit = seg.store.edit(&mut locked.writer);
+        match present {
+            Some(handle) => {
+                edit.update(hash, &key, |slot| {
+                    slot.value = value;
+                    slot.deadline_ms = deadline_ms;
+                });
+                locked.policy.rewrite(handle, weight, &mut locked.evicted);
+            }
             None => {
                 let handle = locked
                     .policy
                     .admit(key.clone(), weight, &mut locked.evicted);
-                // The key's stripe and the evicted keys' stay closed to
-                // readers until the edit ends, so none sees the cache over
-                // its bound.
+                // One fence closes the key's stripe and the evicted keys'
+                // to readers, until the edit ends: none sees the cache over
+                // its bound, or the new entry before the room made for it.
+                let evicted = locked.evicted.iter().map(|k| self.hash(k));
+                edit.raise(std::iter::once(hash).chain(evicted));
                 self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
                 edit.insert(
                     hash,
                     Slot {
                         key,
-                        value: value.take().expect("not yet taken"),
+                        value,
                         handle,
                         deadline_ms,
                     },
