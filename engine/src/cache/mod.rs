@@ -1,23 +1,28 @@
 //! Concurrent LRU and ARC caches shared by every thread.
 //!
 //! A [`Cache`] is three parts:
-//! - a striped hash table holding the values ([`store`](self)), which readers
-//!   share and only the policy-lock holder edits;
+//! - a striped hash table holding the values ([`store`](self)), which
+//!   readers read without a lock, each announcing the stripe it reads in its
+//!   thread's reader seat ([`readers`](self)), and only the policy-lock
+//!   holder edits;
 //! - striped, lossy buffers of hits: a hit is appended without taking the
 //!   policy lock, and applied later by whoever holds it;
 //! - the policy (LRU or ARC) behind one mutex, taken by inserts, removes, and
 //!   by a reader whose hit buffer is full and who wins a `try_lock`. A cache
-//!   built with [`segments`](CacheBuilder::segments) has one policy, mutex
-//!   and set of hit buffers per segment, each over the keys whose hash picks
-//!   it: faster for concurrent inserts, exact per segment only.
+//!   built with [`segments`](CacheBuilder::segments) has one store, policy,
+//!   mutex and set of hit buffers per segment, each over the keys whose hash
+//!   picks it: faster for concurrent inserts, exact per segment only.
 //!
 //! Guarantees, also under concurrency:
 //! - the bound holds: every insert makes room before its entry becomes
 //!   visible, so no reader ever sees more than `capacity` of weight;
 //! - after `remove` returns, no `get` returns the removed value; past an
 //!   entry's deadline no `get` returns it;
-//! - nothing waits on anything while holding a stripe lock, and stripe locks
-//!   are taken one at a time, so nothing deadlocks.
+//! - nothing deadlocks: a writer waits only for seated reads of the stripes
+//!   it closed, which wait for nothing (a reader that meets a closed stripe,
+//!   or has no seat, reads under the policy lock instead); and the only
+//!   locks, the policy mutexes, are taken one at a time, or all in order by
+//!   `clear` and `purge_expired`, and never while a seat is in use.
 //!
 //! Single-threaded, the policies are exact (with one segment, the default):
 //! the LRU is the textbook LRU and the ARC the paper's. Under concurrency a
