@@ -3,8 +3,8 @@
 //! deadlocks (every test finishes). loom checks the same properties over
 //! every interleaving of smaller models (`loom-tests/tests/cache.rs`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 
 use mercato_engine::cache::{Cache, PolicyKind};
@@ -187,4 +187,62 @@ fn an_expired_value_is_never_read_back() {
     cache.purge_expired();
     assert_eq!(cache.stats().entries, 0);
     assert_eq!(cache.stats().expirations, 500);
+}
+
+/// More live threads than there are reader seats (128): those without one
+/// read under the policy lock. Every read is still right, and counted.
+#[test]
+fn threads_beyond_the_reader_seats_read_right_and_are_counted() {
+    const READERS: u64 = 160;
+    const READS: u64 = 2_000;
+    // Room for every key used below, so every get must hit.
+    let cache = Arc::new(Cache::<u64, u64>::builder(128).build());
+    for k in 0..32 {
+        cache.insert(k, k * 10).unwrap();
+    }
+    // The readers, the writer and this thread.
+    let start = Arc::new(Barrier::new(READERS as usize + 2));
+    let writer = {
+        let (cache, start) = (cache.clone(), start.clone());
+        thread::spawn(move || {
+            start.wait();
+            // Rewrites key 5 back and forth and writes 64 other keys, so
+            // readers meet closed stripes.
+            for i in 0..READS {
+                cache.insert(5, 50 + i % 2).unwrap();
+                cache.insert(100 + i % 64, 0).unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..READERS)
+        .map(|t| {
+            let (cache, start) = (cache.clone(), start.clone());
+            thread::spawn(move || {
+                // Reads once before the barrier, so every thread holds a seat
+                // (or found none) while all are alive.
+                let first = cache.get(&(t % 32));
+                start.wait();
+                assert!(first.is_some(), "key {} missed", t % 32);
+                let mut next = rng(t + 1);
+                for _ in 0..READS {
+                    let k = next() % 32;
+                    let v = cache.get(&k).unwrap_or_else(|| panic!("key {k} missed"));
+                    let ok = v == k * 10 || (k == 5 && (v == 50 || v == 51));
+                    assert!(ok, "key {k} read as {v}");
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let s = cache.stats();
+    assert_eq!(
+        (s.hits, s.misses),
+        (READERS * (READS + 1), 0),
+        "every get is counted once, seat or not"
+    );
+    assert_eq!(s.entries, 96);
 }

@@ -128,3 +128,31 @@ pub(crate) fn idle_seat(at: usize) -> Option<&'static Seat> {
     let seat: &'static Seat = &seats().seats[at];
     (seat.reading.load(Ordering::Relaxed) == IDLE).then_some(seat)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seat_is_given_back_when_its_thread_exits() {
+        // One thread at a time, twice as many as there are seats: each finds
+        // one free only if those before gave theirs back.
+        for i in 0..2 * SEATS_MAX {
+            let seat = std::thread::spawn(me).join().unwrap();
+            assert!(seat.is_some(), "thread {i} found no seat");
+        }
+    }
+
+    #[test]
+    fn a_read_inside_a_read_gets_no_seat() {
+        let at = me().expect("a seat");
+        let seat = idle_seat(at).expect("idle");
+        seat.reading.store(1, Ordering::Relaxed);
+        assert!(
+            idle_seat(at).is_none(),
+            "the outer read's claim would be cleared"
+        );
+        seat.reading.store(IDLE, Ordering::Relaxed);
+        assert!(idle_seat(at).is_some());
+    }
+}
