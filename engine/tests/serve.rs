@@ -343,14 +343,20 @@ fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
     let mut server = Server::start(2, &[]);
     let (mut c, _) = Client::connect(server.main, None);
     shop(&mut c);
-    // Batches the server has read but not finished when the signal comes:
-    // Four frames of 1,500 orders: small enough to sit in the server's
-    // receive buffer at once, long enough to run on after the signal.
+    // Batches the server has read when the signal comes. Four frames of 120
+    // orders go in one write of about 46 KB: less than a fresh loopback
+    // connection's receive window and one segment, so they reach the server
+    // together, and it reads and dispatches all four before it answers the
+    // first. (Frames of 1,500 orders, 144 KB each, did not fit: the server
+    // could answer the first before it had read the last, and a signal then
+    // left those unread, which is not a request in flight.)
     let frames = 4u64;
+    let orders_per_frame = 120u128;
+    let mut out = BytesMut::new();
     for f in 0..frames {
-        let orders: Vec<wire::Request> = (0..1_500u128)
+        let orders: Vec<wire::Request> = (0..orders_per_frame)
             .map(|i| {
-                let id = u128::from(f) * 1_500 + i;
+                let id = u128::from(f) * orders_per_frame + i;
                 wire::Request::PlaceOrder {
                     id,
                     account: (id % 8) as u64,
@@ -363,19 +369,19 @@ fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
                 }
             })
             .collect();
-        c.send(
-            Kind::Requests,
-            100 + f,
-            &wire::Requests { requests: orders }.to_body(),
-        );
+        let body = wire::Requests { requests: orders }.to_body();
+        encode_frame(&mut out, Kind::Requests, 100 + f, &body);
     }
-    // Once the first batch is answered the server has long read the rest
-    // (it reads a socket dry on every readiness, between shard turns), and
-    // they are still running.
+    assert!(
+        out.len() < 60_000,
+        "{} bytes: more than one window",
+        out.len()
+    );
+    c.stream.write_all(&out).unwrap();
     let check = |frame: wire::Frame, f: u64| {
         assert_eq!((frame.kind, frame.request_id), (Kind::Answers, 100 + f));
         let answers = wire::Answers::from_body(&frame.body).unwrap().answers;
-        assert_eq!(answers.len(), 1_500);
+        assert_eq!(answers.len(), orders_per_frame as usize);
         // Every order ran: placed, or refused once stock ran out; none was
         // turned away because the server was stopping.
         assert!(
