@@ -154,6 +154,7 @@ impl<K: Hash + Eq + Clone> Policy<K> {
                         .tail(Tag::T1)
                         .expect("over capacity, so not empty");
                     evicted.push(self.lists.remove(victim));
+                    self.lists.prefetch_tail(Tag::T1);
                 }
                 PolicyKind::Arc => self.replace(in_b2, evicted),
             }
