@@ -1,8 +1,8 @@
 //! Intrusive doubly linked lists over one arena of nodes, the bookkeeping both
 //! policies share. Nodes are named by `u32` indices rather than pointers, so
-//! the arena is one `Vec` (the one unsafe call is a prefetch hint); a node's generation lets a
-//! stale [`Handle`] from a read buffer be recognised and ignored after its
-//! slot is reused.
+//! the arena is one `Vec` (the one unsafe call is a prefetch hint); a node's
+//! generation lets a stale [`Handle`] from a read buffer be recognised and
+//! ignored after its slot is reused.
 
 const NIL: u32 = u32::MAX;
 
@@ -139,8 +139,8 @@ impl<K> Lists<K> {
     }
 
     /// Asks the CPU to fetch the node and key at the tail of `tag`, which
-    /// the next eviction will read: an insert is seldom the one after an
-    /// eviction, so the lines arrive while other work runs.
+    /// the next eviction will read: that comes with a later insert, so the
+    /// lines arrive while the requests between run.
     pub(crate) fn prefetch_tail(&self, tag: Tag) {
         let at = self.ends[tag as usize].tail as usize;
         if let (Some(link), Some(cold)) = (self.links.get(at), self.cold.get(at)) {
