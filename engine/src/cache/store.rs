@@ -107,9 +107,9 @@ pub(crate) struct Writer {
 // SAFETY: a table is read by seated readers that saw its flag down, or by
 // the holder of the store's one `Writer` between edits, and written only by
 // that holder with the flag up and no seat naming the stripe (see
-// `try_read`, `read_locked` and `Edit::raise`): so `&Store` hands out `&K` and `&V` to many
-// threads at once (hence `Sync` on both), and moves keys and values in from
-// whichever thread writes (hence `Send`).
+// `try_read`, `read_locked` and `Edit::raise`): so `&Store` hands out `&K`
+// and `&V` to many threads at once (hence `Sync` on both), and moves keys
+// and values in from whichever thread writes (hence `Send`).
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Store<K, V> {}
 
 impl<K: Hash + Eq, V> Store<K, V> {
