@@ -404,12 +404,15 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 let handle = locked
                     .policy
                     .admit(key.clone(), weight, &mut locked.evicted);
-                // One fence closes the key's stripe and the evicted keys'
-                // to readers, until the edit ends: none sees the cache over
+                // The key's stripe closes with the evicted keys', under one
+                // fence, until the edit ends: no reader sees the cache over
                 // its bound, or the new entry before the room made for it.
-                let evicted = locked.evicted.iter().map(|k| self.hash(k));
-                edit.raise(std::iter::once(hash).chain(evicted));
-                self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
+                self.remove_evicted(
+                    &mut edit,
+                    Some(hash),
+                    &mut locked.evicted,
+                    &mut locked.evictions,
+                );
                 edit.insert(
                     hash,
                     Slot {
@@ -421,7 +424,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 );
             }
         }
-        self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
+        self.remove_evicted(&mut edit, None, &mut locked.evicted, &mut locked.evictions);
         locked.inserts += 1;
         Ok(())
     }
@@ -482,7 +485,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }
         locked.policy.resize(handle, weight, &mut locked.evicted);
         // A heavier value may push out the entry itself, if it was the oldest.
-        self.remove_evicted(&mut edit, &mut locked.evicted, &mut locked.evictions);
+        self.remove_evicted(&mut edit, None, &mut locked.evicted, &mut locked.evictions);
         true
     }
 
@@ -598,12 +601,19 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     /// Takes the keys the policy evicted out of the store, closing all
-    /// their stripes to readers at once.
-    fn remove_evicted(&self, edit: &mut Edit<'_, K, V>, evicted: &mut Vec<K>, evictions: &mut u64) {
-        if evicted.is_empty() {
-            return;
-        }
-        edit.raise(evicted.iter().map(|key| self.hash(key)));
+    /// their stripes to readers at once, with the stripe of `also` (the key
+    /// about to be inserted) if given.
+    fn remove_evicted(
+        &self,
+        edit: &mut Edit<'_, K, V>,
+        also: Option<u64>,
+        evicted: &mut Vec<K>,
+        evictions: &mut u64,
+    ) {
+        edit.raise(
+            also.into_iter()
+                .chain(evicted.iter().map(|key| self.hash(key))),
+        );
         for key in evicted.drain(..) {
             let removed = edit.remove(self.hash(&key), &key);
             debug_assert!(
@@ -627,10 +637,12 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     {
         seg.drain(guard);
         let locked = &mut **guard;
-        let mut edit = seg.store.edit(&mut locked.writer);
-        let still = edit.update(hash, key, |slot| slot.handle == handle);
+        // Looked at as the store's writer, so without closing the stripe;
+        // it closes only if the entry goes.
+        let still =
+            (seg.store).read_locked(&locked.writer, hash, key, |slot| slot.handle == handle);
         if still == Some(true) && locked.policy.is_resident(handle) {
-            edit.remove(hash, key);
+            seg.store.edit(&mut locked.writer).remove(hash, key);
             locked.policy.remove(handle);
             locked.expirations += 1;
         }
