@@ -45,6 +45,7 @@ pub mod keyspace;
 pub mod limits;
 pub mod message;
 pub mod order_lines;
+mod prefetch;
 pub mod record;
 pub mod runtime;
 pub mod server;

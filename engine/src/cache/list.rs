@@ -1,8 +1,9 @@
 //! Intrusive doubly linked lists over one arena of nodes, the bookkeeping both
 //! policies share. Nodes are named by `u32` indices rather than pointers, so
-//! the arena is one `Vec` (the one unsafe call is a prefetch hint); a node's
-//! generation lets a stale [`Handle`] from a read buffer be recognised and
-//! ignored after its slot is reused.
+//! the arena is one `Vec`; a node's generation lets a stale [`Handle`] from a
+//! read buffer be recognised and ignored after its slot is reused.
+
+use crate::prefetch::prefetch;
 
 const NIL: u32 = u32::MAX;
 
@@ -245,23 +246,6 @@ impl<K> Lists<K> {
             self.links[old_head as usize].prev = index;
         }
     }
-}
-
-/// A hint to fetch `item`'s cache line; nothing on other targets or under
-/// loom.
-#[inline(always)]
-fn prefetch<T>(item: &T) {
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    #[allow(unsafe_code)]
-    // SAFETY: a prefetch reads nothing the program can observe and cannot
-    // fault, and `item` is a live reference anyway; SSE, which provides it,
-    // is part of every x86_64 target.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast::<i8>());
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-    let _ = item;
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod apply;
 mod lifecycle;
 mod order;
 mod order_ids;
+mod order_table;
 mod participant;
 mod rejections;
 mod reserve;
@@ -32,6 +33,7 @@ use crate::types::{
 use crate::order_lines::OrderLines;
 pub use order::fingerprint;
 pub(crate) use order_ids::OrderIds;
+pub(crate) use order_table::OrderTable;
 pub(crate) use rejections::Rejections;
 
 /// How many entries a shard's tables should hold before they need to grow.
@@ -139,7 +141,7 @@ pub(crate) struct Hold {
 pub struct ShardState {
     pub(crate) skus: IdMap<SkuId, Sku>,
     pub(crate) accounts: IdMap<AccountId, Account>,
-    pub(crate) orders: IdMap<OrderKey, Order>,
+    pub(crate) orders: OrderTable,
     /// Units of a limited SKU an account holds in live orders.
     pub(crate) purchases: IdMap<(SkuId, AccountId), Qty>,
     pub(crate) holds: IdMap<TxId, Hold>,
@@ -305,17 +307,18 @@ impl Shard {
     ///
     /// An order's account and order-table slot are random in tables of
     /// millions, and each lookup on the order path waits for the one before.
-    /// These lookups depend on nothing, so the CPU overlaps their misses;
-    /// the `apply` calls that follow then find the lines in cache. Worth it
-    /// for a few commands at a time: more, and the first are evicted again.
+    /// Here they depend on nothing, so their misses overlap: the account is
+    /// looked up, the order's index line prefetched (a new order's key is
+    /// not in the table, so a lookup would stop at the index anyway), and
+    /// the `apply` calls that follow find the lines in cache. Worth it for a
+    /// few commands at a time: more, and the first are evicted again.
     pub fn warm<'a>(&self, cmds: impl IntoIterator<Item = &'a Command>) {
         let st = &self.state;
         let mut touched = 0u64;
         for cmd in cmds {
             if let Command::PlaceOrder(p) = cmd {
                 touched ^= st.accounts.get(&p.account).map_or(0, |a| a.balance);
-                let key = OrderKey::new(p.account, p.id);
-                touched ^= st.orders.get(&key).map_or(0, |o| o.created_at);
+                st.orders.prefetch(&OrderKey::new(p.account, p.id));
             }
         }
         std::hint::black_box(touched);
@@ -331,7 +334,7 @@ impl Shard {
                 PeerMsg::Vote { tx, .. } => {
                     if let Some(p) = self.pending.get(tx) {
                         touched ^= st.accounts.get(&p.key.account).map_or(0, |a| a.balance);
-                        touched ^= st.orders.get(&p.key).map_or(0, |o| o.created_at);
+                        st.orders.prefetch(&p.key);
                     }
                 }
                 PeerMsg::Prepare { account, lines, .. } => {

@@ -24,19 +24,17 @@ impl Shard {
         let st = &mut self.state;
         reserve_touched(&mut st.skus, capacity.skus, |i| i, Sku::default);
         reserve_touched(&mut st.accounts, capacity.accounts, |i| i, Account::default);
-        reserve_touched(
-            &mut st.orders,
-            capacity.orders,
-            |i| OrderKey::new(i, 0),
-            || Order {
+        st.orders.reserve_touched(capacity.orders, || {
+            let order = Order {
                 lines: Box::<[_]>::default().into(),
                 state: OrderState::Paid,
                 created_at: 0,
                 ttl_ms: 0,
                 restocked: false,
                 fingerprint: 0,
-            },
-        );
+            };
+            (OrderKey::new(0, 0), order)
+        });
         reserve_touched(&mut st.purchases, capacity.purchases, |i| (i, i), || 0);
         let generation = st.rejected.generation_len();
         let mut left = capacity.rejections;

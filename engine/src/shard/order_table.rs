@@ -1,0 +1,393 @@
+//! The order table: every order a shard holds, found by its key.
+//!
+//! Orders are never removed, and almost every order on the hot path is a new
+//! key. In a `HashMap` sized for millions, a new key's whole entry (about 80
+//! bytes) is written at a random slot: a cache miss, often a TLB miss too,
+//! that nothing can start early, because the slot's address stays inside the
+//! map. A profile of the 1-line state-machine bench put over half its samples
+//! in that insert (BENCHMARKS.md).
+//!
+//! Here the orders sit in an append-only arena in the order they were
+//! placed, so a new order lands next to the one before it. A key is found
+//! through an index of 8-byte slots, each a 32-bit tag of the key's hash and
+//! the order's arena position, probed linearly and never more than half full:
+//! eight slots share a cache line, so a probe seldom leaves its first line,
+//! and that line's address follows from the hash alone. A shard can
+//! therefore ask for it ahead of the orders it is about to run
+//! ([`OrderTable::prefetch`]). The arena grows a chunk at a time, so growing
+//! never copies the orders already placed.
+
+use std::hash::{Hash, Hasher};
+use std::ops::Index;
+
+use super::Order;
+use crate::hash::IdHasher;
+use crate::prefetch::prefetch;
+use crate::types::OrderKey;
+
+/// Orders per arena chunk: about 1.3 MB of entries, so a new chunk is rare
+/// and the last one wastes little.
+const CHUNK_BITS: u32 = 14;
+const CHUNK_LEN: usize = 1 << CHUNK_BITS;
+/// One cache line of slots.
+const INDEX_SLOTS_MIN: usize = 8;
+/// An index slot holds an arena position plus one in 32 bits, and 0 marks an
+/// empty slot. Long before a shard holds this many orders it has run out of
+/// memory (at 80 bytes an order, 340 GB), so reaching it is a bug.
+pub(crate) const ORDERS_PER_SHARD_MAX: usize = u32::MAX as usize - 1;
+/// A word per page: writing one faults the page in.
+const SLOTS_PER_PAGE: usize = 4096 / 8;
+
+#[derive(Clone)]
+pub(crate) struct OrderTable {
+    /// Power-of-two length, at least twice `len`. A slot is 0 when empty,
+    /// else the hash's low 32 bits above the arena position plus one.
+    index: Box<[u64]>,
+    /// 64 minus log2 of the index length: a key's first slot is its hash's
+    /// top bits, which the tag (the low bits) does not repeat.
+    shift: u32,
+    /// Chunk `c` holds positions `c * CHUNK_LEN ..`; all but the last are full.
+    chunks: Vec<Vec<(OrderKey, Order)>>,
+    len: usize,
+}
+
+fn hash_of(key: &OrderKey) -> u64 {
+    let mut h = IdHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn slot(hash: u64, position: usize) -> u64 {
+    (hash << 32) | (position as u64 + 1)
+}
+
+/// A fresh index of `len` slots with every page already faulted in, so the
+/// shard does not pay for first touches while it serves.
+fn index_touched(len: usize) -> Box<[u64]> {
+    let mut index = vec![0u64; len].into_boxed_slice();
+    // Zeroed memory comes from fresh pages that the compiler knows hold
+    // zeros; a non-zero write, an opaque use and the zero again make sure
+    // every page really is written.
+    for page in index.chunks_mut(SLOTS_PER_PAGE) {
+        page[0] = 1;
+    }
+    std::hint::black_box(&mut index);
+    for page in index.chunks_mut(SLOTS_PER_PAGE) {
+        page[0] = 0;
+    }
+    index
+}
+
+impl Default for OrderTable {
+    fn default() -> Self {
+        OrderTable {
+            index: vec![0; INDEX_SLOTS_MIN].into_boxed_slice(),
+            shift: 64 - INDEX_SLOTS_MIN.trailing_zeros(),
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl OrderTable {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Orders the table holds before its index must grow.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.index.len() / 2
+    }
+
+    pub fn get(&self, key: &OrderKey) -> Option<&Order> {
+        let at = self.find(key, hash_of(key)).ok()?;
+        Some(&self.entry(at).1)
+    }
+
+    pub fn get_mut(&mut self, key: &OrderKey) -> Option<&mut Order> {
+        let at = self.find(key, hash_of(key)).ok()?;
+        Some(&mut self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)].1)
+    }
+
+    /// Adds `order` under `key`, or replaces the order there and returns it.
+    pub fn insert(&mut self, key: OrderKey, order: Order) -> Option<Order> {
+        let hash = hash_of(&key);
+        let empty = match self.find(&key, hash) {
+            Ok(at) => {
+                let old = &mut self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)].1;
+                return Some(std::mem::replace(old, order));
+            }
+            Err(empty) => empty,
+        };
+        assert!(
+            self.len < ORDERS_PER_SHARD_MAX,
+            "a shard holds at most {ORDERS_PER_SHARD_MAX} orders"
+        );
+        let empty = if (self.len + 1) * 2 > self.index.len() {
+            self.rebuild_index((self.len + 1) * 2);
+            self.empty_slot(hash)
+        } else {
+            empty
+        };
+        self.index[empty] = slot(hash, self.len);
+        self.push((key, order));
+        None
+    }
+
+    /// Asks the CPU for the index line `key`'s lookup or insert will read
+    /// first, so a later call finds it in cache.
+    pub fn prefetch(&self, key: &OrderKey) {
+        prefetch(&self.index[(hash_of(key) >> self.shift) as usize]);
+    }
+
+    /// Room for `additional` more orders without growing the index or
+    /// allocating a chunk.
+    pub fn reserve(&mut self, additional: usize) {
+        let want = self.len.saturating_add(additional);
+        if want * 2 > self.index.len() {
+            self.rebuild_index(want * 2);
+        }
+        let chunks = want.div_ceil(CHUNK_LEN);
+        if let Some(first) = self.chunks.first_mut() {
+            first.reserve_exact(want.min(CHUNK_LEN) - first.len());
+        } else if want > 0 {
+            self.chunks.push(Vec::with_capacity(want.min(CHUNK_LEN)));
+        }
+        while self.chunks.len() < chunks {
+            self.chunks.push(Vec::with_capacity(CHUNK_LEN));
+        }
+    }
+
+    /// `reserve`, with every page of the reserved memory faulted in now:
+    /// the index is always built touched, and the arena's spare room is
+    /// filled with `placeholder` and emptied again.
+    pub fn reserve_touched(&mut self, entries: usize, placeholder: impl Fn() -> (OrderKey, Order)) {
+        self.reserve(entries.saturating_sub(self.len));
+        for chunk in &mut self.chunks {
+            let live = chunk.len();
+            while chunk.len() < chunk.capacity() {
+                chunk.push(placeholder());
+            }
+            chunk.truncate(live);
+        }
+    }
+
+    /// Every order, in the order they were placed.
+    pub fn iter(&self) -> impl Iterator<Item = (&OrderKey, &Order)> {
+        self.chunks.iter().flatten().map(|(k, o)| (k, o))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Order> {
+        self.iter().map(|(_, o)| o)
+    }
+
+    fn entry(&self, at: usize) -> &(OrderKey, Order) {
+        &self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)]
+    }
+
+    fn push(&mut self, entry: (OrderKey, Order)) {
+        let chunk = self.len >> CHUNK_BITS;
+        if chunk == self.chunks.len() {
+            // The first chunk grows as it fills, so a small shard stays small.
+            let room = if chunk == 0 { 0 } else { CHUNK_LEN };
+            self.chunks.push(Vec::with_capacity(room));
+        }
+        self.chunks[chunk].push(entry);
+        self.len += 1;
+    }
+
+    /// The arena position of `key`, or the empty slot where it would go.
+    /// Ends because the index is never more than half full.
+    fn find(&self, key: &OrderKey, hash: u64) -> Result<usize, usize> {
+        let mask = self.index.len() - 1;
+        let tag = hash as u32;
+        let mut i = (hash >> self.shift) as usize;
+        loop {
+            let s = self.index[i];
+            if s == 0 {
+                return Err(i);
+            }
+            if (s >> 32) as u32 == tag {
+                let at = (s as u32 - 1) as usize;
+                if self.entry(at).0 == *key {
+                    return Ok(at);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn empty_slot(&self, hash: u64) -> usize {
+        let mask = self.index.len() - 1;
+        let mut i = (hash >> self.shift) as usize;
+        while self.index[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    /// A fresh index of at least `slots` slots, filled from the arena.
+    fn rebuild_index(&mut self, slots: usize) {
+        let len = slots.next_power_of_two().max(INDEX_SLOTS_MIN);
+        self.index = index_touched(len);
+        self.shift = 64 - len.trailing_zeros();
+        for at in 0..self.len {
+            let hash = hash_of(&self.entry(at).0);
+            let empty = self.empty_slot(hash);
+            self.index[empty] = slot(hash, at);
+        }
+    }
+}
+
+impl Index<&OrderKey> for OrderTable {
+    type Output = Order;
+
+    fn index(&self, key: &OrderKey) -> &Order {
+        self.get(key).expect("an order in the table")
+    }
+}
+
+/// Equal when both hold the same orders, whatever order they were placed in.
+impl PartialEq for OrderTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().all(|(k, o)| other.get(k) == Some(o))
+    }
+}
+
+impl Eq for OrderTable {}
+
+impl std::fmt::Debug for OrderTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::IdMap;
+    use crate::order_lines::OrderLines;
+    use crate::types::{Line, OrderState};
+    use proptest::prelude::*;
+
+    fn order(n: u64) -> Order {
+        Order {
+            lines: OrderLines::collect(
+                [Line {
+                    sku: n,
+                    qty: 1,
+                    unit_price: 10,
+                }]
+                .into_iter(),
+            ),
+            state: OrderState::Reserved,
+            created_at: n,
+            ttl_ms: 0,
+            restocked: false,
+            fingerprint: n,
+        }
+    }
+
+    /// The table against a `HashMap` after every step: what it finds,
+    /// what it misses, how many it holds and what `insert` gives back.
+    fn check_against_map(ops: &[(u64, u128)], reserve_at: Option<usize>) {
+        let mut table = OrderTable::default();
+        let mut model: IdMap<OrderKey, Order> = IdMap::default();
+        for (n, &(account, id)) in ops.iter().enumerate() {
+            if reserve_at == Some(n) {
+                table.reserve_touched(table.len() + 3 * CHUNK_LEN / 2, || {
+                    (OrderKey::new(0, 0), order(u64::MAX))
+                });
+            }
+            let key = OrderKey::new(account, id);
+            let o = order(n as u64);
+            assert_eq!(table.insert(key, o.clone()), model.insert(key, o));
+            assert_eq!(table.len(), model.len());
+            assert!(table.capacity() >= table.len());
+        }
+        for (k, o) in &model {
+            assert_eq!(table.get(k), Some(o));
+            assert_eq!(&table[k], o);
+        }
+        for &(account, id) in ops {
+            let absent = OrderKey::new(account, id ^ (1 << 100));
+            assert_eq!(table.get(&absent), model.get(&absent));
+        }
+        assert_eq!(table.iter().count(), model.len());
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_as_a_map(
+            ops in prop::collection::vec((0u64..50, 0u128..20), 0..400),
+            reserve_at in prop::option::of(0usize..400),
+        ) {
+            check_against_map(&ops, reserve_at);
+        }
+    }
+
+    #[test]
+    fn holds_many_orders_across_chunks_and_index_growth() {
+        // Keys that share an account and differ only in the id's high half,
+        // and the reverse, so a weak hash would pile them onto few slots.
+        let ops: Vec<(u64, u128)> = (0..3 * CHUNK_LEN as u64)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (7, u128::from(i) << 64)
+                } else {
+                    (i, 1)
+                }
+            })
+            .collect();
+        check_against_map(&ops, None);
+        check_against_map(&ops, Some(CHUNK_LEN / 2));
+    }
+
+    #[test]
+    fn keeps_orders_in_the_order_they_were_placed() {
+        let mut table = OrderTable::default();
+        for i in (0..100u64).rev() {
+            table.insert(OrderKey::new(i, 0), order(i));
+        }
+        let accounts: Vec<u64> = table.iter().map(|(k, _)| k.account).collect();
+        assert_eq!(accounts, (0..100u64).rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn changes_an_order_in_place_and_compares_by_content() {
+        let mut a = OrderTable::default();
+        let mut b = OrderTable::default();
+        for i in 0..50u64 {
+            a.insert(OrderKey::new(i, 1), order(i));
+            b.insert(OrderKey::new(49 - i, 1), order(49 - i));
+        }
+        assert_eq!(a, b, "same orders placed in another order");
+        a.get_mut(&OrderKey::new(3, 1)).expect("placed").state = OrderState::Paid;
+        assert_ne!(a, b);
+        assert_eq!(a[&OrderKey::new(3, 1)].state, OrderState::Paid);
+        assert!(a.get_mut(&OrderKey::new(3, 2)).is_none());
+        b.insert(OrderKey::new(50, 1), order(50));
+        assert_ne!(a, b, "another length");
+    }
+
+    #[test]
+    fn reserving_touched_adds_no_order_and_keeps_the_live_ones() {
+        let mut table = OrderTable::default();
+        for i in 0..10u64 {
+            table.insert(OrderKey::new(i, 0), order(i));
+        }
+        let before = table.clone();
+        table.reserve_touched(2 * CHUNK_LEN + 5, || (OrderKey::new(1, 0), order(99)));
+        assert_eq!(table, before);
+        assert_eq!(table.len(), 10);
+        assert!(table.capacity() >= 2 * CHUNK_LEN + 5);
+        assert_eq!(table.chunks.len(), 3, "every reserved chunk allocated");
+        assert!(table.chunks.iter().all(|c| c.capacity() == CHUNK_LEN));
+        assert_eq!(
+            table[&OrderKey::new(1, 0)],
+            order(1),
+            "no placeholder found"
+        );
+    }
+}
