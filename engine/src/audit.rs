@@ -95,7 +95,7 @@ impl AuditPart {
                 *p.live.entry(l.sku).or_default() += u64::from(l.qty);
             }
         }
-        for (&(sku, _), &n) in &st.purchases {
+        for (&(sku, _), &n) in st.purchases.iter() {
             *p.purchases.entry(sku).or_default() += u64::from(n);
         }
         p

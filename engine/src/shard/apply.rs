@@ -134,11 +134,7 @@ impl Shard {
                 s.sold = sold;
             }
             Record::PurchasesCorrected { sku, account, qty } => {
-                if qty == 0 {
-                    st.purchases.remove(&(sku, account));
-                } else {
-                    st.purchases.insert((sku, account), qty);
-                }
+                st.purchases.insert((sku, account), qty);
             }
         }
     }
@@ -168,7 +164,7 @@ impl Shard {
             s.reserved += line.qty;
         }
         if s.per_user_limit > 0 {
-            *st.purchases.entry((line.sku, account)).or_insert(0) += line.qty;
+            st.purchases.add((line.sku, account), line.qty);
         }
     }
 
@@ -200,12 +196,7 @@ impl Shard {
         // Units count against the limit while an order holds them. A limit
         // set after the units were taken never counted them, hence saturating.
         if returned {
-            if let Some(n) = st.purchases.get_mut(&(sku, account)) {
-                *n = n.saturating_sub(qty);
-                if *n == 0 {
-                    st.purchases.remove(&(sku, account));
-                }
-            }
+            st.purchases.subtract(&(sku, account), qty);
         }
     }
 

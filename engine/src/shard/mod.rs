@@ -13,6 +13,7 @@ mod order;
 mod order_ids;
 mod order_table;
 mod participant;
+mod purchase_table;
 mod rejections;
 mod reserve;
 
@@ -34,6 +35,7 @@ use crate::order_lines::OrderLines;
 pub use order::fingerprint;
 pub(crate) use order_ids::OrderIds;
 pub(crate) use order_table::OrderTable;
+pub(crate) use purchase_table::PurchaseTable;
 pub(crate) use rejections::Rejections;
 
 /// How many entries a shard's tables should hold before they need to grow.
@@ -143,7 +145,7 @@ pub struct ShardState {
     pub(crate) accounts: IdMap<AccountId, Account>,
     pub(crate) orders: OrderTable,
     /// Units of a limited SKU an account holds in live orders.
-    pub(crate) purchases: IdMap<(SkuId, AccountId), Qty>,
+    pub(crate) purchases: PurchaseTable,
     pub(crate) holds: IdMap<TxId, Hold>,
     /// Highest prepared sequence per coordinator: the fence against a late Try.
     pub(crate) prepared_upto: IdMap<ShardId, u64>,
@@ -307,10 +309,11 @@ impl Shard {
     ///
     /// An order's account and order-table slot are random in tables of
     /// millions, and each lookup on the order path waits for the one before.
-    /// Here they depend on nothing, so their misses overlap: the account is
-    /// looked up, the order's index line prefetched (a new order's key is
-    /// not in the table, so a lookup would stop at the index anyway), and
-    /// the `apply` calls that follow find the lines in cache. Worth it for a
+    /// Here they depend on nothing, so their misses overlap: the account and
+    /// the remembered rejections are looked up, the order's index line and
+    /// any per-user-limit count prefetched (a new key is not in those
+    /// tables, so a lookup would stop before the line its insert writes),
+    /// and the `apply` calls that follow find the lines in cache. Worth it for a
     /// few commands at a time: more, and the first are evicted again.
     pub fn warm<'a>(&self, cmds: impl IntoIterator<Item = &'a Command>) {
         let st = &self.state;
@@ -318,10 +321,29 @@ impl Shard {
         for cmd in cmds {
             if let Command::PlaceOrder(p) = cmd {
                 touched ^= st.accounts.get(&p.account).map_or(0, |a| a.balance);
-                st.orders.prefetch(&OrderKey::new(p.account, p.id));
+                let key = OrderKey::new(p.account, p.id);
+                st.orders.prefetch(&key);
+                touched ^= st.rejected.get(&key).map_or(0, |r| r.0);
+                for l in p.lines.iter().filter(|l| self.owns(l.sku)) {
+                    self.warm_purchase(l.sku, p.account);
+                }
             }
         }
         std::hint::black_box(touched);
+    }
+
+    /// Prefetches the per-user-limit count of (`sku`, `account`), if `sku`
+    /// has a limit: other SKUs never touch that table, and a prefetch into
+    /// it would only evict something useful.
+    fn warm_purchase(&self, sku: SkuId, account: AccountId) {
+        if self
+            .state
+            .skus
+            .get(&sku)
+            .is_some_and(|s| s.per_user_limit > 0)
+        {
+            self.state.purchases.prefetch(&(sku, account));
+        }
     }
 
     /// `warm` for messages from other shards: a vote's order and account at
@@ -339,10 +361,7 @@ impl Shard {
                 }
                 PeerMsg::Prepare { account, lines, .. } => {
                     for l in lines.iter() {
-                        touched ^= st
-                            .purchases
-                            .get(&(l.sku, *account))
-                            .map_or(0, |&n| u64::from(n));
+                        self.warm_purchase(l.sku, *account);
                     }
                 }
                 PeerMsg::Decide { .. } | PeerMsg::Settle { .. } => {}

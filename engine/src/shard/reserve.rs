@@ -35,7 +35,7 @@ impl Shard {
             };
             (OrderKey::new(0, 0), order)
         });
-        reserve_touched(&mut st.purchases, capacity.purchases, |i| (i, i), || 0);
+        st.purchases.reserve_touched(capacity.purchases);
         let generation = st.rejected.generation_len();
         let mut left = capacity.rejections;
         for table in st.rejected.tables_mut() {

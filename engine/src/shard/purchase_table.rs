@@ -1,0 +1,346 @@
+//! Units of per-user-limited SKUs that each buyer holds in live orders.
+//!
+//! In a flash sale every buyer's first order adds a new (SKU, account) pair
+//! on the SKU's shard. In a `HashMap` that write lands on a slot whose
+//! address only the map knows, and it missed in cache on almost every order:
+//! over TCP it was the biggest single stall of the hot shard (BENCHMARKS.md).
+//! This table keeps its entries inline in one array, probed linearly and never
+//! more than half full, so the slot a pair starts at follows from its hash,
+//! and a shard can prefetch it for the orders and prepares it is about to
+//! run ([`PurchaseTable::prefetch`]).
+//!
+//! A count of zero is never stored (a pair whose units all came back is
+//! removed), so a zero count marks an empty slot. Removal shifts the entries
+//! after it back, so there are no tombstones and a probe always ends at the
+//! first empty slot.
+
+use std::hash::Hasher;
+
+use crate::hash::IdHasher;
+use crate::prefetch::prefetch;
+use crate::types::{AccountId, Qty, SkuId};
+
+pub(crate) type PurchaseKey = (SkuId, AccountId);
+
+/// One cache line's worth of slots at least.
+const SLOTS_MIN: usize = 4;
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: PurchaseKey,
+    /// 0: the slot is empty.
+    qty: Qty,
+}
+
+#[derive(Clone)]
+pub(crate) struct PurchaseTable {
+    /// Power-of-two length, at least twice `len`.
+    slots: Box<[Slot]>,
+    /// 64 minus log2 of the length: a pair's first slot is its hash's top bits.
+    shift: u32,
+    len: usize,
+}
+
+fn hash_of(key: &PurchaseKey) -> u64 {
+    let mut h = IdHasher::default();
+    h.write_u64(key.0);
+    h.write_u64(key.1);
+    h.finish()
+}
+
+/// `len` empty slots with every page already faulted in: the zeroed memory
+/// is written once with a non-zero count and cleared again, with an opaque
+/// use between so the compiler keeps both writes.
+fn slots_touched(len: usize) -> Box<[Slot]> {
+    let mut slots = vec![Slot::default(); len].into_boxed_slice();
+    let per_page = (4096 / std::mem::size_of::<Slot>()).max(1);
+    for page in slots.chunks_mut(per_page) {
+        page[0].qty = 1;
+    }
+    std::hint::black_box(&mut slots);
+    for page in slots.chunks_mut(per_page) {
+        page[0].qty = 0;
+    }
+    slots
+}
+
+impl Default for PurchaseTable {
+    fn default() -> Self {
+        PurchaseTable {
+            slots: vec![Slot::default(); SLOTS_MIN].into_boxed_slice(),
+            shift: 64 - SLOTS_MIN.trailing_zeros(),
+            len: 0,
+        }
+    }
+}
+
+impl PurchaseTable {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Pairs the table holds before it must grow.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.slots.len() / 2
+    }
+
+    pub fn get(&self, key: &PurchaseKey) -> Option<&Qty> {
+        self.find(key).ok().map(|i| &self.slots[i].qty)
+    }
+
+    pub fn contains_key(&self, key: &PurchaseKey) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Counts `qty` more units (at least one) for `key`.
+    pub fn add(&mut self, key: PurchaseKey, qty: Qty) {
+        debug_assert!(qty > 0);
+        match self.find(&key) {
+            Ok(i) => self.slots[i].qty += qty,
+            Err(empty) => self.fill(empty, key, qty),
+        }
+    }
+
+    /// Counts `qty` fewer units for `key`, never below zero, and forgets the
+    /// pair when none are left.
+    pub fn subtract(&mut self, key: &PurchaseKey, qty: Qty) {
+        if let Ok(i) = self.find(key) {
+            let left = self.slots[i].qty.saturating_sub(qty);
+            if left == 0 {
+                self.remove_at(i);
+            } else {
+                self.slots[i].qty = left;
+            }
+        }
+    }
+
+    /// Sets the count of `key`; a count of 0 removes the pair.
+    pub fn insert(&mut self, key: PurchaseKey, qty: Qty) {
+        match (self.find(&key), qty) {
+            (Ok(i), 0) => self.remove_at(i),
+            (Ok(i), _) => self.slots[i].qty = qty,
+            (Err(_), 0) => {}
+            (Err(empty), _) => self.fill(empty, key, qty),
+        }
+    }
+
+    /// Asks the CPU for the line `key`'s lookup starts at.
+    pub fn prefetch(&self, key: &PurchaseKey) {
+        prefetch(&self.slots[(hash_of(key) >> self.shift) as usize]);
+    }
+
+    /// Room for `entries` pairs without growing, with the memory faulted in
+    /// now rather than while the shard serves.
+    pub fn reserve_touched(&mut self, entries: usize) {
+        if entries * 2 > self.slots.len() {
+            self.rebuild(entries * 2);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&PurchaseKey, &Qty)> {
+        self.slots
+            .iter()
+            .filter(|s| s.qty != 0)
+            .map(|s| (&s.key, &s.qty))
+    }
+
+    fn home(&self, key: &PurchaseKey) -> usize {
+        (hash_of(key) >> self.shift) as usize
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go. Ends
+    /// because the table is never more than half full.
+    fn find(&self, key: &PurchaseKey) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let s = &self.slots[i];
+            if s.qty == 0 {
+                return Err(i);
+            }
+            if s.key == *key {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn fill(&mut self, empty: usize, key: PurchaseKey, qty: Qty) {
+        let empty = if (self.len + 1) * 2 > self.slots.len() {
+            self.rebuild((self.len + 1) * 2);
+            self.find(&key).expect_err("a new pair")
+        } else {
+            empty
+        };
+        self.slots[empty] = Slot { key, qty };
+        self.len += 1;
+    }
+
+    /// Empties slot `i` and moves back each entry after it that a probe
+    /// from its home would otherwise no longer reach.
+    fn remove_at(&mut self, mut i: usize) {
+        let mask = self.slots.len() - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s.qty == 0 {
+                break;
+            }
+            // `s` may move to `i` unless its home lies cyclically in (i, j].
+            let home = self.home(&s.key);
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = s;
+                i = j;
+            }
+        }
+        self.slots[i] = Slot::default();
+        self.len -= 1;
+    }
+
+    fn rebuild(&mut self, slots: usize) {
+        let len = slots.next_power_of_two().max(SLOTS_MIN);
+        let old = std::mem::replace(&mut self.slots, slots_touched(len));
+        self.shift = 64 - len.trailing_zeros();
+        for s in old.iter().filter(|s| s.qty != 0) {
+            let empty = self.find(&s.key).expect_err("keys are unique");
+            self.slots[empty] = *s;
+        }
+    }
+}
+
+/// Equal when both hold the same counts, wherever their slots are.
+impl PartialEq for PurchaseTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().all(|(k, q)| other.get(k) == Some(q))
+    }
+}
+
+impl Eq for PurchaseTable {}
+
+impl std::fmt::Debug for PurchaseTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::IdMap;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add(PurchaseKey, Qty),
+        Subtract(PurchaseKey, Qty),
+        Insert(PurchaseKey, Qty),
+        Remove(PurchaseKey),
+        Reserve(usize),
+    }
+
+    fn key() -> impl Strategy<Value = PurchaseKey> {
+        (0u64..4, 0u64..40)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (key(), 1u32..5).prop_map(|(k, q)| Op::Add(k, q)),
+            3 => (key(), 1u32..5).prop_map(|(k, q)| Op::Subtract(k, q)),
+            1 => (key(), 0u32..5).prop_map(|(k, q)| Op::Insert(k, q)),
+            1 => key().prop_map(Op::Remove),
+            1 => (0usize..200).prop_map(Op::Reserve),
+        ]
+    }
+
+    /// Runs `ops` on the table and on a `HashMap`, comparing every count
+    /// after each step, present or not.
+    fn check(ops: &[Op]) {
+        let mut table = PurchaseTable::default();
+        let mut model: IdMap<PurchaseKey, Qty> = IdMap::default();
+        for op in ops {
+            match *op {
+                Op::Add(k, q) => {
+                    table.add(k, q);
+                    *model.entry(k).or_default() += q;
+                }
+                Op::Subtract(k, q) => {
+                    table.subtract(&k, q);
+                    if let Some(n) = model.get_mut(&k) {
+                        *n = n.saturating_sub(q);
+                        if *n == 0 {
+                            model.remove(&k);
+                        }
+                    }
+                }
+                Op::Insert(k, 0) | Op::Remove(k) => {
+                    table.insert(k, 0);
+                    model.remove(&k);
+                }
+                Op::Insert(k, q) => {
+                    table.insert(k, q);
+                    model.insert(k, q);
+                }
+                Op::Reserve(n) => table.reserve_touched(n),
+            }
+            assert_eq!(table.len(), model.len());
+            assert!(table.capacity() >= table.len());
+            for sku in 0..4 {
+                for account in 0..40 {
+                    let k = (sku, account);
+                    assert_eq!(table.get(&k), model.get(&k), "{k:?} after {op:?}");
+                }
+            }
+        }
+        assert_eq!(table.iter().count(), model.len());
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_as_a_map(ops in prop::collection::vec(op(), 0..300)) {
+            check(&ops);
+        }
+    }
+
+    #[test]
+    fn removal_keeps_every_other_pair_reachable() {
+        // Fill a table to its bound, so probe runs are long and wrap around
+        // the end, then remove every other pair and look up the rest.
+        let mut table = PurchaseTable::default();
+        table.reserve_touched(64);
+        let keys: Vec<PurchaseKey> = (0..64).map(|i| (i % 3, i)).collect();
+        for &k in &keys {
+            table.add(k, 2);
+        }
+        assert_eq!(table.len(), 64);
+        for k in keys.iter().step_by(2) {
+            table.subtract(k, 2);
+        }
+        for (n, k) in keys.iter().enumerate() {
+            let want = if n % 2 == 0 { None } else { Some(&2) };
+            assert_eq!(table.get(k), want, "{k:?}");
+        }
+        assert_eq!(table.len(), 32);
+    }
+
+    #[test]
+    fn compares_by_content() {
+        let mut a = PurchaseTable::default();
+        let mut b = PurchaseTable::default();
+        b.reserve_touched(100);
+        for i in 0..20 {
+            a.add((1, i), 1);
+            b.add((1, 19 - i), 1);
+        }
+        assert_eq!(a, b);
+        a.add((1, 3), 1);
+        assert_ne!(a, b);
+    }
+}
