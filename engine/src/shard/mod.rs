@@ -320,7 +320,10 @@ impl Shard {
         let mut touched = 0u64;
         for cmd in cmds {
             if let Command::PlaceOrder(p) = cmd {
-                touched ^= st.accounts.get(&p.account).map_or(0, |a| a.balance);
+                if let Some(a) = st.accounts.get(&p.account) {
+                    touched ^= a.balance;
+                    a.orders.prefetch();
+                }
                 let key = OrderKey::new(p.account, p.id);
                 st.orders.prefetch(&key);
                 touched ^= st.rejected.get(&key).map_or(0, |r| r.0);
@@ -355,7 +358,10 @@ impl Shard {
             match msg {
                 PeerMsg::Vote { tx, .. } => {
                     if let Some(p) = self.pending.get(tx) {
-                        touched ^= st.accounts.get(&p.key.account).map_or(0, |a| a.balance);
+                        if let Some(a) = st.accounts.get(&p.key.account) {
+                            touched ^= a.balance;
+                            a.orders.prefetch();
+                        }
                         st.orders.prefetch(&p.key);
                     }
                 }
