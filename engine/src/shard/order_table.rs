@@ -35,8 +35,6 @@ const INDEX_SLOTS_MIN: usize = 8;
 /// empty slot. Long before a shard holds this many orders it has run out of
 /// memory (at 80 bytes an order, 340 GB), so reaching it is a bug.
 pub(crate) const ORDERS_PER_SHARD_MAX: usize = u32::MAX as usize - 1;
-/// A word per page: writing one faults the page in.
-const SLOTS_PER_PAGE: usize = 4096 / 8;
 
 #[derive(Clone)]
 pub(crate) struct OrderTable {
@@ -65,16 +63,7 @@ fn slot(hash: u64, position: usize) -> u64 {
 /// shard does not pay for first touches while it serves.
 fn index_touched(len: usize) -> Box<[u64]> {
     let mut index = vec![0u64; len].into_boxed_slice();
-    // Zeroed memory comes from fresh pages that the compiler knows hold
-    // zeros; a non-zero write, an opaque use and the zero again make sure
-    // every page really is written.
-    for page in index.chunks_mut(SLOTS_PER_PAGE) {
-        page[0] = 1;
-    }
-    std::hint::black_box(&mut index);
-    for page in index.chunks_mut(SLOTS_PER_PAGE) {
-        page[0] = 0;
-    }
+    super::reserve::fault_in(&mut index, 1, 0);
     index
 }
 

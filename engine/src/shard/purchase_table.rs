@@ -48,19 +48,14 @@ fn hash_of(key: &PurchaseKey) -> u64 {
     h.finish()
 }
 
-/// `len` empty slots with every page already faulted in: the zeroed memory
-/// is written once with a non-zero count and cleared again, with an opaque
-/// use between so the compiler keeps both writes.
+/// `len` empty slots with every page already faulted in.
 fn slots_touched(len: usize) -> Box<[Slot]> {
     let mut slots = vec![Slot::default(); len].into_boxed_slice();
-    let per_page = (4096 / std::mem::size_of::<Slot>()).max(1);
-    for page in slots.chunks_mut(per_page) {
-        page[0].qty = 1;
-    }
-    std::hint::black_box(&mut slots);
-    for page in slots.chunks_mut(per_page) {
-        page[0].qty = 0;
-    }
+    let marker = Slot {
+        qty: 1,
+        ..Slot::default()
+    };
+    super::reserve::fault_in(&mut slots, marker, Slot::default());
     slots
 }
 
