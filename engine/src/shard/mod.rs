@@ -313,8 +313,8 @@ impl Shard {
     /// the remembered rejections are looked up, the order's index line and
     /// any per-user-limit count prefetched (a new key is not in those
     /// tables, so a lookup would stop before the line its insert writes),
-    /// and the `apply` calls that follow find the lines in cache. Worth it for a
-    /// few commands at a time: more, and the first are evicted again.
+    /// and the `apply` calls that follow find the lines in cache. Worth it
+    /// for a few commands at a time: more, and the first are evicted again.
     pub fn warm<'a>(&self, cmds: impl IntoIterator<Item = &'a Command>) {
         let st = &self.state;
         let mut touched = 0u64;
