@@ -320,12 +320,8 @@ impl Shard {
         let mut touched = 0u64;
         for cmd in cmds {
             if let Command::PlaceOrder(p) = cmd {
-                if let Some(a) = st.accounts.get(&p.account) {
-                    touched ^= a.balance;
-                    a.orders.prefetch();
-                }
                 let key = OrderKey::new(p.account, p.id);
-                st.orders.prefetch(&key);
+                touched ^= self.warm_order(&key);
                 touched ^= st.rejected.get(&key).map_or(0, |r| r.0);
                 for l in p.lines.iter().filter(|l| self.owns(l.sku)) {
                     self.warm_purchase(l.sku, p.account);
@@ -333,6 +329,18 @@ impl Shard {
             }
         }
         std::hint::black_box(touched);
+    }
+
+    /// Looks up the account of the order `key` and prefetches its order-id
+    /// list and the order's index line: what inserting the order touches.
+    /// Returns a value read from the account, for the caller to consume.
+    fn warm_order(&self, key: &OrderKey) -> u64 {
+        let st = &self.state;
+        st.orders.prefetch(key);
+        st.accounts.get(&key.account).map_or(0, |a| {
+            a.orders.prefetch();
+            a.balance
+        })
     }
 
     /// Prefetches the per-user-limit count of (`sku`, `account`), if `sku`
@@ -352,17 +360,12 @@ impl Shard {
     /// `warm` for messages from other shards: a vote's order and account at
     /// the coordinator, a prepare's per-user-limit counts at the participant.
     pub fn warm_messages<'a>(&self, msgs: impl IntoIterator<Item = &'a PeerMsg>) {
-        let st = &self.state;
         let mut touched = 0u64;
         for msg in msgs {
             match msg {
                 PeerMsg::Vote { tx, .. } => {
                     if let Some(p) = self.pending.get(tx) {
-                        if let Some(a) = st.accounts.get(&p.key.account) {
-                            touched ^= a.balance;
-                            a.orders.prefetch();
-                        }
-                        st.orders.prefetch(&p.key);
+                        touched ^= self.warm_order(&p.key);
                     }
                 }
                 PeerMsg::Prepare { account, lines, .. } => {
