@@ -328,6 +328,28 @@ fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
     }
     let a = healthy.call(vec![wire::Request::GetAccount { account: 1 }]);
     assert!(matches!(done(&a[0]), wire::Reply::Account(_)));
+    // Read nothing until the server has cut the staller off: a reader that
+    // starts early keeps pace with the answers, and a reader that keeps
+    // pace is rightly never cut off (this test once failed that way). Once
+    // the server has closed, a write fails, at the latest the one after
+    // the server's reset; until then each probe is one more small request.
+    let probe = wire::Requests {
+        requests: vec![wire::Request::GetSku { sku: 2 }],
+    }
+    .to_body();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for id in 101.. {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, Kind::Requests, id, &probe);
+        if stalled.stream.write_all(&out).is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the staller was never cut off"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The staller was cut off: what it can still read is answers, then a
     // close, not an error frame and not a wait for more.
     let mut answers = 0;
