@@ -19,7 +19,7 @@ use crate::error::Reject;
 use crate::hash::IdSet;
 use crate::limits::{
     HELD_GROUPS_MAX, IDLE_SLEEP_MS_MAX, INBOUND_PER_TURN_MAX, LOG_BACKLOG_BYTES_MAX,
-    RING_DEPTH_MAX, WARM_CHUNK_LEN,
+    RING_DEPTH_MAX, TURN_COMMANDS_MAX, WARM_CHUNK_LEN,
 };
 use crate::message::{PeerMsg, Vote};
 use crate::shard::{Output, Shard, Token, Touched};
@@ -137,6 +137,8 @@ pub(crate) struct Worker {
     filled: Filled,
     /// Scratch for the requests one turn takes from the inbound queue.
     requests: Vec<Request>,
+    /// Commands and messages run since the last `flush`.
+    unflushed: usize,
     /// The journal failed: nothing more is acknowledged.
     failed: bool,
     /// Client connections, when the engine serves TCP.
@@ -181,6 +183,7 @@ impl Worker {
             missed: Vec::new(),
             filled: Filled::default(),
             requests: Vec::with_capacity(INBOUND_PER_TURN_MAX),
+            unflushed: 0,
             failed: false,
             net: None,
             announced_stop: false,
@@ -249,12 +252,11 @@ impl Worker {
     fn take_messages(&mut self, now: u64) -> usize {
         let mut work = 0;
         for from in 0..self.consumers.len() {
-            let Some(c) = &self.consumers[from] else {
-                continue;
-            };
             // Bounded so a flood from one peer cannot starve the rest.
             for _ in 0..RING_DEPTH_MAX {
-                let Some(batch) = c.pop() else { break };
+                let Some(batch) = self.consumers[from].as_ref().and_then(|c| c.pop()) else {
+                    break;
+                };
                 let mut msgs = batch.into_iter();
                 while !msgs.as_slice().is_empty() {
                     let ahead = msgs.as_slice().iter().take(WARM_CHUNK_LEN);
@@ -263,7 +265,9 @@ impl Worker {
                         let before = out_lens(&self.out);
                         self.shard.deliver(from as u16, msg, now, &mut self.out);
                         keep_after_sends(&mut self.out, &mut self.after_sends, before);
+                        self.unflushed += 1;
                     }
+                    self.flush_if_due();
                 }
                 work += 1;
             }
@@ -274,10 +278,14 @@ impl Worker {
     fn take_requests(&mut self) -> usize {
         let id = self.shard.id() as usize;
         let mut reqs = std::mem::take(&mut self.requests);
-        while reqs.len() < INBOUND_PER_TURN_MAX {
+        let mut commands = 0;
+        while reqs.len() < INBOUND_PER_TURN_MAX && commands < TURN_COMMANDS_MAX {
             let Some(req) = self.shared.shards[id].inbound.pop() else {
                 break;
             };
+            if let Request::Commands { cmds, .. } = &req {
+                commands += cmds.len();
+            }
             reqs.push(req);
         }
         let work = reqs.len();
@@ -310,7 +318,6 @@ impl Worker {
                     cmds,
                     missed,
                 } => {
-                    self.missed.extend(missed);
                     let outstanding = cmds.len() as u32;
                     let idx = u64::from(self.park(Waiter {
                         collector,
@@ -325,8 +332,14 @@ impl Worker {
                             let before = out_lens(&self.out);
                             self.shard.apply(token, cmd, now, &mut self.out);
                             keep_after_sends(&mut self.out, &mut self.after_sends, before);
+                            self.unflushed += 1;
                         }
+                        self.flush_if_due();
                     }
+                    // Only now: a flush in the loop above would fill the
+                    // views for reads not yet run, with state older than
+                    // their answers.
+                    self.missed.extend(missed);
                     // Answer now, while the replies are still in cache: a
                     // whole turn's worth is most of a megabyte.
                     self.answer_all();
@@ -379,10 +392,22 @@ impl Worker {
             || self.held_after_sends.len() >= HELD_GROUPS_MAX
     }
 
+    /// Mid-turn, once `TURN_COMMANDS_MAX` commands or messages have run
+    /// since the last flush: send what they produced now instead of at the
+    /// turn's end, so the peer waiting for these Prepares and votes, and the
+    /// log's flusher, start on them.
+    fn flush_if_due(&mut self) {
+        if self.unflushed >= TURN_COMMANDS_MAX {
+            self.flush();
+            self.journal.submit();
+        }
+    }
+
     /// Records to the journal; messages to peers once the records before
     /// them are durable (a peer must never act on a change this shard could
     /// still lose); answers to callers.
     fn flush(&mut self) {
+        self.unflushed = 0;
         self.log_records();
         // Before any message leaves: a vote or decision sent now may lead to
         // an acknowledgment elsewhere, and its reader must find this turn's
