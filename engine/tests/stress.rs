@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use mercato_engine::{Config, Engine, LineRequest, OrderState, Payment, Reject};
+use mercato_engine::{
+    Command, Config, Engine, LineRequest, OrderState, Payment, PlaceOrder, Reject, Reply,
+};
 
 /// An acknowledged order: account, id, state when acknowledged, (sku, qty) lines.
 type Acked = (u64, u128, OrderState, Vec<(u64, u32)>);
@@ -117,6 +119,123 @@ fn contended_multi_shard_orders_never_oversell() {
                 u64::from(v.sold),
                 sold.get(&sku).copied().unwrap_or(0),
                 "sku {sku} sold"
+            );
+        }
+        let report = h.audit().unwrap();
+        assert!(
+            report.quiescent && report.ok(),
+            "{shards} shards: {:?}",
+            report.violations
+        );
+        assert_eq!(
+            report.orders, successes,
+            "every acknowledged order exactly once"
+        );
+        engine.shutdown();
+    }
+}
+
+/// Commands per batch in the test below: several times the commands a shard
+/// runs between flushes (`TURN_COMMANDS_MAX`), so batches are split by
+/// mid-turn flushes on every shard.
+const BATCH_LEN: u64 = 300;
+const BATCHES_PER_THREAD: u64 = 6;
+
+/// Large batches of orders that span every shard, with reads among them:
+/// every answer comes back in its command's place, every read sees stock
+/// conserved, and every order acknowledged is in the engine exactly once.
+#[test]
+fn large_batches_across_shards_answer_in_place_and_apply_once() {
+    for shards in [2u16, 3] {
+        let engine = Engine::open(Config::with_shards(shards)).unwrap();
+        let h = engine.handle();
+        for sku in 0..SKUS {
+            h.put_sku(sku, 10 + sku, 0).unwrap().unwrap();
+            h.restock(sku, STOCK).unwrap().unwrap();
+        }
+        for a in 0..THREADS * ACCOUNTS_PER_THREAD {
+            h.deposit(a, 20_000).unwrap().unwrap();
+        }
+        let acked: Vec<Vec<(u64, u32)>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let h = engine.handle();
+                    s.spawn(move || {
+                        let mut rng = 0x2545_F491u64 + t;
+                        let mut next = || {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            rng
+                        };
+                        let mut units = Vec::new();
+                        for b in 0..BATCHES_PER_THREAD {
+                            let cmds: Vec<Command> = (0..BATCH_LEN)
+                                .map(|i| {
+                                    if i % 10 == 9 {
+                                        return Command::GetSku { sku: next() % SKUS };
+                                    }
+                                    let first = next() % SKUS;
+                                    Command::PlaceOrder(PlaceOrder {
+                                        id: u128::from(t) << 64 | u128::from(b * BATCH_LEN + i),
+                                        account: t * ACCOUNTS_PER_THREAD
+                                            + next() % ACCOUNTS_PER_THREAD,
+                                        lines: (0..1 + next() % 3)
+                                            .map(|k| LineRequest::new((first + k) % SKUS, 1))
+                                            .collect(),
+                                        payment: Payment::Immediate,
+                                    })
+                                })
+                                .collect();
+                            let answers = h.submit_waiting(cmds.clone()).unwrap();
+                            assert_eq!(answers.len(), cmds.len());
+                            for (cmd, answer) in cmds.iter().zip(answers) {
+                                match (cmd, answer) {
+                                    (Command::GetSku { sku }, Ok(Reply::Sku(v))) => {
+                                        assert_eq!(v.id, *sku, "a read answered in its place");
+                                        assert_eq!(v.available + v.reserved + v.sold, STOCK);
+                                    }
+                                    (Command::PlaceOrder(p), Ok(Reply::Order(o))) => {
+                                        assert_eq!((o.id, o.account), (p.id, p.account));
+                                        assert_eq!(o.state, OrderState::Paid);
+                                        units.extend(p.lines.iter().map(|l| (l.sku, l.qty)));
+                                        units.push((u64::MAX, 1));
+                                    }
+                                    (
+                                        Command::PlaceOrder(_),
+                                        Err(
+                                            Reject::OutOfStock { .. }
+                                            | Reject::InsufficientFunds { .. },
+                                        ),
+                                    ) => {}
+                                    (cmd, other) => panic!("{cmd:?} answered {other:?}"),
+                                }
+                            }
+                        }
+                        units
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+
+        // Each acknowledged order left its lines and then a (MAX, 1) mark.
+        let mut sold: HashMap<u64, u64> = HashMap::new();
+        for (sku, qty) in acked.into_iter().flatten() {
+            *sold.entry(sku).or_default() += u64::from(qty);
+        }
+        let successes = sold.remove(&u64::MAX).unwrap_or(0);
+        assert!(
+            successes > 100,
+            "the test should sell something: {successes}"
+        );
+        for sku in 0..SKUS {
+            let v = h.get_sku(sku).unwrap().unwrap();
+            assert_eq!(v.available + v.reserved + v.sold, STOCK, "sku {sku}");
+            assert_eq!(
+                u64::from(v.sold),
+                sold.get(&sku).copied().unwrap_or(0),
+                "sku {sku}: units sold against units acknowledged"
             );
         }
         let report = h.audit().unwrap();
