@@ -20,27 +20,14 @@ const ACCOUNTS_PER_THREAD: u64 = 8;
 #[test]
 fn contended_multi_shard_orders_never_oversell() {
     for shards in [2u16, 3, 4] {
-        let engine = Engine::open(Config::with_shards(shards)).unwrap();
+        let engine = stocked_engine(shards, 50_000);
         let h = engine.handle();
-        for sku in 0..SKUS {
-            h.put_sku(sku, 10 + sku, 0).unwrap().unwrap();
-            h.restock(sku, STOCK).unwrap().unwrap();
-        }
-        for a in 0..THREADS * ACCOUNTS_PER_THREAD {
-            h.deposit(a, 50_000).unwrap().unwrap();
-        }
         let results: Vec<Vec<Acked>> = std::thread::scope(|s| {
             let threads: Vec<_> = (0..THREADS)
                 .map(|t| {
                     let h = engine.handle();
                     s.spawn(move || {
-                        let mut rng = 0x9E37_79B9u64 + t;
-                        let mut next = || {
-                            rng ^= rng << 13;
-                            rng ^= rng >> 7;
-                            rng ^= rng << 17;
-                            rng
-                        };
+                        let mut next = xorshift(0x9E37_79B9 + t);
                         let mut ok = Vec::new();
                         for i in 0..ORDERS_PER_THREAD {
                             if i % 50 == 0 {
@@ -103,35 +90,7 @@ fn contended_multi_shard_orders_never_oversell() {
                 }
             }
         }
-        assert!(
-            successes > 100,
-            "the test should sell something: {successes}"
-        );
-        for sku in 0..SKUS {
-            let v = h.get_sku(sku).unwrap().unwrap();
-            assert_eq!(v.available + v.reserved + v.sold, STOCK, "sku {sku}");
-            assert_eq!(
-                u64::from(v.reserved),
-                reserved.get(&sku).copied().unwrap_or(0),
-                "sku {sku} reserved"
-            );
-            assert_eq!(
-                u64::from(v.sold),
-                sold.get(&sku).copied().unwrap_or(0),
-                "sku {sku} sold"
-            );
-        }
-        let report = h.audit().unwrap();
-        assert!(
-            report.quiescent && report.ok(),
-            "{shards} shards: {:?}",
-            report.violations
-        );
-        assert_eq!(
-            report.orders, successes,
-            "every acknowledged order exactly once"
-        );
-        engine.shutdown();
+        check_end(engine, shards, successes, &reserved, &sold);
     }
 }
 
@@ -147,27 +106,13 @@ const BATCHES_PER_THREAD: u64 = 6;
 #[test]
 fn large_batches_across_shards_answer_in_place_and_apply_once() {
     for shards in [2u16, 3] {
-        let engine = Engine::open(Config::with_shards(shards)).unwrap();
-        let h = engine.handle();
-        for sku in 0..SKUS {
-            h.put_sku(sku, 10 + sku, 0).unwrap().unwrap();
-            h.restock(sku, STOCK).unwrap().unwrap();
-        }
-        for a in 0..THREADS * ACCOUNTS_PER_THREAD {
-            h.deposit(a, 20_000).unwrap().unwrap();
-        }
+        let engine = stocked_engine(shards, 20_000);
         let acked: Vec<Vec<(u64, u32)>> = std::thread::scope(|s| {
             let threads: Vec<_> = (0..THREADS)
                 .map(|t| {
                     let h = engine.handle();
                     s.spawn(move || {
-                        let mut rng = 0x2545_F491u64 + t;
-                        let mut next = || {
-                            rng ^= rng << 13;
-                            rng ^= rng >> 7;
-                            rng ^= rng << 17;
-                            rng
-                        };
+                        let mut next = xorshift(0x2545_F491 + t);
                         let mut units = Vec::new();
                         for b in 0..BATCHES_PER_THREAD {
                             let cmds: Vec<Command> = (0..BATCH_LEN)
@@ -225,29 +170,74 @@ fn large_batches_across_shards_answer_in_place_and_apply_once() {
             *sold.entry(sku).or_default() += u64::from(qty);
         }
         let successes = sold.remove(&u64::MAX).unwrap_or(0);
-        assert!(
-            successes > 100,
-            "the test should sell something: {successes}"
-        );
-        for sku in 0..SKUS {
-            let v = h.get_sku(sku).unwrap().unwrap();
-            assert_eq!(v.available + v.reserved + v.sold, STOCK, "sku {sku}");
-            assert_eq!(
-                u64::from(v.sold),
-                sold.get(&sku).copied().unwrap_or(0),
-                "sku {sku}: units sold against units acknowledged"
-            );
-        }
-        let report = h.audit().unwrap();
-        assert!(
-            report.quiescent && report.ok(),
-            "{shards} shards: {:?}",
-            report.violations
+        check_end(engine, shards, successes, &HashMap::new(), &sold);
+    }
+}
+
+/// An engine of `shards` with the test's SKUs stocked and its accounts
+/// funded with `deposit` each.
+fn stocked_engine(shards: u16, deposit: u64) -> Engine {
+    let engine = Engine::open(Config::with_shards(shards)).unwrap();
+    let h = engine.handle();
+    for sku in 0..SKUS {
+        h.put_sku(sku, 10 + sku, 0).unwrap().unwrap();
+        h.restock(sku, STOCK).unwrap().unwrap();
+    }
+    for a in 0..THREADS * ACCOUNTS_PER_THREAD {
+        h.deposit(a, deposit).unwrap().unwrap();
+    }
+    engine
+}
+
+/// A xorshift random source, so each thread's choices repeat from its seed.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut rng = seed;
+    move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    }
+}
+
+/// After the run: something sold; every SKU's units conserved and its
+/// reserved and sold units exactly those acknowledged; a quiet audit finds
+/// nothing wrong and holds each acknowledged order once. Shuts the engine.
+fn check_end(
+    engine: Engine,
+    shards: u16,
+    successes: u64,
+    reserved: &HashMap<u64, u64>,
+    sold: &HashMap<u64, u64>,
+) {
+    let h = engine.handle();
+    assert!(
+        successes > 100,
+        "the test should sell something: {successes}"
+    );
+    for sku in 0..SKUS {
+        let v = h.get_sku(sku).unwrap().unwrap();
+        assert_eq!(v.available + v.reserved + v.sold, STOCK, "sku {sku}");
+        assert_eq!(
+            u64::from(v.reserved),
+            reserved.get(&sku).copied().unwrap_or(0),
+            "sku {sku} reserved"
         );
         assert_eq!(
-            report.orders, successes,
-            "every acknowledged order exactly once"
+            u64::from(v.sold),
+            sold.get(&sku).copied().unwrap_or(0),
+            "sku {sku} sold"
         );
-        engine.shutdown();
     }
+    let report = h.audit().unwrap();
+    assert!(
+        report.quiescent && report.ok(),
+        "{shards} shards: {:?}",
+        report.violations
+    );
+    assert_eq!(
+        report.orders, successes,
+        "every acknowledged order exactly once"
+    );
+    engine.shutdown();
 }
