@@ -156,7 +156,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir).unwrap();
     let bw = bandwidth(&args.dir, args.seconds);
-    let sync = sync_rate(&args.dir, args.seconds, args.sync_threads.max(1));
+    let sync_threads = args.sync_threads.max(1);
+    let sync = sync_rate(&args.dir, args.seconds, sync_threads);
     let syncs = sync.per_sec;
     let (records, _) = log_rate(&args.dir, args.seconds, args.durability);
     let payload = records * RECORD_BYTES as f64;
@@ -172,7 +173,7 @@ fn main() {
             framed / 1048576.0,
             payload / bw,
             framed / bw,
-            args.sync_threads.max(1),
+            sync_threads,
             sync.p50_us,
             sync.p99_us
         );
@@ -180,7 +181,7 @@ fn main() {
         println!(
             "disk: {:.1} MiB/s sequential, {syncs:.0} fdatasync/s from {} thread(s), one sync p50 {:.0} us, p99 {:.0} us",
             bw / 1048576.0,
-            args.sync_threads.max(1),
+            sync_threads,
             sync.p50_us,
             sync.p99_us
         );
