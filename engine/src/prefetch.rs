@@ -6,15 +6,23 @@
 /// Asks for `item`'s cache line; nothing on other targets or under loom.
 #[inline(always)]
 pub(crate) fn prefetch<T>(item: &T) {
+    prefetch_at(item as *const T);
+}
+
+/// Asks for the cache line of `at`, which need not point into anything
+/// live: for a line computed without reading memory, such as the one just
+/// past a list's first entries.
+#[inline(always)]
+pub(crate) fn prefetch_at<T>(at: *const T) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
     #[allow(unsafe_code)]
     // SAFETY: a prefetch reads nothing the program can observe and cannot
-    // fault, and `item` is a live reference anyway; SSE, which provides it,
-    // is part of every x86_64 target.
+    // fault, whatever the address; SSE, which provides it, is part of every
+    // x86_64 target.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-    let _ = item;
+    let _ = at;
 }

@@ -12,6 +12,9 @@ use util::{TempDir, durable_config};
 
 const SKUS: u64 = 40;
 const ACCOUNTS: u64 = 60;
+/// Buyers with one or two orders whose ids do not fit a machine word, so
+/// that an account's only order is held by its position in the order table.
+const LONE_BUYERS: u64 = 20;
 
 fn catalog(h: &mercato_engine::Handle) {
     for sku in 0..SKUS {
@@ -20,7 +23,7 @@ fn catalog(h: &mercato_engine::Handle) {
             .unwrap();
         h.restock(sku, 100_000).unwrap().unwrap();
     }
-    for a in 0..ACCOUNTS {
+    for a in 0..ACCOUNTS + LONE_BUYERS {
         h.deposit(a, 1_000_000_000).unwrap().unwrap();
     }
 }
@@ -70,6 +73,25 @@ fn orders(h: &mercato_engine::Handle, first: u64, n: u64) {
     h.submit(batch).unwrap();
 }
 
+/// One order from each lone buyer in round 0; in later rounds, another
+/// from half of them.
+fn large_id_orders(h: &mercato_engine::Handle, round: u64) {
+    let batch: Vec<Command> = (ACCOUNTS..ACCOUNTS + LONE_BUYERS)
+        .filter(|a| round == 0 || a % 2 == 0)
+        .map(|account| {
+            Command::PlaceOrder(PlaceOrder {
+                id: (u128::from(round + 1) << 100) | u128::from(account),
+                account,
+                lines: vec![LineRequest::new(1 + account % 4, 1)],
+                payment: Payment::Immediate,
+            })
+        })
+        .collect();
+    for answer in h.submit(batch).unwrap() {
+        answer.expect("served").expect("a lone buyer's order");
+    }
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -97,6 +119,7 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
     let h = engine.handle();
     catalog(&h);
     orders(&h, 0, 6_000);
+    large_id_orders(&h, 0);
     let compacted = engine.snapshot_now().unwrap();
     assert_eq!(compacted.len(), 2, "{compacted:?}");
     assert!(
@@ -104,6 +127,7 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
         "{compacted:?}"
     );
     orders(&h, 6_000, 3_000);
+    large_id_orders(&h, 1);
     drop(h);
     let live = engine.shutdown();
     copy_dir(&dir.0, &full.0);
@@ -128,6 +152,22 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
         (0, 0),
         "{report:?}"
     );
+    // A buyer with one large id and one with two, read back through the
+    // snapshot's order positions and the replayed tail.
+    for (account, ids) in [
+        (ACCOUNTS + 1, vec![(1u128 << 100) | 61]),
+        (ACCOUNTS + 2, vec![(1u128 << 100) | 62, (2u128 << 100) | 62]),
+    ] {
+        let listed: Vec<u128> = snap
+            .handle()
+            .list_orders(account, None, 10)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(listed, ids, "account {account}");
+    }
     let from_snapshot = snap.shutdown();
     let from_log = Engine::open(quiet(&full.0, 2)).unwrap().shutdown();
     for i in 0..2 {

@@ -150,7 +150,7 @@ pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
             .map(|(&id, a)| AccountImage {
                 id,
                 balance: a.balance,
-                orders: a.orders.halves().collect(),
+                orders: a.orders.halves(&st.orders).collect(),
             })
             .collect(),
         orders: st
@@ -242,20 +242,7 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             },
         );
     }
-    st.accounts.reserve(img.accounts.len());
-    for a in img.accounts.iter() {
-        let orders = a
-            .orders
-            .iter()
-            .map(|h| [h[0].to_native(), h[1].to_native()]);
-        st.accounts.insert(
-            a.id.to_native(),
-            Account {
-                balance: a.balance.to_native(),
-                orders: OrderIds::from_halves(orders),
-            },
-        );
-    }
+    // Orders first: an account's only order may be held by its position.
     st.orders.reserve(img.orders.len());
     for o in img.orders.iter() {
         let id = (u128::from(o.id[0].to_native()) << 64) | u128::from(o.id[1].to_native());
@@ -273,6 +260,20 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             st.expiry.insert((order.expires_at(), key));
         }
         st.orders.insert(key, order);
+    }
+    st.accounts.reserve(img.accounts.len());
+    for a in img.accounts.iter() {
+        let orders = a
+            .orders
+            .iter()
+            .map(|h| [h[0].to_native(), h[1].to_native()]);
+        st.accounts.insert(
+            a.id.to_native(),
+            Account {
+                balance: a.balance.to_native(),
+                orders: OrderIds::from_halves(orders, a.id.to_native(), &st.orders),
+            },
+        );
     }
     for p in img.purchases.iter() {
         st.purchases.insert(

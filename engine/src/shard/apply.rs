@@ -217,8 +217,8 @@ impl Shard {
             st.expiry
                 .insert((order.created_at + u64::from(ttl_ms), order.key));
         }
-        a.orders.insert(order.key.id());
-        st.orders.insert(
+        a.orders.insert(order.key.id(), st.orders.len(), &st.orders);
+        let replaced = st.orders.insert(
             order.key,
             Order {
                 lines: order.lines,
@@ -229,5 +229,6 @@ impl Shard {
                 fingerprint: order.fingerprint,
             },
         );
+        debug_assert!(replaced.is_none(), "an order is placed once");
     }
 }

@@ -618,7 +618,7 @@ impl Shard {
         }
         let views = a
             .orders
-            .after(after)
+            .after(after, &self.state.orders)
             .take(limit as usize)
             .map(|id| self.order_view(OrderKey::new(account, id)))
             .collect::<Result<Vec<_>, _>>()?;

@@ -89,6 +89,18 @@ impl OrderTable {
         self.index.len() / 2
     }
 
+    /// The key of the order at arena position `position`. Positions never
+    /// change: orders are neither removed nor moved.
+    pub fn key_at(&self, position: u32) -> &OrderKey {
+        &self.entry(position as usize).0
+    }
+
+    /// The arena position of `key`'s order, if the table holds it.
+    pub fn position(&self, key: &OrderKey) -> Option<u32> {
+        let at = self.find(key, hash_of(key)).ok()?;
+        Some(at as u32)
+    }
+
     pub fn get(&self, key: &OrderKey) -> Option<&Order> {
         let at = self.find(key, hash_of(key)).ok()?;
         Some(&self.entry(at).1)
