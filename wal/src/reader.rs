@@ -79,8 +79,11 @@ pub fn read_log(
         bytes_read: 0,
     };
     let mut started = false;
+    // One buffer for every segment: a fresh one each time would have the
+    // kernel zero a segment's worth of new memory per segment read.
+    let mut bytes = Vec::new();
     for (i, (_, path)) in segments.iter().enumerate() {
-        let bytes = std::fs::read(path).map_err(|e| WalError::io("read", path, e))?;
+        read_into(path, &mut bytes).map_err(|e| WalError::io("read", path, e))?;
         end.bytes_read += bytes.len() as u64;
         let header = SegmentHeader::decode(&bytes).map_err(|what| corrupt(path, 0, what))?;
         check_header(path, &header, log)?;
@@ -222,6 +225,17 @@ fn valid_record_after(bytes: &[u8], from: usize, lsn_min: Lsn) -> Option<usize> 
         at += RECORD_ALIGN_BYTES;
     }
     None
+}
+
+/// The file at `path` into `buf`, in place of what `buf` held.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    buf.reserve(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(buf)?;
+    Ok(())
 }
 
 fn later_segments_hold_records(later: &[(Lsn, PathBuf)], log: LogId) -> Result<bool, WalError> {

@@ -29,23 +29,89 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
     list_by_lsn(dir, PREFIX, SUFFIX)
 }
 
+/// Bytes a snapshot is written in: big enough that a write call per
+/// buffer costs nothing next to the copy, small enough that the compactor
+/// does not hold a second copy of a snapshot that may be gigabytes.
+pub const SNAPSHOT_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Where a snapshot's bytes go as they are produced: to the temporary
+/// file, a buffer at a time, with the crc32c kept up as they pass.
+pub struct SnapshotWriter {
+    file: std::fs::File,
+    buffer: Vec<u8>,
+    crc: u32,
+    bytes: u64,
+}
+
+impl SnapshotWriter {
+    fn drain(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.crc = crc32c::crc32c_append(self.crc, &self.buffer);
+        self.file.write_all(&self.buffer)?;
+        self.bytes += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+impl std::io::Write for SnapshotWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + bytes.len() > SNAPSHOT_WRITE_BUFFER_BYTES {
+            self.drain()?;
+        }
+        if bytes.len() >= SNAPSHOT_WRITE_BUFFER_BYTES {
+            self.crc = crc32c::crc32c_append(self.crc, bytes);
+            self.file.write_all(bytes)?;
+            self.bytes += bytes.len() as u64;
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    /// Nothing: the buffer is drained once, when the snapshot is complete.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Write `bytes` as the snapshot at `lsn`, atomically.
 pub fn write_snapshot(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<PathBuf, WalError> {
+    write_snapshot_with(dir, lsn, |w| std::io::Write::write_all(w, bytes)).map(|(path, _)| path)
+}
+
+/// Write the snapshot at `lsn` atomically, its bytes produced by `fill` as
+/// it goes, so that a snapshot never needs a buffer of its whole size (the
+/// compactor used to serialize into one, and the kernel's zeroing of that
+/// fresh memory was a sixth of its time). Returns the path and the size
+/// without the trailer.
+pub fn write_snapshot_with(
+    dir: &Path,
+    lsn: Lsn,
+    fill: impl FnOnce(&mut SnapshotWriter) -> std::io::Result<()>,
+) -> Result<(PathBuf, u64), WalError> {
     use std::io::Write;
     let tmp = dir.join(TMP_NAME);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| WalError::io("create", &tmp, e))?;
-    let mut trailer = [0u8; TRAILER_BYTES];
-    trailer[0..8].copy_from_slice(&MAGIC);
-    trailer[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    trailer[12..16].copy_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
-    f.write_all(bytes)
-        .and_then(|()| f.write_all(&trailer))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| WalError::io("write", &tmp, e))?;
+    let file = std::fs::File::create(&tmp).map_err(|e| WalError::io("create", &tmp, e))?;
+    let mut w = SnapshotWriter {
+        file,
+        buffer: Vec::with_capacity(SNAPSHOT_WRITE_BUFFER_BYTES),
+        crc: 0,
+        bytes: 0,
+    };
+    let written = fill(&mut w).and_then(|()| w.drain()).and_then(|()| {
+        let mut trailer = [0u8; TRAILER_BYTES];
+        trailer[0..8].copy_from_slice(&MAGIC);
+        trailer[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        trailer[12..16].copy_from_slice(&w.crc.to_le_bytes());
+        w.file.write_all(&trailer)?;
+        w.file.sync_all()
+    });
+    written.map_err(|e| WalError::io("write", &tmp, e))?;
     let path = dir.join(snapshot_name(lsn));
     std::fs::rename(&tmp, &path).map_err(|e| WalError::io("rename", &path, e))?;
     sync_dir(dir)?;
-    Ok(path)
+    Ok((path, w.bytes))
 }
 
 /// A snapshot mapped into memory with its trailer checked.
@@ -159,6 +225,48 @@ mod tests {
         let d = drop_covered(&dir, 50).unwrap();
         assert_eq!(d.snapshots, 1);
         assert_eq!(list_snapshots(&dir).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_written_in_pieces_equals_one_written_at_once() {
+        let dir = std::env::temp_dir().join(format!("mercato-snap-pieces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let buffer = SNAPSHOT_WRITE_BUFFER_BYTES;
+        let bytes: Vec<u8> = (0..3 * buffer + 123)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        // Pieces smaller than the buffer, one that crosses its end, and
+        // one larger than the buffer, which bypasses it.
+        let cuts = [
+            0,
+            7,
+            1_000,
+            buffer - 5,
+            buffer + 9,
+            2 * buffer + 20,
+            bytes.len(),
+        ];
+        let whole = write_snapshot(&dir, 1, &bytes).unwrap();
+        let (pieces, len) = write_snapshot_with(&dir, 2, |w| {
+            cuts.windows(2)
+                .try_for_each(|c| std::io::Write::write_all(w, &bytes[c[0]..c[1]]))
+        })
+        .unwrap();
+        assert_eq!(len, bytes.len() as u64);
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&pieces).unwrap()
+        );
+        assert_eq!(map_snapshot(&pieces).unwrap().bytes(), &bytes[..]);
+
+        let failed = write_snapshot_with(&dir, 3, |_| Err(std::io::Error::other("full")));
+        assert!(matches!(failed, Err(WalError::Io { .. })), "{failed:?}");
+        assert_eq!(
+            list_snapshots(&dir).unwrap().len(),
+            2,
+            "a failed write leaves no snapshot"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

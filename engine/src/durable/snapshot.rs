@@ -15,8 +15,9 @@
 
 use std::path::Path;
 
-use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot};
+use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot_with};
 use mercato_wal::{LogId, Lsn, ReadOptions, WalError, read_log};
+use rkyv::ser::writer::IoWriter;
 use rkyv::{Archive, Serialize};
 
 use super::codec::{self, state_code, state_of};
@@ -389,17 +390,21 @@ pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenErro
         |_| {},
     )?;
     debug_assert_eq!(end.next_lsn, upto + 1);
-    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&image_of(&shard, upto))
-        .map_err(|e| bad(&sd, e.to_string()))?;
+    let image = image_of(&shard, upto);
     drop(shard);
-    write_snapshot(&sd, upto, &bytes)?;
+    // Streamed to the file: no buffer of the snapshot's whole size.
+    let (_, snapshot_bytes) = write_snapshot_with(&sd, upto, |w| {
+        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&image, IoWriter::new(w))
+            .map(drop)
+            .map_err(std::io::Error::other)
+    })?;
     let dropped = drop_covered(&sd, upto)?;
     Ok(Some(Compacted {
         shard: i,
         lsn: upto,
         records_replayed: end.visited,
         segments_removed: dropped.segments,
-        snapshot_bytes: bytes.len() as u64,
+        snapshot_bytes,
     }))
 }
 
