@@ -42,7 +42,7 @@ impl NewOrder {
         OrderView {
             id: self.key.id(),
             account: self.key.account,
-            lines: self.lines.to_vec(),
+            lines: self.lines.clone(),
             total: self.total,
             state,
             created_at: self.created_at,

@@ -122,7 +122,10 @@ pub struct AccountView {
 pub struct OrderView {
     pub id: OrderId,
     pub account: AccountId,
-    pub lines: Vec<Line>,
+    /// A one-line order's line is held in place: the answer to every order
+    /// placed would otherwise allocate on the shard and free on the
+    /// caller's thread (`OrderLines::iter`, `to_vec`).
+    pub lines: crate::order_lines::OrderLines,
     pub total: Money,
     pub state: OrderState,
     pub created_at: TimestampMs,

@@ -218,7 +218,7 @@ fn order(v: OrderView) -> wire::OrderView {
     wire::OrderView {
         id: v.id,
         account: v.account,
-        lines: v.lines.into_iter().map(line).collect(),
+        lines: v.lines.iter().map(line).collect(),
         total: v.total,
         state: state(v.state),
         created_at: v.created_at,

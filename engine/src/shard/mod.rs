@@ -595,7 +595,7 @@ impl Shard {
         Ok(OrderView {
             id: key.id(),
             account: key.account,
-            lines: o.lines.to_vec(),
+            lines: o.lines.clone(),
             total: o.total(),
             state: o.state,
             created_at: o.created_at,

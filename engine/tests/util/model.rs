@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use mercato_engine::order_lines::OrderLines;
 use mercato_engine::shard::fingerprint;
 use mercato_engine::{
     AccountView, Command, Line, OrderState, OrderView, Outcome, Payment, Reject, Reply, SkuView,
@@ -55,7 +56,7 @@ impl Model {
             let o = &mut self.orders.get_mut(&k).unwrap().0;
             o.state = OrderState::Expired;
             let lines = o.lines.clone();
-            self.release(k.0, &lines, false, false);
+            self.release(k.0, &lines.to_vec(), false, false);
         }
     }
 
@@ -192,7 +193,7 @@ impl Model {
                     });
                 }
                 *b -= total;
-                for l in &o.lines {
+                for l in o.lines.iter() {
                     let s = self.skus.get_mut(&l.sku).unwrap();
                     s.reserved -= l.qty;
                     s.sold += l.qty;
@@ -203,7 +204,7 @@ impl Model {
             }
             Command::Cancel { account, order } => {
                 let (o, _) = self.reserved(account, order)?;
-                self.release(account, &o.lines, false, false);
+                self.release(account, &o.lines.to_vec(), false, false);
                 let o = &mut self.orders.get_mut(&(account, order)).unwrap().0;
                 o.state = OrderState::Cancelled;
                 Ok(Reply::Order(o.clone()))
@@ -230,7 +231,7 @@ impl Model {
                     balance: *b,
                     amount: o.total,
                 })?;
-                self.release(account, &o.lines, true, restock);
+                self.release(account, &o.lines.to_vec(), true, restock);
                 let o = &mut self.orders.get_mut(&(account, order)).unwrap().0;
                 o.state = OrderState::Refunded;
                 o.restocked = restock;
@@ -382,7 +383,7 @@ impl Model {
         Ok(OrderView {
             id: p.id,
             account: p.account,
-            lines,
+            lines: OrderLines::collect(lines.into_iter()),
             total,
             state,
             created_at: now,
