@@ -9,6 +9,9 @@
 use crate::message::OneOrMany;
 use crate::types::{Line, Money, Qty, SkuId};
 
+/// An order's lines with their unit prices, as the shard stores them and as
+/// `OrderView` answers them: read them with [`OrderLines::iter`] (lines by
+/// value, in the order given) or copy them out with [`OrderLines::to_vec`].
 #[derive(Clone, PartialEq, Eq)]
 pub enum OrderLines {
     One {
@@ -32,6 +35,7 @@ impl From<Box<[Line]>> for OrderLines {
 }
 
 impl OrderLines {
+    /// The lines, by value, in the order the order gave them.
     pub fn iter(&self) -> Lines<'_> {
         match *self {
             OrderLines::One {
