@@ -110,6 +110,9 @@ struct Args {
     /// Snapshot a shard's log once this many segments are closed; 0 never.
     #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_SEGMENTS_DEFAULT)]
     snapshot_segments: usize,
+    /// The snapshot thread's niceness on Linux, 0 (the shards') to 19.
+    #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_NICE_DEFAULT)]
+    snapshot_nice: u8,
     /// Append `account order state` to this file for every order the
     /// engine acknowledges, as it is acknowledged.
     #[arg(long)]
@@ -578,6 +581,7 @@ fn main() {
         durability: args.durability,
         group_commit_wait_us: args.group_commit_wait_us,
         snapshot_segments: args.snapshot_segments,
+        snapshot_nice: args.snapshot_nice,
         view_cache_entries: args.view_cache_entries,
         ..Config::default()
     };

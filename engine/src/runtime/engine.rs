@@ -73,6 +73,10 @@ pub struct Config {
     /// A shard's log is snapshotted, in the background, once this many of
     /// its segments are closed and not yet covered by a snapshot; 0 never.
     pub snapshot_segments: usize,
+    /// The background snapshot thread's niceness on Linux, 0 (the shards'
+    /// own priority) to 19; see [`crate::limits::SNAPSHOT_NICE_DEFAULT`].
+    /// Higher values are taken as 19. Ignored elsewhere.
+    pub snapshot_nice: u8,
     /// Serve the binary protocol over TCP; `None` for an embedded engine.
     pub serve: Option<ServeConfig>,
     /// The cache keyspace's memory budget, at least
@@ -126,6 +130,7 @@ impl Default for Config {
             group_commit_wait_us: GROUP_COMMIT_WAIT_US_DEFAULT,
             storage: Arc::new(OsStorage),
             snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
+            snapshot_nice: crate::limits::SNAPSHOT_NICE_DEFAULT,
             serve: None,
             cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
             cache_policy: crate::cache::PolicyKind::Lru,
@@ -292,13 +297,36 @@ struct SnapshotShared {
     last_error: std::sync::Mutex<Option<String>>,
 }
 
+/// Sets the calling thread's niceness to `nice` (at most 19), on Linux,
+/// where niceness is per thread. Raising one's own niceness needs no
+/// privilege, so this cannot fail for a value from 0 up; the result is not
+/// checked, since a snapshot that keeps the shards' priority is still right.
+fn lower_own_priority(nice: u8) {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: both calls take and return plain integers and touch no
+    // memory of ours; `gettid` names this thread, which is alive.
+    unsafe {
+        let nice = i32::from(nice.min(crate::limits::SNAPSHOT_NICE_MAX));
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 impl Snapshotter {
-    fn start(dir: PathBuf, shards: u16, segments: usize) -> Result<Snapshotter, EngineError> {
+    fn start(
+        dir: PathBuf,
+        shards: u16,
+        segments: usize,
+        nice: u8,
+    ) -> Result<Snapshotter, EngineError> {
         let shared = Arc::new(SnapshotShared::default());
         let (d, sh) = (dir.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name("mercato-snapshots".into())
             .spawn(move || {
+                lower_own_priority(nice);
                 let mut stop = sh.stop.lock().expect("snapshot lock");
                 while !*stop {
                     drop(stop);
@@ -553,9 +581,12 @@ impl Engine {
             }
         }
         let snapshots = match (&config.data_dir, config.snapshot_segments) {
-            (Some(dir), segments) if segments > 0 => {
-                Some(Snapshotter::start(dir.clone(), n as u16, segments)?)
-            }
+            (Some(dir), segments) if segments > 0 => Some(Snapshotter::start(
+                dir.clone(),
+                n as u16,
+                segments,
+                config.snapshot_nice,
+            )?),
             (Some(dir), _) => Some(Snapshotter {
                 dir: dir.clone(),
                 shards: n as u16,
