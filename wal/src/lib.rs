@@ -2,7 +2,7 @@
 //!
 //! Each shard has one log in its own directory: preallocated segment files
 //! whose records carry a length, a type, an LSN, the previous record's
-//! checksum (a hash chain) and a crc32c (see [`format`]). The shard appends
+//! checksum (a hash chain) and a crc32c (see [`format`](mod@format)). The shard appends
 //! through a [`Log`], which never blocks on the disk; a flusher thread writes,
 //! syncs and publishes the durable LSN. [`read_log`] reads a log back,
 //! validating as it goes, and tells a torn tail (cut off and reported) from

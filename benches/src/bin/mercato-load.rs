@@ -82,7 +82,7 @@ struct Args {
     /// Keep the engine's log here; without it everything is in memory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// always, interval=<ms> or never (with --data-dir).
+    /// always, interval=MS (milliseconds) or never (with --data-dir).
     #[arg(long, default_value = "always")]
     durability: Durability,
     /// Under `always`, the least time between two syncs of a shard's log.

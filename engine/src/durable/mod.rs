@@ -1,5 +1,5 @@
 //! Durability: the engine's side of the write-ahead log. Records become log
-//! bodies in [`codec`]; [`journal`] feeds them to a shard's log; [`recovery`]
+//! bodies in [`codec`]; `journal` feeds them to a shard's log; [`recovery`]
 //! rebuilds the shards from a data directory; [`marker`] fixes the format
 //! and shard count of a directory.
 //!

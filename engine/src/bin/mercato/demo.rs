@@ -36,7 +36,7 @@ pub struct Args {
     /// runs in memory.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
-    /// always, interval=<ms> or never (with --data-dir).
+    /// always, interval=MS (milliseconds) or never (with --data-dir).
     #[arg(long, default_value = "always")]
     durability: mercato_engine::Durability,
 }

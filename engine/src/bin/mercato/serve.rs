@@ -35,7 +35,7 @@ pub struct Args {
     /// Keep a write-ahead log here; without it the server is in memory only.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// always (default), interval=<ms> or never (with a data directory).
+    /// always (default), interval=MS (milliseconds) or never (with a data directory).
     #[arg(long)]
     durability: Option<String>,
     /// Clients must send this token in their Hello.
