@@ -223,46 +223,6 @@ fn background_snapshots_while_serving_change_nothing() {
     }
 }
 
-/// The niceness of this process's threads named `name` (as `/proc` cuts
-/// names, to 15 bytes).
-#[cfg(target_os = "linux")]
-fn thread_nice(name: &str) -> Vec<i64> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-        // Fields after the parenthesised name start at field 3; nice is 19.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        found.push(after.split(' ').nth(16).unwrap().parse().unwrap());
-    }
-    found
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn the_snapshot_thread_runs_below_the_shards() {
-    for (asked, want) in [(7u8, 7i64), (40, 19)] {
-        let dir = TempDir::new("snap-nice");
-        let config = Config {
-            snapshot_nice: asked,
-            ..durable_config(&dir.0, 2)
-        };
-        let engine = Engine::open(config).unwrap();
-        // The thread lowers its own priority as it starts.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while thread_nice("mercato-snapsho") != [want] && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(thread_nice("mercato-snapsho"), [want], "asked for {asked}");
-        assert_eq!(thread_nice("mercato-shard-0"), [0]);
-        engine.shutdown();
-    }
-}
-
 #[test]
 fn a_damaged_snapshot_is_not_trusted() {
     let dir = TempDir::new("snap-bad");
