@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use mercato_engine::{
-    Command, Config, Engine, LineRequest, OrderState, Payment, PlaceOrder, Reject, Reply,
+    Command, Config, Engine, Handle, LineRequest, OrderState, Payment, PlaceOrder, Reject, Reply,
 };
 
 /// An acknowledged order: account, id, state when acknowledged, (sku, qty) lines.
@@ -22,57 +22,44 @@ fn contended_multi_shard_orders_never_oversell() {
     for shards in [2u16, 3, 4] {
         let engine = stocked_engine(shards, 50_000);
         let h = engine.handle();
-        let results: Vec<Vec<Acked>> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let h = engine.handle();
-                    s.spawn(move || {
-                        let mut next = xorshift(0x9E37_79B9 + t);
-                        let mut ok = Vec::new();
-                        for i in 0..ORDERS_PER_THREAD {
-                            if i % 50 == 0 {
-                                // Mid-contention: stock and money hold at every moment.
-                                let report = h.audit_now().unwrap();
-                                assert!(report.ok(), "{:?}", report.violations);
-                            }
-                            let account = t * ACCOUNTS_PER_THREAD + next() % ACCOUNTS_PER_THREAD;
-                            let first = next() % SKUS;
-                            let n = 1 + next() % 3;
-                            let lines: Vec<_> = (0..n)
-                                .map(|k| {
-                                    LineRequest::new((first + k) % SKUS, 1 + (next() % 3) as u32)
-                                })
-                                .collect();
-                            let deferred = next() % 3 == 0;
-                            let payment = if deferred {
-                                Payment::Deferred { ttl_ms: 600_000 }
-                            } else {
-                                Payment::Immediate
+        let results: Vec<Vec<Acked>> = on_threads(&engine, 0x9E37_79B9, |h, t, next| {
+            let mut ok = Vec::new();
+            for i in 0..ORDERS_PER_THREAD {
+                if i % 50 == 0 {
+                    // Mid-contention: stock and money hold at every moment.
+                    let report = h.audit_now().unwrap();
+                    assert!(report.ok(), "{:?}", report.violations);
+                }
+                let account = t * ACCOUNTS_PER_THREAD + next() % ACCOUNTS_PER_THREAD;
+                let first = next() % SKUS;
+                let n = 1 + next() % 3;
+                let lines: Vec<_> = (0..n)
+                    .map(|k| LineRequest::new((first + k) % SKUS, 1 + (next() % 3) as u32))
+                    .collect();
+                let deferred = next() % 3 == 0;
+                let payment = if deferred {
+                    Payment::Deferred { ttl_ms: 600_000 }
+                } else {
+                    Payment::Immediate
+                };
+                let id = u128::from(t) << 64 | u128::from(i);
+                match h.place_order(id, account, lines.clone(), payment).unwrap() {
+                    Ok(mut o) => {
+                        if deferred {
+                            o = match next() % 3 {
+                                0 => h.pay(account, id).unwrap().unwrap(),
+                                1 => h.cancel(account, id).unwrap().unwrap(),
+                                _ => o,
                             };
-                            let id = u128::from(t) << 64 | u128::from(i);
-                            match h.place_order(id, account, lines.clone(), payment).unwrap() {
-                                Ok(mut o) => {
-                                    if deferred {
-                                        o = match next() % 3 {
-                                            0 => h.pay(account, id).unwrap().unwrap(),
-                                            1 => h.cancel(account, id).unwrap().unwrap(),
-                                            _ => o,
-                                        };
-                                    }
-                                    let units = lines.iter().map(|l| (l.sku, l.qty)).collect();
-                                    ok.push((account, id, o.state, units));
-                                }
-                                Err(
-                                    Reject::OutOfStock { .. } | Reject::InsufficientFunds { .. },
-                                ) => {}
-                                Err(other) => panic!("unexpected rejection {other}"),
-                            }
                         }
-                        ok
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
+                        let units = lines.iter().map(|l| (l.sku, l.qty)).collect();
+                        ok.push((account, id, o.state, units));
+                    }
+                    Err(Reject::OutOfStock { .. } | Reject::InsufficientFunds { .. }) => {}
+                    Err(other) => panic!("unexpected rejection {other}"),
+                }
+            }
+            ok
         });
 
         let mut reserved: HashMap<u64, u64> = HashMap::new();
@@ -108,61 +95,47 @@ fn large_batches_across_shards_answer_in_place_and_apply_once() {
     for shards in [2u16, 3] {
         let engine = stocked_engine(shards, 20_000);
         // Per thread, the (sku, qty) lines of each order acknowledged.
-        let acked: Vec<Vec<Vec<(u64, u32)>>> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let h = engine.handle();
-                    s.spawn(move || {
-                        let mut next = xorshift(0x2545_F491 + t);
-                        let mut orders = Vec::new();
-                        for b in 0..BATCHES_PER_THREAD {
-                            let cmds: Vec<Command> = (0..BATCH_LEN)
-                                .map(|i| {
-                                    if i % 10 == 9 {
-                                        return Command::GetSku { sku: next() % SKUS };
-                                    }
-                                    let first = next() % SKUS;
-                                    Command::PlaceOrder(PlaceOrder {
-                                        id: u128::from(t) << 64 | u128::from(b * BATCH_LEN + i),
-                                        account: t * ACCOUNTS_PER_THREAD
-                                            + next() % ACCOUNTS_PER_THREAD,
-                                        lines: (0..1 + next() % 3)
-                                            .map(|k| LineRequest::new((first + k) % SKUS, 1))
-                                            .collect(),
-                                        payment: Payment::Immediate,
-                                    })
-                                })
-                                .collect();
-                            let answers = h.submit_waiting(cmds.clone()).unwrap();
-                            assert_eq!(answers.len(), cmds.len());
-                            for (cmd, answer) in cmds.iter().zip(answers) {
-                                match (cmd, answer) {
-                                    (Command::GetSku { sku }, Ok(Reply::Sku(v))) => {
-                                        assert_eq!(v.id, *sku, "a read answered in its place");
-                                        assert_eq!(v.available + v.reserved + v.sold, STOCK);
-                                    }
-                                    (Command::PlaceOrder(p), Ok(Reply::Order(o))) => {
-                                        assert_eq!((o.id, o.account), (p.id, p.account));
-                                        assert_eq!(o.state, OrderState::Paid);
-                                        orders
-                                            .push(p.lines.iter().map(|l| (l.sku, l.qty)).collect());
-                                    }
-                                    (
-                                        Command::PlaceOrder(_),
-                                        Err(
-                                            Reject::OutOfStock { .. }
-                                            | Reject::InsufficientFunds { .. },
-                                        ),
-                                    ) => {}
-                                    (cmd, other) => panic!("{cmd:?} answered {other:?}"),
-                                }
-                            }
+        let acked: Vec<Vec<Vec<(u64, u32)>>> = on_threads(&engine, 0x2545_F491, |h, t, next| {
+            let mut orders = Vec::new();
+            for b in 0..BATCHES_PER_THREAD {
+                let cmds: Vec<Command> = (0..BATCH_LEN)
+                    .map(|i| {
+                        if i % 10 == 9 {
+                            return Command::GetSku { sku: next() % SKUS };
                         }
-                        orders
+                        let first = next() % SKUS;
+                        Command::PlaceOrder(PlaceOrder {
+                            id: u128::from(t) << 64 | u128::from(b * BATCH_LEN + i),
+                            account: t * ACCOUNTS_PER_THREAD + next() % ACCOUNTS_PER_THREAD,
+                            lines: (0..1 + next() % 3)
+                                .map(|k| LineRequest::new((first + k) % SKUS, 1))
+                                .collect(),
+                            payment: Payment::Immediate,
+                        })
                     })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
+                    .collect();
+                let answers = h.submit_waiting(cmds.clone()).unwrap();
+                assert_eq!(answers.len(), cmds.len());
+                for (cmd, answer) in cmds.iter().zip(answers) {
+                    match (cmd, answer) {
+                        (Command::GetSku { sku }, Ok(Reply::Sku(v))) => {
+                            assert_eq!(v.id, *sku, "a read answered in its place");
+                            assert_eq!(v.available + v.reserved + v.sold, STOCK);
+                        }
+                        (Command::PlaceOrder(p), Ok(Reply::Order(o))) => {
+                            assert_eq!((o.id, o.account), (p.id, p.account));
+                            assert_eq!(o.state, OrderState::Paid);
+                            orders.push(p.lines.iter().map(|l| (l.sku, l.qty)).collect());
+                        }
+                        (
+                            Command::PlaceOrder(_),
+                            Err(Reject::OutOfStock { .. } | Reject::InsufficientFunds { .. }),
+                        ) => {}
+                        (cmd, other) => panic!("{cmd:?} answered {other:?}"),
+                    }
+                }
+            }
+            orders
         });
 
         let orders: Vec<Vec<(u64, u32)>> = acked.into_iter().flatten().collect();
@@ -188,6 +161,25 @@ fn stocked_engine(shards: u16, deposit: u64) -> Engine {
         h.deposit(a, deposit).unwrap().unwrap();
     }
     engine
+}
+
+/// Runs `work` on `THREADS` threads at once, each with its own handle, its
+/// index and a random source seeded from `seed` and that index; returns
+/// what each returned, in thread order.
+fn on_threads<T: Send>(
+    engine: &Engine,
+    seed: u64,
+    work: impl Fn(Handle, u64, &mut dyn FnMut() -> u64) -> T + Sync,
+) -> Vec<T> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (h, work) = (engine.handle(), &work);
+                s.spawn(move || work(h, t, &mut xorshift(seed + t)))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
 }
 
 /// A xorshift random source, so each thread's choices repeat from its seed.
