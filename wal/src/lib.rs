@@ -28,13 +28,15 @@
 //! assert_eq!(bodies, vec![b"hello".to_vec()]);
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
-// One unsafe call, mapping snapshot files; see `snapshot::map_snapshot`.
+// Two unsafe calls: mapping snapshot files (`snapshot::map_snapshot`) and
+// pacing the write-back of large files (`pace::sync_file_range`).
 #![deny(unsafe_code)]
 
 mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod handoff;
+mod pace;
 mod reader;
 mod segment;
 pub mod snapshot;

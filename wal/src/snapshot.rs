@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{FORMAT_VERSION, Lsn};
+use crate::pace::Pacer;
 use crate::segment::{list_by_lsn, list_segments};
 
 const PREFIX: &str = "snapshot-";
@@ -35,12 +36,15 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
 pub const SNAPSHOT_WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Where a snapshot's bytes go as they are produced: to the temporary
-/// file, a buffer at a time, with the crc32c kept up as they pass.
+/// file, a buffer at a time, with the crc32c kept up as they pass and the
+/// write-back paced so that a snapshot of gigabytes does not hold up the
+/// logs' syncs (see `pace`).
 pub struct SnapshotWriter {
     file: std::fs::File,
     buffer: Vec<u8>,
     crc: u32,
     bytes: u64,
+    pacer: Pacer,
 }
 
 impl SnapshotWriter {
@@ -50,7 +54,7 @@ impl SnapshotWriter {
         self.file.write_all(&self.buffer)?;
         self.bytes += self.buffer.len() as u64;
         self.buffer.clear();
-        Ok(())
+        self.pacer.written(&self.file, self.bytes)
     }
 }
 
@@ -63,6 +67,7 @@ impl std::io::Write for SnapshotWriter {
             self.crc = crc32c::crc32c_append(self.crc, bytes);
             self.file.write_all(bytes)?;
             self.bytes += bytes.len() as u64;
+            self.pacer.written(&self.file, self.bytes)?;
         } else {
             self.buffer.extend_from_slice(bytes);
         }
@@ -98,6 +103,7 @@ pub fn write_snapshot_with(
         buffer: Vec::with_capacity(SNAPSHOT_WRITE_BUFFER_BYTES),
         crc: 0,
         bytes: 0,
+        pacer: Pacer::default(),
     };
     let written = fill(&mut w).and_then(|()| w.drain()).and_then(|()| {
         let mut trailer = [0u8; TRAILER_BYTES];

@@ -10,14 +10,19 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::pace::Pacer;
 
 /// Opens and creates segment files.
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// A new file of `len` bytes, all written as zeros so that later syncs
     /// only push data (a sparse file would make every sync update the
-    /// block map too). Fails if the file exists.
-    fn create(&self, path: &Path, len: u64) -> io::Result<Box<dyn LogFile>>;
+    /// block map too). The zeros are paced (see `pace`) and spread over
+    /// time as `spread` asks, so that they do not hold up the logs' syncs.
+    /// Fails if the file exists.
+    fn create(&self, path: &Path, len: u64, spread: &Spread) -> io::Result<Box<dyn LogFile>>;
     /// An existing file, for appending where a recovered log ends.
     fn open(&self, path: &Path) -> io::Result<Box<dyn LogFile>>;
     /// Make a directory's entries (created, renamed or removed files) durable.
@@ -32,25 +37,63 @@ pub trait LogFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
 }
 
+/// How a new segment's zeros are spread over time. A log's sync waits for
+/// every write the device holds, so zeros written as fast as the device
+/// takes them make every sync of that time slow: 4 to 11 ms each, for a
+/// quarter of a second after each rollover, on this machine. Spread out,
+/// each sync meets one chunk at most, now and then.
+#[derive(Debug, Clone, Default)]
+pub struct Spread {
+    /// Finish no sooner than this after starting, unless hurried. Zero
+    /// writes the zeros as fast as write-back allows.
+    pub over: Duration,
+    /// Set, and the creating thread unparked, when the file is needed now:
+    /// the rest of the zeros go out without pauses. (`std`'s atomic, not
+    /// the loom facade's: the creating thread is a plain thread that no
+    /// loom model runs.)
+    pub hurry: Arc<AtomicBool>,
+}
+
+impl Spread {
+    /// Pause until `done` of `len` bytes are due, if that is later than now.
+    fn rest(&self, started: Instant, done: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let due = self.over.mul_f64(done as f64 / len as f64);
+        // A park may end early for no reason, so look again each time.
+        while !self.hurry.load(Ordering::Acquire) {
+            match due.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => std::thread::park_timeout(left),
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Zeros written per call while preallocating.
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
+const ZERO_CHUNK_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsStorage;
 
 impl Storage for OsStorage {
-    fn create(&self, path: &Path, len: u64) -> io::Result<Box<dyn LogFile>> {
+    fn create(&self, path: &Path, len: u64, spread: &Spread) -> io::Result<Box<dyn LogFile>> {
+        let started = Instant::now();
         let mut f = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)?;
         let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut pacer = Pacer::default();
         let mut left = len;
         while left > 0 {
             let n = left.min(ZERO_CHUNK_BYTES as u64) as usize;
             f.write_all(&zeros[..n])?;
             left -= n as u64;
+            pacer.written(&f, len - left)?;
+            spread.rest(started, len - left, len);
         }
         f.sync_all()?;
         Ok(Box::new(OsFile(f)))
@@ -109,8 +152,8 @@ pub struct FaultyStorage {
 }
 
 impl Storage for FaultyStorage {
-    fn create(&self, path: &Path, len: u64) -> io::Result<Box<dyn LogFile>> {
-        let inner = OsStorage.create(path, len)?;
+    fn create(&self, path: &Path, len: u64, spread: &Spread) -> io::Result<Box<dyn LogFile>> {
+        let inner = OsStorage.create(path, len, spread)?;
         Ok(Box::new(FaultyFile {
             inner,
             faults: self.faults.clone(),
@@ -163,5 +206,71 @@ impl LogFile for FaultyFile {
             return Err(io::Error::from_raw_os_error(5)); // EIO
         }
         self.inner.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEN: u64 = 4 * ZERO_CHUNK_BYTES as u64;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("mercato-storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn assert_zeros(path: &Path) {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(bytes.len() as u64, LEN);
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn spread_zeros_take_at_least_the_time_asked() {
+        let dir = scratch("spread");
+        let spread = Spread {
+            over: Duration::from_millis(300),
+            ..Spread::default()
+        };
+        let started = Instant::now();
+        OsStorage.create(&dir.join("f"), LEN, &spread).unwrap();
+        assert!(started.elapsed() >= spread.over, "{:?}", started.elapsed());
+        assert_zeros(&dir.join("f"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_hurried_spare_stops_pausing() {
+        let dir = scratch("hurry");
+        let spread = Spread {
+            over: Duration::from_secs(3600),
+            ..Spread::default()
+        };
+        let hurry = spread.hurry.clone();
+        let path = dir.join("f");
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let created = OsStorage.create(&path, LEN, &spread).map(drop);
+                done.send(created).unwrap();
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            finished.try_recv().is_err(),
+            "an hour's spread ended at once"
+        );
+        hurry.store(true, Ordering::Release);
+        worker.thread().unpark();
+        let created = finished.recv_timeout(Duration::from_secs(60));
+        assert!(created.expect("the hurried spare kept pausing").is_ok());
+        worker.join().unwrap();
+        assert_zeros(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

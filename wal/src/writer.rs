@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use crate::format::{
 use crate::handoff::{Batch, Handoff, Roll, Taken};
 use crate::reader::LogEnd;
 use crate::segment::{SPARE_SEGMENT_NAME, segment_name};
-use crate::storage::{LogFile, OsStorage, Storage};
+use crate::storage::{LogFile, OsStorage, Spread, Storage};
 
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 /// A segment must hold its header and the largest record.
@@ -33,6 +34,11 @@ pub const SEGMENT_BYTES_MIN: u64 = 128 << 10;
 pub const GROUP_COMMIT_WAIT_US_DEFAULT: u64 = 0;
 /// Longest `interval=<ms>` accepted: past a minute, "durable" means little.
 pub const SYNC_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// Longest time a spare segment's zeros are spread over (half the time the
+/// last segment took to fill, up to this). Past it they are already a
+/// trickle of 6.4 MiB/s for a default segment.
+pub const SPARE_SPREAD_MS_MAX: u64 = 10_000;
 
 const _: () =
     assert!(SEGMENT_BYTES_MIN as usize >= SEGMENT_HEADER_BYTES + 24 + RECORD_BODY_BYTES_MAX);
@@ -162,6 +168,7 @@ impl Log {
             durability: opts.durability,
             notify,
             spare: None,
+            segment_opened: Instant::now(),
             written: last,
             synced: last,
             last_sync: Instant::now(),
@@ -188,7 +195,7 @@ impl Log {
                 SEGMENT_HEADER_BYTES as u64
             }
         };
-        flusher.prepare_spare();
+        flusher.prepare_spare(Duration::ZERO);
         let thread = std::thread::Builder::new()
             .name(format!("mercato-wal-{}", log.shard))
             .spawn(move || flusher.run())
@@ -308,7 +315,9 @@ struct Flusher {
     segment_bytes: u64,
     durability: Durability,
     notify: Notify,
-    spare: Option<JoinHandle<std::io::Result<Box<dyn LogFile>>>>,
+    spare: Option<SpareJob>,
+    /// When the open segment was started (or reopened).
+    segment_opened: Instant,
     written: Lsn,
     synced: Lsn,
     last_sync: Instant,
@@ -362,8 +371,8 @@ impl Flusher {
             self.handoff.publish(self.written, self.synced);
             (self.notify)();
             if taken == Taken::Closed {
-                if let Some(t) = self.spare.take() {
-                    let _ = t.join();
+                if let Some(spare) = self.spare.take() {
+                    let _ = spare.finish();
                 }
                 let _ = std::fs::remove_file(self.dir.join(SPARE_SEGMENT_NAME));
                 return;
@@ -412,10 +421,10 @@ impl Flusher {
     fn roll(&mut self, roll: Roll) -> std::io::Result<()> {
         let spare_path = self.dir.join(SPARE_SEGMENT_NAME);
         let mut file = match self.spare.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| std::io::Error::other("spare segment thread panicked"))??,
-            None => self.storage.create(&spare_path, self.segment_bytes)?,
+            Some(spare) => spare.finish()?,
+            None => self
+                .storage
+                .create(&spare_path, self.segment_bytes, &Spread::default())?,
         };
         let header = SegmentHeader {
             version: FORMAT_VERSION,
@@ -429,17 +438,44 @@ impl Flusher {
         self.storage.sync_dir(&self.dir)?;
         self.file = Some(file);
         self.offset = SEGMENT_HEADER_BYTES as u64;
-        self.prepare_spare();
+        let filled = self.segment_opened.elapsed();
+        self.segment_opened = Instant::now();
+        self.prepare_spare((filled / 2).min(Duration::from_millis(SPARE_SPREAD_MS_MAX)));
         Ok(())
     }
 
-    fn prepare_spare(&mut self) {
+    /// Start zeroing the next segment on a helper thread, spread over
+    /// `over` unless a rollover needs it sooner.
+    fn prepare_spare(&mut self, over: Duration) {
         if self.spare.is_some() {
             return;
         }
         let storage = self.storage.clone();
         let path = self.dir.join(SPARE_SEGMENT_NAME);
         let len = self.segment_bytes;
-        self.spare = Some(std::thread::spawn(move || storage.create(&path, len)));
+        let spread = Spread {
+            over,
+            ..Spread::default()
+        };
+        let hurry = spread.hurry.clone();
+        let thread = std::thread::spawn(move || storage.create(&path, len, &spread));
+        self.spare = Some(SpareJob { thread, hurry });
+    }
+}
+
+/// The helper thread zeroing the next segment.
+struct SpareJob {
+    thread: JoinHandle<std::io::Result<Box<dyn LogFile>>>,
+    hurry: Arc<AtomicBool>,
+}
+
+impl SpareJob {
+    /// The spare segment, hurried along if it is still being written.
+    fn finish(self) -> std::io::Result<Box<dyn LogFile>> {
+        self.hurry.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        self.thread
+            .join()
+            .map_err(|_| std::io::Error::other("spare segment thread panicked"))?
     }
 }

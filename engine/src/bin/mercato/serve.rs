@@ -11,7 +11,8 @@ use std::time::Duration;
 use mercato_engine::cache::PolicyKind;
 use mercato_engine::limits::{
     CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX,
-    OUT_BYTES_PER_CONN_MAX, VIEW_CACHE_ENTRIES_DEFAULT,
+    OUT_BYTES_PER_CONN_MAX, SNAPSHOT_NICE_DEFAULT, SNAPSHOT_SEGMENTS_DEFAULT,
+    VIEW_CACHE_ENTRIES_DEFAULT,
 };
 use mercato_engine::shard::Capacity;
 use mercato_engine::{Config, Durability, Engine, ServeConfig};
@@ -85,6 +86,14 @@ pub struct Args {
     /// README). Default 0.
     #[arg(long)]
     heap_prefault_mb: Option<usize>,
+    /// Snapshot a shard's log once this many of its segments are closed;
+    /// 0 never snapshots, and the log then grows without bound. Default 4.
+    #[arg(long)]
+    snapshot_segments: Option<usize>,
+    /// The snapshot thread's niceness on Linux, 0 (the shards') to 19.
+    /// Default 10.
+    #[arg(long)]
+    snapshot_nice: Option<u8>,
 }
 
 impl Args {
@@ -109,6 +118,8 @@ impl Args {
             purchases_capacity: self.purchases_capacity.or(file.purchases_capacity),
             rejections_capacity: self.rejections_capacity.or(file.rejections_capacity),
             heap_prefault_mb: self.heap_prefault_mb.or(file.heap_prefault_mb),
+            snapshot_segments: self.snapshot_segments.or(file.snapshot_segments),
+            snapshot_nice: self.snapshot_nice.or(file.snapshot_nice),
         }
     }
 }
@@ -149,6 +160,8 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
             purchases: a.purchases_capacity.unwrap_or(0),
             rejections: a.rejections_capacity.unwrap_or(0),
         },
+        snapshot_segments: a.snapshot_segments.unwrap_or(SNAPSHOT_SEGMENTS_DEFAULT),
+        snapshot_nice: a.snapshot_nice.unwrap_or(SNAPSHOT_NICE_DEFAULT),
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
@@ -201,4 +214,25 @@ pub fn run(a: Args) -> i32 {
     // Shutting down syncs every shard's log, whatever the policy.
     engine.shutdown();
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(toml_text: &str) -> Config {
+        let args: Args = toml::from_str(toml_text).unwrap();
+        settings(args).unwrap().0
+    }
+
+    #[test]
+    fn snapshot_settings_reach_the_engine_and_default_as_documented() {
+        let set = config_of("snapshot_segments = 0\nsnapshot_nice = 19\n");
+        assert_eq!((set.snapshot_segments, set.snapshot_nice), (0, 19));
+        let unset = config_of("");
+        assert_eq!(
+            (unset.snapshot_segments, unset.snapshot_nice),
+            (SNAPSHOT_SEGMENTS_DEFAULT, SNAPSHOT_NICE_DEFAULT)
+        );
+    }
 }
