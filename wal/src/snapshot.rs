@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{FORMAT_VERSION, Lsn};
-use crate::pace::Pacer;
+use crate::pace::{DROPPING_SUFFIX, Pacer, dropping_name, remove_gradually};
 use crate::segment::{list_by_lsn, list_segments};
 
 const PREFIX: &str = "snapshot-";
@@ -179,26 +179,60 @@ pub struct Dropped {
 
 /// Remove what the snapshot at `lsn` makes unnecessary: segments whose
 /// records all precede or equal it (the last segment always stays, it is
-/// where appending goes on) and older snapshots.
+/// where appending goes on) and older snapshots. They are renamed out of
+/// readers' way at once, then freed a few MiB at a time (see `pace`), with
+/// anything an earlier removal left behind.
 pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
     let mut dropped = Dropped::default();
+    let mut doomed = leftovers(dir)?;
+    let mut set_aside = |path: &Path| -> Result<(), WalError> {
+        let to = dropping_name(path);
+        std::fs::rename(path, &to).map_err(|e| WalError::io("rename", path, e))?;
+        doomed.push(to);
+        Ok(())
+    };
     let segments = list_segments(dir)?;
     for pair in segments.windows(2) {
         let (_, path) = &pair[0];
         let (next_first, _) = pair[1];
         if next_first <= lsn + 1 {
-            std::fs::remove_file(path).map_err(|e| WalError::io("remove", path, e))?;
+            set_aside(path)?;
             dropped.segments += 1;
         }
     }
     for (at, path) in list_snapshots(dir)? {
         if at < lsn {
-            std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
+            set_aside(&path)?;
             dropped.snapshots += 1;
         }
     }
+    if doomed.is_empty() {
+        return Ok(dropped);
+    }
+    // The new names are durable before any file shrinks.
+    sync_dir(dir)?;
+    for path in &doomed {
+        remove_gradually(path).map_err(|e| WalError::io("remove", path, e))?;
+    }
     sync_dir(dir)?;
     Ok(dropped)
+}
+
+/// Files an interrupted removal left in `dir`.
+fn leftovers(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(DROPPING_SUFFIX)
+        {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
@@ -228,9 +262,16 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
         }
         write_snapshot(&dir, 50, &bytes).unwrap();
+        let leftover = dir.join(format!("{}{DROPPING_SUFFIX}", crate::segment_name(1)));
+        std::fs::write(&leftover, b"half of a segment").unwrap();
         let d = drop_covered(&dir, 50).unwrap();
         assert_eq!(d.snapshots, 1);
         assert_eq!(list_snapshots(&dir).unwrap().len(), 1);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(snapshot_name(50))]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
