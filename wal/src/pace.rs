@@ -28,8 +28,8 @@ use std::time::Duration;
 /// Bytes of one paced file that may be in write-back at once. Four MiB
 /// take the device about 10 ms at the 400 MiB/s this machine's disk
 /// sustains (computed), and keep the writer streaming rather than waiting
-/// per piece:
-/// waiting for each 1 MiB on its own cost the log bench 15% of its rate.
+/// per piece: waiting for each 1 MiB on its own cost the log bench 15% of
+/// its rate.
 pub(crate) const PACE_WINDOW_BYTES: u64 = 4 << 20;
 
 /// Tracks how much of one file has been handed to write-back, and how much

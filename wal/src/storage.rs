@@ -71,7 +71,8 @@ impl Spread {
     }
 }
 
-/// Zeros written per call while preallocating.
+/// Zeros written per call while preallocating: small, so that a log's sync
+/// that meets one of them while the zeros are spread out waits for little.
 const ZERO_CHUNK_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Default, Clone, Copy)]
