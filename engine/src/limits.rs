@@ -50,9 +50,9 @@ pub const SNAPSHOT_SEGMENTS_DEFAULT: usize = 4;
 /// The snapshot thread's niceness on Linux (0 to 19; the shards run at 0).
 /// Under a load that keeps both cores busy, a thread at 10 gets about a
 /// tenth of a core against two at 0 (by the kernel's weights, 110 against
-/// 1,024), so the shards keep theirs while a
-/// snapshot is built (durable carts: +4% to +19% orders/s in six A/B
-/// pairs, BENCHMARKS.md); when the cores have room it runs at full speed.
+/// 1,024; computed), so the shards keep theirs while a snapshot is built
+/// (durable carts: +4% to +19% orders/s in six A/B pairs, BENCHMARKS.md);
+/// when the cores have room it runs at full speed.
 /// The price is a snapshot that takes longer under sustained full load,
 /// so more log to replay if the engine stops meanwhile.
 pub const SNAPSHOT_NICE_DEFAULT: u8 = 10;

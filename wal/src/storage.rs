@@ -55,11 +55,9 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// Pause until `done` of `len` bytes are due, if that is later than now.
+    /// Pause until `done` of `len` bytes (`len` > 0) are due, if that is
+    /// later than now.
     fn rest(&self, started: Instant, done: u64, len: u64) {
-        if len == 0 {
-            return;
-        }
         let due = self.over.mul_f64(done as f64 / len as f64);
         // A park may end early for no reason, so look again each time.
         while !self.hurry.load(Ordering::Acquire) {
