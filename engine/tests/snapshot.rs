@@ -184,6 +184,52 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
     }
 }
 
+/// The engine's snapshots start from the state its compactor kept at the
+/// last one, but only while that is still the newest snapshot on disk: one
+/// taken behind its back has dropped the log the kept state would need.
+#[test]
+fn a_kept_state_is_used_only_while_it_is_the_newest_snapshot() {
+    let dir = TempDir::new("snap-kept");
+    let engine = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let h = engine.handle();
+    catalog(&h);
+    orders(&h, 0, 4_000);
+    let first = engine.snapshot_now().unwrap();
+    assert_eq!(first.len(), 2, "{first:?}");
+    orders(&h, 4_000, 3_000);
+    large_id_orders(&h, 0);
+    // From the kept state: only the log since the first snapshot is read.
+    let second = engine.snapshot_now().unwrap();
+    assert_eq!(second.len(), 2, "{second:?}");
+    for (a, b) in first.iter().zip(&second) {
+        assert!(b.lsn > a.lsn, "{a:?} {b:?}");
+        assert_eq!(b.records_replayed, b.lsn - a.lsn, "{b:?}");
+    }
+    orders(&h, 7_000, 3_000);
+    // A snapshot the engine's compactor did not take, from the files.
+    for i in 0..2 {
+        compact(&dir.0, i, 2)
+            .unwrap()
+            .expect("closed segments to cover");
+    }
+    orders(&h, 10_000, 3_000);
+    large_id_orders(&h, 1);
+    let third = engine.snapshot_now().unwrap();
+    assert_eq!(third.len(), 2, "{third:?}");
+    orders(&h, 13_000, 500);
+    drop(h);
+    let live = engine.shutdown();
+    let reopened = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let report = reopened.recovery().unwrap().clone();
+    for (s, t) in report.shards.iter().zip(&third) {
+        assert_eq!(s.snapshot_lsn, t.lsn, "{report:?}");
+    }
+    let again = reopened.shutdown();
+    for i in 0..2 {
+        assert_eq!(again.shards[i].state(), live.shards[i].state(), "shard {i}");
+    }
+}
+
 #[test]
 fn background_snapshots_while_serving_change_nothing() {
     let dir = TempDir::new("snap-live");

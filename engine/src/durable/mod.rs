@@ -13,4 +13,4 @@ pub mod recovery;
 pub mod snapshot;
 
 pub use recovery::{RecoveryReport, ShardRecovery};
-pub use snapshot::{Compacted, compact};
+pub use snapshot::{Compacted, Compactor, compact};

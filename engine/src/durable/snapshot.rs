@@ -1,13 +1,14 @@
 //! Shard snapshots: the state as an rkyv archive, written from the log by a
 //! background compactor and loaded zero-copy at recovery.
 //!
-//! The live shard never takes part. [`compact`] rebuilds a shard's state
-//! from its newest snapshot and the log's closed segments (those before the
-//! one being written), writes it as a snapshot at the last closed LSN, and
-//! deletes what that covers. The shard keeps serving throughout; what it
-//! pays is the compactor's share of the CPU and, for a moment, the memory of
-//! a second copy of one shard's state. This is the bound ARCHITECTURE.md
-//! documents and BENCHMARKS.md measures.
+//! The live shard never takes part. [`compact`] brings a copy of a shard's
+//! state from its newest snapshot up to the end of the log's closed
+//! segments (those before the one being written), writes it as a snapshot
+//! at the last closed LSN, and deletes what that covers. A [`Compactor`]
+//! keeps that copy between snapshots, so each replays only what is new. The
+//! shard keeps serving throughout; what it pays is the compactor's share of
+//! the CPU and the memory of the second copy. This is the bound
+//! ARCHITECTURE.md documents and BENCHMARKS.md measures.
 //!
 //! The archive holds plain vectors, not hash tables: loading walks them in
 //! place, straight out of the memory map, and builds the shard's tables,
@@ -363,15 +364,84 @@ pub struct Compacted {
 /// closed segment, if that is newer than its newest snapshot; then remove
 /// the segments and snapshots the new one covers. Safe while the engine
 /// runs: it reads only closed segments, which nothing writes any more.
+///
+/// This loads the newest snapshot from disk every time; a [`Compactor`]
+/// keeps each shard's state between calls instead.
 pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenError> {
+    compact_onto(dir, i, n, &mut None)
+}
+
+/// Snapshots a data directory's shards one after another, keeping each
+/// shard's state as of its newest snapshot in memory between them, so that
+/// a snapshot replays only the segments closed since the last one instead
+/// of rebuilding the shard from its previous snapshot. Rebuilding had the
+/// kernel zero fresh memory for every table each time, a quarter of the
+/// snapshot thread's time (BENCHMARKS.md, "A state kept between
+/// snapshots").
+///
+/// The price is memory: the second copy of a shard's state, which every
+/// snapshot held while it ran, now stays between snapshots.
+pub struct Compactor {
+    dir: std::path::PathBuf,
+    shards: u16,
+    kept: Vec<Option<Kept>>,
+}
+
+/// A shard's state and the LSN of the snapshot it equals.
+struct Kept {
+    shard: Shard,
+    lsn: Lsn,
+}
+
+impl Compactor {
+    pub fn new(dir: &Path, shards: u16) -> Compactor {
+        Compactor {
+            dir: dir.to_path_buf(),
+            shards,
+            kept: (0..shards).map(|_| None).collect(),
+        }
+    }
+
+    /// [`compact`] shard `i`, starting from the state this compactor kept
+    /// when it last snapshotted that shard, if that is still the newest
+    /// snapshot on disk.
+    pub fn compact(&mut self, i: u16) -> Result<Option<Compacted>, OpenError> {
+        let slot = &mut self.kept[usize::from(i)];
+        compact_onto(&self.dir, i, self.shards, slot)
+    }
+}
+
+/// The state shard `i` had at its newest snapshot on disk: `kept` when it
+/// is that snapshot's, else loaded from the file.
+fn newest_state(dir: &Path, i: u16, n: u16, kept: Option<Kept>) -> Result<(Shard, Lsn), OpenError> {
+    let newest = list_snapshots(&shard_dir(dir, i))?
+        .last()
+        .map_or(0, |&(lsn, _)| lsn);
+    match kept {
+        Some(k) if k.lsn == newest => Ok((k.shard, k.lsn)),
+        _ => load_newest(dir, i, n).map(|(shard, lsn, _)| (shard, lsn)),
+    }
+}
+
+/// [`compact`], starting from `kept` when it matches the newest snapshot,
+/// and leaving in `kept` the state of the snapshot written. On any error
+/// `kept` is left empty: a half-replayed state must not be taken for a
+/// snapshot's.
+fn compact_onto(
+    dir: &Path,
+    i: u16,
+    n: u16,
+    kept: &mut Option<Kept>,
+) -> Result<Option<Compacted>, OpenError> {
     let sd = shard_dir(dir, i);
     let segments = mercato_wal::list_segments(&sd)?;
     let Some(&(last_first, _)) = segments.last() else {
         return Ok(None);
     };
     let upto = last_first - 1;
-    let (mut shard, from, _) = load_newest(dir, i, n)?;
+    let (mut shard, from) = newest_state(dir, i, n, kept.take())?;
     if upto <= from {
+        *kept = Some(Kept { shard, lsn: from });
         return Ok(None);
     }
     let opts = ReadOptions {
@@ -391,13 +461,14 @@ pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenErro
     )?;
     debug_assert_eq!(end.next_lsn, upto + 1);
     let image = image_of(&shard, upto);
-    drop(shard);
     // Streamed to the file: no buffer of the snapshot's whole size.
     let (_, snapshot_bytes) = write_snapshot_with(&sd, upto, |w| {
         rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&image, IoWriter::new(w))
             .map(drop)
             .map_err(std::io::Error::other)
     })?;
+    drop(image);
+    *kept = Some(Kept { shard, lsn: upto });
     let dropped = drop_covered(&sd, upto)?;
     Ok(Some(Compacted {
         shard: i,

@@ -1,6 +1,6 @@
 //! Opening and stopping an engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -279,19 +279,18 @@ pub struct Engine {
 
 /// The background thread that snapshots shards' logs, and what it shares.
 struct Snapshotter {
-    dir: PathBuf,
     shards: u16,
     shared: Arc<SnapshotShared>,
     thread: Option<JoinHandle<()>>,
 }
 
-#[derive(Default)]
 struct SnapshotShared {
     /// Set to stop the thread.
     stop: std::sync::Mutex<bool>,
     wake: std::sync::Condvar,
-    /// One compaction at a time, background or on demand.
-    busy: std::sync::Mutex<()>,
+    /// One compaction at a time, background or on demand, each starting
+    /// from the state the last one left.
+    busy: std::sync::Mutex<compact::Compactor>,
     /// The last compaction failure, for the operator; the engine goes on
     /// serving, since the log still holds everything.
     last_error: std::sync::Mutex<Option<String>>,
@@ -315,14 +314,28 @@ fn lower_own_priority(nice: u8) {
 }
 
 impl Snapshotter {
+    /// A snapshotter without a thread, for [`Engine::snapshot_now`] only.
+    fn idle(dir: &Path, shards: u16) -> Snapshotter {
+        Snapshotter {
+            shards,
+            shared: Arc::new(SnapshotShared {
+                stop: std::sync::Mutex::new(false),
+                wake: std::sync::Condvar::new(),
+                busy: std::sync::Mutex::new(compact::Compactor::new(dir, shards)),
+                last_error: std::sync::Mutex::new(None),
+            }),
+            thread: None,
+        }
+    }
+
     fn start(
         dir: PathBuf,
         shards: u16,
         segments: usize,
         nice: u8,
     ) -> Result<Snapshotter, EngineError> {
-        let shared = Arc::new(SnapshotShared::default());
-        let (d, sh) = (dir.clone(), shared.clone());
+        let mut snapshotter = Snapshotter::idle(&dir, shards);
+        let (d, sh) = (dir, snapshotter.shared.clone());
         let thread = std::thread::Builder::new()
             .name("mercato-snapshots".into())
             .spawn(move || {
@@ -332,8 +345,8 @@ impl Snapshotter {
                     drop(stop);
                     for i in 0..shards {
                         if compact::closed_segments(&d, i) >= segments {
-                            let _busy = sh.busy.lock().expect("snapshot lock");
-                            if let Err(e) = compact::compact(&d, i, shards) {
+                            let mut compactor = sh.busy.lock().expect("snapshot lock");
+                            if let Err(e) = compactor.compact(i) {
                                 *sh.last_error.lock().expect("snapshot lock") =
                                     Some(format!("shard {i}: {e}"));
                             }
@@ -352,12 +365,8 @@ impl Snapshotter {
                 shard: 0,
                 kind: e.kind(),
             })?;
-        Ok(Snapshotter {
-            dir,
-            shards,
-            shared,
-            thread: Some(thread),
-        })
+        snapshotter.thread = Some(thread);
+        Ok(snapshotter)
     }
 
     fn stop(&mut self) {
@@ -587,12 +596,7 @@ impl Engine {
                 segments,
                 config.snapshot_nice,
             )?),
-            (Some(dir), _) => Some(Snapshotter {
-                dir: dir.clone(),
-                shards: n as u16,
-                shared: Arc::default(),
-                thread: None,
-            }),
+            (Some(dir), _) => Some(Snapshotter::idle(dir, n as u16)),
             (None, _) => None,
         };
         Ok(Engine {
@@ -611,10 +615,10 @@ impl Engine {
         let Some(s) = &self.snapshots else {
             return Ok(Vec::new());
         };
-        let _busy = s.shared.busy.lock().expect("snapshot lock");
+        let mut compactor = s.shared.busy.lock().expect("snapshot lock");
         let mut done = Vec::new();
         for i in 0..s.shards {
-            done.extend(compact::compact(&s.dir, i, s.shards)?);
+            done.extend(compactor.compact(i)?);
         }
         Ok(done)
     }
