@@ -190,7 +190,11 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
 #[test]
 fn a_kept_state_is_used_only_while_it_is_the_newest_snapshot() {
     let dir = TempDir::new("snap-kept");
-    let engine = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let keeping = Config {
+        snapshot_keep_state: true,
+        ..quiet(&dir.0, 2)
+    };
+    let engine = Engine::open(keeping).unwrap();
     let h = engine.handle();
     catalog(&h);
     orders(&h, 0, 4_000);

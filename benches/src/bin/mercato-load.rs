@@ -113,6 +113,9 @@ struct Args {
     /// The snapshot thread's niceness on Linux, 0 (the shards') to 19.
     #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_NICE_DEFAULT)]
     snapshot_nice: u8,
+    /// Keep each shard's state in the snapshot thread between snapshots.
+    #[arg(long)]
+    snapshot_keep_state: bool,
     /// Append `account order state` to this file for every order the
     /// engine acknowledges, as it is acknowledged.
     #[arg(long)]
@@ -582,6 +585,7 @@ fn main() {
         group_commit_wait_us: args.group_commit_wait_us,
         snapshot_segments: args.snapshot_segments,
         snapshot_nice: args.snapshot_nice,
+        snapshot_keep_state: args.snapshot_keep_state,
         view_cache_entries: args.view_cache_entries,
         ..Config::default()
     };

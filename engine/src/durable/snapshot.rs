@@ -5,10 +5,11 @@
 //! state from its newest snapshot up to the end of the log's closed
 //! segments (those before the one being written), writes it as a snapshot
 //! at the last closed LSN, and deletes what that covers. A [`Compactor`]
-//! keeps that copy between snapshots, so each replays only what is new. The
-//! shard keeps serving throughout; what it pays is the compactor's share of
-//! the CPU and the memory of the second copy. This is the bound
-//! ARCHITECTURE.md documents and BENCHMARKS.md measures.
+//! can keep that copy between snapshots, so each replays only what is new.
+//! The shard keeps serving throughout; what it pays is the compactor's share
+//! of the CPU and the memory of the second copy, while a snapshot runs or,
+//! kept, always. This is the bound ARCHITECTURE.md documents and
+//! BENCHMARKS.md measures.
 //!
 //! The archive holds plain vectors, not hash tables: loading walks them in
 //! place, straight out of the memory map, and builds the shard's tables,
@@ -368,22 +369,23 @@ pub struct Compacted {
 /// This loads the newest snapshot from disk every time; a [`Compactor`]
 /// keeps each shard's state between calls instead.
 pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenError> {
-    compact_onto(dir, i, n, &mut None)
+    compact_onto(dir, i, n, None)
 }
 
-/// Snapshots a data directory's shards one after another, keeping each
-/// shard's state as of its newest snapshot in memory between them, so that
-/// a snapshot replays only the segments closed since the last one instead
-/// of rebuilding the shard from its previous snapshot. Rebuilding had the
-/// kernel zero fresh memory for every table each time, a quarter of the
-/// snapshot thread's time (BENCHMARKS.md, "A state kept between
-/// snapshots").
+/// Snapshots a data directory's shards one after another. When asked to
+/// keep, it holds each shard's state as of its newest snapshot in memory
+/// between them, so that a snapshot replays only the segments closed since
+/// the last one instead of first rebuilding the shard from the last one's
+/// file. The rebuild is a whole shard's tables built afresh, with the
+/// kernel zeroing their memory, each time; under load it can take longer
+/// than the replay (BENCHMARKS.md, "A state kept between snapshots").
 ///
-/// The price is memory: the second copy of a shard's state, which every
-/// snapshot held while it ran, now stays between snapshots.
+/// The price is memory: the second copy of every shard's state, which a
+/// snapshot otherwise holds only while it runs, stays.
 pub struct Compactor {
     dir: std::path::PathBuf,
     shards: u16,
+    keep: bool,
     kept: Vec<Option<Kept>>,
 }
 
@@ -394,20 +396,23 @@ struct Kept {
 }
 
 impl Compactor {
-    pub fn new(dir: &Path, shards: u16) -> Compactor {
+    /// A compactor for the `shards` shards of `dir`, keeping their states
+    /// between snapshots if `keep`.
+    pub fn new(dir: &Path, shards: u16, keep: bool) -> Compactor {
         Compactor {
             dir: dir.to_path_buf(),
             shards,
+            keep,
             kept: (0..shards).map(|_| None).collect(),
         }
     }
 
     /// [`compact`] shard `i`, starting from the state this compactor kept
-    /// when it last snapshotted that shard, if that is still the newest
-    /// snapshot on disk.
+    /// when it last snapshotted that shard, if it keeps states and that is
+    /// still the newest snapshot on disk.
     pub fn compact(&mut self, i: u16) -> Result<Option<Compacted>, OpenError> {
         let slot = &mut self.kept[usize::from(i)];
-        compact_onto(&self.dir, i, self.shards, slot)
+        compact_onto(&self.dir, i, self.shards, self.keep.then_some(slot))
     }
 }
 
@@ -423,15 +428,15 @@ fn newest_state(dir: &Path, i: u16, n: u16, kept: Option<Kept>) -> Result<(Shard
     }
 }
 
-/// [`compact`], starting from `kept` when it matches the newest snapshot,
-/// and leaving in `kept` the state of the snapshot written. On any error
-/// `kept` is left empty: a half-replayed state must not be taken for a
-/// snapshot's.
+/// [`compact`]; given a `kept` slot, starting from the state in it when
+/// that matches the newest snapshot, and leaving in it the state of the
+/// snapshot written. On any error the slot is left empty: a half-replayed
+/// state must not be taken for a snapshot's.
 fn compact_onto(
     dir: &Path,
     i: u16,
     n: u16,
-    kept: &mut Option<Kept>,
+    mut kept: Option<&mut Option<Kept>>,
 ) -> Result<Option<Compacted>, OpenError> {
     let sd = shard_dir(dir, i);
     let segments = mercato_wal::list_segments(&sd)?;
@@ -439,9 +444,11 @@ fn compact_onto(
         return Ok(None);
     };
     let upto = last_first - 1;
-    let (mut shard, from) = newest_state(dir, i, n, kept.take())?;
+    let (mut shard, from) = newest_state(dir, i, n, kept.as_mut().and_then(|k| k.take()))?;
     if upto <= from {
-        *kept = Some(Kept { shard, lsn: from });
+        if let Some(k) = kept {
+            *k = Some(Kept { shard, lsn: from });
+        }
         return Ok(None);
     }
     let opts = ReadOptions {
@@ -461,6 +468,15 @@ fn compact_onto(
     )?;
     debug_assert_eq!(end.next_lsn, upto + 1);
     let image = image_of(&shard, upto);
+    // Not kept, the state goes before the image is written, so that the
+    // two are held together only while the image is built.
+    let shard = match kept {
+        Some(_) => Some(shard),
+        None => {
+            drop(shard);
+            None
+        }
+    };
     // Streamed to the file: no buffer of the snapshot's whole size.
     let (_, snapshot_bytes) = write_snapshot_with(&sd, upto, |w| {
         rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&image, IoWriter::new(w))
@@ -468,7 +484,9 @@ fn compact_onto(
             .map_err(std::io::Error::other)
     })?;
     drop(image);
-    *kept = Some(Kept { shard, lsn: upto });
+    if let (Some(k), Some(shard)) = (kept, shard) {
+        *k = Some(Kept { shard, lsn: upto });
+    }
     let dropped = drop_covered(&sd, upto)?;
     Ok(Some(Compacted {
         shard: i,

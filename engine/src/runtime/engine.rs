@@ -77,6 +77,11 @@ pub struct Config {
     /// own priority) to 19; see [`crate::limits::SNAPSHOT_NICE_DEFAULT`].
     /// Higher values are taken as 19. Ignored elsewhere.
     pub snapshot_nice: u8,
+    /// Keep each shard's state in the snapshot thread between snapshots,
+    /// so that a snapshot replays only the log since the last one instead
+    /// of first loading the last one. Costs a second copy of every shard's
+    /// state for as long as the engine runs. Default false.
+    pub snapshot_keep_state: bool,
     /// Serve the binary protocol over TCP; `None` for an embedded engine.
     pub serve: Option<ServeConfig>,
     /// The cache keyspace's memory budget, at least
@@ -131,6 +136,7 @@ impl Default for Config {
             storage: Arc::new(OsStorage),
             snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
             snapshot_nice: crate::limits::SNAPSHOT_NICE_DEFAULT,
+            snapshot_keep_state: false,
             serve: None,
             cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
             cache_policy: crate::cache::PolicyKind::Lru,
@@ -315,13 +321,13 @@ fn lower_own_priority(nice: u8) {
 
 impl Snapshotter {
     /// A snapshotter without a thread, for [`Engine::snapshot_now`] only.
-    fn idle(dir: &Path, shards: u16) -> Snapshotter {
+    fn idle(dir: &Path, shards: u16, keep: bool) -> Snapshotter {
         Snapshotter {
             shards,
             shared: Arc::new(SnapshotShared {
                 stop: std::sync::Mutex::new(false),
                 wake: std::sync::Condvar::new(),
-                busy: std::sync::Mutex::new(compact::Compactor::new(dir, shards)),
+                busy: std::sync::Mutex::new(compact::Compactor::new(dir, shards, keep)),
                 last_error: std::sync::Mutex::new(None),
             }),
             thread: None,
@@ -333,8 +339,9 @@ impl Snapshotter {
         shards: u16,
         segments: usize,
         nice: u8,
+        keep: bool,
     ) -> Result<Snapshotter, EngineError> {
-        let mut snapshotter = Snapshotter::idle(&dir, shards);
+        let mut snapshotter = Snapshotter::idle(&dir, shards, keep);
         let (d, sh) = (dir, snapshotter.shared.clone());
         let thread = std::thread::Builder::new()
             .name("mercato-snapshots".into())
@@ -595,8 +602,9 @@ impl Engine {
                 n as u16,
                 segments,
                 config.snapshot_nice,
+                config.snapshot_keep_state,
             )?),
-            (Some(dir), _) => Some(Snapshotter::idle(dir, n as u16)),
+            (Some(dir), _) => Some(Snapshotter::idle(dir, n as u16, config.snapshot_keep_state)),
             (None, _) => None,
         };
         Ok(Engine {

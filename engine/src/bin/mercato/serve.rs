@@ -94,6 +94,12 @@ pub struct Args {
     /// Default 10.
     #[arg(long)]
     snapshot_nice: Option<u8>,
+    /// Keep each shard's state in the snapshot thread between snapshots:
+    /// each then replays only the log since the last, at the cost of a
+    /// second copy of the state in memory. Default off; the flag alone
+    /// turns it on.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    snapshot_keep_state: Option<bool>,
 }
 
 impl Args {
@@ -120,6 +126,7 @@ impl Args {
             heap_prefault_mb: self.heap_prefault_mb.or(file.heap_prefault_mb),
             snapshot_segments: self.snapshot_segments.or(file.snapshot_segments),
             snapshot_nice: self.snapshot_nice.or(file.snapshot_nice),
+            snapshot_keep_state: self.snapshot_keep_state.or(file.snapshot_keep_state),
         }
     }
 }
@@ -162,6 +169,7 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
         },
         snapshot_segments: a.snapshot_segments.unwrap_or(SNAPSHOT_SEGMENTS_DEFAULT),
         snapshot_nice: a.snapshot_nice.unwrap_or(SNAPSHOT_NICE_DEFAULT),
+        snapshot_keep_state: a.snapshot_keep_state.unwrap_or(false),
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
@@ -227,12 +235,40 @@ mod tests {
 
     #[test]
     fn snapshot_settings_reach_the_engine_and_default_as_documented() {
-        let set = config_of("snapshot_segments = 0\nsnapshot_nice = 19\n");
-        assert_eq!((set.snapshot_segments, set.snapshot_nice), (0, 19));
+        let set =
+            config_of("snapshot_segments = 0\nsnapshot_nice = 19\nsnapshot_keep_state = true\n");
+        assert_eq!(
+            (
+                set.snapshot_segments,
+                set.snapshot_nice,
+                set.snapshot_keep_state
+            ),
+            (0, 19, true)
+        );
         let unset = config_of("");
         assert_eq!(
-            (unset.snapshot_segments, unset.snapshot_nice),
-            (SNAPSHOT_SEGMENTS_DEFAULT, SNAPSHOT_NICE_DEFAULT)
+            (
+                unset.snapshot_segments,
+                unset.snapshot_nice,
+                unset.snapshot_keep_state
+            ),
+            (SNAPSHOT_SEGMENTS_DEFAULT, SNAPSHOT_NICE_DEFAULT, false)
         );
+    }
+
+    #[test]
+    fn the_keep_state_flag_alone_turns_it_on() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |argv: &[&str]| {
+            let cli = <Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            settings(cli.args).unwrap().0.snapshot_keep_state
+        };
+        assert!(parse(&["serve", "--snapshot-keep-state"]));
+        assert!(!parse(&["serve", "--snapshot-keep-state", "false"]));
+        assert!(!parse(&["serve"]));
     }
 }
