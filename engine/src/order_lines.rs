@@ -99,6 +99,7 @@ impl OrderLines {
 }
 
 /// The lines by value: a line held in place has no slice to borrow from.
+#[derive(Clone)]
 pub struct Lines<'a> {
     single: Option<Line>,
     rest: std::slice::Iter<'a, Line>,

@@ -7,6 +7,7 @@
 //! shard with that shard's log segments.
 
 pub mod codec;
+mod image;
 pub(crate) mod journal;
 pub mod marker;
 pub mod recovery;

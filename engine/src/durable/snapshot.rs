@@ -20,101 +20,14 @@ use std::path::Path;
 use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot_with};
 use mercato_wal::{LogId, Lsn, ReadOptions, WalError, read_log};
 use rkyv::ser::writer::IoWriter;
-use rkyv::{Archive, Serialize};
 
-use super::codec::{self, state_code, state_of};
+use super::codec::{self, state_of};
+use super::image::{ArchivedImage, ArchivedLineImage, ImageView};
 use super::marker::shard_dir;
 use crate::error::OpenError;
 use crate::record::Record;
 use crate::shard::{Account, Hold, Order, OrderIds, Rejections, Shard, Sku};
 use crate::types::{Line, OrderKey, OrderState};
-
-#[derive(Archive, Serialize)]
-pub(crate) struct Image {
-    shard: u16,
-    shards: u16,
-    lsn: u64,
-    skus: Vec<SkuImage>,
-    accounts: Vec<AccountImage>,
-    orders: Vec<OrderImage>,
-    purchases: Vec<PurchaseImage>,
-    holds: Vec<HoldImage>,
-    prepared_upto: Vec<PreparedImage>,
-    /// Remembered rejections, the older generation first, as `OrderRejected`
-    /// record bodies.
-    rejected: Vec<Vec<u8>>,
-    revenue: u128,
-    deposited: u128,
-    withdrawn: u128,
-}
-
-#[derive(Archive, Serialize)]
-struct SkuImage {
-    id: u64,
-    price: u64,
-    available: u32,
-    reserved: u32,
-    sold: u32,
-    per_user_limit: u32,
-    stocked: u32,
-}
-
-#[derive(Archive, Serialize)]
-struct AccountImage {
-    id: u64,
-    balance: u64,
-    orders: Vec<[u64; 2]>,
-}
-
-#[derive(Archive, Serialize)]
-struct LineImage {
-    sku: u64,
-    qty: u32,
-    unit_price: u64,
-}
-
-#[derive(Archive, Serialize)]
-struct OrderImage {
-    account: u64,
-    id: [u64; 2],
-    lines: Vec<LineImage>,
-    state: u8,
-    created_at: u64,
-    ttl_ms: u32,
-    restocked: bool,
-    fingerprint: u64,
-}
-
-#[derive(Archive, Serialize)]
-struct PurchaseImage {
-    sku: u64,
-    account: u64,
-    qty: u32,
-}
-
-#[derive(Archive, Serialize)]
-struct HoldImage {
-    coordinator: u16,
-    seq: u64,
-    account: u64,
-    lines: Vec<LineImage>,
-}
-
-#[derive(Archive, Serialize)]
-struct PreparedImage {
-    coordinator: u16,
-    seq: u64,
-}
-
-fn lines_image(lines: impl Iterator<Item = Line>) -> Vec<LineImage> {
-    lines
-        .map(|l| LineImage {
-            sku: l.sku,
-            qty: l.qty,
-            unit_price: l.unit_price,
-        })
-        .collect()
-}
 
 fn lines_of(lines: &rkyv::vec::ArchivedVec<ArchivedLineImage>) -> Box<[Line]> {
     lines
@@ -125,94 +38,6 @@ fn lines_of(lines: &rkyv::vec::ArchivedVec<ArchivedLineImage>) -> Box<[Line]> {
             unit_price: l.unit_price.to_native(),
         })
         .collect()
-}
-
-/// The image of `shard` as of LSN `lsn`.
-pub(crate) fn image_of(shard: &Shard, lsn: Lsn) -> Image {
-    let st = &shard.state;
-    Image {
-        shard: shard.id(),
-        shards: shard.shards,
-        lsn,
-        skus: st
-            .skus
-            .iter()
-            .map(|(&id, s)| SkuImage {
-                id,
-                price: s.price,
-                available: s.available,
-                reserved: s.reserved,
-                sold: s.sold,
-                per_user_limit: s.per_user_limit,
-                stocked: s.stocked,
-            })
-            .collect(),
-        accounts: st
-            .accounts
-            .iter()
-            .map(|(&id, a)| AccountImage {
-                id,
-                balance: a.balance,
-                orders: a.orders.halves(&st.orders).collect(),
-            })
-            .collect(),
-        orders: st
-            .orders
-            .iter()
-            .map(|(k, o)| {
-                let id = k.id();
-                OrderImage {
-                    account: k.account,
-                    id: [(id >> 64) as u64, id as u64],
-                    lines: lines_image(o.lines.iter()),
-                    state: state_code(o.state),
-                    created_at: o.created_at,
-                    ttl_ms: o.ttl_ms,
-                    restocked: o.restocked,
-                    fingerprint: o.fingerprint,
-                }
-            })
-            .collect(),
-        purchases: st
-            .purchases
-            .iter()
-            .map(|(&(sku, account), &qty)| PurchaseImage { sku, account, qty })
-            .collect(),
-        holds: st
-            .holds
-            .iter()
-            .map(|(tx, h)| HoldImage {
-                coordinator: tx.coordinator,
-                seq: tx.seq,
-                account: h.account,
-                lines: lines_image(h.lines.iter()),
-            })
-            .collect(),
-        prepared_upto: st
-            .prepared_upto
-            .iter()
-            .map(|(&coordinator, &seq)| PreparedImage { coordinator, seq })
-            .collect(),
-        rejected: st
-            .rejected
-            .oldest_first()
-            .map(|(key, &(fingerprint, reject))| {
-                let mut body = Vec::new();
-                codec::encode(
-                    &Record::OrderRejected {
-                        key: *key,
-                        fingerprint,
-                        reject,
-                    },
-                    &mut body,
-                );
-                body
-            })
-            .collect(),
-        revenue: st.revenue,
-        deposited: st.deposited,
-        withdrawn: st.withdrawn,
-    }
 }
 
 fn bad(path: &Path, what: impl Into<String>) -> OpenError {
@@ -467,24 +292,18 @@ fn compact_onto(
         |_| {},
     )?;
     debug_assert_eq!(end.next_lsn, upto + 1);
-    let image = image_of(&shard, upto);
-    // Not kept, the state goes before the image is written, so that the
-    // two are held together only while the image is built.
-    let shard = match kept {
-        Some(_) => Some(shard),
-        None => {
-            drop(shard);
-            None
-        }
+    // Streamed to the file straight from the shard's tables: no image of
+    // the shard and no buffer of the snapshot's whole size.
+    let view = ImageView {
+        shard: &shard,
+        lsn: upto,
     };
-    // Streamed to the file: no buffer of the snapshot's whole size.
     let (_, snapshot_bytes) = write_snapshot_with(&sd, upto, |w| {
-        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&image, IoWriter::new(w))
+        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&view, IoWriter::new(w))
             .map(drop)
             .map_err(std::io::Error::other)
     })?;
-    drop(image);
-    if let (Some(k), Some(shard)) = (kept, shard) {
+    if let Some(k) = kept {
         *k = Some(Kept { shard, lsn: upto });
     }
     let dropped = drop_covered(&sd, upto)?;

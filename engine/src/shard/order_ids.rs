@@ -132,7 +132,10 @@ impl OrderIds {
     }
 
     /// Every id, ascending (for snapshots).
-    pub fn halves<'a>(&'a self, orders: &'a OrderTable) -> impl Iterator<Item = Halves> + 'a {
+    pub fn halves<'a>(
+        &'a self,
+        orders: &'a OrderTable,
+    ) -> impl Iterator<Item = Halves> + Clone + 'a {
         let (one, list) = self.as_slice(orders);
         one.into_iter().chain(list.iter().copied())
     }

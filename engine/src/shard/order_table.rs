@@ -175,7 +175,7 @@ impl OrderTable {
     }
 
     /// Every order, in the order they were placed.
-    pub fn iter(&self) -> impl Iterator<Item = (&OrderKey, &Order)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&OrderKey, &Order)> + Clone {
         self.chunks.iter().flatten().map(|(k, o)| (k, o))
     }
 

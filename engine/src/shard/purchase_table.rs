@@ -70,7 +70,6 @@ impl Default for PurchaseTable {
 }
 
 impl PurchaseTable {
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -134,7 +133,7 @@ impl PurchaseTable {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&PurchaseKey, &Qty)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&PurchaseKey, &Qty)> + Clone {
         self.slots
             .iter()
             .filter(|s| s.qty != 0)

@@ -61,14 +61,13 @@ impl Rejections {
         self.newer.insert(key, remembered);
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.newer.len() + self.older.len()
     }
 
     /// Every entry, the older generation first (for snapshots). Within a
     /// generation the order does not matter.
-    pub fn oldest_first(&self) -> impl Iterator<Item = (&OrderKey, &Remembered)> {
+    pub fn oldest_first(&self) -> impl Iterator<Item = (&OrderKey, &Remembered)> + Clone {
         self.older.iter().chain(self.newer.iter())
     }
 
