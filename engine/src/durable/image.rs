@@ -147,6 +147,9 @@ where
     I: Iterator<Item = U> + Clone,
     S: Fallible + Allocator + Writer + ?Sized,
 {
+    // A wrong length would lay out a vector that loading rejects; every
+    // snapshot test runs this check.
+    debug_assert_eq!(items.clone().count(), len, "a table's length is off");
     ArchivedVec::<U::Archived>::serialize_from_iter::<U, _, _>(counted(items, len), s)
 }
 

@@ -11,9 +11,9 @@
 //! kept, always. This is the bound ARCHITECTURE.md documents and
 //! BENCHMARKS.md measures.
 //!
-//! The archive holds plain vectors, not hash tables: loading walks them in
-//! place, straight out of the memory map, and builds the shard's tables,
-//! with no deserialisation pass in between.
+//! The archive (`durable/image.rs`) holds plain vectors, not hash tables:
+//! loading walks them in place, straight out of the memory map, and builds
+//! the shard's tables, with no deserialisation pass in between.
 
 use std::path::Path;
 
