@@ -39,6 +39,11 @@ pub struct Args {
     /// always (default), interval=MS (milliseconds) or never (with a data directory).
     #[arg(long)]
     durability: Option<String>,
+    /// Under `always`, the least time in microseconds from the start of one
+    /// sync of a shard's log to the next, so that each carries more records.
+    /// Default 0.
+    #[arg(long)]
+    group_commit_wait_us: Option<u64>,
     /// Clients must send this token in their Hello.
     #[arg(long)]
     auth_token: Option<String>,
@@ -111,6 +116,7 @@ impl Args {
             shards: self.shards.or(file.shards),
             data_dir: self.data_dir.or(file.data_dir),
             durability: self.durability.or(file.durability),
+            group_commit_wait_us: self.group_commit_wait_us.or(file.group_commit_wait_us),
             auth_token: self.auth_token.or(file.auth_token),
             conns_max: self.conns_max.or(file.conns_max),
             in_flight_max: self.in_flight_max.or(file.in_flight_max),
@@ -157,6 +163,9 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
     let config = Config {
         data_dir: a.data_dir,
         durability,
+        group_commit_wait_us: a
+            .group_commit_wait_us
+            .unwrap_or(mercato_wal::GROUP_COMMIT_WAIT_US_DEFAULT),
         cache_budget_bytes: a.cache_budget_bytes.unwrap_or(CACHE_BUDGET_BYTES_DEFAULT),
         cache_policy,
         view_cache_entries: a.view_cache_entries.unwrap_or(VIEW_CACHE_ENTRIES_DEFAULT),
