@@ -116,6 +116,9 @@ struct Args {
     /// Keep each shard's state in the snapshot thread between snapshots.
     #[arg(long)]
     snapshot_keep_state: bool,
+    /// Run the snapshot thread in Linux's idle scheduling class.
+    #[arg(long)]
+    snapshot_sched_idle: bool,
     /// Append `account order state` to this file for every order the
     /// engine acknowledges, as it is acknowledged.
     #[arg(long)]
@@ -586,6 +589,7 @@ fn main() {
         snapshot_segments: args.snapshot_segments,
         snapshot_nice: args.snapshot_nice,
         snapshot_keep_state: args.snapshot_keep_state,
+        snapshot_sched_idle: args.snapshot_sched_idle,
         view_cache_entries: args.view_cache_entries,
         ..Config::default()
     };

@@ -77,6 +77,11 @@ pub struct Config {
     /// own priority) to 19; see [`crate::limits::SNAPSHOT_NICE_DEFAULT`].
     /// Higher values are taken as 19. Ignored elsewhere.
     pub snapshot_nice: u8,
+    /// Run the background snapshot thread in Linux's idle scheduling class
+    /// (`SCHED_IDLE`), below every niceness: a shard that wakes takes its
+    /// core at once, and under a load that fills every core a snapshot
+    /// waits for it to ease. Ignored elsewhere. Default false.
+    pub snapshot_sched_idle: bool,
     /// Keep each shard's state in the snapshot thread between snapshots,
     /// so that a snapshot replays only the log since the last one instead
     /// of first loading the last one. Costs a second copy of every shard's
@@ -137,6 +142,7 @@ impl Default for Config {
             snapshot_segments: SNAPSHOT_SEGMENTS_DEFAULT,
             snapshot_nice: crate::limits::SNAPSHOT_NICE_DEFAULT,
             snapshot_keep_state: false,
+            snapshot_sched_idle: false,
             serve: None,
             cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
             cache_policy: crate::cache::PolicyKind::Lru,
@@ -259,6 +265,12 @@ pub(crate) struct Shared {
     /// The server is stopping: take no new connections or requests, finish
     /// the batches in flight.
     pub draining: crate::sync::AtomicBool,
+    /// A snapshot is being taken. An idle shard then does not yield its
+    /// core while it spins: a yield hands it to the snapshot thread until
+    /// that thread's time slice ends, whereas a shard that sleeps and is
+    /// woken takes the core back at once (BENCHMARKS.md, "Idle shards that
+    /// do not yield to a snapshot").
+    pub snapshotting: crate::sync::AtomicBool,
     pub clock: Arc<dyn Clock>,
     /// The cache keyspace, which every shard and handle serves directly.
     pub keyspace: Arc<crate::keyspace::Keyspace>,
@@ -302,21 +314,28 @@ struct SnapshotShared {
     last_error: std::sync::Mutex<Option<String>>,
 }
 
-/// Sets the calling thread's niceness to `nice` (at most 19), on Linux,
-/// where niceness is per thread. Raising one's own niceness needs no
-/// privilege, so this cannot fail for a value from 0 up; the result is not
-/// checked, since a snapshot that keeps the shards' priority is still right.
-fn lower_own_priority(nice: u8) {
+/// Sets the calling thread's niceness to `nice` (at most 19) and, if
+/// `idle`, moves it to the idle scheduling class, on Linux, where both are
+/// per thread. Lowering one's own priority needs no privilege, so neither
+/// can fail for these values; the results are not checked, since a
+/// snapshot that keeps the shards' priority is still right.
+fn lower_own_priority(nice: u8, idle: bool) {
     #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
-    // SAFETY: both calls take and return plain integers and touch no
-    // memory of ours; `gettid` names this thread, which is alive.
+    // SAFETY: `setpriority` and `gettid` take and return plain integers and
+    // touch no memory of ours; `gettid` names this thread, which is alive.
+    // `sched_setscheduler` reads the one `sched_param` passed, which lives
+    // on this stack for the call; pid 0 means the calling thread.
     unsafe {
         let nice = i32::from(nice.min(crate::limits::SNAPSHOT_NICE_MAX));
         libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+        if idle {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+    let _ = (nice, idle);
 }
 
 impl Snapshotter {
@@ -338,22 +357,30 @@ impl Snapshotter {
         dir: PathBuf,
         shards: u16,
         segments: usize,
-        nice: u8,
+        (nice, sched_idle): (u8, bool),
         keep: bool,
+        engine: Arc<Shared>,
     ) -> Result<Snapshotter, EngineError> {
         let mut snapshotter = Snapshotter::idle(&dir, shards, keep);
         let (d, sh) = (dir, snapshotter.shared.clone());
         let thread = std::thread::Builder::new()
             .name("mercato-snapshots".into())
             .spawn(move || {
-                lower_own_priority(nice);
+                lower_own_priority(nice, sched_idle);
                 let mut stop = sh.stop.lock().expect("snapshot lock");
                 while !*stop {
                     drop(stop);
                     for i in 0..shards {
                         if compact::closed_segments(&d, i) >= segments {
                             let mut compactor = sh.busy.lock().expect("snapshot lock");
-                            if let Err(e) = compactor.compact(i) {
+                            engine
+                                .snapshotting
+                                .store(true, crate::sync::Ordering::Relaxed);
+                            let done = compactor.compact(i);
+                            engine
+                                .snapshotting
+                                .store(false, crate::sync::Ordering::Relaxed);
+                            if let Err(e) = done {
                                 *sh.last_error.lock().expect("snapshot lock") =
                                     Some(format!("shard {i}: {e}"));
                             }
@@ -475,6 +502,7 @@ impl Engine {
             stopped: AtomicUsize::new(0),
             failed_logs: AtomicUsize::new(0),
             draining: crate::sync::AtomicBool::new(false),
+            snapshotting: crate::sync::AtomicBool::new(false),
             clock: config.clock.clone(),
             keyspace: Arc::new(crate::keyspace::Keyspace::new(
                 config.cache_budget_bytes,
@@ -601,8 +629,9 @@ impl Engine {
                 dir.clone(),
                 n as u16,
                 segments,
-                config.snapshot_nice,
+                (config.snapshot_nice, config.snapshot_sched_idle),
                 config.snapshot_keep_state,
+                shared.clone(),
             )?),
             (Some(dir), _) => Some(Snapshotter::idle(dir, n as u16, config.snapshot_keep_state)),
             (None, _) => None,

@@ -237,7 +237,8 @@ impl Worker {
             idle += 1;
             if idle < IDLE_SPINS_MAX {
                 std::hint::spin_loop();
-                if idle % 8 == 0 {
+                // See `Shared::snapshotting`.
+                if idle % 8 == 0 && !self.shared.snapshotting.load(Ordering::Relaxed) {
                     std::thread::yield_now();
                 }
                 continue;

@@ -105,6 +105,11 @@ pub struct Args {
     /// turns it on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     snapshot_keep_state: Option<bool>,
+    /// Run the snapshot thread in Linux's idle scheduling class, so that a
+    /// shard that wakes always takes its core at once. Default off; the
+    /// flag alone turns it on.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    snapshot_sched_idle: Option<bool>,
 }
 
 impl Args {
@@ -133,6 +138,7 @@ impl Args {
             snapshot_segments: self.snapshot_segments.or(file.snapshot_segments),
             snapshot_nice: self.snapshot_nice.or(file.snapshot_nice),
             snapshot_keep_state: self.snapshot_keep_state.or(file.snapshot_keep_state),
+            snapshot_sched_idle: self.snapshot_sched_idle.or(file.snapshot_sched_idle),
         }
     }
 }
@@ -179,6 +185,7 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
         snapshot_segments: a.snapshot_segments.unwrap_or(SNAPSHOT_SEGMENTS_DEFAULT),
         snapshot_nice: a.snapshot_nice.unwrap_or(SNAPSHOT_NICE_DEFAULT),
         snapshot_keep_state: a.snapshot_keep_state.unwrap_or(false),
+        snapshot_sched_idle: a.snapshot_sched_idle.unwrap_or(false),
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
@@ -243,25 +250,31 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_settings_reach_the_engine_and_default_as_documented() {
-        let set =
-            config_of("snapshot_segments = 0\nsnapshot_nice = 19\nsnapshot_keep_state = true\n");
-        assert_eq!(
-            (
-                set.snapshot_segments,
-                set.snapshot_nice,
-                set.snapshot_keep_state
-            ),
-            (0, 19, true)
+    fn log_and_snapshot_settings_reach_the_engine_and_default_as_documented() {
+        let set = config_of(
+            "snapshot_segments = 0\nsnapshot_nice = 19\nsnapshot_keep_state = true\n\
+             snapshot_sched_idle = true\ngroup_commit_wait_us = 300\n",
         );
+        let of = |c: &Config| {
+            (
+                c.snapshot_segments,
+                c.snapshot_nice,
+                c.snapshot_keep_state,
+                c.snapshot_sched_idle,
+                c.group_commit_wait_us,
+            )
+        };
+        assert_eq!(of(&set), (0, 19, true, true, 300));
         let unset = config_of("");
         assert_eq!(
+            of(&unset),
             (
-                unset.snapshot_segments,
-                unset.snapshot_nice,
-                unset.snapshot_keep_state
-            ),
-            (SNAPSHOT_SEGMENTS_DEFAULT, SNAPSHOT_NICE_DEFAULT, false)
+                SNAPSHOT_SEGMENTS_DEFAULT,
+                SNAPSHOT_NICE_DEFAULT,
+                false,
+                false,
+                mercato_wal::GROUP_COMMIT_WAIT_US_DEFAULT
+            )
         );
     }
 
