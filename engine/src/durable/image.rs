@@ -111,8 +111,7 @@ pub(super) struct PreparedImage {
 }
 
 /// An iterator told its length, which rkyv needs to lay a vector out from
-/// an iterator. `len` must be exact: the callers take it from the table
-/// they iterate.
+/// an iterator. [`vec_of`] counts it first, so the length is exact.
 #[derive(Clone)]
 struct Counted<I> {
     iter: I,
@@ -139,18 +138,18 @@ impl<I: Iterator> Iterator for Counted<I> {
 
 impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
-/// Serialize `items`, `len` of them, as the out-of-line part of an
-/// `ArchivedVec<U::Archived>`.
-fn vec_of<U, I, S>(items: I, len: usize, s: &mut S) -> Result<VecResolver, S::Error>
+/// Serialize `items` as the out-of-line part of an `ArchivedVec` of them.
+/// They are counted by a pass of their own rather than by the table's
+/// length, so that the archive's length and its elements cannot disagree.
+fn vec_of<U, I, S>(items: I, s: &mut S) -> Result<Laid, S::Error>
 where
     U: Serialize<S>,
     I: Iterator<Item = U> + Clone,
     S: Fallible + Allocator + Writer + ?Sized,
 {
-    // A wrong length would lay out a vector that loading rejects; every
-    // snapshot test runs this check.
-    debug_assert_eq!(items.clone().count(), len, "a table's length is off");
-    ArchivedVec::<U::Archived>::serialize_from_iter::<U, _, _>(counted(items, len), s)
+    let len = items.clone().count();
+    let at = ArchivedVec::<U::Archived>::serialize_from_iter::<U, _, _>(counted(items, len), s)?;
+    Ok(Laid { at, len })
 }
 
 /// What resolving a vector needs: where its elements went, and how many.
@@ -184,9 +183,7 @@ fn lay_lines<'a, S>(lines: crate::order_lines::Lines<'a>, s: &mut S) -> Result<L
 where
     S: Fallible + Allocator + Writer + ?Sized,
 {
-    let len = lines.len();
-    let at = vec_of(lines.map(line_image), len, s)?;
-    Ok(Laid { at, len })
+    vec_of(lines.map(line_image), s)
 }
 
 /// A shard's state as of an LSN, archived as an [`Image`] of it.
@@ -196,13 +193,13 @@ pub(super) struct ImageView<'a> {
 }
 
 pub(super) struct ImageViewResolver {
-    skus: VecResolver,
-    accounts: VecResolver,
-    orders: VecResolver,
-    purchases: VecResolver,
-    holds: VecResolver,
-    prepared_upto: VecResolver,
-    rejected: VecResolver,
+    skus: Laid,
+    accounts: Laid,
+    orders: Laid,
+    purchases: Laid,
+    holds: Laid,
+    prepared_upto: Laid,
+    rejected: Laid,
 }
 
 impl Archive for ImageView<'_> {
@@ -218,13 +215,13 @@ impl Archive for ImageView<'_> {
         self.shard.id().resolve((), shard);
         self.shard.shards.resolve((), shards);
         self.lsn.resolve((), lsn);
-        ArchivedVec::resolve_from_len(st.skus.len(), r.skus, skus);
-        ArchivedVec::resolve_from_len(st.accounts.len(), r.accounts, accounts);
-        ArchivedVec::resolve_from_len(st.orders.len(), r.orders, orders);
-        ArchivedVec::resolve_from_len(st.purchases.len(), r.purchases, purchases);
-        ArchivedVec::resolve_from_len(st.holds.len(), r.holds, holds);
-        ArchivedVec::resolve_from_len(st.prepared_upto.len(), r.prepared_upto, prepared_upto);
-        ArchivedVec::resolve_from_len(st.rejected.len(), r.rejected, rejected);
+        ArchivedVec::resolve_from_len(r.skus.len, r.skus.at, skus);
+        ArchivedVec::resolve_from_len(r.accounts.len, r.accounts.at, accounts);
+        ArchivedVec::resolve_from_len(r.orders.len, r.orders.at, orders);
+        ArchivedVec::resolve_from_len(r.purchases.len, r.purchases.at, purchases);
+        ArchivedVec::resolve_from_len(r.holds.len, r.holds.at, holds);
+        ArchivedVec::resolve_from_len(r.prepared_upto.len, r.prepared_upto.at, prepared_upto);
+        ArchivedVec::resolve_from_len(r.rejected.len, r.rejected.at, rejected);
         st.revenue.resolve((), revenue);
         st.deposited.resolve((), deposited);
         st.withdrawn.resolve((), withdrawn);
@@ -235,30 +232,30 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
     /// In the order of `Image`'s fields, as its derived impl does.
     fn serialize(&self, s: &mut S) -> Result<ImageViewResolver, S::Error> {
         let st = &self.shard.state;
-        let skus = vec_of(st.skus.iter().map(sku_image), st.skus.len(), s)?;
+        let skus = vec_of(st.skus.iter().map(sku_image), s)?;
         let accounts = st.accounts.iter().map(|(&id, account)| AccountView {
             id,
             account,
             shard: self.shard,
         });
-        let accounts = vec_of(accounts, st.accounts.len(), s)?;
+        let accounts = vec_of(accounts, s)?;
         let orders = st
             .orders
             .iter()
             .map(|(&key, order)| OrderView { key, order });
-        let orders = vec_of(orders, st.orders.len(), s)?;
+        let orders = vec_of(orders, s)?;
         let purchases = st
             .purchases
             .iter()
             .map(|(&(sku, account), &qty)| PurchaseImage { sku, account, qty });
-        let purchases = vec_of(purchases, st.purchases.len(), s)?;
+        let purchases = vec_of(purchases, s)?;
         let holds = st.holds.iter().map(|(&tx, hold)| HoldView { tx, hold });
-        let holds = vec_of(holds, st.holds.len(), s)?;
+        let holds = vec_of(holds, s)?;
         let prepared = st
             .prepared_upto
             .iter()
             .map(|(&coordinator, &seq)| PreparedImage { coordinator, seq });
-        let prepared_upto = vec_of(prepared, st.prepared_upto.len(), s)?;
+        let prepared_upto = vec_of(prepared, s)?;
         let rejected = st
             .rejected
             .oldest_first()
@@ -269,7 +266,7 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
                     reject,
                 },
             });
-        let rejected = vec_of(rejected, st.rejected.len(), s)?;
+        let rejected = vec_of(rejected, s)?;
         Ok(ImageViewResolver {
             skus,
             accounts,
@@ -303,10 +300,7 @@ impl Archive for AccountView<'_> {
 
 impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for AccountView<'_> {
     fn serialize(&self, s: &mut S) -> Result<Laid, S::Error> {
-        let ids = self.account.orders.halves(&self.shard.state.orders);
-        let len = ids.clone().count();
-        let at = vec_of(ids, len, s)?;
-        Ok(Laid { at, len })
+        vec_of(self.account.orders.halves(&self.shard.state.orders), s)
     }
 }
 

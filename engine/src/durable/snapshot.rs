@@ -192,7 +192,7 @@ pub struct Compacted {
 /// runs: it reads only closed segments, which nothing writes any more.
 ///
 /// This loads the newest snapshot from disk every time; a [`Compactor`]
-/// keeps each shard's state between calls instead.
+/// made to keep can start from the state it left instead.
 pub fn compact(dir: &Path, i: u16, n: u16) -> Result<Option<Compacted>, OpenError> {
     compact_onto(dir, i, n, None)
 }

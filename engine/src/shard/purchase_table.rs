@@ -70,6 +70,7 @@ impl Default for PurchaseTable {
 }
 
 impl PurchaseTable {
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

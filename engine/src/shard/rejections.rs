@@ -61,6 +61,7 @@ impl Rejections {
         self.newer.insert(key, remembered);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.newer.len() + self.older.len()
     }
