@@ -23,7 +23,8 @@ use mercato_wal::Lsn;
 
 #[derive(Archive)]
 #[cfg_attr(test, derive(Serialize))]
-// Written through a view; only tests build one, as the view's reference.
+// `Image`, `AccountImage`, `OrderImage` and `HoldImage` are written
+// through the views below; only tests build them, as the views' reference.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct Image {
     pub(super) shard: u16,
@@ -56,7 +57,6 @@ pub(super) struct SkuImage {
 
 #[derive(Archive)]
 #[cfg_attr(test, derive(Serialize))]
-// Written through a view; only tests build one, as the view's reference.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct AccountImage {
     pub(super) id: u64,
@@ -73,7 +73,6 @@ pub(super) struct LineImage {
 
 #[derive(Archive)]
 #[cfg_attr(test, derive(Serialize))]
-// Written through a view; only tests build one, as the view's reference.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct OrderImage {
     pub(super) account: u64,
@@ -95,7 +94,6 @@ pub(super) struct PurchaseImage {
 
 #[derive(Archive)]
 #[cfg_attr(test, derive(Serialize))]
-// Written through a view; only tests build one, as the view's reference.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct HoldImage {
     pub(super) coordinator: u16,
