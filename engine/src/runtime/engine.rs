@@ -265,11 +265,11 @@ pub(crate) struct Shared {
     /// The server is stopping: take no new connections or requests, finish
     /// the batches in flight.
     pub draining: crate::sync::AtomicBool,
-    /// A snapshot is being taken. An idle shard then does not yield its
-    /// core while it spins: a yield hands it to the snapshot thread until
-    /// that thread's time slice ends, whereas a shard that sleeps and is
-    /// woken takes the core back at once (BENCHMARKS.md, "Idle shards that
-    /// do not yield to a snapshot").
+    /// The background thread is taking a snapshot. An idle shard then does
+    /// not yield its core while it spins: a yield hands it to the snapshot
+    /// thread until that thread's time slice ends, whereas a shard that
+    /// sleeps and is woken takes the core back at once (BENCHMARKS.md, "Idle
+    /// shards that do not yield to a snapshot").
     pub snapshotting: crate::sync::AtomicBool,
     pub clock: Arc<dyn Clock>,
     /// The cache keyspace, which every shard and handle serves directly.
@@ -306,8 +306,8 @@ struct SnapshotShared {
     /// Set to stop the thread.
     stop: std::sync::Mutex<bool>,
     wake: std::sync::Condvar,
-    /// One compaction at a time, background or on demand, each starting
-    /// from the state the last one left.
+    /// One compaction at a time, background or on demand; a compactor that
+    /// keeps states starts each from the one the last left.
     busy: std::sync::Mutex<compact::Compactor>,
     /// The last compaction failure, for the operator; the engine goes on
     /// serving, since the log still holds everything.
@@ -340,7 +340,7 @@ fn lower_own_priority(nice: u8, idle: bool) {
 
 impl Snapshotter {
     /// A snapshotter without a thread, for [`Engine::snapshot_now`] only.
-    fn idle(dir: &Path, shards: u16, keep: bool) -> Snapshotter {
+    fn without_thread(dir: &Path, shards: u16, keep: bool) -> Snapshotter {
         Snapshotter {
             shards,
             shared: Arc::new(SnapshotShared {
@@ -361,7 +361,7 @@ impl Snapshotter {
         keep: bool,
         engine: Arc<Shared>,
     ) -> Result<Snapshotter, EngineError> {
-        let mut snapshotter = Snapshotter::idle(&dir, shards, keep);
+        let mut snapshotter = Snapshotter::without_thread(&dir, shards, keep);
         let (d, sh) = (dir, snapshotter.shared.clone());
         let thread = std::thread::Builder::new()
             .name("mercato-snapshots".into())
@@ -633,7 +633,11 @@ impl Engine {
                 config.snapshot_keep_state,
                 shared.clone(),
             )?),
-            (Some(dir), _) => Some(Snapshotter::idle(dir, n as u16, config.snapshot_keep_state)),
+            (Some(dir), _) => Some(Snapshotter::without_thread(
+                dir,
+                n as u16,
+                config.snapshot_keep_state,
+            )),
             (None, _) => None,
         };
         Ok(Engine {
