@@ -239,6 +239,16 @@ impl Compactor {
         let slot = &mut self.kept[usize::from(i)];
         compact_onto(&self.dir, i, self.shards, self.keep.then_some(slot))
     }
+
+    /// [`Compactor::compact`] every shard, in order; what each did, for
+    /// those that had closed segments to cover.
+    pub fn compact_all(&mut self) -> Result<Vec<Compacted>, OpenError> {
+        let mut done = Vec::new();
+        for i in 0..self.shards {
+            done.extend(self.compact(i)?);
+        }
+        Ok(done)
+    }
 }
 
 /// The state shard `i` had at its newest snapshot on disk: `kept` when it

@@ -297,7 +297,6 @@ pub struct Engine {
 
 /// The background thread that snapshots shards' logs, and what it shares.
 struct Snapshotter {
-    shards: u16,
     shared: Arc<SnapshotShared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -342,7 +341,6 @@ impl Snapshotter {
     /// A snapshotter without a thread, for [`Engine::snapshot_now`] only.
     fn without_thread(dir: &Path, shards: u16, keep: bool) -> Snapshotter {
         Snapshotter {
-            shards,
             shared: Arc::new(SnapshotShared {
                 stop: std::sync::Mutex::new(false),
                 wake: std::sync::Condvar::new(),
@@ -656,12 +654,7 @@ impl Engine {
         let Some(s) = &self.snapshots else {
             return Ok(Vec::new());
         };
-        let mut compactor = s.shared.busy.lock().expect("snapshot lock");
-        let mut done = Vec::new();
-        for i in 0..s.shards {
-            done.extend(compactor.compact(i)?);
-        }
-        Ok(done)
+        s.shared.busy.lock().expect("snapshot lock").compact_all()
     }
 
     /// The last background snapshot failure, if any.
