@@ -246,3 +246,41 @@ fn threads_beyond_the_reader_seats_read_right_and_are_counted() {
     );
     assert_eq!(s.entries, 96);
 }
+
+#[test]
+fn a_thread_s_hits_reach_the_policy_at_its_own_insert_or_once_its_stripe_fills() {
+    // An LRU of two holding 1 and 2, 1 the older: a hit on 1 that reaches
+    // the policy makes 2 the one an insert of 3 evicts.
+    let filled = || {
+        let cache = Arc::new(Cache::<u64, u64>::builder(2).build());
+        cache.insert(1, 10).unwrap();
+        cache.insert(2, 20).unwrap();
+        cache
+    };
+
+    // Another thread's hit, then that thread's insert.
+    let cache = filled();
+    let c = cache.clone();
+    thread::spawn(move || {
+        assert_eq!(c.get(&1), Some(10));
+        c.insert(3, 30).unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!((cache.peek(&1), cache.peek(&2)), (Some(10), None));
+
+    // Another thread's hits, more than its stripe holds, then an insert
+    // by this thread.
+    let cache = filled();
+    let c = cache.clone();
+    thread::spawn(move || {
+        for _ in 0..1_000 {
+            assert_eq!(c.get(&1), Some(10));
+        }
+    })
+    .join()
+    .unwrap();
+    cache.insert(3, 30).unwrap();
+    assert_eq!((cache.peek(&1), cache.peek(&2)), (Some(10), None));
+    assert_eq!(cache.stats().hits, 1_000, "every hit is counted");
+}

@@ -2,15 +2,20 @@
 //!
 //! A reader appends its hit to the stripe its reader seat owns (see
 //! [`readers`](super::readers)), or to the one stripe shared by threads
-//! without one of those. Whoever holds the policy lock drains every stripe
-//! into the policy, in order. A reader that finds its
-//! stripe full tries the lock and drains; if someone else holds it, the hit is
-//! dropped: recency is a hint, and losing some under contention costs a little
-//! hit ratio, never correctness (Caffeine and moka make the same trade).
+//! without one of those. A thread that takes the policy lock (to insert,
+//! to remove, or because its stripe is full) drains its own stripe and the
+//! shared one into the policy, in order; a thread's hits therefore reach
+//! the policy at its own next insert or remove in the segment, or when its
+//! stripe fills, at most `STRIPE_SLOTS` late, and `clear` and
+//! `purge_expired` drain them all. A reader that finds its stripe full
+//! tries the lock and drains; if someone else holds it, the hit is
+//! dropped: recency is a hint, and losing or delaying some under
+//! concurrency costs a little hit ratio, never correctness (Caffeine and
+//! moka make the same trade).
 //!
-//! One thread alone never loses a hit: its `try_lock` cannot fail, and every
-//! insert and remove drains first. That is what makes the single-threaded
-//! policies exact.
+//! One thread alone never loses or delays a hit: its `try_lock` cannot
+//! fail, and every insert and remove drains its stripe first. That is what
+//! makes the single-threaded policies exact.
 
 use crossbeam_utils::CachePadded;
 
@@ -102,39 +107,58 @@ impl Buffers {
         bump(&stripe.misses, alone);
     }
 
-    /// Feeds every buffered hit to `apply`, oldest first within a stripe.
-    /// Must be called with the policy lock held: it is the only writer of
-    /// `head`.
-    pub(crate) fn drain(&self, mut apply: impl FnMut(Handle)) {
-        for stripe in self.stripes.iter() {
-            let head = stripe.head.load(Ordering::SeqCst);
-            let tail = stripe.tail.load(Ordering::SeqCst);
-            if head == tail {
-                continue;
-            }
-            // Past two laps, older positions alias slots read below anyway.
-            let from = head.max(tail.saturating_sub(2 * STRIPE_SLOTS as u64));
-            for at in from..tail {
-                // A slot a racing reader has claimed but not yet written reads
-                // as 0 and is skipped; its hit lands in a later lap or is
-                // overwritten, which is the loss this buffer allows.
-                // A load and a store rather than a swap: a reader's write
-                // landing between them is lost, which the buffer allows, and
-                // the locked swap was a third of the drain's time (`perf`).
-                let slot = &stripe.slots[at as usize % STRIPE_SLOTS];
-                let raw = slot.load(Ordering::Acquire);
-                if raw != 0 {
-                    slot.store(0, Ordering::Relaxed);
-                    apply(Handle(raw));
-                }
-            }
-            stripe.head.store(tail, Ordering::SeqCst);
+    /// Feeds the hits buffered by the thread in seat `me`, and those in the
+    /// shared stripe, to `apply`, oldest first within a stripe. Other
+    /// threads' stripes are left to them: reading a ring its owner keeps
+    /// writing moves its cache lines between cores on every drain, which
+    /// cost 6 to 13% of the throughput of two threads at ~80% hits
+    /// (`cache_get_hit80/*/2t`, BENCHMARKS.md). Must be called with the policy lock held:
+    /// it is the only writer of `head`.
+    pub(crate) fn drain(&self, me: Option<usize>, mut apply: impl FnMut(Handle)) {
+        let (own, alone) = self.pick(me);
+        Self::drain_stripe(own, &mut apply);
+        if alone {
+            let shared = self.stripes.last().expect("a shared stripe");
+            Self::drain_stripe(shared, &mut apply);
         }
+    }
+
+    /// Feeds every buffered hit of every stripe to `apply`; under the
+    /// policy lock.
+    pub(crate) fn drain_all(&self, mut apply: impl FnMut(Handle)) {
+        for stripe in self.stripes.iter() {
+            Self::drain_stripe(stripe, &mut apply);
+        }
+    }
+
+    fn drain_stripe(stripe: &Stripe, apply: &mut impl FnMut(Handle)) {
+        let head = stripe.head.load(Ordering::SeqCst);
+        let tail = stripe.tail.load(Ordering::SeqCst);
+        if head == tail {
+            return;
+        }
+        // Past two laps, older positions alias slots read below anyway.
+        let from = head.max(tail.saturating_sub(2 * STRIPE_SLOTS as u64));
+        for at in from..tail {
+            // A slot a racing reader has claimed but not yet written reads
+            // as 0 and is skipped; its hit lands in a later lap or is
+            // overwritten, which is the loss this buffer allows.
+            // A load and a store rather than a swap: a reader's write
+            // landing between them is lost, which the buffer allows, and
+            // the locked swap was a third of the drain's time (`perf`).
+            let slot = &stripe.slots[at as usize % STRIPE_SLOTS];
+            let raw = slot.load(Ordering::Acquire);
+            if raw != 0 {
+                slot.store(0, Ordering::Relaxed);
+                apply(Handle(raw));
+            }
+        }
+        stripe.head.store(tail, Ordering::SeqCst);
     }
 
     /// Drops every buffered hit (after a clear, none names a live entry).
     pub(crate) fn discard(&self) {
-        self.drain(|_| {});
+        self.drain_all(|_| {});
     }
 
     pub(crate) fn hits(&self) -> u64 {

@@ -26,8 +26,10 @@
 //!
 //! Single-threaded, the policies are exact (with one segment, the default):
 //! the LRU is the textbook LRU and the ARC the paper's. Under concurrency a
-//! few hits may be dropped when the policy lock is busy; that costs hit
-//! ratio, not correctness.
+//! few hits may be dropped when the policy lock is busy, and a thread's hits
+//! reach the policy only when that thread next takes the lock (to insert or
+//! remove, or with a full hit stripe); that costs hit ratio, not
+//! correctness.
 //!
 //! ```
 //! use mercato_engine::cache::{Cache, PolicyKind};
@@ -249,8 +251,14 @@ impl<K: Hash + Eq + Clone, V> Segment<K, V> {
         }
     }
 
+    /// Applies the hits buffered by this thread (and by threads without
+    /// a stripe of their own); see [`buffer`](self) for why not all.
     fn drain(&self, locked: &mut Locked<K>) {
-        self.buffers.drain(|handle| locked.policy.touch(handle));
+        (self.buffers).drain(readers::me(), |handle| locked.policy.touch(handle));
+    }
+
+    fn drain_all(&self, locked: &mut Locked<K>) {
+        (self.buffers).drain_all(|handle| locked.policy.touch(handle));
     }
 }
 
@@ -589,12 +597,12 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     /// Every segment's lock, in order (so two callers never deadlock), with
-    /// its hits applied.
+    /// every thread's hits applied.
     fn lock_all(&self) -> Vec<PolicyGuard<'_, K>> {
         (self.segments.iter())
             .map(|seg| {
                 let mut locked = seg.lock();
-                seg.drain(&mut locked);
+                seg.drain_all(&mut locked);
                 locked
             })
             .collect()
