@@ -3,6 +3,8 @@
 //! and about 80% hit ratio on Zipf-distributed keys (a miss inserts, as a
 //! read-through cache does), and `insert` throughput into a full cache, on 1
 //! and 2 threads. Every cache holds `CAPACITY` `u64 -> u64` entries.
+//! mercato's runs once exact (one segment) and split into 16 and into 256
+//! segments (about 390 entries each), the configuration for many threads.
 //!
 //! `cargo bench -p mercato-benches --bench cache`
 
@@ -100,6 +102,21 @@ fn subjects() -> Vec<(&'static str, Maker)> {
                     Cache::<u64, u64>::builder(CAPACITY)
                         .policy(PolicyKind::Arc)
                         .segments(16)
+                        .build(),
+                )
+            }),
+        ),
+        (
+            "mercato-lru-seg256",
+            Box::new(|| Box::new(Cache::<u64, u64>::builder(CAPACITY).segments(256).build())),
+        ),
+        (
+            "mercato-arc-seg256",
+            Box::new(|| {
+                Box::new(
+                    Cache::<u64, u64>::builder(CAPACITY)
+                        .policy(PolicyKind::Arc)
+                        .segments(256)
                         .build(),
                 )
             }),

@@ -3,7 +3,8 @@
 //! Modha, FAST 2003), a Zipf trace and a scan-heavy one. Each request is a
 //! `get`; a miss inserts. Prints a Markdown table.
 //!
-//! `cargo bench -p mercato-benches --bench cache_hit_ratio`
+//! `cargo bench -p mercato-benches --bench cache_hit_ratio [-- SEGMENTS]`
+//! (the segmented columns' count, 16 unless given).
 
 use std::num::NonZeroUsize;
 
@@ -14,8 +15,9 @@ use mercato_engine::cache::{Cache, PolicyKind};
 /// in batches, and a hit-ratio run should see its policy, not its lag.
 const MOKA_PENDING_EVERY: usize = 64;
 
-/// Segments of the segmented columns, as in `benches/cache.rs`.
-const SEGMENTS: usize = 16;
+/// Segments of the segmented columns unless the command line names a
+/// count, as in `benches/cache.rs`.
+const SEGMENTS_DEFAULT: usize = 16;
 
 fn mercato(keys: &[u64], size: u64, policy: PolicyKind, segments: usize) -> f64 {
     let cache = Cache::<u64, ()>::builder(size)
@@ -80,7 +82,10 @@ fn ratio(hits: usize, requests: usize) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    // `cargo bench` passes `--bench`; a number is the segment count.
+    let segments = (std::env::args().skip(1))
+        .find_map(|a| a.parse::<usize>().ok())
+        .unwrap_or(SEGMENTS_DEFAULT);
     let oltp = trace::oltp().expect("read ../shared/traces/OLTP.lis.zst");
     let zipf = trace::zipf(1_000_000, 0.9, 2_000_000, 3);
     // The key distribution of the ~80% group of `benches/cache.rs`.
@@ -101,7 +106,7 @@ fn main() {
         ),
     ];
     println!(
-        "| trace | entries | mercato LRU | mercato ARC | LRU, {SEGMENTS} segments | ARC, {SEGMENTS} segments | moka | quick_cache | lru |"
+        "| trace | entries | mercato LRU | mercato ARC | LRU, {segments} segments | ARC, {segments} segments | moka | quick_cache | lru |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, keys, sizes) in rows {
@@ -110,8 +115,8 @@ fn main() {
                 "| {name} | {size} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 mercato(keys, size, PolicyKind::Lru, 1),
                 mercato(keys, size, PolicyKind::Arc, 1),
-                mercato(keys, size, PolicyKind::Lru, SEGMENTS),
-                mercato(keys, size, PolicyKind::Arc, SEGMENTS),
+                mercato(keys, size, PolicyKind::Lru, segments),
+                mercato(keys, size, PolicyKind::Arc, segments),
                 moka(keys, size),
                 quick(keys, size),
                 lru(keys, size),
