@@ -24,6 +24,7 @@ use rkyv::ser::writer::IoWriter;
 use super::codec::{self, state_of};
 use super::image::{ArchivedImage, ArchivedLineImage, ImageView};
 use super::marker::shard_dir;
+use super::recovery::Replay;
 use crate::error::OpenError;
 use crate::record::Record;
 use crate::shard::{Account, Hold, Order, OrderIds, Rejections, Shard, Sku};
@@ -291,6 +292,7 @@ fn compact_onto(
         to_lsn: upto,
         repair: false,
     };
+    let mut replay = Replay::new(&mut shard);
     let end = read_log(
         &sd,
         LogId {
@@ -298,9 +300,10 @@ fn compact_onto(
             shards: n,
         },
         opts,
-        super::recovery::replay_into(&mut shard),
+        |r| replay.visit(r),
         |_| {},
     )?;
+    replay.finish();
     debug_assert_eq!(end.next_lsn, upto + 1);
     // Streamed to the file straight from the shard's tables: no image of
     // the shard and no buffer of the snapshot's whole size.
