@@ -33,8 +33,9 @@ pub const REJECTIONS_GENERATION_LEN: usize = (1 << 20) / 8 * 7;
 pub const SHARDS_MAX: usize = 256;
 /// Expired orders one shard settles per loop turn, so a mass expiry cannot stall it.
 pub const EXPIRIES_PER_TURN_MAX: usize = 1_024;
-/// Commands or messages whose table slots a shard brings into cache before it
-/// runs them (`Shard::warm`): enough for the CPU to overlap many misses, few
+/// Commands, messages or replayed log records whose table slots a shard
+/// brings into cache before it runs them (`Shard::warm`,
+/// `Shard::warm_records`): enough for the CPU to overlap many misses, few
 /// enough that the first stay in cache (128 orders touch a few 64-byte
 /// lines each, some 32 KiB by that count: well inside a 512 KiB L2).
 pub const WARM_CHUNK_LEN: usize = 128;

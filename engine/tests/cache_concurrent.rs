@@ -248,7 +248,7 @@ fn threads_beyond_the_reader_seats_read_right_and_are_counted() {
 }
 
 #[test]
-fn a_thread_s_hits_reach_the_policy_at_its_own_insert_or_once_its_stripe_fills() {
+fn a_thread_s_hits_reach_the_policy_at_its_own_insert_or_once_a_stripe_fills() {
     // An LRU of two holding 1 and 2, 1 the older: a hit on 1 that reaches
     // the policy makes 2 the one an insert of 3 evicts.
     let filled = || {
@@ -283,4 +283,33 @@ fn a_thread_s_hits_reach_the_policy_at_its_own_insert_or_once_its_stripe_fills()
     cache.insert(3, 30).unwrap();
     assert_eq!((cache.peek(&1), cache.peek(&2)), (Some(10), None));
     assert_eq!(cache.stats().hits, 1_000, "every hit is counted");
+
+    // One thread's single hit, then another thread's hits, more than its
+    // stripe holds: the second, draining its full stripe, applies the
+    // first's hit too. The first stays alive meanwhile, so that the second
+    // cannot inherit its seat and stripe.
+    let cache = Arc::new(Cache::<u64, u64>::builder(3).build());
+    for k in 1..=3 {
+        cache.insert(k, k * 10).unwrap();
+    }
+    let (hit, go_on) = (Barrier::new(2), Barrier::new(2));
+    thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(cache.get(&1), Some(10));
+            hit.wait();
+            go_on.wait();
+        });
+        hit.wait();
+        s.spawn(|| {
+            for _ in 0..1_000 {
+                assert_eq!(cache.get(&3), Some(30));
+            }
+        })
+        .join()
+        .unwrap();
+        // 2 is now the least recent, but only if the hit on 1 was applied.
+        cache.insert(4, 40).unwrap();
+        go_on.wait();
+    });
+    assert_eq!((cache.peek(&1), cache.peek(&2)), (Some(10), None));
 }

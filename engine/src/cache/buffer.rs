@@ -2,14 +2,13 @@
 //!
 //! A reader appends its hit to the stripe its reader seat owns (see
 //! [`readers`](super::readers)), or to the one stripe shared by threads
-//! without one of those. A thread that takes the policy lock (to insert,
-//! to remove, or because its stripe is full) drains its own stripe and the
-//! shared one into the policy, in order; a thread's hits therefore reach
-//! the policy at its own next insert or remove in the segment, or when its
-//! stripe fills, at most `STRIPE_SLOTS` late, and `clear` and
-//! `purge_expired` drain them all. A reader that finds its stripe full
-//! tries the lock and drains; if someone else holds it, the hit is
-//! dropped: recency is a hint, and losing or delaying some under
+//! without one of those. A thread that takes the policy lock to insert or
+//! remove drains its own stripe and the shared one into the policy, in
+//! order; a reader that finds its stripe full tries the lock and drains
+//! every stripe, as do `clear` and `purge_expired`. A thread's hits
+//! therefore reach the policy at its own next insert or remove in the
+//! segment, or when some thread's stripe fills. If the lock is held when
+//! a reader's stripe is full, that hit is dropped: recency is a hint, and losing or delaying some under
 //! concurrency costs a little hit ratio, never correctness (Caffeine and
 //! moka make the same trade).
 //!

@@ -27,9 +27,8 @@
 //! Single-threaded, the policies are exact (with one segment, the default):
 //! the LRU is the textbook LRU and the ARC the paper's. Under concurrency a
 //! few hits may be dropped when the policy lock is busy, and a thread's hits
-//! reach the policy only when that thread next takes the lock (to insert or
-//! remove, or with a full hit stripe); that costs hit ratio, not
-//! correctness.
+//! reach the policy only when that thread next inserts or removes, or when
+//! some thread's hit stripe fills; that costs hit ratio, not correctness.
 //!
 //! ```
 //! use mercato_engine::cache::{Cache, PolicyKind};
@@ -252,7 +251,8 @@ impl<K: Hash + Eq + Clone, V> Segment<K, V> {
     }
 
     /// Applies the hits buffered by this thread (and by threads without
-    /// a stripe of their own); see [`buffer`](self) for why not all.
+    /// a stripe of their own); see [`buffer`](self) for why not all. A
+    /// reader whose stripe is full applies every thread's instead.
     fn drain(&self, locked: &mut Locked<K>) {
         (self.buffers).drain(readers::me(), |handle| locked.policy.touch(handle));
     }
@@ -338,7 +338,11 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                     && !seg.busy.load(Ordering::Relaxed)
                 {
                     if let Some(mut locked) = seg.try_lock() {
-                        seg.drain(&mut locked);
+                        // Every thread's hits, not only this one's: once
+                        // in 64 hits the cross-core reads cost little, and
+                        // readers who never insert then wait less for the
+                        // lock and for each other's hits to count.
+                        seg.drain_all(&mut locked);
                         locked.policy.touch(handle);
                     }
                 }
