@@ -8,9 +8,9 @@
 //! every stripe, as do `clear` and `purge_expired`. A thread's hits
 //! therefore reach the policy at its own next insert or remove in the
 //! segment, or when some thread's stripe fills. If the lock is held when
-//! a reader's stripe is full, that hit is dropped: recency is a hint, and losing or delaying some under
-//! concurrency costs a little hit ratio, never correctness (Caffeine and
-//! moka make the same trade).
+//! a reader's stripe is full, that hit is dropped: recency is a hint, and
+//! losing or delaying some under concurrency costs a little hit ratio,
+//! never correctness (Caffeine and moka make the same trade).
 //!
 //! One thread alone never loses or delays a hit: its `try_lock` cannot
 //! fail, and every insert and remove drains its stripe first. That is what
@@ -111,8 +111,8 @@ impl Buffers {
     /// threads' stripes are left to them: reading a ring its owner keeps
     /// writing moves its cache lines between cores on every drain, which
     /// cost 6 to 13% of the throughput of two threads at ~80% hits
-    /// (`cache_get_hit80/*/2t`, BENCHMARKS.md). Must be called with the policy lock held:
-    /// it is the only writer of `head`.
+    /// (`cache_get_hit80/*/2t`, BENCHMARKS.md). Must be called with the
+    /// policy lock held: it is the only writer of `head`.
     pub(crate) fn drain(&self, me: Option<usize>, mut apply: impl FnMut(Handle)) {
         let (own, alone) = self.pick(me);
         Self::drain_stripe(own, &mut apply);
