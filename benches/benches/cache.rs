@@ -75,52 +75,26 @@ impl Subject for Mutex<lru::LruCache<u64, u64>> {
 /// Builds one empty cache under test.
 type Maker = Box<dyn Fn() -> Box<dyn Subject>>;
 
+/// mercato's cache with `policy`, split into `segments`.
+fn mercato(policy: PolicyKind, segments: usize) -> Maker {
+    Box::new(move || {
+        Box::new(
+            Cache::<u64, u64>::builder(CAPACITY)
+                .policy(policy)
+                .segments(segments)
+                .build(),
+        )
+    })
+}
+
 fn subjects() -> Vec<(&'static str, Maker)> {
     vec![
-        (
-            "mercato-lru",
-            Box::new(|| Box::new(Cache::<u64, u64>::builder(CAPACITY).build())),
-        ),
-        (
-            "mercato-arc",
-            Box::new(|| {
-                Box::new(
-                    Cache::<u64, u64>::builder(CAPACITY)
-                        .policy(PolicyKind::Arc)
-                        .build(),
-                )
-            }),
-        ),
-        (
-            "mercato-lru-seg16",
-            Box::new(|| Box::new(Cache::<u64, u64>::builder(CAPACITY).segments(16).build())),
-        ),
-        (
-            "mercato-arc-seg16",
-            Box::new(|| {
-                Box::new(
-                    Cache::<u64, u64>::builder(CAPACITY)
-                        .policy(PolicyKind::Arc)
-                        .segments(16)
-                        .build(),
-                )
-            }),
-        ),
-        (
-            "mercato-lru-seg256",
-            Box::new(|| Box::new(Cache::<u64, u64>::builder(CAPACITY).segments(256).build())),
-        ),
-        (
-            "mercato-arc-seg256",
-            Box::new(|| {
-                Box::new(
-                    Cache::<u64, u64>::builder(CAPACITY)
-                        .policy(PolicyKind::Arc)
-                        .segments(256)
-                        .build(),
-                )
-            }),
-        ),
+        ("mercato-lru", mercato(PolicyKind::Lru, 1)),
+        ("mercato-arc", mercato(PolicyKind::Arc, 1)),
+        ("mercato-lru-seg16", mercato(PolicyKind::Lru, 16)),
+        ("mercato-arc-seg16", mercato(PolicyKind::Arc, 16)),
+        ("mercato-lru-seg256", mercato(PolicyKind::Lru, 256)),
+        ("mercato-arc-seg256", mercato(PolicyKind::Arc, 256)),
         (
             "moka",
             Box::new(|| Box::new(moka::sync::Cache::<u64, u64>::new(CAPACITY))),
