@@ -395,7 +395,10 @@ impl Shard {
 
     /// Looks up `sku`'s stock entry; returns a value read from it.
     fn warm_sku(&self, sku: SkuId) -> u64 {
-        self.state.skus.get(&sku).map_or(0, |s| u64::from(s.reserved))
+        self.state
+            .skus
+            .get(&sku)
+            .map_or(0, |s| u64::from(s.reserved))
     }
 
     /// `warm` for records read back from the log: what replaying them

@@ -356,6 +356,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_index_doubles() {
+        let mut table = OrderTable::default();
+        let mut capacities = vec![table.capacity()];
+        for i in 0..1_000u64 {
+            table.insert(OrderKey::new(i, 1), order(i));
+            if table.capacity() != *capacities.last().expect("one") {
+                capacities.push(table.capacity());
+            }
+        }
+        let first = capacities[0];
+        let doubled: Vec<usize> = (0..capacities.len()).map(|k| first << k).collect();
+        assert_eq!(capacities, doubled);
+        assert!(*capacities.last().expect("one") < 2 * 1_000);
+    }
+
+    #[test]
     fn changes_an_order_in_place_and_compares_by_content() {
         let mut a = OrderTable::default();
         let mut b = OrderTable::default();

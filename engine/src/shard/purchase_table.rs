@@ -326,6 +326,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_doubles() {
+        let mut table = PurchaseTable::default();
+        let mut capacities = vec![table.capacity()];
+        for i in 0..1_000 {
+            table.add((1, i), 1);
+            if table.capacity() != *capacities.last().expect("one") {
+                capacities.push(table.capacity());
+            }
+        }
+        let first = capacities[0];
+        let doubled: Vec<usize> = (0..capacities.len()).map(|k| first << k).collect();
+        assert_eq!(capacities, doubled);
+        assert!(*capacities.last().expect("one") < 2 * 1_000);
+    }
+
+    #[test]
     fn compares_by_content() {
         let mut a = PurchaseTable::default();
         let mut b = PurchaseTable::default();
