@@ -691,3 +691,21 @@ impl Shard {
         AuditPart::of(self)
     }
 }
+
+/// For the tables' tests: feeds `add` the numbers below `n`, each to put
+/// one more entry in a table and return its capacity, and checks that the
+/// capacity doubles each time it grows and ends below twice `n`.
+#[cfg(test)]
+pub(crate) fn assert_grows_by_doubling(n: u64, mut add: impl FnMut(u64) -> usize) {
+    let mut capacities: Vec<usize> = Vec::new();
+    for i in 0..n {
+        let capacity = add(i);
+        if capacities.last() != Some(&capacity) {
+            capacities.push(capacity);
+        }
+    }
+    let first = capacities[0];
+    let doubled: Vec<usize> = (0..capacities.len()).map(|k| first << k).collect();
+    assert_eq!(capacities, doubled);
+    assert!(*capacities.last().expect("one") < 2 * n as usize);
+}
