@@ -23,8 +23,8 @@ const WARM_CHUNK: usize = mercato_engine::limits::WARM_CHUNK_LEN;
 /// more orders; before this was raised from 16,000,000 the last samples of
 /// the warmed bench timed the order table growing, which gave it its wide
 /// spread (BENCHMARKS.md). A shard that would outgrow it anyway (a longer
-/// `--measurement-time`) is replaced by a fresh one between samples,
-/// outside the timed part.
+/// `--measurement-time`) is replaced by a fresh one between two timed
+/// batches, outside the timed part.
 const ORDERS_RESERVED: usize = 32_000_000;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(3);

@@ -358,7 +358,8 @@ impl Shard {
     }
 
     /// `warm` for messages from other shards: a vote's order and account at
-    /// the coordinator, a prepare's per-user-limit counts at the participant.
+    /// the coordinator; a prepare's per-user-limit counts, and a decision's
+    /// hold and stock, at the participant.
     pub fn warm_messages<'a>(&self, msgs: impl IntoIterator<Item = &'a PeerMsg>) {
         let mut touched = 0u64;
         for msg in msgs {
