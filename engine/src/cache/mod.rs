@@ -254,11 +254,12 @@ impl<K: Hash + Eq + Clone, V> Segment<K, V> {
     /// a stripe of their own); see [`buffer`](self) for why not all. A
     /// reader whose stripe is full applies every thread's instead.
     fn drain(&self, locked: &mut Locked<K>) {
-        (self.buffers).drain(readers::me(), |handle| locked.policy.touch(handle));
+        self.buffers
+            .drain(readers::me(), |handle| locked.policy.touch(handle));
     }
 
     fn drain_all(&self, locked: &mut Locked<K>) {
-        (self.buffers).drain_all(|handle| locked.policy.touch(handle));
+        self.buffers.drain_all(|handle| locked.policy.touch(handle));
     }
 }
 
