@@ -458,6 +458,8 @@ impl Client {
         order_of(self.one(wire::Request::GetOrder { account, order }))
     }
 
+    /// Up to `limit` of `account`'s orders, newest first; with `after`, the
+    /// ones placed before that order (PROTOCOL.md, `ListOrders`).
     pub fn list_orders(
         &self,
         account: u64,

@@ -63,7 +63,9 @@ pub enum Command {
         account: AccountId,
         order: OrderId,
     },
-    /// Orders of an account in ascending id order, strictly after `after`.
+    /// An account's orders, newest placed first: from its newest, or from
+    /// the one placed just before `after`, which must be one of its orders
+    /// (else `UnknownOrder`). Passing the last id of a page gets the next.
     ListOrders {
         account: AccountId,
         after: Option<OrderId>,

@@ -109,13 +109,22 @@ fn an_order_lives_its_whole_life_across_shards() {
         })
     );
 
-    let all = h.list_orders(account, None, 10).unwrap().unwrap();
+    // Newest first, a page going on from the order it names.
+    let ids = |after, limit| {
+        h.list_orders(account, after, limit)
+            .unwrap()
+            .map(|page| page.iter().map(|o| o.id).collect::<Vec<_>>())
+    };
+    assert_eq!(ids(None, 10), Ok(vec![4, 3, 2, 1]));
+    assert_eq!(ids(None, 2), Ok(vec![4, 3]));
+    assert_eq!(ids(Some(3), 1), Ok(vec![2]));
+    assert_eq!(ids(Some(2), 10), Ok(vec![1]));
+    assert_eq!(ids(Some(1), 10), Ok(vec![]));
     assert_eq!(
-        all.iter().map(|o| o.id).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
+        ids(Some(9), 10),
+        Err(Reject::UnknownOrder { account, order: 9 }),
+        "a page can only go on from an order of the account"
     );
-    let page = h.list_orders(account, Some(2), 1).unwrap().unwrap();
-    assert_eq!(page.iter().map(|o| o.id).collect::<Vec<_>>(), vec![3]);
 
     let report = h.audit().unwrap();
     assert!(report.quiescent && report.ok(), "{:?}", report.violations);

@@ -152,11 +152,12 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
         (0, 0),
         "{report:?}"
     );
-    // A buyer with one large id and one with two, read back through the
-    // snapshot's order positions and the replayed tail.
+    // A buyer with one large id and one with two, the second placed after
+    // the snapshot, listed newest first through the links the snapshot's
+    // orders rebuilt and the replayed tail extended.
     for (account, ids) in [
         (ACCOUNTS + 1, vec![(1u128 << 100) | 61]),
-        (ACCOUNTS + 2, vec![(1u128 << 100) | 62, (2u128 << 100) | 62]),
+        (ACCOUNTS + 2, vec![(2u128 << 100) | 62, (1u128 << 100) | 62]),
     ] {
         let listed: Vec<u128> = snap
             .handle()

@@ -127,9 +127,11 @@ enum OrderCmd {
         #[arg(long)]
         account: u64,
     },
+    /// An account's orders, newest first.
     List {
         #[arg(long)]
         account: u64,
+        /// Go on from the order placed before this one (the last id of a page).
         #[arg(long)]
         after: Option<u128>,
         #[arg(long, default_value_t = 100)]

@@ -17,14 +17,14 @@ use rkyv::{Archive, Place, Serialize};
 use super::codec;
 use crate::message::TxId;
 use crate::record::Record;
-use crate::shard::{Account, Hold, Order, Shard, Sku};
+use crate::shard::{Hold, Order, Shard, Sku};
 use crate::types::{Line, OrderKey};
 use mercato_wal::Lsn;
 
 #[derive(Archive)]
 #[cfg_attr(test, derive(Serialize))]
-// `Image`, `AccountImage`, `OrderImage` and `HoldImage` are written
-// through the views below; only tests build them, as the views' reference.
+// `Image`, `OrderImage` and `HoldImage` are written through the views
+// below; only tests build them, as the views' reference.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct Image {
     pub(super) shard: u16,
@@ -55,13 +55,12 @@ pub(super) struct SkuImage {
     pub(super) stocked: u32,
 }
 
-#[derive(Archive)]
-#[cfg_attr(test, derive(Serialize))]
-#[cfg_attr(not(test), allow(dead_code))]
+/// An account's orders are not listed here: loading links each order to its
+/// account's newest as it restores the orders in the order they were placed.
+#[derive(Archive, Serialize)]
 pub(super) struct AccountImage {
     pub(super) id: u64,
     pub(super) balance: u64,
-    pub(super) orders: Vec<[u64; 2]>,
 }
 
 #[derive(Archive, Serialize)]
@@ -231,10 +230,9 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
     fn serialize(&self, s: &mut S) -> Result<ImageViewResolver, S::Error> {
         let st = &self.shard.state;
         let skus = vec_of(st.skus.iter().map(sku_image), s)?;
-        let accounts = st.accounts.iter().map(|(&id, account)| AccountView {
+        let accounts = (st.accounts.iter()).map(|(&id, a)| AccountImage {
             id,
-            account,
-            shard: self.shard,
+            balance: a.balance,
         });
         let accounts = vec_of(accounts, s)?;
         let orders = st
@@ -274,31 +272,6 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
             prepared_upto,
             rejected,
         })
-    }
-}
-
-/// An account, archived as an [`AccountImage`].
-struct AccountView<'a> {
-    id: u64,
-    account: &'a Account,
-    shard: &'a Shard,
-}
-
-impl Archive for AccountView<'_> {
-    type Archived = ArchivedAccountImage;
-    type Resolver = Laid;
-
-    fn resolve(&self, r: Laid, out: Place<ArchivedAccountImage>) {
-        munge!(let ArchivedAccountImage { id, balance, orders } = out);
-        self.id.resolve((), id);
-        self.account.balance.resolve((), balance);
-        ArchivedVec::resolve_from_len(r.len, r.at, orders);
-    }
-}
-
-impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for AccountView<'_> {
-    fn serialize(&self, s: &mut S) -> Result<Laid, S::Error> {
-        vec_of(self.account.orders.halves(&self.shard.state.orders), s)
     }
 }
 
@@ -526,7 +499,6 @@ mod tests {
                 .map(|(&id, a)| AccountImage {
                     id,
                     balance: a.balance,
-                    orders: a.orders.halves(&st.orders).collect(),
                 })
                 .collect(),
             orders: st

@@ -27,7 +27,7 @@ use super::marker::shard_dir;
 use super::recovery::Replay;
 use crate::error::OpenError;
 use crate::record::Record;
-use crate::shard::{Account, Hold, Order, OrderIds, Rejections, Shard, Sku};
+use crate::shard::{Account, Hold, Order, Rejections, Shard, Sku};
 use crate::types::{Line, OrderKey, OrderState};
 
 fn lines_of(lines: &rkyv::vec::ArchivedVec<ArchivedLineImage>) -> Box<[Line]> {
@@ -71,7 +71,18 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             },
         );
     }
-    // Orders first: an account's only order may be held by its position.
+    st.accounts.reserve(img.accounts.len());
+    for a in img.accounts.iter() {
+        st.accounts.insert(
+            a.id.to_native(),
+            Account {
+                balance: a.balance.to_native(),
+                newest: None,
+            },
+        );
+    }
+    // Orders in the order they were placed, each linked to its account's
+    // newest so far: the lists `list_orders` walks, as placing built them.
     st.orders.reserve(img.orders.len());
     for o in img.orders.iter() {
         let id = (u128::from(o.id[0].to_native()) << 64) | u128::from(o.id[1].to_native());
@@ -88,21 +99,11 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
         if state == OrderState::Reserved {
             st.expiry.insert((order.expires_at(), key));
         }
-        st.orders.insert(key, order);
-    }
-    st.accounts.reserve(img.accounts.len());
-    for a in img.accounts.iter() {
-        let orders = a
-            .orders
-            .iter()
-            .map(|h| [h[0].to_native(), h[1].to_native()]);
-        st.accounts.insert(
-            a.id.to_native(),
-            Account {
-                balance: a.balance.to_native(),
-                orders: OrderIds::from_halves(orders, a.id.to_native(), &st.orders),
-            },
-        );
+        let account = (st.accounts.get_mut(&key.account))
+            .ok_or_else(|| bad(path, "an order of an account the snapshot lacks"))?;
+        let placed = (st.orders.insert(key, order, account.newest))
+            .map_err(|_| bad(path, "an order listed twice"))?;
+        account.newest = Some(placed);
     }
     for p in img.purchases.iter() {
         st.purchases.insert(

@@ -331,6 +331,8 @@ impl Handle {
         self.call_as(Command::GetOrder { account, order }, order_of)
     }
 
+    /// Up to `limit` of `account`'s orders, newest first, going on from the
+    /// order `after` names (see [`Command::ListOrders`]).
     pub fn list_orders(
         &self,
         account: AccountId,

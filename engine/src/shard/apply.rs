@@ -217,8 +217,7 @@ impl Shard {
             st.expiry
                 .insert((order.created_at + u64::from(ttl_ms), order.key));
         }
-        a.orders.insert(order.key.id(), st.orders.len(), &st.orders);
-        let replaced = st.orders.insert(
+        let placed = st.orders.insert(
             order.key,
             Order {
                 lines: order.lines,
@@ -228,7 +227,9 @@ impl Shard {
                 restocked: false,
                 fingerprint: order.fingerprint,
             },
+            a.newest,
         );
-        debug_assert!(replaced.is_none(), "an order is placed once");
+        // A new key: every command checks its order id before it places.
+        a.newest = Some(placed.expect("an order is placed once"));
     }
 }

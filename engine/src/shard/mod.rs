@@ -10,7 +10,6 @@
 mod apply;
 mod lifecycle;
 mod order;
-mod order_ids;
 mod order_table;
 mod participant;
 mod purchase_table;
@@ -33,8 +32,7 @@ use crate::types::{
 
 use crate::order_lines::OrderLines;
 pub use order::fingerprint;
-pub(crate) use order_ids::OrderIds;
-pub(crate) use order_table::OrderTable;
+pub(crate) use order_table::{Link, OrderTable};
 pub(crate) use purchase_table::PurchaseTable;
 pub(crate) use rejections::Rejections;
 
@@ -94,8 +92,9 @@ pub(crate) struct Sku {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Account {
     pub balance: Money,
-    /// This account's order ids, for `list_orders`.
-    pub orders: OrderIds,
+    /// The account's newest order, which links to the ones before it
+    /// (`order_table`), for `list_orders`.
+    pub newest: Link,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,16 +330,13 @@ impl Shard {
         std::hint::black_box(touched);
     }
 
-    /// Looks up the account of the order `key` and prefetches its order-id
-    /// list and the order's index line: what inserting the order touches.
-    /// Returns a value read from the account, for the caller to consume.
+    /// Looks up the account of the order `key` and prefetches the order's
+    /// index line: what inserting the order touches. Returns a value read
+    /// from the account, for the caller to consume.
     fn warm_order(&self, key: &OrderKey) -> u64 {
         let st = &self.state;
         st.orders.prefetch(key);
-        st.accounts.get(&key.account).map_or(0, |a| {
-            a.orders.prefetch();
-            a.balance
-        })
+        st.accounts.get(&key.account).map_or(0, |a| a.balance)
     }
 
     /// Prefetches the per-user-limit count of (`sku`, `account`), if `sku`
@@ -403,8 +399,8 @@ impl Shard {
     }
 
     /// `warm` for records read back from the log: what replaying them
-    /// touches in the big tables (an order's index line and its account,
-    /// with the account's order-id list; per-user-limit counts).
+    /// touches in the big tables (an order's index line and its account;
+    /// per-user-limit counts).
     pub(crate) fn warm_records(&self, records: &[Record]) {
         let mut touched = 0u64;
         for record in records {
@@ -647,16 +643,7 @@ impl Shard {
             account: key.account,
             order: key.id(),
         })?;
-        Ok(OrderView {
-            id: key.id(),
-            account: key.account,
-            lines: o.lines.clone(),
-            total: o.total(),
-            state: o.state,
-            created_at: o.created_at,
-            expires_at: o.expires_at(),
-            restocked: o.restocked,
-        })
+        Ok(view_of(&key, o))
     }
 
     fn list_orders(&self, account: AccountId, after: Option<OrderId>, limit: u32) -> Outcome {
@@ -671,12 +658,18 @@ impl Shard {
                 max: LIST_ORDERS_LIMIT_MAX,
             });
         }
-        let views = a
-            .orders
-            .after(after, &self.state.orders)
+        let orders = &self.state.orders;
+        let start = match after {
+            None => a.newest,
+            Some(order) => orders
+                .older_than(&OrderKey::new(account, order))
+                .ok_or(Reject::UnknownOrder { account, order })?,
+        };
+        let views = orders
+            .walk_older(start)
             .take(limit as usize)
-            .map(|id| self.order_view(OrderKey::new(account, id)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(key, o)| view_of(key, o))
+            .collect();
         Ok(Reply::Orders(views))
     }
 
@@ -690,6 +683,20 @@ impl Shard {
     /// This shard's contribution to a whole-engine audit.
     pub fn audit_part(&self) -> AuditPart {
         AuditPart::of(self)
+    }
+}
+
+/// What a reader sees of the order `o` held under `key`.
+fn view_of(key: &OrderKey, o: &Order) -> OrderView {
+    OrderView {
+        id: key.id(),
+        account: key.account,
+        lines: o.lines.clone(),
+        total: o.total(),
+        state: o.state,
+        created_at: o.created_at,
+        expires_at: o.expires_at(),
+        restocked: o.restocked,
     }
 }
 

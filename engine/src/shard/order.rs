@@ -127,9 +127,8 @@ impl Shard {
                         created_at: now,
                         fingerprint: fp,
                     };
-                    let view = order.view();
+                    out.replies.push((token, Ok(Reply::Order(order.view()))));
                     self.commit(Record::OrderPlaced(order), out);
-                    out.replies.push((token, Ok(Reply::Order(view))));
                 }
                 Err(r) => self.reject(key, fp, r, [token], out),
             }

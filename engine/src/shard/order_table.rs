@@ -16,8 +16,17 @@
 //! therefore ask for it ahead of the orders it is about to run
 //! ([`OrderTable::prefetch`]). The arena grows a chunk at a time, so growing
 //! never copies the orders already placed.
+//!
+//! The table also keeps each account's orders as a list, newest first, for
+//! `list_orders`: beside every order, the [`Link`] to the order its account
+//! placed before it; the account holds the link to its newest. A new
+//! order's link is written next to the one placed just before it, a line
+//! already in cache, where a list of ids per account costs a cache miss on
+//! every order and a reallocation into fresh memory on every doubling
+//! (BENCHMARKS.md, "Why this bench spreads so widely").
 
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
 use std::ops::Index;
 
 use super::Order;
@@ -36,6 +45,13 @@ const INDEX_SLOTS_MIN: usize = 8;
 /// memory (at 80 bytes an order, 340 GB), so reaching it is a bug.
 pub(crate) const ORDERS_PER_SHARD_MAX: usize = u32::MAX as usize - 1;
 
+/// Where an order sits in its shard's table: its arena position plus one,
+/// so that "no order" costs no space. Positions never change, since orders
+/// are neither removed nor moved.
+pub(crate) type Link = Option<NonZeroU32>;
+
+const _: () = assert!(std::mem::size_of::<(OrderKey, Order)>() == 72);
+
 #[derive(Clone)]
 pub(crate) struct OrderTable {
     /// Power-of-two length, at least twice `len`. A slot is 0 when empty,
@@ -46,6 +62,10 @@ pub(crate) struct OrderTable {
     shift: u32,
     /// Chunk `c` holds positions `c * CHUNK_LEN ..`; all but the last are full.
     chunks: Vec<Vec<(OrderKey, Order)>>,
+    /// Beside each order, in chunks of the same shape, the link to the order
+    /// its account placed before it (0 for none): kept apart so the orders'
+    /// entries stay 72 bytes.
+    older: Vec<Vec<u32>>,
     len: usize,
 }
 
@@ -73,6 +93,7 @@ impl Default for OrderTable {
             index: vec![0; INDEX_SLOTS_MIN].into_boxed_slice(),
             shift: 64 - INDEX_SLOTS_MIN.trailing_zeros(),
             chunks: Vec::new(),
+            older: Vec::new(),
             len: 0,
         }
     }
@@ -89,16 +110,24 @@ impl OrderTable {
         self.index.len() / 2
     }
 
-    /// The key of the order at arena position `position`. Positions never
-    /// change: orders are neither removed nor moved.
-    pub fn key_at(&self, position: u32) -> &OrderKey {
-        &self.entry(position as usize).0
+    /// The link to the order its account placed before `key`'s, if the
+    /// table holds `key`'s order (`Some(None)` when it was the first).
+    pub fn older_than(&self, key: &OrderKey) -> Option<Link> {
+        let at = self.find(key, hash_of(key)).ok()?;
+        Some(self.older_at(at))
     }
 
-    /// The arena position of `key`'s order, if the table holds it.
-    pub fn position(&self, key: &OrderKey) -> Option<u32> {
-        let at = self.find(key, hash_of(key)).ok()?;
-        Some(at as u32)
+    /// The order at `link` and those its account placed before it, newest
+    /// first.
+    pub fn walk_older(&self, link: Link) -> impl Iterator<Item = (&OrderKey, &Order)> + '_ {
+        std::iter::successors(link, |at| self.older_at(at.get() as usize - 1)).map(|at| {
+            let (key, order) = self.entry(at.get() as usize - 1);
+            (key, order)
+        })
+    }
+
+    fn older_at(&self, at: usize) -> Link {
+        NonZeroU32::new(self.older[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)])
     }
 
     pub fn get(&self, key: &OrderKey) -> Option<&Order> {
@@ -111,14 +140,18 @@ impl OrderTable {
         Some(&mut self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)].1)
     }
 
-    /// Adds `order` under `key`, or replaces the order there and returns it.
-    pub fn insert(&mut self, key: OrderKey, order: Order) -> Option<Order> {
+    /// Adds `order` under `key`, after `older`, the link to the order its
+    /// account placed last, and returns the new order's link. A key the
+    /// table already holds is refused, and `order` handed back.
+    pub fn insert(
+        &mut self,
+        key: OrderKey,
+        order: Order,
+        older: Link,
+    ) -> Result<NonZeroU32, Order> {
         let hash = hash_of(&key);
         let empty = match self.find(&key, hash) {
-            Ok(at) => {
-                let old = &mut self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)].1;
-                return Some(std::mem::replace(old, order));
-            }
+            Ok(_) => return Err(order),
             Err(empty) => empty,
         };
         assert!(
@@ -132,8 +165,8 @@ impl OrderTable {
             empty
         };
         self.index[empty] = slot(hash, self.len);
-        self.push((key, order));
-        None
+        self.push((key, order), older.map_or(0, NonZeroU32::get));
+        Ok(NonZeroU32::new(self.len as u32).expect("one more than the new order's position"))
     }
 
     /// Asks the CPU for the index line `key`'s lookup or insert will read
@@ -150,13 +183,16 @@ impl OrderTable {
             self.rebuild_index(want * 2);
         }
         let chunks = want.div_ceil(CHUNK_LEN);
-        if let Some(first) = self.chunks.first_mut() {
+        if let (Some(first), Some(older)) = (self.chunks.first_mut(), self.older.first_mut()) {
             first.reserve_exact(want.min(CHUNK_LEN) - first.len());
+            older.reserve_exact(want.min(CHUNK_LEN) - older.len());
         } else if want > 0 {
             self.chunks.push(Vec::with_capacity(want.min(CHUNK_LEN)));
+            self.older.push(Vec::with_capacity(want.min(CHUNK_LEN)));
         }
         while self.chunks.len() < chunks {
             self.chunks.push(Vec::with_capacity(CHUNK_LEN));
+            self.older.push(Vec::with_capacity(CHUNK_LEN));
         }
     }
 
@@ -171,6 +207,11 @@ impl OrderTable {
                 chunk.push(placeholder());
             }
             chunk.truncate(live);
+        }
+        for older in &mut self.older {
+            let live = older.len();
+            older.resize(older.capacity(), 0);
+            older.truncate(live);
         }
     }
 
@@ -187,14 +228,16 @@ impl OrderTable {
         &self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)]
     }
 
-    fn push(&mut self, entry: (OrderKey, Order)) {
+    fn push(&mut self, entry: (OrderKey, Order), older: u32) {
         let chunk = self.len >> CHUNK_BITS;
         if chunk == self.chunks.len() {
             // The first chunk grows as it fills, so a small shard stays small.
             let room = if chunk == 0 { 0 } else { CHUNK_LEN };
             self.chunks.push(Vec::with_capacity(room));
+            self.older.push(Vec::with_capacity(room));
         }
         self.chunks[chunk].push(entry);
+        self.older[chunk].push(older);
         self.len += 1;
     }
 
@@ -249,10 +292,16 @@ impl Index<&OrderKey> for OrderTable {
     }
 }
 
-/// Equal when both hold the same orders, whatever order they were placed in.
+/// Equal when both hold the same orders at the same positions, linked
+/// alike: what two shards that applied the same records hold, and what a
+/// snapshot restores, since it lists orders in the order they were placed.
+/// Accounts name their newest order by position, so equal accounts need
+/// equal positions too.
 impl PartialEq for OrderTable {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().all(|(k, o)| other.get(k) == Some(o))
+        self.len == other.len
+            && self.iter().eq(other.iter())
+            && self.older.iter().flatten().eq(other.older.iter().flatten())
     }
 }
 
@@ -291,10 +340,14 @@ mod tests {
     }
 
     /// The table against a `HashMap` after every step: what it finds,
-    /// what it misses, how many it holds and what `insert` gives back.
+    /// what it misses, how many it holds and what `insert` refuses; and at
+    /// the end each account's orders, walked newest first from the link
+    /// its last insert returned, against the order they were placed in.
     fn check_against_map(ops: &[(u64, u128)], reserve_at: Option<usize>) {
         let mut table = OrderTable::default();
         let mut model: IdMap<OrderKey, Order> = IdMap::default();
+        let mut newest: IdMap<u64, Link> = IdMap::default();
+        let mut placed: IdMap<u64, Vec<OrderKey>> = IdMap::default();
         for (n, &(account, id)) in ops.iter().enumerate() {
             if reserve_at == Some(n) {
                 table.reserve_touched(table.len() + 3 * CHUNK_LEN / 2, || {
@@ -303,7 +356,18 @@ mod tests {
             }
             let key = OrderKey::new(account, id);
             let o = order(n as u64);
-            assert_eq!(table.insert(key, o.clone()), model.insert(key, o));
+            let last = newest.entry(account).or_default();
+            match table.insert(key, o.clone(), *last) {
+                Ok(link) => {
+                    assert!(model.insert(key, o).is_none(), "{key:?} accepted twice");
+                    *last = Some(link);
+                    placed.entry(account).or_default().push(key);
+                }
+                Err(refused) => {
+                    assert_eq!(refused, o, "the refused order handed back");
+                    assert!(model.contains_key(&key), "{key:?} refused but new");
+                }
+            }
             assert_eq!(table.len(), model.len());
             assert!(table.capacity() >= table.len());
         }
@@ -314,8 +378,19 @@ mod tests {
         for &(account, id) in ops {
             let absent = OrderKey::new(account, id ^ (1 << 100));
             assert_eq!(table.get(&absent), model.get(&absent));
+            assert_eq!(table.older_than(&absent), None);
         }
         assert_eq!(table.iter().count(), model.len());
+        for (account, keys) in &placed {
+            let walked: Vec<OrderKey> =
+                table.walk_older(newest[account]).map(|(k, _)| *k).collect();
+            let newest_first: Vec<OrderKey> = keys.iter().rev().copied().collect();
+            assert_eq!(walked, newest_first, "account {account}");
+            // From any order on, the walk goes on with the ones before it.
+            let second = table.older_than(&keys[keys.len() - 1]).expect("held");
+            let rest: Vec<OrderKey> = table.walk_older(second).map(|(k, _)| *k).collect();
+            assert_eq!(rest, newest_first[1..]);
+        }
     }
 
     proptest! {
@@ -349,7 +424,7 @@ mod tests {
     fn keeps_orders_in_the_order_they_were_placed() {
         let mut table = OrderTable::default();
         for i in (0..100u64).rev() {
-            table.insert(OrderKey::new(i, 0), order(i));
+            table.insert(OrderKey::new(i, 0), order(i), None).unwrap();
         }
         let accounts: Vec<u64> = table.iter().map(|(k, _)| k.account).collect();
         assert_eq!(accounts, (0..100u64).rev().collect::<Vec<_>>());
@@ -359,33 +434,47 @@ mod tests {
     fn a_full_index_doubles() {
         let mut table = OrderTable::default();
         crate::shard::assert_grows_by_doubling(1_000, |i| {
-            table.insert(OrderKey::new(i, 1), order(i));
+            table.insert(OrderKey::new(i, 1), order(i), None).unwrap();
             table.capacity()
         });
     }
 
     #[test]
-    fn changes_an_order_in_place_and_compares_by_content() {
+    fn changes_an_order_in_place_and_compares_by_position_and_link() {
         let mut a = OrderTable::default();
         let mut b = OrderTable::default();
+        let mut c = OrderTable::default();
+        let mut reversed = OrderTable::default();
         for i in 0..50u64 {
-            a.insert(OrderKey::new(i, 1), order(i));
-            b.insert(OrderKey::new(49 - i, 1), order(49 - i));
+            a.insert(OrderKey::new(i, 1), order(i), None).unwrap();
+            b.insert(OrderKey::new(i, 1), order(i), None).unwrap();
+            let older = (i > 0).then(|| NonZeroU32::new(i as u32)).flatten();
+            c.insert(OrderKey::new(i, 1), order(i), older).unwrap();
+            reversed
+                .insert(OrderKey::new(49 - i, 1), order(49 - i), None)
+                .unwrap();
         }
-        assert_eq!(a, b, "same orders placed in another order");
+        assert_eq!(a, b);
+        assert_ne!(a, c, "same orders, linked otherwise");
+        assert_ne!(a, reversed, "same orders at other positions");
         a.get_mut(&OrderKey::new(3, 1)).expect("placed").state = OrderState::Paid;
         assert_ne!(a, b);
         assert_eq!(a[&OrderKey::new(3, 1)].state, OrderState::Paid);
         assert!(a.get_mut(&OrderKey::new(3, 2)).is_none());
-        b.insert(OrderKey::new(50, 1), order(50));
+        b.insert(OrderKey::new(50, 1), order(50), None).unwrap();
         assert_ne!(a, b, "another length");
     }
 
     #[test]
     fn reserving_touched_adds_no_order_and_keeps_the_live_ones() {
         let mut table = OrderTable::default();
+        let mut older = None;
         for i in 0..10u64 {
-            table.insert(OrderKey::new(i, 0), order(i));
+            older = Some(
+                table
+                    .insert(OrderKey::new(1, i.into()), order(i), older)
+                    .unwrap(),
+            );
         }
         let before = table.clone();
         table.reserve_touched(2 * CHUNK_LEN + 5, || (OrderKey::new(1, 0), order(99)));
@@ -394,10 +483,12 @@ mod tests {
         assert!(table.capacity() >= 2 * CHUNK_LEN + 5);
         assert_eq!(table.chunks.len(), 3, "every reserved chunk allocated");
         assert!(table.chunks.iter().all(|c| c.capacity() == CHUNK_LEN));
+        assert!(table.older.iter().all(|c| c.capacity() == CHUNK_LEN));
         assert_eq!(
             table[&OrderKey::new(1, 0)],
-            order(1),
+            order(0),
             "no placeholder found"
         );
+        assert_eq!(table.walk_older(older).count(), 10, "links kept");
     }
 }

@@ -19,6 +19,8 @@ pub struct Model {
     pub skus: BTreeMap<u64, SkuView>,
     pub balances: BTreeMap<u64, u64>,
     pub orders: BTreeMap<(u64, u128), (OrderView, u64)>,
+    /// Each account's order ids in the order they were placed.
+    pub placed: BTreeMap<u64, Vec<u128>>,
     pub limit_count: BTreeMap<(u64, u64), u32>,
     pub rejected: BTreeMap<(u64, u128), (u64, Reject)>,
 }
@@ -174,6 +176,7 @@ impl Model {
                 match result {
                     Ok(view) => {
                         self.orders.insert(key, (view.clone(), fp));
+                        self.placed.entry(p.account).or_default().push(p.id);
                         Ok(Reply::Order(view))
                     }
                     Err(r) => {
@@ -271,13 +274,21 @@ impl Model {
                         max: LIST_MAX,
                     });
                 }
-                let from = after.map_or(0, |a| a.saturating_add(1));
-                let views = self
-                    .orders
-                    .range((account, from)..=(account, u128::MAX))
-                    .filter(|((_, id), _)| after.is_none_or(|a| *id > a))
+                // Newest first, going on after `after`, which must be one
+                // of the account's orders.
+                let ids = self.placed.get(&account).map_or(&[][..], Vec::as_slice);
+                let end = match after {
+                    None => ids.len(),
+                    Some(order) => ids
+                        .iter()
+                        .position(|&id| id == order)
+                        .ok_or(Reject::UnknownOrder { account, order })?,
+                };
+                let views = ids[..end]
+                    .iter()
+                    .rev()
                     .take(limit as usize)
-                    .map(|(_, (o, _))| o.clone())
+                    .map(|&id| self.orders[&(account, id)].0.clone())
                     .collect();
                 Ok(Reply::Orders(views))
             }
