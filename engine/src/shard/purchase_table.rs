@@ -17,7 +17,7 @@
 use std::hash::Hasher;
 
 use crate::hash::IdHasher;
-use crate::prefetch::prefetch;
+use crate::prefetch::prefetch_whole;
 use crate::types::{AccountId, Qty, SkuId};
 
 pub(crate) type PurchaseKey = (SkuId, AccountId);
@@ -121,9 +121,9 @@ impl PurchaseTable {
         }
     }
 
-    /// Asks the CPU for the line `key`'s lookup starts at.
+    /// Asks the CPU for the slot `key`'s lookup starts at.
     pub fn prefetch(&self, key: &PurchaseKey) {
-        prefetch(&self.slots[(hash_of(key) >> self.shift) as usize]);
+        prefetch_whole(&self.slots[(hash_of(key) >> self.shift) as usize]);
     }
 
     /// Room for `entries` pairs without growing, with the memory faulted in
