@@ -71,7 +71,7 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             },
         );
     }
-    st.accounts.reserve(img.accounts.len());
+    st.accounts.reserve_touched(img.accounts.len());
     for a in img.accounts.iter() {
         st.accounts.insert(
             a.id.to_native(),

@@ -40,7 +40,7 @@ impl Shard {
                 s.stocked += qty;
             }
             Record::Deposited { account, amount } => {
-                st.accounts.entry(account).or_default().balance += amount;
+                st.accounts.get_or_insert(account).balance += amount;
                 st.deposited += u128::from(amount);
             }
             Record::Withdrew { account, amount } => {

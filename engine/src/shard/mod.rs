@@ -7,6 +7,7 @@
 //! through [`Record`]s applied by `apply_record`, so replaying a shard's
 //! records rebuilds its state exactly.
 
+mod account_table;
 mod apply;
 mod lifecycle;
 mod order;
@@ -31,6 +32,7 @@ use crate::types::{
 };
 
 use crate::order_lines::OrderLines;
+pub(crate) use account_table::AccountTable;
 pub use order::fingerprint;
 pub(crate) use order_table::{Link, OrderTable};
 pub(crate) use purchase_table::PurchaseTable;
@@ -89,7 +91,7 @@ pub(crate) struct Sku {
     pub stocked: Qty,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Account {
     pub balance: Money,
     /// The account's newest order, which links to the ones before it
@@ -141,7 +143,7 @@ pub(crate) struct Hold {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShardState {
     pub(crate) skus: IdMap<SkuId, Sku>,
-    pub(crate) accounts: IdMap<AccountId, Account>,
+    pub(crate) accounts: AccountTable,
     pub(crate) orders: OrderTable,
     /// Units of a limited SKU an account holds in live orders.
     pub(crate) purchases: PurchaseTable,
@@ -320,7 +322,7 @@ impl Shard {
         for cmd in cmds {
             if let Command::PlaceOrder(p) = cmd {
                 let key = OrderKey::new(p.account, p.id);
-                touched ^= self.warm_order(&key);
+                self.warm_order(&key);
                 touched ^= st.rejected.get(&key).map_or(0, |r| r.0);
                 for l in p.lines.iter().filter(|l| self.owns(l.sku)) {
                     self.warm_purchase(l.sku, p.account);
@@ -330,17 +332,12 @@ impl Shard {
         std::hint::black_box(touched);
     }
 
-    /// Looks up the account of the order `key` and prefetches the order's
-    /// index line: what inserting the order touches. Returns a value read
-    /// from the account, for the caller to consume.
-    fn warm_order(&self, key: &OrderKey) -> u64 {
+    /// Prefetches the account of the order `key` and the order's index
+    /// line: what inserting the order touches.
+    fn warm_order(&self, key: &OrderKey) {
         let st = &self.state;
         st.orders.prefetch(key);
-        st.accounts.get(&key.account).map_or(0, |a| {
-            // Both fields: a 24-byte slot crosses a cache line in a quarter
-            // of the table, and inserting the order writes `newest` too.
-            a.balance ^ u64::from(a.newest.map_or(0, std::num::NonZeroU32::get))
-        })
+        st.accounts.prefetch(&key.account);
     }
 
     /// Prefetches the per-user-limit count of (`sku`, `account`), if `sku`
@@ -366,7 +363,7 @@ impl Shard {
             match msg {
                 PeerMsg::Vote { tx, .. } => {
                     if let Some(p) = self.pending.get(tx) {
-                        touched ^= self.warm_order(&p.key);
+                        self.warm_order(&p.key);
                     }
                 }
                 PeerMsg::Prepare { account, lines, .. } => {
@@ -410,16 +407,16 @@ impl Shard {
         for record in records {
             match record {
                 Record::OrderPlaced(o) => {
-                    touched ^= self.warm_order(&o.key);
+                    self.warm_order(&o.key);
                     for l in o.lines.iter() {
                         self.warm_purchase(l.sku, o.key.account);
                     }
                 }
-                Record::OrderCommitted { order, .. } => touched ^= self.warm_order(&order.key),
+                Record::OrderCommitted { order, .. } => self.warm_order(&order.key),
                 Record::Paid { key }
                 | Record::Cancelled { key }
                 | Record::Expired { key }
-                | Record::Refunded { key, .. } => touched ^= self.warm_order(key),
+                | Record::Refunded { key, .. } => self.warm_order(key),
                 Record::Prepared { account, lines, .. } => {
                     for l in lines.iter() {
                         self.warm_purchase(l.sku, *account);

@@ -9,7 +9,7 @@
 
 use std::hash::Hash;
 
-use super::{Account, Capacity, Order, Shard, Sku};
+use super::{Capacity, Order, Shard, Sku};
 use crate::error::Reject;
 use crate::hash::IdMap;
 use crate::types::{OrderKey, OrderState};
@@ -23,7 +23,7 @@ impl Shard {
     pub fn reserve(&mut self, capacity: Capacity) {
         let st = &mut self.state;
         reserve_touched(&mut st.skus, capacity.skus, |i| i, Sku::default);
-        reserve_touched(&mut st.accounts, capacity.accounts, |i| i, Account::default);
+        st.accounts.reserve_touched(capacity.accounts);
         st.orders.reserve_touched(capacity.orders, || {
             let order = Order {
                 lines: Box::<[_]>::default().into(),
@@ -155,7 +155,7 @@ mod tests {
         // Placeholder keys start at 0, where real entries live too.
         assert_eq!(st.orders.len(), 4);
         assert_eq!(st.purchases.len(), 4);
-        assert_eq!(st.accounts[&0].balance, 980);
+        assert_eq!(st.accounts.get(&0).map(|a| a.balance), Some(980));
         let mut rejected = st.rejected.clone();
         let [newer, older] = rejected.tables_mut();
         assert!(newer.capacity() >= 700 && older.capacity() == 0);

@@ -1,0 +1,285 @@
+//! The account table: every account a shard holds, inline in one array.
+//!
+//! Every order reads and writes its buyer's account, and with a million
+//! accounts the table is larger than the last-level cache. In a `HashMap`
+//! a lookup reads the control bytes first and the slot after them, two
+//! misses in a row whose addresses only the map knows, so `warm` had to run
+//! the whole lookup to bring an account in. Here the accounts sit inline,
+//! probed linearly from a slot that follows from the id's hash alone, and
+//! [`AccountTable::prefetch`] asks for it without waiting (BENCHMARKS.md,
+//! "Accounts inline").
+//!
+//! Accounts are never removed, so a probe ends at the first empty slot. An
+//! empty slot is marked by a `newest` link that no order has: a shard
+//! holds fewer orders than `u32::MAX` (see `order_table`), so no account's
+//! newest order is at `u32::MAX`.
+
+use std::hash::Hasher;
+use std::num::NonZeroU32;
+
+use super::Account;
+use super::order_table::{Link, ORDERS_PER_SHARD_MAX};
+use crate::hash::IdHasher;
+use crate::prefetch::prefetch_whole;
+use crate::types::AccountId;
+
+const _: () = assert!(
+    ORDERS_PER_SHARD_MAX < u32::MAX as usize,
+    "the last link must stay free to mark empty slots"
+);
+
+/// An empty slot's `newest`.
+const EMPTY: Link = NonZeroU32::new(u32::MAX);
+
+const EMPTY_SLOT: (AccountId, Account) = (
+    0,
+    Account {
+        balance: 0,
+        newest: EMPTY,
+    },
+);
+
+/// One cache line's worth of slots, and more.
+const SLOTS_MIN: usize = 4;
+
+/// The table grows when it would be fuller than 3/4: just after growing
+/// it is 3/8 full, 64 bytes an account at 24-byte slots, the memory target.
+fn over_full(entries: usize, slots: usize) -> bool {
+    entries * 4 > slots * 3
+}
+
+#[derive(Clone)]
+pub(crate) struct AccountTable {
+    /// Power-of-two length.
+    slots: Box<[(AccountId, Account)]>,
+    /// 64 minus log2 of the length: an id's first slot is its hash's top bits.
+    shift: u32,
+    len: usize,
+}
+
+const _: () = assert!(std::mem::size_of::<(AccountId, Account)>() == 24);
+
+fn hash_of(id: AccountId) -> u64 {
+    let mut h = IdHasher::default();
+    h.write_u64(id);
+    h.finish()
+}
+
+fn is_empty(slot: &(AccountId, Account)) -> bool {
+    slot.1.newest == EMPTY
+}
+
+impl Default for AccountTable {
+    fn default() -> Self {
+        AccountTable {
+            slots: vec![EMPTY_SLOT; SLOTS_MIN].into_boxed_slice(),
+            shift: 64 - SLOTS_MIN.trailing_zeros(),
+            len: 0,
+        }
+    }
+}
+
+impl AccountTable {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Accounts the table holds before it must grow.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.slots.len() * 3 / 4
+    }
+
+    pub fn get(&self, id: &AccountId) -> Option<&Account> {
+        self.find(*id).ok().map(|i| &self.slots[i].1)
+    }
+
+    pub fn get_mut(&mut self, id: &AccountId) -> Option<&mut Account> {
+        self.find(*id).ok().map(|i| &mut self.slots[i].1)
+    }
+
+    /// The account `id`, opened with nothing in it if it is new.
+    pub fn get_or_insert(&mut self, id: AccountId) -> &mut Account {
+        let i = match self.find(id) {
+            Ok(i) => i,
+            Err(empty) => self.fill(empty, id, Account::default()),
+        };
+        &mut self.slots[i].1
+    }
+
+    /// Puts `account` under `id`, handing back any account it replaces.
+    pub fn insert(&mut self, id: AccountId, account: Account) -> Option<Account> {
+        debug_assert!(account.newest != EMPTY, "no order has the last link");
+        match self.find(id) {
+            Ok(i) => Some(std::mem::replace(&mut self.slots[i].1, account)),
+            Err(empty) => {
+                self.fill(empty, id, account);
+                None
+            }
+        }
+    }
+
+    /// Asks the CPU for the slot `id`'s lookup starts at, all of it.
+    pub fn prefetch(&self, id: &AccountId) {
+        prefetch_whole(&self.slots[self.home(*id)]);
+    }
+
+    /// Room for `entries` accounts without growing, with the memory
+    /// written now rather than faulted in while the shard serves.
+    pub fn reserve_touched(&mut self, entries: usize) {
+        if over_full(entries, self.slots.len()) {
+            self.rebuild(entries);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&AccountId, &Account)> + Clone {
+        self.slots
+            .iter()
+            .filter(|s| !is_empty(s))
+            .map(|(id, a)| (id, a))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Account> {
+        self.iter().map(|(_, a)| a)
+    }
+
+    fn home(&self, id: AccountId) -> usize {
+        (hash_of(id) >> self.shift) as usize
+    }
+
+    /// The slot holding `id`, or the empty slot where it would go. Ends
+    /// because the table is never full.
+    fn find(&self, id: AccountId) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        loop {
+            let s = &self.slots[i];
+            if is_empty(s) {
+                return Err(i);
+            }
+            if s.0 == id {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn fill(&mut self, empty: usize, id: AccountId, account: Account) -> usize {
+        let empty = if over_full(self.len + 1, self.slots.len()) {
+            self.rebuild(self.len + 1);
+            self.find(id).expect_err("a new account")
+        } else {
+            empty
+        };
+        self.slots[empty] = (id, account);
+        self.len += 1;
+        empty
+    }
+
+    /// A fresh array with room for `entries`, every slot written empty (so
+    /// every page is faulted in now), the accounts moved over.
+    fn rebuild(&mut self, entries: usize) {
+        let mut len = SLOTS_MIN;
+        while over_full(entries, len) {
+            len *= 2;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; len].into_boxed_slice());
+        self.shift = 64 - len.trailing_zeros();
+        for (id, account) in old.into_vec().into_iter().filter(|s| !is_empty(s)) {
+            let empty = self.find(id).expect_err("ids are unique");
+            self.slots[empty] = (id, account);
+        }
+    }
+}
+
+/// Equal when both hold the same accounts, wherever their slots are.
+impl PartialEq for AccountTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().all(|(id, a)| other.get(id) == Some(a))
+    }
+}
+
+impl Eq for AccountTable {}
+
+impl std::fmt::Debug for AccountTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::IdMap;
+    use proptest::prelude::*;
+
+    fn account(n: u64) -> Account {
+        Account {
+            balance: n,
+            newest: NonZeroU32::new(n as u32 % 7),
+        }
+    }
+
+    proptest! {
+        /// The table against a `HashMap`: deposits, replacements, lookups
+        /// of ids held and not held, with a reservation somewhere between.
+        #[test]
+        fn behaves_as_a_map(
+            ops in prop::collection::vec((0u64..300, any::<bool>()), 0..600),
+            reserve_at in prop::option::of((0usize..600, 0usize..2_000)),
+        ) {
+            let mut table = AccountTable::default();
+            let mut model: IdMap<AccountId, Account> = IdMap::default();
+            for (n, &(id, replace)) in ops.iter().enumerate() {
+                if let Some((at, entries)) = reserve_at && at == n {
+                    table.reserve_touched(entries);
+                    prop_assert!(table.capacity() >= entries);
+                }
+                // Ids spread over the whole range too, not only small ones.
+                let id = if id % 3 == 0 { id.wrapping_mul(0x9e37_79b9_7f4a_7c15) } else { id };
+                if replace {
+                    prop_assert_eq!(table.insert(id, account(n as u64)), model.insert(id, account(n as u64)));
+                } else {
+                    table.get_or_insert(id).balance += 1;
+                    model.entry(id).or_default().balance += 1;
+                }
+                prop_assert_eq!(table.len(), model.len());
+                prop_assert!(table.capacity() >= table.len());
+            }
+            for (id, a) in &model {
+                prop_assert_eq!(table.get(id), Some(a));
+            }
+            prop_assert_eq!(table.get(&u64::MAX), model.get(&u64::MAX));
+            let mut listed: Vec<_> = table.iter().map(|(&id, &a)| (id, a)).collect();
+            listed.sort_by_key(|&(id, _)| id);
+            let mut want: Vec<_> = model.into_iter().collect();
+            want.sort_by_key(|&(id, _)| id);
+            prop_assert_eq!(listed, want);
+        }
+    }
+
+    #[test]
+    fn a_full_table_doubles() {
+        let mut table = AccountTable::default();
+        crate::shard::assert_grows_by_doubling(1_000, |i| {
+            table.get_or_insert(i);
+            table.capacity()
+        });
+    }
+
+    #[test]
+    fn compares_by_content_and_finds_an_id_of_zero() {
+        let mut a = AccountTable::default();
+        let mut b = AccountTable::default();
+        b.reserve_touched(1_000);
+        for id in 0..50u64 {
+            a.get_or_insert(id).balance = id;
+            b.get_or_insert(49 - id).balance = 49 - id;
+        }
+        assert_eq!(a, b, "same accounts in tables of other sizes");
+        assert_eq!(a.get(&0), Some(&Account::default()));
+        a.get_mut(&3).expect("held").balance += 1;
+        assert_ne!(a, b);
+        assert!(a.get_mut(&50).is_none());
+    }
+}
