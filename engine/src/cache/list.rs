@@ -28,7 +28,7 @@ impl Handle {
         Handle((u64::from(generation) << 32) | u64::from(index))
     }
 
-    fn index(self) -> u32 {
+    pub(crate) fn index(self) -> u32 {
         self.0 as u32
     }
 
@@ -102,10 +102,20 @@ impl<K> Lists<K> {
     }
 
     pub(crate) fn key(&self, handle: Handle) -> &K {
-        self.cold[handle.index() as usize]
+        self.key_at(handle.index())
+    }
+
+    /// The key of the live node at `index`.
+    pub(crate) fn key_at(&self, index: u32) -> &K {
+        self.cold[index as usize]
             .key
             .as_ref()
             .expect("a live node has a key")
+    }
+
+    /// The handle of the live node at `index`.
+    pub(crate) fn handle_at(&self, index: u32) -> Handle {
+        Handle::new(index, self.links[index as usize].generation)
     }
 
     /// Puts a new node at the head of `tag`.

@@ -43,6 +43,7 @@
 //! ```
 
 mod buffer;
+mod ghosts;
 mod list;
 mod policy;
 mod readers;

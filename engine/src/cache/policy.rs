@@ -14,10 +14,9 @@
 //!   `B1` and `B2` remember the keys (not the values) lately evicted from
 //!   each, and a new key found there moves `p`.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
-use hashbrown::HashMap;
-
+use super::ghosts::Ghosts;
 use super::list::{Handle, Lists, Tag};
 
 /// Which replacement policy a cache runs.
@@ -51,7 +50,9 @@ pub(crate) struct Policy<K> {
     lists: Lists<K>,
     capacity: u64,
     p: f64,
-    ghosts: HashMap<K, Handle, foldhash::fast::RandomState>,
+    /// Which nodes of `B1` and `B2` hold which keys.
+    ghosts: Ghosts,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl<K: Hash + Eq + Clone> Policy<K> {
@@ -61,7 +62,8 @@ impl<K: Hash + Eq + Clone> Policy<K> {
             lists: Lists::new(),
             capacity,
             p: 0.0,
-            ghosts: HashMap::default(),
+            ghosts: Ghosts::default(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -167,7 +169,11 @@ impl<K: Hash + Eq + Clone> Policy<K> {
             self.lists.ends(Tag::B1).weight,
             self.lists.ends(Tag::B2).weight,
         );
-        if let Some(ghost) = self.ghosts.remove(&key) {
+        let hash = self.hasher.hash_one(&key);
+        let lists = &self.lists;
+        if let Some(at) = self.ghosts.find(hash, |at| *lists.key_at(at) == key) {
+            self.ghosts.remove(hash, at);
+            let ghost = self.lists.handle_at(at);
             let in_b2 = self.lists.live(ghost) == Some(Tag::B2);
             // Case II (a ghost in B1: recency was undervalued, so grow T1's
             // target) and case III (in B2: shrink it). The step is larger
@@ -223,7 +229,8 @@ impl<K: Hash + Eq + Clone> Policy<K> {
         let victim = self.lists.tail(from).expect("over capacity, so not empty");
         self.lists.move_to(victim, to);
         let key = self.lists.key(victim).clone();
-        self.ghosts.insert(key.clone(), victim);
+        self.ghosts
+            .insert(self.hasher.hash_one(&key), victim.index());
         evicted.push(key);
     }
 
@@ -233,7 +240,8 @@ impl<K: Hash + Eq + Clone> Policy<K> {
                 break;
             };
             let key = self.lists.remove(ghost);
-            self.ghosts.remove(&key);
+            self.ghosts
+                .remove(self.hasher.hash_one(&key), ghost.index());
         }
     }
 
