@@ -45,7 +45,7 @@ const SLOTS_MIN: usize = 4;
 /// The table grows when it would be fuller than 3/4: just after growing
 /// it is 3/8 full, 64 bytes an account at 24-byte slots, the memory target.
 fn over_full(entries: usize, slots: usize) -> bool {
-    entries * 4 > slots * 3
+    entries as u128 * 4 > slots as u128 * 3
 }
 
 #[derive(Clone)]
@@ -181,7 +181,9 @@ impl AccountTable {
     fn rebuild(&mut self, entries: usize) {
         let mut len = SLOTS_MIN;
         while over_full(entries, len) {
-            len *= 2;
+            len = len
+                .checked_mul(2)
+                .expect("an account table that fits memory");
         }
         let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; len].into_boxed_slice());
         self.shift = 64 - len.trailing_zeros();

@@ -310,10 +310,11 @@ impl Shard {
     ///
     /// An order's account and order-table slot are random in tables of
     /// millions, and each lookup on the order path waits for the one before.
-    /// Here they depend on nothing, so their misses overlap: the account and
-    /// the remembered rejections are looked up, the order's index line and
-    /// any per-user-limit count prefetched (a new key is not in those
-    /// tables, so a lookup would stop before the line its insert writes),
+    /// Here they depend on nothing, so their misses overlap: the account's
+    /// slot, the order's index line and any per-user-limit count are
+    /// prefetched (their addresses follow from the keys' hashes; a new key
+    /// is not in the order or purchase table, so a lookup would stop before
+    /// the line its insert writes), the remembered rejections looked up,
     /// and the `apply` calls that follow find the lines in cache. Worth it
     /// for a few commands at a time: more, and the first are evicted again.
     pub fn warm<'a>(&self, cmds: impl IntoIterator<Item = &'a Command>) {
@@ -403,7 +404,6 @@ impl Shard {
     /// touches in the big tables (an order's index line and its account;
     /// per-user-limit counts).
     pub(crate) fn warm_records(&self, records: &[Record]) {
-        let mut touched = 0u64;
         for record in records {
             match record {
                 Record::OrderPlaced(o) => {
@@ -423,12 +423,11 @@ impl Shard {
                     }
                 }
                 Record::Deposited { account, .. } | Record::Withdrew { account, .. } => {
-                    touched ^= self.state.accounts.get(account).map_or(0, |a| a.balance);
+                    self.state.accounts.prefetch(account);
                 }
                 _ => {}
             }
         }
-        std::hint::black_box(touched);
     }
 
     /// Run one client command that this shard owns.
