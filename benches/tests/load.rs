@@ -73,6 +73,34 @@ fn every_workload_prints_its_json_and_keeps_the_invariants() {
     }
 }
 
+/// With every account buying once, a flash sale that outlasts its buyers
+/// commits exactly one order per account and refuses the rest by the limit.
+#[test]
+fn a_flash_sale_of_buyers_once_sells_to_every_account_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+        .args([
+            "--workload",
+            "flash-sale",
+            "--buyers",
+            "once",
+            "--shards",
+            "2",
+        ])
+        .args(["--threads", "2", "--seconds", "1", "--accounts", "5000"])
+        .args(["--batch", "64", "--json"])
+        .output()
+        .expect("mercato-load runs");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "exit {:?}\n{line}", out.status);
+    for want in [
+        "\"buyers\":\"once\"",
+        "\"orders_committed\":5000,",
+        "\"invariants_ok\":true",
+    ] {
+        assert!(line.contains(want), "no {want} in {line}");
+    }
+}
+
 #[test]
 fn an_unknown_or_unreachable_target_is_refused() {
     for (target, says) in [

@@ -39,6 +39,17 @@ enum Workload {
     Reads,
 }
 
+/// How the flash sale draws its buyers.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Buyers {
+    /// Uniformly from all accounts, with repeats, which the limit refuses.
+    Random,
+    /// Each account once, in a shuffled order the threads share out, until
+    /// every account has bought (then they come round again): every request
+    /// is a new buyer, so the run measures orders committed.
+    Once,
+}
+
 #[derive(Parser)]
 #[command(name = "mercato-load", about = "Load generator for mercato")]
 struct Args {
@@ -48,6 +59,9 @@ struct Args {
     target: String,
     #[arg(long, value_enum, default_value_t = Workload::FlashSale)]
     workload: Workload,
+    /// How flash-sale buyers are drawn.
+    #[arg(long, value_enum, default_value_t = Buyers::Random)]
+    buyers: Buyers,
     /// Shards; 0 means one per core.
     #[arg(long, default_value_t = 0)]
     shards: u16,
@@ -204,15 +218,59 @@ fn run_for(args: &Args, stop: &AtomicBool) {
 
 struct Gen {
     workload: Workload,
+    buyers: Buyers,
     accounts: u64,
     zipf: Zipf,
     rng: Rng,
     next_id: u128,
     /// Deferred orders waiting to be paid or cancelled: (account, id).
     deferred: Vec<(u64, u128)>,
+    /// With `Buyers::Once`: this thread's draws so far, its number, and
+    /// how many threads share the accounts out.
+    drawn: u64,
+    thread: u64,
+    threads: u64,
 }
 
+/// Steps through all accounts in a shuffled order: `i → i × STRIDE mod n`
+/// visits every account once when `STRIDE` and `n` share no factor (a
+/// prime, so only a multiple of it could, which `Gen::buyer` checks).
+const STRIDE: u64 = 2_654_435_761;
+
 impl Gen {
+    fn new(args: &Args, accounts: u64, skus: u64, run_id: u64, thread: usize) -> Gen {
+        Gen {
+            workload: args.workload,
+            buyers: args.buyers,
+            accounts,
+            zipf: Zipf::new(skus.max(1), 0.99),
+            rng: Rng::new(run_id ^ (thread as u64 + 1)),
+            // Unique per run and thread: a load restarted on the same data
+            // directory must not retry an old order id.
+            next_id: (u128::from(run_id) << 64) | ((thread as u128) << 48),
+            deferred: Vec::new(),
+            drawn: 0,
+            thread: thread as u64,
+            threads: args.threads.max(1) as u64,
+        }
+    }
+
+    /// The next flash-sale buyer.
+    fn buyer(&mut self) -> u64 {
+        match self.buyers {
+            Buyers::Random => self.rng.below(self.accounts),
+            Buyers::Once => {
+                let n = self.accounts;
+                let i = (self.drawn * self.threads + self.thread) % n;
+                self.drawn += 1;
+                if n % STRIDE == 0 {
+                    return i;
+                }
+                (u128::from(i) * u128::from(STRIDE) % u128::from(n)) as u64
+            }
+        }
+    }
+
     fn cart(&mut self, payment: Payment) -> Command {
         let n = 1 + self.rng.below(3) as usize;
         let mut lines: Vec<LineRequest> = Vec::with_capacity(n);
@@ -237,7 +295,7 @@ impl Gen {
                 self.next_id += 1;
                 Command::PlaceOrder(PlaceOrder {
                     id: self.next_id,
-                    account: self.rng.below(self.accounts),
+                    account: self.buyer(),
                     lines: vec![LineRequest::new(HOT_SKU, 1)],
                     payment: Payment::Immediate,
                 })
@@ -357,16 +415,7 @@ fn drive(
         for t in 0..args.threads {
             let (h, stop, total, done) = (h.clone(), &stop, &total, &done);
             s.spawn(move || {
-                let mut g = Gen {
-                    workload: args.workload,
-                    accounts,
-                    zipf: Zipf::new(skus.max(1), 0.99),
-                    rng: Rng::new(run_id ^ (t as u64 + 1)),
-                    // Unique per run and thread: a load restarted on the same
-                    // data directory must not retry an old order id.
-                    next_id: (u128::from(run_id) << 64) | ((t as u128) << 48),
-                    deferred: Vec::new(),
-                };
+                let mut g = Gen::new(args, accounts, skus, run_id, t);
                 let mut c = Counts::default();
                 let mut in_flight = std::collections::VecDeque::new();
                 let mut pacer = Pacer::new(args);
@@ -674,6 +723,7 @@ fn report(
     let workload = format!("{:?}", args.workload)
         .to_lowercase()
         .replace("flashsale", "flash-sale");
+    let buyers = format!("{:?}", args.buyers).to_lowercase();
     let (p50, p99, p999) = (c.latency.p(0.5), c.latency.p(0.99), c.latency.p(0.999));
     let ok = invariants.map_or("null".to_string(), |ok| ok.to_string());
     let views = c
@@ -681,7 +731,7 @@ fn report(
         .map_or("null".to_string(), |r| format!("{r:.4}"));
     if args.json {
         println!(
-            "{{\"workload\":\"{workload}\",\"target\":\"{}\",\"shards\":{shards},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{durability}\",\"seconds\":{secs:.3},\
+            "{{\"workload\":\"{workload}\",\"buyers\":\"{buyers}\",\"target\":\"{}\",\"shards\":{shards},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{durability}\",\"seconds\":{secs:.3},\
              \"orders_committed\":{},\"orders_rejected\":{},\"orders_per_sec\":{:.0},\"requests_per_sec\":{:.0},\
              \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"view_hit_ratio\":{views},\"invariants_ok\":{ok}}}",
             args.target,
@@ -714,5 +764,53 @@ fn report(
             println!("  view cache hit ratio: {:.1}%", r * 100.0);
         }
         println!("  audit: {verdict}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `each` rounds of draws, every thread drawing once a round as the
+    /// load's threads share the accounts out.
+    fn draws(accounts: u64, threads: usize, each: usize) -> Vec<u64> {
+        let threads_arg = threads.to_string();
+        let args = Args::parse_from([
+            "mercato-load",
+            "--buyers",
+            "once",
+            "--threads",
+            &threads_arg,
+        ]);
+        let mut gens: Vec<Gen> = (0..threads)
+            .map(|t| Gen::new(&args, accounts, 1, 7, t))
+            .collect();
+        let mut drawn = Vec::new();
+        for _ in 0..each {
+            for g in &mut gens {
+                drawn.push(g.buyer());
+            }
+        }
+        drawn
+    }
+
+    #[test]
+    fn buyers_once_visit_every_account_once_before_any_comes_back() {
+        for (accounts, threads) in [(10, 3), (1_000, 2), (997, 4), (1, 2)] {
+            let rounds = (accounts as usize).div_ceil(threads) + 1;
+            let drawn = draws(accounts, threads, rounds);
+            // Round k's draw by thread t is number k × threads + t of the
+            // shuffled order, so the first `accounts` draws are all of it.
+            let mut first = drawn[..accounts as usize].to_vec();
+            first.sort_unstable();
+            assert_eq!(
+                first,
+                (0..accounts).collect::<Vec<_>>(),
+                "{accounts} over {threads}"
+            );
+            assert!(drawn.iter().all(|&a| a < accounts));
+        }
+        let drawn = draws(1_000, 1, 10);
+        assert_ne!(drawn, (0..10).collect::<Vec<_>>(), "shuffled, not in order");
     }
 }

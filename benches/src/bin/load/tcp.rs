@@ -12,7 +12,6 @@ use std::time::Instant;
 use mercato_client::{Client, ClientConfig, wire};
 use mercato_engine::Command;
 use mercato_engine::server::convert;
-use mercato_engine::workload::{Rng, Zipf};
 
 use super::{Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, report, run_for};
 
@@ -98,14 +97,7 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
         for t in 0..args.threads {
             let (client, stop, total) = (&clients[t % clients.len()], &stop, &total);
             s.spawn(move || {
-                let mut g = Gen {
-                    workload: args.workload,
-                    accounts,
-                    zipf: Zipf::new(skus.max(1), 0.99),
-                    rng: Rng::new(run_id ^ (t as u64 + 1)),
-                    next_id: (u128::from(run_id) << 64) | ((t as u128) << 48),
-                    deferred: Vec::new(),
-                };
+                let mut g = Gen::new(args, accounts, skus, run_id, t);
                 let mut c = Counts::default();
                 let mut in_flight = VecDeque::new();
                 let mut pacer = Pacer::new(args);
