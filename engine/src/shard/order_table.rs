@@ -386,7 +386,7 @@ mod tests {
                 table.walk_older(newest[account]).map(|(k, _)| *k).collect();
             let newest_first: Vec<OrderKey> = keys.iter().rev().copied().collect();
             assert_eq!(walked, newest_first, "account {account}");
-            // From any order on, the walk goes on with the ones before it.
+            // From the newest order's key, the walk goes on with the ones before it.
             let second = table.older_than(&keys[keys.len() - 1]).expect("held");
             let rest: Vec<OrderKey> = table.walk_older(second).map(|(k, _)| *k).collect();
             assert_eq!(rest, newest_first[1..]);
