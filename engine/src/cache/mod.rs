@@ -59,6 +59,8 @@ use policy::Policy;
 pub use policy::PolicyKind;
 use store::{Edit, Hasher, STORE_STRIPES, Slot, Store, Writer};
 
+use crossbeam_utils::CachePadded;
+
 use crate::clock::{Clock, SystemClock};
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
@@ -151,7 +153,7 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
                 Segment {
                     store,
                     buffers: Buffers::new(),
-                    policy: Mutex::new(Locked {
+                    policy: CachePadded::new(Mutex::new(Locked {
                         // The remainder goes to the first segments.
                         policy: Policy::new(
                             self.policy,
@@ -162,8 +164,8 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
                         inserts: 0,
                         evictions: 0,
                         expirations: 0,
-                    }),
-                    busy: AtomicBool::new(false),
+                    })),
+                    busy: CachePadded::new(AtomicBool::new(false)),
                 }
             })
             .collect();
@@ -225,12 +227,15 @@ impl<K> Drop for PolicyGuard<'_, K> {
 struct Segment<K, V> {
     store: Box<Store<K, V>>,
     buffers: Buffers,
-    policy: Mutex<Locked<K>>,
+    /// On lines of its own: every insert writes the lock's word, and every
+    /// get reads `store` and `buffers`.
+    policy: CachePadded<Mutex<Locked<K>>>,
     /// Set while someone holds the policy lock: a hint that lets readers
     /// with a full hit buffer skip the `try_lock`, whose write to the
     /// lock's cache line would otherwise be repeated by every hit while
     /// the lock is held (a tenth of all time on two threads, by `perf`).
-    busy: AtomicBool,
+    /// Padded too: it is written twice per lock.
+    busy: CachePadded<AtomicBool>,
 }
 
 impl<K: Hash + Eq + Clone, V> Segment<K, V> {
