@@ -44,9 +44,10 @@ enum Workload {
 enum Buyers {
     /// Uniformly from all accounts, with repeats, which the limit refuses.
     Random,
-    /// Each account once, in a shuffled order the threads share out, until
-    /// every account has bought (then they come round again): every request
-    /// is a new buyer, so the run measures orders committed.
+    /// Each account once, in a shuffled order the threads share out (each
+    /// takes every `threads`-th, and starts its share over at the end):
+    /// until the buyers run out every request is a new buyer, so the run
+    /// measures orders committed.
     Once,
 }
 
