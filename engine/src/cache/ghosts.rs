@@ -39,25 +39,15 @@ impl Ghosts {
         ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
     }
 
-    /// The node holding a key of hash `hash`, among those whose index
-    /// `is_key` accepts (it compares the node's key).
-    pub(crate) fn find(&self, hash: u64, is_key: impl Fn(u32) -> bool) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
+    /// Takes out the node holding a key of hash `hash`, among those whose
+    /// index `is_key` accepts (it compares the node's key), and gives its
+    /// index: one probe finds and removes it.
+    pub(crate) fn take(&mut self, hash: u64, is_key: impl Fn(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(tag);
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
-            }
-            if (s >> 32) as u32 == tag && is_key(index_of(s)) {
-                return Some(index_of(s));
-            }
-            i = (i + 1) & mask;
-        }
+        let i = self.position(hash, |s| (s >> 32) as u32 == tag && is_key(index_of(s)))?;
+        let index = index_of(self.slots[i]);
+        self.remove_at(i);
+        Some(index)
     }
 
     /// Remembers that node `index` holds a key of hash `hash`.
@@ -72,23 +62,35 @@ impl Ghosts {
 
     /// Forgets node `index`, remembered under `hash`; nothing if it is not.
     pub(crate) fn remove(&mut self, hash: u64, index: u32) {
-        if self.slots.is_empty() {
-            return;
-        }
         let want = slot(tag_of(hash), index);
+        if let Some(i) = self.position(hash, |s| s == want) {
+            self.remove_at(i);
+        }
+    }
+
+    /// The first slot of `hash`'s probe that `matches`, if any before an
+    /// empty slot.
+    fn position(&self, hash: u64, matches: impl Fn(u64) -> bool) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
         let mask = self.slots.len() - 1;
         let mut i = self.home(tag_of(hash));
         loop {
             match self.slots[i] {
-                0 => return,
-                s if s == want => break,
+                0 => return None,
+                s if matches(s) => return Some(i),
                 _ => i = (i + 1) & mask,
             }
         }
+    }
+
+    /// Empties slot `i` and shifts back each later slot of its run that a
+    /// probe from its home would no longer reach past the hole.
+    fn remove_at(&mut self, i: usize) {
+        let mask = self.slots.len() - 1;
         self.slots[i] = 0;
         self.len -= 1;
-        // Shift back each later slot of the run that a probe from its home
-        // would no longer reach past the hole.
         let mut hole = i;
         let mut j = (i + 1) & mask;
         while self.slots[j] != 0 {
@@ -111,6 +113,14 @@ impl Ghosts {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.len
+    }
+
+    /// `take` without taking.
+    #[cfg(test)]
+    fn find(&self, hash: u64, is_key: impl Fn(u32) -> bool) -> Option<u32> {
+        let tag = tag_of(hash);
+        let i = self.position(hash, |s| (s >> 32) as u32 == tag && is_key(index_of(s)))?;
+        Some(index_of(self.slots[i]))
     }
 
     fn place(&mut self, s: u64) {
@@ -137,9 +147,9 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Against a map from node to hash: inserts, removals (of nodes
-        /// held and not held) and lookups, with hashes crowded onto few
-        /// tags so that probes run long and removals shift.
+        /// Against a map from node to hash: inserts, removals by index
+        /// and by key (of nodes held and not held) and lookups, with hashes
+        /// crowded onto few tags so that probes run long and removals shift.
         #[test]
         fn behaves_as_a_map(ops in prop::collection::vec((0u32..64, 0u64..16, any::<bool>()), 0..400)) {
             let mut ghosts = Ghosts::default();
@@ -150,10 +160,15 @@ mod tests {
                     ghosts.insert(hash, index);
                     model.insert(index, hash);
                 } else if let Some(&held) = model.get(&index) {
-                    ghosts.remove(held, index);
+                    if add {
+                        ghosts.remove(held, index);
+                    } else {
+                        prop_assert_eq!(ghosts.take(held, |n| n == index), Some(index));
+                    }
                     model.remove(&index);
                 } else {
                     ghosts.remove(hash, index);
+                    prop_assert_eq!(ghosts.take(hash, |n| n == index), None);
                 }
                 prop_assert_eq!(ghosts.len(), model.len());
                 for (&i, &hash) in &model {

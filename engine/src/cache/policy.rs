@@ -171,8 +171,7 @@ impl<K: Hash + Eq + Clone> Policy<K> {
         );
         let hash = self.hasher.hash_one(&key);
         let lists = &self.lists;
-        if let Some(at) = self.ghosts.find(hash, |at| *lists.key_at(at) == key) {
-            self.ghosts.remove(hash, at);
+        if let Some(at) = self.ghosts.take(hash, |at| *lists.key_at(at) == key) {
             let ghost = self.lists.handle_at(at);
             let in_b2 = self.lists.live(ghost) == Some(Tag::B2);
             // Case II (a ghost in B1: recency was undervalued, so grow T1's
