@@ -46,6 +46,10 @@ pub trait Journal: Send {
     fn backlog_bytes(&self) -> usize {
         0
     }
+    /// The shard loop found nothing to do (`true`) or has work again
+    /// (`false`): a log holding a sync back for more records starts it when
+    /// the loop goes idle.
+    fn producer_idle(&self, _idle: bool) {}
 }
 
 /// Drops records: a purely in-memory engine. (Such an engine also tells its

@@ -53,3 +53,39 @@ fn every_record_is_written_once_in_order() {
         assert_eq!(handoff.pending_bytes(), 0);
     });
 }
+
+/// A flusher that holds its sync back to gather more records is released
+/// when the shard goes idle, whether the shard goes idle before the flusher
+/// starts gathering or while it waits. (loom's condvar never times out, so a
+/// lost hurry would hang the flusher and fail the model as a deadlock.)
+#[test]
+fn an_idle_shard_always_releases_a_gathering_flusher() {
+    loom::model(|| {
+        let handoff = Arc::new(Handoff::starting_after(0));
+        let h = handoff.clone();
+        let flusher = thread::spawn(move || {
+            let mut b = Batch::default();
+            assert_eq!(h.take(&mut b, None), Taken::Records);
+            let mut written = b.last_lsn;
+            h.recycle(&mut b);
+            h.gather(std::time::Duration::from_secs(3600));
+            if h.try_take(&mut b) {
+                written = b.last_lsn;
+                h.recycle(&mut b);
+            }
+            h.publish(written, written);
+            written
+        });
+        let mut first = batch(&[1], 1);
+        handoff.offer(&mut first);
+        handoff.producer_idle(false);
+        let mut second = batch(&[2], 2);
+        handoff.offer(&mut second);
+        handoff.producer_idle(true);
+        let synced = flusher.join().unwrap();
+        // The second batch went with the first sync, or waits for the next.
+        assert!(synced == 1 || synced == 2);
+        assert_eq!(handoff.synced_lsn(), synced);
+        assert_eq!(handoff.pending_bytes(), if synced == 2 { 0 } else { 1 });
+    });
+}

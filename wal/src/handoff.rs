@@ -7,7 +7,7 @@
 //! flusher is busy, offers pile up into one pending batch: that is the group
 //! commit, one sync for everything that arrived during the previous one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::format::Lsn;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
@@ -75,6 +75,10 @@ struct Exchange {
     /// wake-up, a system call, which a busy shard would otherwise make on
     /// every turn.
     flusher_waiting: bool,
+    /// The flusher holds back a sync to gather more records (see
+    /// [`Handoff::gather`]); offers do not wake it, a hurry does.
+    gathering: bool,
+    hurried: bool,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,10 @@ pub struct Handoff {
     synced_lsn: AtomicU64,
     poisoned: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// The shard's loop is idle: nothing more is coming soon, so a
+    /// gathering flusher would only add latency. Set under the exchange
+    /// lock (see [`Handoff::producer_idle`]).
+    producer_idle: AtomicBool,
 }
 
 impl Handoff {
@@ -99,6 +107,7 @@ impl Handoff {
             synced_lsn: AtomicU64::new(lsn),
             poisoned: AtomicBool::new(false),
             failure: Mutex::new(None),
+            producer_idle: AtomicBool::new(false),
         }
     }
 
@@ -143,6 +152,19 @@ impl Handoff {
         self.pending_bytes.load(Ordering::Relaxed)
     }
 
+    /// Flusher: move the pending records into `into` (which must be empty)
+    /// if there are any, without waiting.
+    pub fn try_take(&self, into: &mut Batch) -> bool {
+        debug_assert!(into.is_empty());
+        let mut ex = self.exchange.lock().expect("handoff lock");
+        if ex.pending.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut ex.pending, into);
+        self.pending_bytes.store(0, Ordering::Relaxed);
+        true
+    }
+
     /// Flusher: move the pending records into `into` (which must be empty),
     /// waiting up to `timeout` (forever for `None`) for some to arrive.
     pub fn take(&self, into: &mut Batch, timeout: Option<Duration>) -> Taken {
@@ -171,6 +193,54 @@ impl Handoff {
             }
             ex.flusher_waiting = false;
         }
+    }
+
+    /// Shard: its loop found nothing to do (`true`) or has work again
+    /// (`false`). Going idle cuts short a flusher's [`Handoff::gather`]: no
+    /// more records are coming soon, so the sync should start now.
+    pub fn producer_idle(&self, idle: bool) {
+        if !idle {
+            // A flusher that reads a stale `true` syncs without gathering:
+            // a little sooner than it had to, never later.
+            self.producer_idle.store(false, Ordering::Release);
+            return;
+        }
+        // Under the lock, so a flusher that starts gathering either sees
+        // the shard idle, or is waiting already and gets the hurry.
+        let mut ex = self.exchange.lock().expect("handoff lock");
+        self.producer_idle.store(true, Ordering::Release);
+        if ex.gathering {
+            ex.hurried = true;
+            drop(ex);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Flusher: hold the next sync back for up to `wait`, so that it carries
+    /// what the shard appends meanwhile. Ends early when the shard goes idle
+    /// or closes the log, and does not start if the shard is idle already.
+    /// Offers made meanwhile stay pending (and wake nobody) for the next
+    /// take.
+    pub fn gather(&self, wait: Duration) {
+        let mut ex = self.exchange.lock().expect("handoff lock");
+        if self.producer_idle.load(Ordering::Acquire) {
+            return;
+        }
+        ex.gathering = true;
+        ex.hurried = false;
+        let until = Instant::now() + wait;
+        while !ex.hurried && !ex.closing {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let (guard, result) = self.ready.wait_timeout(ex, left).expect("handoff lock");
+            ex = guard;
+            if result.timed_out() {
+                break;
+            }
+        }
+        ex.gathering = false;
     }
 
     /// Flusher: `done` was written; its buffer may serve the shard again.
@@ -210,5 +280,89 @@ impl Handoff {
             return None;
         }
         self.failure.lock().expect("failure lock").clone()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn batch(bytes: &[u8], last_lsn: Lsn) -> Batch {
+        Batch {
+            bytes: bytes.to_vec(),
+            rolls: Vec::new(),
+            last_lsn,
+        }
+    }
+
+    #[test]
+    fn gathering_does_not_start_while_the_shard_is_idle() {
+        let h = Handoff::starting_after(0);
+        h.producer_idle(true);
+        let started = Instant::now();
+        h.gather(Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn offers_do_not_end_a_gathering_but_its_bound_does() {
+        let h = Arc::new(Handoff::starting_after(0));
+        let shard = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for lsn in 1..=3 {
+                    h.offer(&mut batch(&[lsn as u8], lsn));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let wait = Duration::from_millis(40);
+        let started = Instant::now();
+        h.gather(wait);
+        assert!(started.elapsed() >= wait);
+        shard.join().unwrap();
+        let mut b = Batch::default();
+        assert!(h.try_take(&mut b));
+        assert_eq!((b.bytes.as_slice(), b.last_lsn), (&[1u8, 2, 3][..], 3));
+        assert!(!h.try_take(&mut Batch::default()));
+    }
+
+    #[test]
+    fn a_shard_going_idle_ends_a_gathering() {
+        let h = Arc::new(Handoff::starting_after(0));
+        let shard = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                h.producer_idle(true);
+            })
+        };
+        let started = Instant::now();
+        h.gather(Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        shard.join().unwrap();
+        // Busy again: the next gathering waits out its bound.
+        h.producer_idle(false);
+        let started = Instant::now();
+        h.gather(Duration::from_millis(20));
+        assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn closing_ends_a_gathering() {
+        let h = Arc::new(Handoff::starting_after(0));
+        let shard = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                h.close();
+            })
+        };
+        let started = Instant::now();
+        h.gather(Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        shard.join().unwrap();
     }
 }

@@ -100,7 +100,9 @@ struct Args {
     /// always, interval=MS (milliseconds) or never (with --data-dir).
     #[arg(long, default_value = "always")]
     durability: Durability,
-    /// Under `always`, the least time between two syncs of a shard's log.
+    /// Under `always`, the least time in microseconds between the starts of
+    /// two syncs of a shard's log while the shard stays busy (cut short when
+    /// it goes idle); 0 syncs as soon as records arrive.
     #[arg(long, default_value_t = mercato_wal::GROUP_COMMIT_WAIT_US_DEFAULT)]
     group_commit_wait_us: u64,
     /// SKU and account views cached for reads from any shard, each; 0 turns

@@ -72,4 +72,8 @@ impl Journal for WalJournal {
     fn backlog_bytes(&self) -> usize {
         self.log.backlog_bytes()
     }
+
+    fn producer_idle(&self, idle: bool) {
+        self.log.producer_idle(idle);
+    }
 }

@@ -213,6 +213,10 @@ impl Worker {
     pub(crate) fn run(mut self) -> (Shard, Box<dyn JournalBox>) {
         let id = self.shard.id() as usize;
         let mut idle = 0u32;
+        // Whether the log was told this loop is idle; told on the first
+        // idle turn, so a log gathering records for its next sync starts it
+        // as soon as nothing more is coming.
+        let mut told_idle = false;
         loop {
             let now = self.shared.clock.now_ms();
             let mut work = self.take_messages(now);
@@ -231,10 +235,18 @@ impl Worker {
                 break;
             }
             if work > 0 {
+                if told_idle {
+                    self.journal.producer_idle(false);
+                    told_idle = false;
+                }
                 idle = 0;
                 continue;
             }
             idle += 1;
+            if !told_idle {
+                self.journal.producer_idle(true);
+                told_idle = true;
+            }
             if idle < IDLE_SPINS_MAX {
                 std::hint::spin_loop();
                 // See `Shared::snapshotting`.

@@ -40,8 +40,9 @@ pub struct Args {
     #[arg(long)]
     durability: Option<String>,
     /// Under `always`, the least time in microseconds from the start of one
-    /// sync of a shard's log to the next, so that each carries more records.
-    /// Default 0.
+    /// sync of a shard's log to the next while the shard stays busy, so that
+    /// each carries more records; a shard with nothing to do has its log
+    /// synced at once. 0 syncs as soon as records arrive. Default 2000.
     #[arg(long)]
     group_commit_wait_us: Option<u64>,
     /// Clients must send this token in their Hello.
