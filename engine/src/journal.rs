@@ -33,6 +33,18 @@ impl Progress {
 /// Takes each shard's records, in order, as the shard loop produces them.
 pub trait Journal: Send {
     fn append(&mut self, records: &mut Vec<Record>);
+    /// Records a shard encoded as it committed them
+    /// (`Shard::encode_records`, `durable::codec::encode_framed`); `bytes`
+    /// comes back empty. A journal that keeps values decodes them.
+    fn append_encoded(&mut self, bytes: &mut Vec<u8>) {
+        let mut records = crate::durable::codec::framed(bytes)
+            .map(|(kind, body)| {
+                crate::durable::codec::decode(kind, body).expect("a record this process encoded")
+            })
+            .collect();
+        bytes.clear();
+        self.append(&mut records);
+    }
     /// End of a loop turn: start making what was appended durable.
     fn submit(&mut self) {}
     fn progress(&self) -> Progress {

@@ -42,6 +42,11 @@ impl Cluster {
 
     fn route(&mut self, from: ShardId) {
         self.records[from as usize].append(&mut self.out.records);
+        let decoded = crate::durable::codec::framed(&self.out.encoded).map(|(kind, body)| {
+            crate::durable::codec::decode(kind, body).expect("a record a shard encoded")
+        });
+        self.records[from as usize].extend(decoded);
+        self.out.encoded.clear();
         for (to, msg) in self.out.sends.drain(..) {
             let at = queue_index(self.shards.len(), from, to);
             self.queues[at].push_back(msg);
@@ -71,6 +76,12 @@ impl Cluster {
     /// Stop keeping records, for long runs that never replay them.
     pub fn discard_records(&mut self) {
         self.shards.iter_mut().for_each(Shard::discard_records);
+    }
+
+    /// Have the shards hand their records out encoded, as they do for the
+    /// write-ahead log; `records` keeps them decoded again.
+    pub fn encode_records(&mut self) {
+        self.shards.iter_mut().for_each(Shard::encode_records);
     }
 
     /// Stop keeping answers, for long runs that never read them.

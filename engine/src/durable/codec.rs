@@ -43,6 +43,33 @@ mod kind {
     pub const PURCHASES_CORRECTED: u8 = 17;
 }
 
+/// Bytes before each body in [`encode_framed`]'s output: the kind, then
+/// the body's length as a little-endian u32.
+const FRAMED_HEAD_BYTES: usize = 5;
+
+/// Appends `r` to `out` as its kind, its body's length and its body: many
+/// records in one buffer, for [`framed`] to take apart. Only the shard and
+/// its journal see this form; the log frames each body its own way.
+pub fn encode_framed(r: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAMED_HEAD_BYTES]);
+    let kind = encode(r, out);
+    let len = (out.len() - start - FRAMED_HEAD_BYTES) as u32;
+    out[start] = kind;
+    out[start + 1..start + FRAMED_HEAD_BYTES].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The (kind, body) pairs [`encode_framed`] wrote into `bytes`, in order.
+pub fn framed(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let (head, rest) = bytes.split_at_checked(FRAMED_HEAD_BYTES)?;
+        let len = u32::from_le_bytes(head[1..].try_into().expect("4 bytes")) as usize;
+        let (body, rest) = rest.split_at(len);
+        bytes = rest;
+        Some((head[0], body))
+    })
+}
+
 /// Appends `r`'s body to `out` and returns its kind.
 pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
     let mut w = Writer(out);
@@ -787,6 +814,23 @@ mod tests {
             let kind = encode(&r, &mut body);
             assert_eq!(decode(kind, &body), Ok(r));
         }
+    }
+
+    #[test]
+    fn framed_records_come_back_in_order_with_their_bodies() {
+        let all = every_record();
+        let mut bytes = Vec::new();
+        for r in &all {
+            encode_framed(r, &mut bytes);
+        }
+        let back: Vec<(u8, Vec<u8>)> = framed(&bytes).map(|(k, b)| (k, b.to_vec())).collect();
+        assert_eq!(back.len(), all.len());
+        for (r, (kind, body)) in all.iter().zip(&back) {
+            let mut expected = Vec::new();
+            assert_eq!((encode(r, &mut expected), &expected), (*kind, body));
+            assert_eq!(decode(*kind, body).as_ref(), Ok(r));
+        }
+        assert_eq!(framed(&[]).count(), 0);
     }
 
     #[test]

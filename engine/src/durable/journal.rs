@@ -44,6 +44,18 @@ impl Journal for WalJournal {
         }
     }
 
+    fn append_encoded(&mut self, bytes: &mut Vec<u8>) {
+        if !self.broken {
+            for (kind, body) in codec::framed(bytes) {
+                if self.log.append(kind, body).is_err() {
+                    self.broken = true;
+                    break;
+                }
+            }
+        }
+        bytes.clear();
+    }
+
     fn submit(&mut self) {
         self.log.submit();
     }

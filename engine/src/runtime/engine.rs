@@ -565,6 +565,7 @@ impl Engine {
                     let end = &r.report.shards[i].end;
                     let log = Log::start(&shard_dir(dir, i as u16), id, end, opts, notify)?;
                     let mut journal = WalJournal::new(log);
+                    shard.encode_records();
                     // What recovery settled goes first, ahead of any new work.
                     let mut settled = r.settlement[i].clone();
                     crate::journal::Journal::append(&mut journal, &mut settled);

@@ -500,6 +500,9 @@ impl Worker {
         if !self.out.records.is_empty() {
             self.journal.append(&mut self.out.records);
         }
+        if !self.out.encoded.is_empty() {
+            self.journal.append_encoded(&mut self.out.encoded);
+        }
         if !self.failed && self.journal.failed() {
             self.fail();
         }

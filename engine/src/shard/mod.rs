@@ -76,6 +76,9 @@ pub struct Output {
     pub replies: Vec<(Token, Outcome)>,
     pub sends: Vec<(ShardId, PeerMsg)>,
     pub records: Vec<Record>,
+    /// Records already encoded for the write-ahead log, when the shard was
+    /// told to (`Shard::encode_records`): see `durable::codec::encode_framed`.
+    pub encoded: Vec<u8>,
 }
 
 /// A SKU with no stock, price or limit is the default: how `put_sku` finds
@@ -218,12 +221,20 @@ pub struct Shard {
     pub(crate) fenced: IdSet<TxId>,
     pub(crate) sent: Vec<u64>,
     pub(crate) received: Vec<u64>,
-    /// Whether records are handed out in `Output::records` (for a journal or a
-    /// test) or only applied, which spares copying every order's lines.
-    keep_records: bool,
+    /// How records are handed out: as values in `Output::records` (for a
+    /// test or a journal in memory), encoded in `Output::encoded` (for the
+    /// write-ahead log), or not at all.
+    records_out: RecordsOut,
     /// SKUs and accounts whose views changed, when someone keeps views
     /// current (`track_touched`).
     pub(crate) touched: Option<Touched>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecordsOut {
+    Keep,
+    Encode,
+    Discard,
 }
 
 /// Ids whose views changed since they were last taken; may repeat.
@@ -252,7 +263,7 @@ impl Shard {
             fenced: IdSet::default(),
             sent: vec![0; shards as usize],
             received: vec![0; shards as usize],
-            keep_records: true,
+            records_out: RecordsOut::Keep,
             touched: None,
         }
     }
@@ -280,7 +291,15 @@ impl Shard {
 
     /// Stop handing out records: for an engine with no journal.
     pub fn discard_records(&mut self) {
-        self.keep_records = false;
+        self.records_out = RecordsOut::Discard;
+    }
+
+    /// Hand records out encoded for the write-ahead log, in
+    /// `Output::encoded`, instead of as values: the record is encoded while
+    /// it is in cache, and an order's lines are not copied only to be
+    /// encoded and dropped later.
+    pub fn encode_records(&mut self) {
+        self.records_out = RecordsOut::Encode;
     }
 
     /// When the next `Deferred` order lapses, if any.
@@ -294,8 +313,10 @@ impl Shard {
 
     /// Apply a record and pass it on to the journal.
     pub(crate) fn commit(&mut self, record: Record, out: &mut Output) {
-        if self.keep_records {
-            out.records.push(record.clone());
+        match self.records_out {
+            RecordsOut::Keep => out.records.push(record.clone()),
+            RecordsOut::Encode => crate::durable::codec::encode_framed(&record, &mut out.encoded),
+            RecordsOut::Discard => {}
         }
         self.apply_record(record);
     }
