@@ -10,7 +10,7 @@ use mercato_engine::sim::Cluster;
 use mercato_engine::{Command, Reply};
 use proptest::prelude::*;
 use util::model::Model;
-use util::strategy::{Space, timed_commands};
+use util::strategy::{Space, stocked_shop, timed_commands};
 
 fn compare_views(cluster: &mut Cluster, model: &Model, sp: Space, now: u64) {
     for s in 0..sp.skus {
@@ -40,8 +40,11 @@ fn compare_views(cluster: &mut Cluster, model: &Model, sp: Space, now: u64) {
     }
 }
 
-fn run(shards: u16, cmds: Vec<(u64, Command)>, seed: u64, concurrent: bool) {
+fn run(shards: u16, mut cmds: Vec<(u64, Command)>, seed: u64, concurrent: bool) {
     let sp = Space::small();
+    if seed & 4 == 0 {
+        cmds.splice(0..0, stocked_shop(sp));
+    }
     let mut cluster = Cluster::new(shards);
     if seed & 2 == 0 {
         // Records as the write-ahead log gets them, checked by the replay
