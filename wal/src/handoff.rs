@@ -329,20 +329,26 @@ mod tests {
         assert!(!h.try_take(&mut Batch::default()));
     }
 
-    #[test]
-    fn a_shard_going_idle_ends_a_gathering() {
-        let h = Arc::new(Handoff::starting_after(0));
-        let shard = {
+    /// Gathers with an hour's bound while another thread does `act` after
+    /// 20 ms; `act` must end the gathering long before the bound.
+    fn gathering_ended_by(h: &Arc<Handoff>, act: fn(&Handoff)) {
+        let other = {
             let h = h.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20));
-                h.producer_idle(true);
+                act(&h);
             })
         };
         let started = Instant::now();
-        h.gather(Duration::from_secs(60));
+        h.gather(Duration::from_secs(3600));
         assert!(started.elapsed() < Duration::from_secs(30));
-        shard.join().unwrap();
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn a_shard_going_idle_ends_a_gathering() {
+        let h = Arc::new(Handoff::starting_after(0));
+        gathering_ended_by(&h, |h| h.producer_idle(true));
         // Busy again: the next gathering waits out its bound.
         h.producer_idle(false);
         let started = Instant::now();
@@ -352,17 +358,6 @@ mod tests {
 
     #[test]
     fn closing_ends_a_gathering() {
-        let h = Arc::new(Handoff::starting_after(0));
-        let shard = {
-            let h = h.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
-                h.close();
-            })
-        };
-        let started = Instant::now();
-        h.gather(Duration::from_secs(60));
-        assert!(started.elapsed() < Duration::from_secs(30));
-        shard.join().unwrap();
+        gathering_ended_by(&Arc::new(Handoff::starting_after(0)), Handoff::close);
     }
 }
