@@ -101,11 +101,11 @@ pub struct LogOptions {
     /// while the shard keeps appending: the flusher writes what it took,
     /// then holds the sync back until this much has passed since the last
     /// one started, so that it carries more records. The hold ends as soon
-    /// as the shard's loop finds nothing to do ([`Log::producer_idle`]),
-    /// since nothing more is coming then and waiting would only add latency. Each sync
-    /// costs the machine context switches and a device round trip whatever
-    /// it carries; on a 2-core machine those cycles come out of the
-    /// shards'.
+    /// as the shard's loop finds nothing to do ([`Log::producer_idle`]):
+    /// nothing more is coming then, and waiting would only add latency.
+    /// Each sync costs the machine context switches and a device round trip
+    /// whatever it carries; on a 2-core machine those cycles come out of
+    /// the shards'.
     pub group_commit_wait_us: u64,
 }
 
