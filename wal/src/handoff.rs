@@ -6,6 +6,9 @@
 //! buffers, never across I/O, so the shard never waits on a disk. While the
 //! flusher is busy, offers pile up into one pending batch: that is the group
 //! commit, one sync for everything that arrived during the previous one.
+//! Under `always` the flusher may also hold a sync back while the shard
+//! stays busy ([`Handoff::gather`]), until the shard tells it that its loop
+//! went idle ([`Handoff::producer_idle`]) or the wait runs out.
 
 use std::time::{Duration, Instant};
 

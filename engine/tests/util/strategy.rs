@@ -72,9 +72,11 @@ pub fn command(sp: Space) -> impl Strategy<Value = Command> {
 }
 
 /// An order placed on credit (a minute to pay) and then taken through its
-/// life at once: paid, cancelled, paid then refunded, or left to expire. Random
-/// `Pay`, `Cancel` and `Refund` commands seldom name an order that exists,
-/// so without these the lifecycle went almost untested by the model.
+/// life at once: paid, cancelled, paid then refunded, or left reserved (for
+/// a later random command, or for the final tick of the interleaved runs,
+/// which expires it). Random `Pay`, `Cancel` and `Refund` commands seldom
+/// name an order that exists, so without these the lifecycle went almost
+/// untested by the model.
 fn order_life(sp: Space) -> impl Strategy<Value = Vec<Command>> {
     let sku = (0..sp.skus).prop_map(move |s| sp.sku_base + s);
     let line = (sku, 1..4u32).prop_map(|(sku, qty)| LineRequest {
