@@ -37,11 +37,7 @@ pub trait Journal: Send {
     /// (`Shard::encode_records`, `durable::codec::encode_framed`); `bytes`
     /// comes back empty. A journal that keeps values decodes them.
     fn append_encoded(&mut self, bytes: &mut Vec<u8>) {
-        let mut records = crate::durable::codec::framed(bytes)
-            .map(|(kind, body)| {
-                crate::durable::codec::decode(kind, body).expect("a record this process encoded")
-            })
-            .collect();
+        let mut records = crate::durable::codec::decode_framed(bytes).collect();
         bytes.clear();
         self.append(&mut records);
     }

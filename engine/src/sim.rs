@@ -42,9 +42,7 @@ impl Cluster {
 
     fn route(&mut self, from: ShardId) {
         self.records[from as usize].append(&mut self.out.records);
-        let decoded = crate::durable::codec::framed(&self.out.encoded).map(|(kind, body)| {
-            crate::durable::codec::decode(kind, body).expect("a record a shard encoded")
-        });
+        let decoded = crate::durable::codec::decode_framed(&self.out.encoded);
         self.records[from as usize].extend(decoded);
         self.out.encoded.clear();
         for (to, msg) in self.out.sends.drain(..) {

@@ -70,6 +70,12 @@ pub fn framed(mut bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     })
 }
 
+/// The records [`encode_framed`] wrote into `bytes`, decoded. Only for
+/// bytes this process encoded: anything else is a bug, and panics.
+pub fn decode_framed(bytes: &[u8]) -> impl Iterator<Item = Record> + '_ {
+    framed(bytes).map(|(kind, body)| decode(kind, body).expect("a record this process encoded"))
+}
+
 /// Appends `r`'s body to `out` and returns its kind.
 pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
     let mut w = Writer(out);
@@ -830,6 +836,7 @@ mod tests {
             assert_eq!((encode(r, &mut expected), &expected), (*kind, body));
             assert_eq!(decode(*kind, body).as_ref(), Ok(r));
         }
+        assert_eq!(decode_framed(&bytes).collect::<Vec<_>>(), all);
         assert_eq!(framed(&[]).count(), 0);
     }
 
