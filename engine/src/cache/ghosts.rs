@@ -50,6 +50,13 @@ impl Ghosts {
         Some(index)
     }
 
+    /// Starts fetching the slot where a probe for `hash` begins.
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if let Some(slot) = self.slots.get(self.home(tag_of(hash))) {
+            crate::prefetch::prefetch(slot);
+        }
+    }
+
     /// Remembers that node `index` holds a key of hash `hash`.
     pub(crate) fn insert(&mut self, hash: u64, index: u32) {
         debug_assert!(index < u32::MAX, "index plus one fits the slot");

@@ -391,6 +391,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         let hash = self.hash(&key);
         let seg = self.segment(hash);
         let mut guard = seg.lock();
+        guard.policy.prefetch_admit(&key);
         seg.drain(&mut guard);
         let locked = &mut *guard;
         let capacity = locked.policy.capacity();

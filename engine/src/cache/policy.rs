@@ -90,6 +90,23 @@ impl<K: Hash + Eq + Clone> Policy<K> {
         }
     }
 
+    /// Starts fetching what admitting `key` will read first: for ARC the
+    /// slot of the remembered-keys index where its lookup starts and the
+    /// tails that eviction and forgetting take from; for the LRU its one
+    /// tail. Called before the buffered hits are applied, which takes long
+    /// enough for the lines to arrive.
+    pub(crate) fn prefetch_admit(&self, key: &K) {
+        match self.kind {
+            PolicyKind::Lru => self.lists.prefetch_tail(Tag::T1),
+            PolicyKind::Arc => {
+                self.ghosts.prefetch(self.hasher.hash_one(key));
+                for tag in [Tag::T1, Tag::T2, Tag::B1, Tag::B2] {
+                    self.lists.prefetch_tail(tag);
+                }
+            }
+        }
+    }
+
     /// Admits a new key of `weight`, which must not exceed the capacity.
     /// Keys evicted to make room are pushed onto `evicted`.
     pub(crate) fn admit(&mut self, key: K, weight: u64, evicted: &mut Vec<K>) -> Handle {
