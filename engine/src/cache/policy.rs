@@ -93,8 +93,10 @@ impl<K: Hash + Eq + Clone> Policy<K> {
     /// Starts fetching what admitting `key` will read first: for ARC the
     /// slot of the remembered-keys index where its lookup starts and the
     /// tails that eviction and forgetting take from; for the LRU its one
-    /// tail. Called before the buffered hits are applied, which takes long
-    /// enough for the lines to arrive.
+    /// tail. Called before the buffered hits are applied, so that the
+    /// misses overlap that work. An insert that then finds its key cached
+    /// fetched them for nothing; the insert bench, mostly such inserts,
+    /// still gained (BENCHMARKS.md).
     pub(crate) fn prefetch_admit(&self, key: &K) {
         match self.kind {
             PolicyKind::Lru => self.lists.prefetch_tail(Tag::T1),
