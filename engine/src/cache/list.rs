@@ -160,6 +160,25 @@ impl<K> Lists<K> {
         }
     }
 
+    /// Asks the CPU to fetch the link of the node `handle` names.
+    pub(crate) fn prefetch_node(&self, handle: Handle) {
+        if let Some(link) = self.links.get(handle.index() as usize) {
+            prefetch(link);
+        }
+    }
+
+    /// Asks the CPU to fetch the links on either side of the node `handle`
+    /// names, which unlinking it writes.
+    pub(crate) fn prefetch_neighbours(&self, handle: Handle) {
+        if let Some(link) = self.links.get(handle.index() as usize) {
+            for at in [link.prev, link.next] {
+                if let Some(side) = self.links.get(at as usize) {
+                    prefetch(side);
+                }
+            }
+        }
+    }
+
     /// The least recently used node of `tag`.
     pub(crate) fn tail(&self, tag: Tag) -> Option<Handle> {
         let index = self.ends[tag as usize].tail;

@@ -161,6 +161,7 @@ impl<K: Hash + Eq + Clone, V> CacheBuilder<K, V> {
                         ),
                         writer,
                         evicted: Vec::new(),
+                        hits: Vec::new(),
                         inserts: 0,
                         evictions: 0,
                         expirations: 0,
@@ -187,6 +188,9 @@ struct Locked<K> {
     writer: Writer,
     /// Scratch space for the keys one policy step evicts.
     evicted: Vec<K>,
+    /// Scratch space for the hits one drain applies: at most two laps of
+    /// every hit stripe.
+    hits: Vec<Handle>,
     // Counted under the lock, where the events happen: plain integers, no
     // shared atomics on the hot path.
     inserts: u64,
@@ -260,12 +264,18 @@ impl<K: Hash + Eq + Clone, V> Segment<K, V> {
     /// a stripe of their own); see [`buffer`](self) for why not all. A
     /// reader whose stripe is full applies every thread's instead.
     fn drain(&self, locked: &mut Locked<K>) {
+        let hits = &mut locked.hits;
         self.buffers
-            .drain(readers::me(), |handle| locked.policy.touch(handle));
+            .drain(readers::me(), |handle| hits.push(handle));
+        locked.policy.touch_all(hits);
+        hits.clear();
     }
 
     fn drain_all(&self, locked: &mut Locked<K>) {
-        self.buffers.drain_all(|handle| locked.policy.touch(handle));
+        let hits = &mut locked.hits;
+        self.buffers.drain_all(|handle| hits.push(handle));
+        locked.policy.touch_all(hits);
+        hits.clear();
     }
 }
 

@@ -109,6 +109,22 @@ impl<K: Hash + Eq + Clone> Policy<K> {
         }
     }
 
+    /// Applies buffered hits in order, as [`touch`](Self::touch) each. The
+    /// nodes they move lie anywhere in the arena: their lines, then their
+    /// neighbours' (which the moves unlink), are asked for first, so the
+    /// misses overlap instead of coming one move at a time.
+    pub(crate) fn touch_all(&mut self, hits: &[Handle]) {
+        for &handle in hits {
+            self.lists.prefetch_node(handle);
+        }
+        for &handle in hits {
+            self.lists.prefetch_neighbours(handle);
+        }
+        for &handle in hits {
+            self.touch(handle);
+        }
+    }
+
     /// Admits a new key of `weight`, which must not exceed the capacity.
     /// Keys evicted to make room are pushed onto `evicted`.
     pub(crate) fn admit(&mut self, key: K, weight: u64, evicted: &mut Vec<K>) -> Handle {
