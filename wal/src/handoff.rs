@@ -160,6 +160,11 @@ impl Handoff {
     pub fn try_take(&self, into: &mut Batch) -> bool {
         debug_assert!(into.is_empty());
         let mut ex = self.exchange.lock().expect("handoff lock");
+        self.move_pending(&mut ex, into)
+    }
+
+    /// Moves the pending records, if any, into `into`, under the lock.
+    fn move_pending(&self, ex: &mut Exchange, into: &mut Batch) -> bool {
         if ex.pending.is_empty() {
             return false;
         }
@@ -174,9 +179,7 @@ impl Handoff {
         debug_assert!(into.is_empty());
         let mut ex = self.exchange.lock().expect("handoff lock");
         loop {
-            if !ex.pending.is_empty() {
-                std::mem::swap(&mut ex.pending, into);
-                self.pending_bytes.store(0, Ordering::Relaxed);
+            if self.move_pending(&mut ex, into) {
                 return Taken::Records;
             }
             if ex.closing {
