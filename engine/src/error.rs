@@ -142,6 +142,10 @@ pub enum OpenError {
         path: std::path::PathBuf,
         what: &'static str,
     },
+    /// Another engine, in this process or another, has the data directory
+    /// open (`durable::lock`).
+    #[error("{path} is locked: another engine has this data directory open")]
+    Locked { path: std::path::PathBuf },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -96,3 +96,56 @@ fn the_tools_read_a_sound_directory_and_refuse_a_corrupt_one() {
         "refusing changed the file"
     );
 }
+
+#[test]
+fn a_second_engine_on_an_open_directory_is_refused_and_changes_nothing() {
+    let dir = TempDir::new("locked");
+    shop(&dir.0);
+    let path = dir.0.to_str().unwrap();
+    let first = Engine::open(durable_config(&dir.0, 2)).unwrap();
+    let h = first.handle();
+    h.place_order(100, 3, vec![LineRequest::new(2, 1)], Payment::Immediate)
+        .unwrap()
+        .unwrap();
+    let files = |d: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut all = Vec::new();
+        for shard in ["shard-0", "shard-1"] {
+            for e in std::fs::read_dir(d.join(shard)).unwrap() {
+                let p = e.unwrap().path();
+                all.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        all.sort();
+        all
+    };
+    let before = files(&dir.0);
+
+    match Engine::open(durable_config(&dir.0, 2)) {
+        Err(OpenError::Locked { path }) => assert_eq!(path, dir.0.join("LOCK")),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let (code, out) = mercato(&["serve", "--listen", "127.0.0.1:0", "--data-dir", path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is locked"), "{out}");
+    assert!(
+        files(&dir.0) == before,
+        "a refused open changed the directory"
+    );
+    // The read-only tools need no lock.
+    let (code, out) = mercato(&["audit", path]);
+    assert_eq!(code, 0, "{out}");
+
+    // The first engine was not disturbed, and once it is gone the
+    // directory opens again with its order.
+    h.place_order(101, 4, vec![LineRequest::new(2, 1)], Payment::Immediate)
+        .unwrap()
+        .unwrap();
+    first.shutdown();
+    let again = Engine::open(durable_config(&dir.0, 2)).unwrap();
+    let h = again.handle();
+    for (account, id) in [(3, 100), (4, 101)] {
+        let order = h.get_order(account, id).unwrap().unwrap();
+        assert_eq!(order.id, id);
+    }
+    again.shutdown();
+}

@@ -9,6 +9,7 @@
 pub mod codec;
 mod image;
 pub(crate) mod journal;
+pub mod lock;
 pub mod marker;
 pub mod recovery;
 pub mod snapshot;

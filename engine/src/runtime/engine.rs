@@ -293,6 +293,9 @@ pub struct Engine {
     threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
     recovery: Option<RecoveryReport>,
     snapshots: Option<Snapshotter>,
+    /// Held until the engine is dropped, after its shards and logs stopped
+    /// (fields drop after `Drop::drop`).
+    _dir_lock: Option<crate::durable::lock::DirLock>,
 }
 
 /// The background thread that snapshots shards' logs, and what it shares.
@@ -441,6 +444,12 @@ impl Engine {
     /// shard's log, settle what a crash left between shards, and only then
     /// serve.
     pub fn open(config: Config) -> Result<Engine, OpenError> {
+        // Before recovery, which may cut a torn tail: nothing on disk is
+        // touched unless this engine is the directory's only one.
+        let dir_lock = match &config.data_dir {
+            Some(dir) => Some(crate::durable::lock::lock(dir)?),
+            None => None,
+        };
         let mut recovered = match &config.data_dir {
             Some(dir) => Some(recover(dir, config.shards, true)?),
             None => None,
@@ -645,6 +654,7 @@ impl Engine {
             threads,
             recovery: recovered.map(|r| r.report),
             snapshots,
+            _dir_lock: dir_lock,
         })
     }
 
