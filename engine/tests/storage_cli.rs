@@ -102,11 +102,6 @@ fn a_second_engine_on_an_open_directory_is_refused_and_changes_nothing() {
     let dir = TempDir::new("locked");
     shop(&dir.0);
     let path = dir.0.to_str().unwrap();
-    let first = Engine::open(durable_config(&dir.0, 2)).unwrap();
-    let h = first.handle();
-    h.place_order(100, 3, vec![LineRequest::new(2, 1)], Payment::Immediate)
-        .unwrap()
-        .unwrap();
     let files = |d: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
         let mut all = Vec::new();
         for shard in ["shard-0", "shard-1"] {
@@ -118,8 +113,11 @@ fn a_second_engine_on_an_open_directory_is_refused_and_changes_nothing() {
         all.sort();
         all
     };
-    let before = files(&dir.0);
 
+    // The lock alone, as another engine holds it: a live engine would
+    // change the files on its own (spare segments), this does not.
+    let held = mercato_engine::durable::lock::lock(&dir.0).unwrap();
+    let before = files(&dir.0);
     match Engine::open(durable_config(&dir.0, 2)) {
         Err(OpenError::Locked { path }) => assert_eq!(path, dir.0.join("LOCK")),
         other => panic!("{:?}", other.map(|_| ())),
@@ -134,9 +132,19 @@ fn a_second_engine_on_an_open_directory_is_refused_and_changes_nothing() {
     // The read-only tools need no lock.
     let (code, out) = mercato(&["audit", path]);
     assert_eq!(code, 0, "{out}");
+    drop(held);
 
-    // The first engine was not disturbed, and once it is gone the
-    // directory opens again with its order.
+    // A live engine holds it too, and is not disturbed by a refused open;
+    // once it is gone the directory opens again with its orders.
+    let first = Engine::open(durable_config(&dir.0, 2)).unwrap();
+    let h = first.handle();
+    h.place_order(100, 3, vec![LineRequest::new(2, 1)], Payment::Immediate)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        Engine::open(durable_config(&dir.0, 2)),
+        Err(OpenError::Locked { .. })
+    ));
     h.place_order(101, 4, vec![LineRequest::new(2, 1)], Payment::Immediate)
         .unwrap()
         .unwrap();
