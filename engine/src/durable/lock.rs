@@ -25,7 +25,7 @@
 //! reading a directory an engine is writing shows them at most a torn
 //! tail, which they report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use crate::error::OpenError;
@@ -38,10 +38,11 @@ static HELD: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 /// The lock on a data directory; dropping it releases the lock.
 #[derive(Debug)]
 pub struct DirLock {
-    /// Closing the file is what releases the record lock.
+    /// Closing the file is what releases the record lock; it is closed
+    /// before the table forgets the directory, or another engine of this
+    /// process could lock it in between and lose that lock to this close.
     file: Option<std::fs::File>,
     key: (u64, u64),
-    pub path: PathBuf,
 }
 
 impl Drop for DirLock {
@@ -86,7 +87,6 @@ pub fn lock(dir: &Path) -> Result<DirLock, OpenError> {
     Ok(DirLock {
         file: Some(file),
         key,
-        path,
     })
 }
 
