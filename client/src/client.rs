@@ -61,6 +61,14 @@ impl Default for ClientConfig {
     }
 }
 
+/// One page of an account's orders, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<wire::OrderView>,
+    /// Older orders follow the last here: ask again with its id as `after`.
+    pub more: bool,
+}
+
 /// A blocking call's answer: the client failed (outer), or the engine
 /// answered (inner), as with the embedded engine.
 pub type CallResult<T> = Result<Result<T, wire::Reject>, ClientError>;
@@ -261,6 +269,9 @@ impl Client {
             by_shard[s].0.push(i);
             by_shard[s].1.push(r);
         }
+        for (_, reqs) in &by_shard {
+            self.check_fits(reqs)?;
+        }
         let mut parts = Vec::new();
         for (s, (positions, reqs)) in by_shard.into_iter().enumerate() {
             if reqs.is_empty() {
@@ -340,6 +351,7 @@ impl Client {
                 max,
             });
         }
+        self.check_fits(&requests)?;
         let len = requests.len();
         let conn = self.conn(shard)?;
         let rx = conn
@@ -356,6 +368,31 @@ impl Client {
         .wait();
         self.note(shard, result.is_ok());
         result
+    }
+
+    /// Whether one shard's part of a batch fits one frame the server
+    /// reads and one answer frame it may send (PROTOCOL.md, "Limits"); a
+    /// part that does not is refused here rather than sent to be refused.
+    fn check_fits(&self, requests: &[wire::Request]) -> Result<(), ClientError> {
+        let w = &self.welcome;
+        let sizes = [
+            (
+                "request",
+                wire::requests_bytes_max(requests),
+                w.frame_bytes_max as usize,
+            ),
+            (
+                "answer",
+                wire::answers_bytes_max(requests),
+                w.answer_bytes_max as usize,
+            ),
+        ];
+        for (what, bytes, max) in sizes {
+            if bytes > max {
+                return Err(ClientError::BatchTooLarge { what, bytes, max });
+            }
+        }
+        Ok(())
     }
 
     /// Run a batch; answers in the batch's order.
@@ -459,22 +496,26 @@ impl Client {
     }
 
     /// Up to `limit` of `account`'s orders, newest first; with `after`, the
-    /// ones placed before that order (PROTOCOL.md, `ListOrders`).
+    /// ones placed before that order (PROTOCOL.md, `ListOrders`). A page
+    /// stops early at `wire::LIST_PAGE_BYTES_MAX` bytes of orders; `more`
+    /// says older ones follow the last.
     pub fn list_orders(
         &self,
         account: u64,
         after: Option<u128>,
         limit: u32,
-    ) -> CallResult<Vec<wire::OrderView>> {
-        let r = self.one(wire::Request::ListOrders {
+    ) -> CallResult<OrderPage> {
+        match self.one(wire::Request::ListOrders {
             account,
             after,
             limit,
-        })?;
-        Ok(r.map(|reply| match reply {
-            wire::Reply::Orders(v) => v,
-            other => unreachable!("list_orders answered {other:?}"),
-        }))
+        })? {
+            Ok(wire::Reply::Orders { orders, more }) => Ok(Ok(OrderPage { orders, more })),
+            Ok(other) => Err(ClientError::Protocol {
+                what: format!("list_orders answered {other:?}"),
+            }),
+            Err(reject) => Ok(Err(reject)),
+        }
     }
 
     /// Stores `value` under `key` in the server's cache keyspace for

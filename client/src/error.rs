@@ -34,4 +34,13 @@ pub enum ClientError {
     Config { what: String },
     #[error("a batch holds at most {max} requests, this one {len}")]
     BatchTooLong { len: usize, max: usize },
+    /// One shard's part of a batch could take more bytes than the server
+    /// reads in a frame (`what` = "request") or sends in one (`"answer"`);
+    /// split it.
+    #[error("a batch whose {what} may take {bytes} bytes; the server allows {max}")]
+    BatchTooLarge {
+        what: &'static str,
+        bytes: usize,
+        max: usize,
+    },
 }

@@ -22,6 +22,6 @@ mod client;
 mod error;
 mod shard_conn;
 
-pub use client::{CallResult, Client, ClientConfig, Ticket};
+pub use client::{CallResult, Client, ClientConfig, OrderPage, Ticket};
 pub use error::ClientError;
 pub use mercato_protocol as wire;

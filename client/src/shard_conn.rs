@@ -33,6 +33,10 @@ pub(crate) struct ShardConn {
     queued: Mutex<Vec<(Vec<wire::Request>, SyncSender<Reply>)>>,
     /// Requests one frame may carry (the server's `batch_len_max`).
     batch_len_max: usize,
+    /// Bytes of requests one frame may carry, and of answers one may
+    /// bring back (`Welcome`): callers are merged within both.
+    frame_bytes_max: usize,
+    answer_bytes_max: usize,
     /// Requests the server lets one connection have unanswered; past it,
     /// it closes the connection, so callers wait for room instead.
     in_flight_max: u32,
@@ -67,7 +71,8 @@ impl ShardConn {
             .set_read_timeout(Some(connect_timeout))
             .map_err(connect)?;
         let mut buf = BytesMut::new();
-        let first = read_frame(&mut stream, &mut buf).map_err(connect)?;
+        // A Welcome is small; until it comes, the default limit is plenty.
+        let first = read_frame(&mut stream, &mut buf, FrameDecoder::default()).map_err(connect)?;
         let welcome = match first.kind {
             Kind::Welcome => {
                 wire::Welcome::from_body(&first.body).map_err(|e| ClientError::Protocol {
@@ -87,6 +92,8 @@ impl ShardConn {
             writer: Mutex::new(stream.try_clone().map_err(connect)?),
             queued: Mutex::default(),
             batch_len_max: welcome.batch_len_max.max(1) as usize,
+            frame_bytes_max: welcome.frame_bytes_max as usize,
+            answer_bytes_max: welcome.answer_bytes_max as usize,
             in_flight_max: welcome.in_flight_max.max(1),
             waiting: Arc::default(),
             next_id: AtomicU64::new(1),
@@ -94,11 +101,15 @@ impl ShardConn {
             load: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
         };
-        conn.spawn_reader(stream, buf);
+        // Answers may be as large as the server said they may.
+        let decoder = FrameDecoder {
+            frame_bytes_max: (welcome.answer_bytes_max as usize).max(wire::FRAME_BYTES_MAX_DEFAULT),
+        };
+        conn.spawn_reader(stream, buf, decoder);
         Ok((conn, welcome))
     }
 
-    fn spawn_reader(&self, mut stream: TcpStream, mut buf: BytesMut) {
+    fn spawn_reader(&self, mut stream: TcpStream, mut buf: BytesMut, decoder: FrameDecoder) {
         let waiting = self.waiting.clone();
         let alive = self.alive.clone();
         let outstanding = self.outstanding.clone();
@@ -106,7 +117,7 @@ impl ShardConn {
         let shard = self.shard;
         std::thread::spawn(move || {
             loop {
-                let Ok(frame) = read_frame(&mut stream, &mut buf) else {
+                let Ok(frame) = read_frame(&mut stream, &mut buf, decoder) else {
                     break;
                 };
                 let reply = match frame.kind {
@@ -177,19 +188,27 @@ impl ShardConn {
         // included unless an earlier holder already did.
         let mut writer = self.writer.lock().unwrap();
         let queued = std::mem::take(&mut *self.queued.lock().unwrap());
-        let mut frames: Vec<(Vec<wire::Request>, Callers)> = Vec::new();
+        // Merged by count, request bytes and answer bytes, each within what
+        // the server announced; a caller's own requests were checked to fit.
+        let mut frames: Vec<(Vec<wire::Request>, Callers, usize, usize)> = Vec::new();
         for (reqs, tx) in queued {
-            let fits = frames
-                .last()
-                .is_some_and(|(batch, _)| batch.len() + reqs.len() <= self.batch_len_max);
+            let req_bytes: usize = reqs.iter().map(wire::request_bytes_max).sum();
+            let ans_bytes: usize = reqs.iter().map(wire::answer_bytes_max).sum();
+            let fits = frames.last().is_some_and(|(batch, _, rb, ab)| {
+                batch.len() + reqs.len() <= self.batch_len_max
+                    && wire::REQUESTS_BASE_BYTES + rb + req_bytes <= self.frame_bytes_max
+                    && wire::ANSWERS_BASE_BYTES + ab + ans_bytes <= self.answer_bytes_max
+            });
             if !fits {
-                frames.push((Vec::new(), Vec::new()));
+                frames.push((Vec::new(), Vec::new(), 0, 0));
             }
-            let (batch, callers) = frames.last_mut().expect("a frame");
+            let (batch, callers, rb, ab) = frames.last_mut().expect("a frame");
             callers.push((reqs.len(), tx));
             batch.extend(reqs);
+            *rb += req_bytes;
+            *ab += ans_bytes;
         }
-        for (batch, callers) in frames {
+        for (batch, callers, _, _) in frames {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let body = wire::Requests { requests: batch }.to_body();
             let mut out = BytesMut::with_capacity(wire::HEADER_BYTES + body.len());
@@ -229,8 +248,11 @@ fn refused(body: &[u8]) -> ClientError {
     }
 }
 
-fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<wire::Frame> {
-    let d = FrameDecoder::default();
+fn read_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    d: FrameDecoder,
+) -> std::io::Result<wire::Frame> {
     let mut chunk = [0u8; 64 << 10];
     loop {
         match d.decode(buf) {

@@ -112,7 +112,13 @@ pub enum Reply {
     Sku(SkuView),
     Account(AccountView),
     Order(OrderView),
-    Orders(Vec<OrderView>),
+    /// A page of an account's orders, newest first; `more`: older ones
+    /// follow the last here (pass its id as `after`). A page holds at most
+    /// `limit` orders and `LIST_PAGE_BYTES_MAX` bytes of them.
+    Orders {
+        orders: Vec<OrderView>,
+        more: bool,
+    },
     /// A cache keyspace read: the value, if cached and live.
     Value(Option<bytes::Bytes>),
     /// A cache keyspace write was stored.

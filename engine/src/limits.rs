@@ -1,12 +1,17 @@
 //! Named bounds. Every queue, batch and input size in the engine has one here,
 //! and relations between them are checked when the crate compiles.
 
-/// Lines in one order (DESIGN.md: default 64).
-pub const ORDER_LINES_MAX: usize = 64;
+/// Lines in one order (DESIGN.md: default 64); the protocol fixes it, so
+/// that an order's answer has a size known before it runs.
+pub const ORDER_LINES_MAX: usize = mercato_protocol::ORDER_LINES_MAX;
 /// The longest reservation a `Deferred` order may ask for: 30 days.
 pub const ORDER_TTL_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 /// Orders one `list_orders` call returns at most.
 pub const LIST_ORDERS_LIMIT_MAX: u32 = 1_000;
+/// Bytes of orders (as the protocol sizes them) one `list_orders` page
+/// holds at most: a page stops early, saying there is more, rather than
+/// pass it, so that no `limit` can make a shard build a huge answer.
+pub const LIST_PAGE_BYTES_MAX: usize = mercato_protocol::LIST_PAGE_BYTES_MAX;
 /// Commands in one `submit` batch.
 pub const BATCH_LEN_MAX: usize = 4_096;
 /// Requests waiting in one shard's inbound queue; past this, callers get `Busy`.
@@ -65,8 +70,17 @@ pub const SNAPSHOT_POLL_MS: u64 = 1_000;
 pub const CONNS_PER_SHARD_MAX: usize = 4_096;
 /// Requests one connection may have sent and not yet had answered.
 pub const IN_FLIGHT_PER_CONN_MAX: usize = 16_384;
-/// Answer bytes waiting for one client before it is cut off as too slow.
-pub const OUT_BYTES_PER_CONN_MAX: usize = 16 << 20;
+/// Answer bytes one connection may have reserved for batches running or
+/// waiting to be written (`Welcome::answer_bytes_max`): a batch whose
+/// answers could pass it alone is refused before it runs, one that fits
+/// later waits, and the connection is not read meanwhile.
+pub const ANSWER_BYTES_PER_CONN_MAX: usize = 16 << 20;
+/// How long a new connection may take to send its `Hello`.
+pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// How long a connection may sit with nothing running and nothing sent
+/// either way before the server closes it (0: never). The client library
+/// reconnects on its next call.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 /// Connections the main port may have handed to a shard that has not
 /// picked them up yet.
 pub const ACCEPTED_QUEUE_MAX: usize = 1_024;
@@ -74,9 +88,9 @@ pub const ACCEPTED_QUEUE_MAX: usize = 1_024;
 pub const IDLE_SLEEP_MS_MAX: u64 = 50;
 
 /// Longest cache keyspace key.
-pub const CACHE_KEY_BYTES_MAX: usize = 1_024;
+pub const CACHE_KEY_BYTES_MAX: usize = mercato_protocol::CACHE_KEY_BYTES_MAX;
 /// Largest cache keyspace value: a quarter of a frame, so a few fit a batch.
-pub const CACHE_VALUE_BYTES_MAX: usize = 256 << 10;
+pub const CACHE_VALUE_BYTES_MAX: usize = mercato_protocol::CACHE_VALUE_BYTES_MAX;
 /// What one keyspace entry is charged beyond its key and value bytes.
 pub const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
 /// SKU views and account views cached for reads from any shard, each,
@@ -97,3 +111,10 @@ const _: () = assert!(INBOUND_PER_TURN_MAX <= INBOUND_DEPTH_MAX);
 const _: () = assert!(ORDER_TTL_MS_MAX <= u32::MAX as u64);
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1);
 const _: () = assert!(RING_DEPTH_MAX.is_power_of_two());
+// The answer budget must take any single request's answer, or that request
+// could never be served; and fit rkyv's 32-bit offsets.
+const _: () = assert!(ANSWER_BYTES_PER_CONN_MAX >= ANSWER_BYTES_MIN);
+const _: () = assert!(ANSWER_BYTES_PER_CONN_MAX <= i32::MAX as usize);
+/// The smallest answer budget a server may be configured with: a batch of
+/// one request of the largest answer (a cache value) fits it.
+pub const ANSWER_BYTES_MIN: usize = 2 * CACHE_VALUE_BYTES_MAX;

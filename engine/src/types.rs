@@ -117,6 +117,14 @@ pub struct AccountView {
     pub balance: Money,
 }
 
+/// One page of `list_orders`: the orders, newest first, and whether the
+/// account has older ones (ask again with the last id as `after`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    pub more: bool,
+}
+
 /// What a reader sees of an order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderView {

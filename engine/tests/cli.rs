@@ -69,7 +69,9 @@ fn the_cli_drives_a_server() {
     let (code, out) = run(&["order", "list", "--account", "42", "--json"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.starts_with('[') && out.contains("\"id\":\"1\""),
+        out.starts_with("{\"orders\":[")
+            && out.contains("\"id\":\"1\"")
+            && out.contains("\"more\":false"),
         "{out}"
     );
     let (code, out) = run(&["account", "get", "42"]);

@@ -64,7 +64,7 @@ fn every_call_through_the_client() {
         wire::OrderState::Cancelled
     );
     assert_eq!(c.get_order(1, 7).unwrap().unwrap(), o);
-    assert_eq!(c.list_orders(1, None, 10).unwrap().unwrap().len(), 3);
+    assert_eq!(c.list_orders(1, None, 10).unwrap().unwrap().orders.len(), 3);
     assert_eq!(c.get_sku(0).unwrap().unwrap().sold, 1);
     assert_eq!(c.get_account(1).unwrap().unwrap().balance, 9_000 - 600);
     // The per-user limit is 2 and account 1 holds one unit of SKU 0 live.
@@ -175,7 +175,15 @@ fn a_retried_order_after_a_dropped_connection_is_placed_once() {
         "the proxy never dropped the order"
     );
     assert_eq!(o.total, 600);
-    assert_eq!(direct.list_orders(42, None, 10).unwrap().unwrap().len(), 1);
+    assert_eq!(
+        direct
+            .list_orders(42, None, 10)
+            .unwrap()
+            .unwrap()
+            .orders
+            .len(),
+        1
+    );
     assert_eq!(direct.get_sku(5).unwrap().unwrap().sold, 2);
     assert_eq!(
         direct.get_account(42).unwrap().unwrap().balance,
@@ -264,4 +272,58 @@ fn read_weights_must_match_the_shards() {
     let after = c.sent();
     let spread: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(spread, vec![30, 10], "shares follow the static weights");
+}
+
+/// The client used to merge concurrent callers by count alone and read
+/// answers with a fixed 1 MiB limit: five callers each setting a 256 KiB
+/// value made one frame the server refused, and five reading them back
+/// made one answer the client could not read. Now callers are merged
+/// within the frame and answer bytes the server announces.
+#[test]
+fn callers_with_large_values_are_merged_within_the_servers_byte_limits() {
+    let server = Server::start(1, &["--cache-budget-bytes", "67108864"]);
+    let c = Arc::new(Client::connect(server.main, ClientConfig::default()).unwrap());
+    let w = c.welcome().clone();
+    let value = |i: usize| vec![i as u8; wire::CACHE_VALUE_BYTES_MAX - 64];
+    for round in 0..3 {
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let key = format!("big-{round}-{i}");
+                    c.cache_set(key.as_bytes(), &value(i), 0).unwrap().unwrap();
+                    let got = c.cache_get(key.as_bytes()).unwrap().unwrap();
+                    assert_eq!(got.as_deref(), Some(&value(i)[..]), "{key}");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    // A single batch that could not fit is refused by the client itself,
+    // with the limit it would pass, and the connection goes on.
+    let sets: Vec<wire::Request> = (0..8)
+        .map(|i| wire::Request::CacheSet {
+            key: vec![i],
+            value: value(0),
+            ttl_ms: 0,
+        })
+        .collect();
+    match c.submit(sets) {
+        Err(ClientError::BatchTooLarge { what, max, .. }) => {
+            assert_eq!((what, max), ("request", w.frame_bytes_max as usize));
+        }
+        other => panic!("{other:?}"),
+    }
+    let gets: Vec<wire::Request> = (0..100)
+        .map(|i| wire::Request::CacheGet { key: vec![i] })
+        .collect();
+    match c.submit(gets) {
+        Err(ClientError::BatchTooLarge { what, max, .. }) => {
+            assert_eq!((what, max), ("answer", w.answer_bytes_max as usize));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.cache_get(b"big-0-1").unwrap().unwrap().is_some());
 }

@@ -113,7 +113,7 @@ fn an_order_lives_its_whole_life_across_shards() {
     let ids = |after, limit| {
         h.list_orders(account, after, limit)
             .unwrap()
-            .map(|page| page.iter().map(|o| o.id).collect::<Vec<_>>())
+            .map(|page| page.orders.iter().map(|o| o.id).collect::<Vec<_>>())
     };
     assert_eq!(ids(None, 10), Ok(vec![4, 3, 2, 1]));
     assert_eq!(ids(None, 2), Ok(vec![4, 3]));

@@ -2,7 +2,8 @@
 //! protocol frames: every command, an order across shards, bad input of
 //! every kind answered and closed while a healthy client goes on being
 //! served, a client that never reads cut off without slowing the others,
-//! and a clean exit on SIGTERM.
+//! answers bounded before they are built, silent sockets timed out, and a
+//! clean exit on SIGTERM that answers what it reads meanwhile.
 
 mod util;
 
@@ -55,7 +56,10 @@ impl Client {
 
     /// The next frame, or `None` once the server closed the connection.
     fn frame(&mut self) -> Option<wire::Frame> {
-        let d = FrameDecoder::default();
+        // Answers may be as large as the server's default answer budget.
+        let d = FrameDecoder {
+            frame_bytes_max: 16 << 20,
+        };
         loop {
             if let Some(f) = d.decode(&mut self.buf).unwrap() {
                 return Some(f);
@@ -196,7 +200,9 @@ fn every_command_and_a_cross_shard_order_over_tcp() {
     assert!(matches!(done(&answers[6]), wire::Reply::Account(a) if a.balance == 1_000_000 - 10));
     assert!(matches!(done(&answers[7]), wire::Reply::Sku(s) if s.sold == 1));
     assert!(matches!(done(&answers[8]), wire::Reply::Account(a) if a.balance == 1_000_000 - total));
-    assert!(matches!(done(&answers[10]), wire::Reply::Orders(v) if v.len() == 2));
+    assert!(
+        matches!(done(&answers[10]), wire::Reply::Orders { orders, more: false } if orders.len() == 2)
+    );
     assert_eq!(
         answers[11],
         wire::Answer::Rejected(wire::Reject::UnknownSku { sku: 99 })
@@ -235,7 +241,7 @@ fn bad_input_is_answered_and_closed_while_others_are_served() {
     unknown[6] = 42;
     let wrong_token = {
         let h = wire::Hello {
-            version: 1,
+            version: wire::VERSION,
             auth_token: Some("guess".into()),
             client: String::new(),
         };
@@ -274,12 +280,10 @@ fn bad_input_is_answered_and_closed_while_others_are_served() {
     }
 }
 
-#[test]
-fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
-    let server = Server::start(2, &["--out-bytes-max", "65536"]);
-    let (mut healthy, _) = Client::connect(server.main, None);
-    shop(&mut healthy);
-    // Account 1 gets 1,000 orders, so listing them makes a big answer.
+/// A shop whose account 1 has 1,000 orders, so that listing them makes
+/// big answers.
+fn account_with_many_orders(healthy: &mut Client) {
+    shop(healthy);
     for chunk in 0..4u128 {
         let orders = (0..250u128)
             .map(|i| wire::Request::PlaceOrder {
@@ -297,12 +301,11 @@ fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
             done(&a);
         }
     }
-    let (mut stalled, _) = Client::connect(server.main, None);
-    // Tens of megabytes of answers, far past the socket buffers, from few
-    // enough requests to stay under the in-flight limit: only the output
-    // bound can stop this client.
-    let batch = wire::Requests {
-        requests: (0..8)
+}
+
+fn lists(n: usize) -> Vec<u8> {
+    wire::Requests {
+        requests: (0..n)
             .map(|_| wire::Request::ListOrders {
                 account: 1,
                 after: None,
@@ -310,17 +313,36 @@ fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
             })
             .collect(),
     }
-    .to_body();
+    .to_body()
+}
+
+#[test]
+fn a_client_that_never_reads_stops_being_read_then_is_cut_off_and_others_go_on() {
+    let server = Server::start(
+        2,
+        &["--answer-bytes-max", "1048576", "--idle-timeout-ms", "1000"],
+    );
+    let (mut healthy, _) = Client::connect(server.main, None);
+    account_with_many_orders(&mut healthy);
+    let (mut stalled, _) = Client::connect(server.main, None);
+    // Tens of megabytes of answers, far past the socket buffers, from few
+    // enough requests to stay under the in-flight limit: only the answer
+    // budget can stop this client.
+    let batch = lists(8);
     stalled
         .stream
-        .set_write_timeout(Some(Duration::from_secs(2)))
+        .set_write_timeout(Some(Duration::from_millis(300)))
         .unwrap();
+    let mut sent = 0;
     for id in 1..=100u64 {
         let mut out = BytesMut::new();
         encode_frame(&mut out, Kind::Requests, id, &batch);
+        // Once its answers fill the budget, the server stops reading this
+        // client; these small frames may still all fit its socket buffer.
         if stalled.stream.write_all(&out).is_err() {
             break;
         }
+        sent += 1;
         if id % 10 == 0 {
             let a = healthy.call(vec![wire::Request::GetSku { sku: 2 }]);
             assert!(matches!(done(&a[0]), wire::Reply::Sku(_)));
@@ -328,36 +350,159 @@ fn a_client_that_never_reads_is_cut_off_and_others_go_on() {
     }
     let a = healthy.call(vec![wire::Request::GetAccount { account: 1 }]);
     assert!(matches!(done(&a[0]), wire::Reply::Account(_)));
-    // Read nothing until the server has cut the staller off: a reader that
-    // starts early keeps pace with the answers, and a reader that keeps
-    // pace is rightly never cut off (this test once failed that way). Once
-    // the server has closed, a write fails, at the latest the one after
-    // the server's reset; until then each probe is one more small request.
-    let probe = wire::Requests {
-        requests: vec![wire::Request::GetSku { sku: 2 }],
+    // Read nothing until the server has given up on the staller: its
+    // answers have waited a whole idle timeout (1 s, looked at every
+    // 100 ms) by then. A reader that keeps pace is never cut off, and the
+    // healthy client, which keeps talking, is never idle.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(250));
+        let a = healthy.call(vec![wire::Request::GetSku { sku: 2 }]);
+        assert!(matches!(done(&a[0]), wire::Reply::Sku(_)));
     }
-    .to_body();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    for id in 101.. {
-        let mut out = BytesMut::new();
-        encode_frame(&mut out, Kind::Requests, id, &probe);
-        if stalled.stream.write_all(&out).is_err() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the staller was never cut off"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The staller was cut off: what it can still read is answers, then a
-    // close, not an error frame and not a wait for more.
+    // What it can still read is answers, then a close: not an error frame,
+    // and not a wait for more.
     let mut answers = 0;
     while let Some(f) = stalled.frame() {
         assert_eq!(f.kind, Kind::Answers, "cut off for another reason");
         answers += 1;
     }
-    assert!(answers < 100, "every answer arrived: nothing was cut off");
+    assert!(answers < sent, "every answer arrived: nothing was cut off");
+    let a = healthy.call(vec![wire::Request::GetSku { sku: 3 }]);
+    assert!(matches!(done(&a[0]), wire::Reply::Sku(_)));
+}
+
+#[test]
+fn a_batch_whose_answers_could_be_huge_is_refused_before_it_runs() {
+    let server = Server::start(2, &[]);
+    let (mut healthy, welcome) = Client::connect(server.main, None);
+    assert_eq!(welcome.answer_bytes_max, 16 << 20);
+    account_with_many_orders(&mut healthy);
+    // 4,096 pages of the largest size: gigabytes, if a shard built them.
+    let (mut greedy, _) = Client::connect(server.main, None);
+    greedy.send(Kind::Requests, 7, &lists(4096));
+    let f = greedy.frame().expect("an error frame");
+    assert_eq!((f.kind, f.request_id), (Kind::Error, 7));
+    let e = wire::ErrorBody::from_body(&f.body).unwrap();
+    assert_eq!(e.code, ErrorCode::AnswerTooLarge as u16);
+    assert!(e.message.contains("answer_bytes_max"), "{}", e.message);
+    assert!(greedy.frame().is_none(), "the connection stays open");
+    // Many large cache reads, the same.
+    let (mut greedy, _) = Client::connect(server.main, None);
+    let gets = wire::Requests {
+        requests: (0..100)
+            .map(|i| wire::Request::CacheGet {
+                key: format!("k{i}").into_bytes(),
+            })
+            .collect(),
+    };
+    greedy.send(Kind::Requests, 8, &gets.to_body());
+    let f = greedy.frame().expect("an error frame");
+    let e = wire::ErrorBody::from_body(&f.body).unwrap();
+    assert_eq!(e.code, ErrorCode::AnswerTooLarge as u16);
+    // A page that fits is cut by bytes, and says there is more.
+    let (mut fair, _) = Client::connect(server.main, None);
+    let a = fair.call(vec![wire::Request::ListOrders {
+        account: 1,
+        after: None,
+        limit: 1000,
+    }]);
+    let wire::Reply::Orders { orders, more } = done(&a[0]) else {
+        panic!("{a:?}");
+    };
+    assert!(orders.len() < 1000 && *more, "{} orders", orders.len());
+    // Paging on from the last id reaches every order, each once.
+    let mut seen: Vec<u128> = orders.iter().map(|o| o.id).collect();
+    loop {
+        let a = fair.call(vec![wire::Request::ListOrders {
+            account: 1,
+            after: seen.last().copied(),
+            limit: 1000,
+        }]);
+        let wire::Reply::Orders { orders, more } = done(&a[0]) else {
+            panic!("{a:?}");
+        };
+        seen.extend(orders.iter().map(|o| o.id));
+        if !more {
+            break;
+        }
+    }
+    seen.sort_unstable();
+    assert!(
+        seen == (0..1000u128).collect::<Vec<_>>(),
+        "{} ids",
+        seen.len()
+    );
+    // The server kept serving.
+    let a = healthy.call(vec![wire::Request::GetSku { sku: 1 }]);
+    assert!(matches!(done(&a[0]), wire::Reply::Sku(_)));
+}
+
+#[test]
+fn silent_sockets_cannot_hold_the_connection_slots() {
+    let server = Server::start(1, &["--conns-max", "4", "--handshake-timeout-ms", "500"]);
+    let shard = SocketAddr::from(([127, 0, 0, 1], server.ports[0]));
+    // Four sockets that never say a word fill the shard.
+    let mut silent: Vec<Client> = (0..4).map(|_| Client::raw(shard)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // A fifth is told why it is turned away, then closed.
+    let mut late = Client::raw(shard);
+    let f = late.frame().expect("a refusal");
+    assert_eq!(f.kind, Kind::Error);
+    assert_eq!(
+        wire::ErrorBody::from_body(&f.body).unwrap().code,
+        ErrorCode::TooManyConnections as u16
+    );
+    assert!(late.frame().is_none());
+    // The silent ones are closed at their handshake deadline, with a reason.
+    for s in &mut silent {
+        let f = s.frame().expect("a timeout");
+        assert_eq!(
+            wire::ErrorBody::from_body(&f.body).unwrap().code,
+            ErrorCode::HandshakeTimeout as u16
+        );
+        assert!(s.frame().is_none());
+    }
+    // Their slots are free again.
+    let (mut c, _) = Client::connect(shard, None);
+    let a = c.call(vec![wire::Request::GetSku { sku: 1 }]);
+    assert!(matches!(a[0], wire::Answer::Rejected(_)));
+}
+
+#[test]
+fn requests_read_while_stopping_are_answered_shutdown() {
+    let mut server = Server::start(1, &[]);
+    let (mut busy, _) = Client::connect(server.main, None);
+    account_with_many_orders(&mut busy);
+    let (mut late, _) = Client::connect(server.main, None);
+    // A client that does not read its answers holds the drain open (for at
+    // most its 10 s bound), so the server is still reading when `late`
+    // sends.
+    busy.send(Kind::Requests, 1, &lists(100));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = server.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // `serve` looks for the signal every 50 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let a = late.call(vec![
+        wire::Request::GetSku { sku: 1 },
+        wire::Request::Deposit {
+            account: 9,
+            amount: 5,
+        },
+    ]);
+    let shutdown = wire::Answer::Failed {
+        code: ErrorCode::Shutdown as u16,
+    };
+    assert_eq!(a, vec![shutdown.clone(), shutdown]);
+    // The busy client reads its answers; then the drain ends.
+    let f = busy.frame().expect("its answers");
+    assert_eq!((f.kind, f.request_id), (Kind::Answers, 1));
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
 }
 
 #[test]

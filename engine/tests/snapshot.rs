@@ -164,6 +164,7 @@ fn snapshot_plus_tail_equals_full_replay_equals_the_live_state() {
             .list_orders(account, None, 10)
             .unwrap()
             .unwrap()
+            .orders
             .iter()
             .map(|o| o.id)
             .collect();

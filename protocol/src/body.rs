@@ -16,7 +16,13 @@ pub struct BodyError {
 /// A type that travels as a frame body.
 pub trait Body: Sized {
     const NAME: &'static str;
-    fn to_body(&self) -> Vec<u8>;
+    fn to_body(&self) -> Vec<u8> {
+        self.try_to_body()
+            .expect("a bounded message always serialises to memory")
+    }
+    /// Serialise, or say why not (rkyv's 32-bit offsets cannot address a
+    /// body past 2 GiB).
+    fn try_to_body(&self) -> Result<Vec<u8>, BodyError>;
     fn from_body(body: &[u8]) -> Result<Self, BodyError>;
 }
 
@@ -25,10 +31,13 @@ macro_rules! body {
         impl Body for $t {
             const NAME: &'static str = stringify!($t);
 
-            fn to_body(&self) -> Vec<u8> {
+            fn try_to_body(&self) -> Result<Vec<u8>, BodyError> {
                 rkyv::to_bytes::<rkyv::rancor::Error>(self)
-                    .expect("serialising to memory cannot fail")
-                    .into_vec()
+                    .map(|b| b.into_vec())
+                    .map_err(|e| BodyError {
+                        what: Self::NAME,
+                        reason: e.to_string(),
+                    })
             }
 
             fn from_body(body: &[u8]) -> Result<Self, BodyError> {

@@ -19,6 +19,14 @@ pub enum ErrorCode {
     AuthFailed = 9,
     BatchTooLong = 10,
     TooManyInFlight = 11,
+    /// A batch whose answers could pass `Welcome::answer_bytes_max`.
+    AnswerTooLarge = 12,
+    /// The shard already serves `conns_max` connections.
+    TooManyConnections = 13,
+    /// No `Hello` within the server's handshake timeout.
+    HandshakeTimeout = 14,
+    /// Nothing sent or received within the server's idle timeout.
+    IdleTimeout = 15,
     // Per request, in `Answer::Failed`: the request did not run.
     Busy = 100,
     Shutdown = 101,
@@ -44,6 +52,10 @@ impl ErrorCode {
             9 => AuthFailed,
             10 => BatchTooLong,
             11 => TooManyInFlight,
+            12 => AnswerTooLarge,
+            13 => TooManyConnections,
+            14 => HandshakeTimeout,
+            15 => IdleTimeout,
             100 => Busy,
             101 => Shutdown,
             102 => Unavailable,

@@ -23,11 +23,13 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod bounds;
 mod code;
 pub mod frame;
 pub mod message;
 
 pub use body::{Body, BodyError};
+pub use bounds::*;
 pub use code::ErrorCode;
 pub use frame::{
     FRAME_BYTES_MAX_DEFAULT, Frame, FrameDecoder, FrameError, HEADER_BYTES, Kind, VERSION,

@@ -12,7 +12,8 @@ pub struct Hello {
     pub version: u16,
     /// Must match the server's token when it has one.
     pub auth_token: Option<String>,
-    /// Free text for the server's logs, at most 64 bytes.
+    /// Free text for the server's logs, at most
+    /// [`crate::HELLO_CLIENT_BYTES_MAX`] bytes.
     pub client: String,
 }
 
@@ -34,6 +35,12 @@ pub struct Welcome {
     /// Requests one connection may have unanswered.
     pub in_flight_max: u32,
     pub order_lines_max: u32,
+    /// The most answer bytes one connection may have reserved and not yet
+    /// read, and so the largest `Answers` frame body the server sends: a
+    /// batch whose answers could pass it is refused before it runs
+    /// ([`crate::answers_bytes_max`]), and one that fits only once earlier
+    /// answers are read waits for them.
+    pub answer_bytes_max: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +181,14 @@ pub enum Reply {
     Sku(SkuView),
     Account(AccountView),
     Order(OrderView),
-    Orders(Vec<OrderView>),
+    /// One page of an account's orders, newest first. `more`: the account
+    /// has older orders than the last here; ask again with its id as
+    /// `after`. A page holds at most `limit` orders and at most
+    /// [`crate::LIST_PAGE_BYTES_MAX`] bytes of them.
+    Orders {
+        orders: Vec<OrderView>,
+        more: bool,
+    },
     Value(Option<Vec<u8>>),
     Stored,
     Deleted(bool),

@@ -179,6 +179,7 @@ fn every_message_type_round_trips() {
         batch_len_max: 4096,
         in_flight_max: 1024,
         order_lines_max: 64,
+        answer_bytes_max: 16 << 20,
     };
     assert_eq!(Welcome::from_body(&welcome.to_body()).unwrap(), welcome);
     let answers = Answers {

@@ -311,11 +311,22 @@ fn main() {
         }) => show(
             j,
             c.list_orders(account, after, limit),
-            |v| v.iter().map(order_text).collect::<Vec<_>>().join("\n"),
-            |v| {
+            |p| {
+                let mut text: Vec<String> = p.orders.iter().map(order_text).collect();
+                if let (true, Some(last)) = (p.more, p.orders.last()) {
+                    text.push(format!("more: --after {}", last.id));
+                }
+                text.join("\n")
+            },
+            |p| {
                 format!(
-                    "[{}]",
-                    v.iter().map(order_json).collect::<Vec<_>>().join(",")
+                    "{{\"orders\":[{}],\"more\":{}}}",
+                    p.orders
+                        .iter()
+                        .map(order_json)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    p.more
                 )
             },
         ),

@@ -108,9 +108,14 @@ pub struct ServeConfig {
     pub conns_max: usize,
     /// Requests one connection may have unanswered.
     pub in_flight_max: usize,
-    /// Answer bytes waiting for one slow reader before it is disconnected.
-    pub out_bytes_max: usize,
+    /// Answer bytes one connection may have reserved or unwritten; the
+    /// largest answer frame (see `limits::ANSWER_BYTES_PER_CONN_MAX`).
+    pub answer_bytes_max: usize,
     pub frame_bytes_max: usize,
+    /// A new connection that sends no `Hello` this long is closed.
+    pub handshake_timeout_ms: u64,
+    /// An idle connection is closed after this long; 0: never.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -120,8 +125,10 @@ impl Default for ServeConfig {
             auth_token: None,
             conns_max: crate::limits::CONNS_PER_SHARD_MAX,
             in_flight_max: crate::limits::IN_FLIGHT_PER_CONN_MAX,
-            out_bytes_max: crate::limits::OUT_BYTES_PER_CONN_MAX,
+            answer_bytes_max: crate::limits::ANSWER_BYTES_PER_CONN_MAX,
             frame_bytes_max: mercato_protocol::FRAME_BYTES_MAX_DEFAULT,
+            handshake_timeout_ms: crate::limits::HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            idle_timeout_ms: crate::limits::IDLE_TIMEOUT_MS_DEFAULT,
         }
     }
 }
@@ -189,6 +196,18 @@ pub type Addrs = (std::net::SocketAddr, Vec<std::net::SocketAddr>);
 /// Bind the main port and one port per shard, and prepare each shard's
 /// network side.
 fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
+    if !(crate::limits::ANSWER_BYTES_MIN..=i32::MAX as usize).contains(&sc.answer_bytes_max) {
+        return Err(EngineError::InvalidConfig {
+            what: "answer_bytes_max must be from 512 KiB (two cache values) to 2 GiB",
+        }
+        .into());
+    }
+    if sc.handshake_timeout_ms == 0 {
+        return Err(EngineError::InvalidConfig {
+            what: "handshake_timeout_ms must be above 0",
+        }
+        .into());
+    }
     let listen = |addr: std::net::SocketAddr| {
         let l =
             std::net::TcpListener::bind(addr).map_err(|source| OpenError::Bind { addr, source })?;
@@ -231,6 +250,7 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
         batch_len_max: crate::limits::BATCH_LEN_MAX as u32,
         in_flight_max: sc.in_flight_max as u32,
         order_lines_max: crate::limits::ORDER_LINES_MAX as u32,
+        answer_bytes_max: sc.answer_bytes_max as u32,
     };
     let config = NetConfig {
         auth_token: sc.auth_token.clone(),
@@ -238,7 +258,9 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
             frame_bytes_max: sc.frame_bytes_max,
             batch_len_max: crate::limits::BATCH_LEN_MAX,
             in_flight_max: sc.in_flight_max,
-            out_bytes_max: sc.out_bytes_max,
+            answer_bytes_max: sc.answer_bytes_max,
+            handshake_timeout_ms: sc.handshake_timeout_ms,
+            idle_timeout_ms: sc.idle_timeout_ms,
         },
         conns_max: sc.conns_max,
         welcome,

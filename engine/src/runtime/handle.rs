@@ -13,7 +13,8 @@ use crate::error::{EngineError, Reject};
 use crate::limits::{BATCH_LEN_MAX, VIEW_BATCH_LEN_MAX};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::types::{
-    AccountId, AccountView, LineRequest, Money, OrderId, OrderView, Payment, Qty, SkuId, SkuView,
+    AccountId, AccountView, LineRequest, Money, OrderId, OrderPage, OrderView, Payment, Qty, SkuId,
+    SkuView,
 };
 
 /// A cheap, cloneable way in to a running engine, shared by any number of threads.
@@ -332,13 +333,15 @@ impl Handle {
     }
 
     /// Up to `limit` of `account`'s orders, newest first, going on from the
-    /// order `after` names (see [`Command::ListOrders`]).
+    /// order `after` names (see [`Command::ListOrders`]). A page stops
+    /// early at `LIST_PAGE_BYTES_MAX` bytes of orders; `more` says whether
+    /// older orders follow.
     pub fn list_orders(
         &self,
         account: AccountId,
         after: Option<OrderId>,
         limit: u32,
-    ) -> CallResult<Vec<OrderView>> {
+    ) -> CallResult<OrderPage> {
         self.call_as(
             Command::ListOrders {
                 account,
@@ -346,7 +349,7 @@ impl Handle {
                 limit,
             },
             |r| match r {
-                Reply::Orders(v) => Some(v),
+                Reply::Orders { orders, more } => Some(OrderPage { orders, more }),
                 _ => None,
             },
         )

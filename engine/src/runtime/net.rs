@@ -20,7 +20,7 @@ use super::route::Split;
 use super::worker::Request;
 use crate::command::Outcome;
 use crate::error::EngineError;
-use crate::server::conn::{Conn, ConnLimits, Event};
+use crate::server::conn::{Conn, ConnLimits, Deadline, Event};
 use crate::server::convert;
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -29,13 +29,17 @@ pub(crate) const MAIN_LISTENER: mio::Token = mio::Token(2);
 const CONN_BASE: usize = 3;
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// How often a shard looks for connections past their handshake or idle
+/// deadline: timeouts are seconds long, so a tenth of one is precise enough.
+const TIMEOUT_SWEEP_MS: u64 = 100;
 
 /// How a shard serves clients.
 #[derive(Clone, Debug)]
 pub(crate) struct NetConfig {
     pub auth_token: Option<String>,
     pub limits: ConnLimits,
-    /// Connections one shard keeps; past it new ones are closed at once.
+    /// Connections one shard keeps; past it a new one is told
+    /// `TooManyConnections` and closed.
     pub conns_max: usize,
     pub welcome: wire::Welcome,
 }
@@ -56,7 +60,8 @@ struct Client {
 struct InFlight {
     slot: usize,
     generation: u64,
-    request_id: u64,
+    /// The connection's own number for the batch.
+    seq: u64,
     collector: Arc<Collector<Result<Outcome, EngineError>>>,
     /// The batch holds a write.
     writes: bool,
@@ -75,6 +80,9 @@ pub(crate) struct Net {
     /// collector's last filler.
     finished: Arc<AtomicUsize>,
     buf: Vec<u8>,
+    /// The clock connections' deadlines run on.
+    started: std::time::Instant,
+    swept_ms: u64,
 }
 
 impl Net {
@@ -95,7 +103,13 @@ impl Net {
             batches: Vec::new(),
             finished: Arc::new(AtomicUsize::new(0)),
             buf: vec![0; READ_CHUNK_BYTES],
+            started: std::time::Instant::now(),
+            swept_ms: 0,
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     pub(crate) fn register(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
@@ -123,13 +137,11 @@ impl Net {
         let draining = shared.draining.load(Ordering::Relaxed);
         for e in events.iter() {
             work += 1;
-            if draining && e.is_readable() && !e.is_writable() {
-                // Stopping: nothing new is taken; answers still go out.
-                continue;
-            }
             match e.token() {
-                LISTENER => self.accept_own(registry, shared),
-                MAIN_LISTENER => self.accept_main(registry, shared),
+                // Stopping: no new connection is taken; those open are
+                // still read, so that what they send is told `Shutdown`.
+                LISTENER if !draining => self.accept_own(registry, shared),
+                MAIN_LISTENER if !draining => self.accept_main(registry, shared),
                 mio::Token(t) if t >= CONN_BASE => self.on_socket(t - CONN_BASE, shared),
                 _ => {}
             }
@@ -141,7 +153,38 @@ impl Net {
             self.adopt(mio::net::TcpStream::from_std(stream), registry, shared);
             work += 1;
         }
-        work + self.finish(shared)
+        work += self.finish(shared);
+        let now_ms = self.now_ms();
+        if now_ms >= self.swept_ms + TIMEOUT_SWEEP_MS {
+            self.swept_ms = now_ms;
+            work += self.sweep(now_ms, shared);
+        }
+        work
+    }
+
+    /// Close connections past their handshake or idle deadline.
+    fn sweep(&mut self, now_ms: u64, shared: &Arc<Shared>) -> usize {
+        let mut closed = 0;
+        for slot in 0..self.clients.len() {
+            let Some(c) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            if c.conn.closing() {
+                continue;
+            }
+            match c.conn.check_timeouts(now_ms) {
+                Deadline::Met => {}
+                Deadline::Closing => {
+                    closed += 1;
+                    self.flush(slot, shared);
+                }
+                Deadline::Abandon => {
+                    closed += 1;
+                    self.close(slot, shared);
+                }
+            }
+        }
+        closed
     }
 
     fn accept_own(&mut self, registry: &mio::Registry, shared: &Arc<Shared>) {
@@ -186,6 +229,7 @@ impl Net {
     ) {
         let live = self.clients.len() - self.free.len();
         if live >= self.config.conns_max {
+            refuse(&mut stream, self.config.conns_max);
             return; // dropped: closed
         }
         let _ = stream.set_nodelay(true);
@@ -206,7 +250,12 @@ impl Net {
         welcome.shard = self.shard as u16;
         self.clients[slot] = Some(Client {
             stream,
-            conn: Conn::new(self.config.limits, self.config.auth_token.clone(), welcome),
+            conn: Conn::new(
+                self.config.limits,
+                self.config.auth_token.clone(),
+                welcome,
+                self.now_ms(),
+            ),
             unflushed: false,
             generation: self.generation,
             writes_in_flight: 0,
@@ -217,18 +266,36 @@ impl Net {
     }
 
     fn on_socket(&mut self, slot: usize, shared: &Arc<Shared>) {
+        // Writing answers out may make room for a batch that waited; then
+        // its turn comes at once, since its socket will not say so again.
+        loop {
+            self.serve_socket(slot, shared);
+            let again = self.clients[slot]
+                .as_ref()
+                .is_some_and(|c| c.conn.parked_fits());
+            if !again {
+                break;
+            }
+        }
+    }
+
+    fn serve_socket(&mut self, slot: usize, shared: &Arc<Shared>) {
+        let now_ms = self.now_ms();
         let Some(client) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let mut events = Vec::new();
+        // A batch that waited for room goes first.
+        let mut events = client.conn.receive(&[], now_ms);
         let mut eof = false;
-        loop {
+        // Not read while a batch waits for room: the client's bytes stay
+        // in its socket, and TCP slows it down.
+        while client.conn.wants_input() {
             match client.stream.read(&mut self.buf) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => events.extend(client.conn.receive(&self.buf[..n])),
+                Ok(n) => events.extend(client.conn.receive(&self.buf[..n], now_ms)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -238,13 +305,23 @@ impl Net {
             }
         }
         let generation = client.generation;
-        for Event::Batch {
-            request_id,
-            requests,
-        } in events
-        {
+        for Event::Batch { seq, requests } in events {
             if shared.draining.load(Ordering::Relaxed) {
-                break;
+                // Read, so answered: nothing ran, the client may resend
+                // elsewhere or later.
+                let n = requests.len();
+                let answers = wire::Answers {
+                    load: 0,
+                    answers: (0..n)
+                        .map(|_| wire::Answer::Failed {
+                            code: wire::ErrorCode::Shutdown as u16,
+                        })
+                        .collect(),
+                };
+                if let Some(c) = self.clients[slot].as_mut() {
+                    c.conn.answer(seq, answers, now_ms);
+                }
+                continue;
             }
             let writes_before = self.clients[slot]
                 .as_ref()
@@ -261,7 +338,7 @@ impl Net {
             self.batches.push(InFlight {
                 slot,
                 generation,
-                request_id,
+                seq,
                 collector,
                 writes,
             });
@@ -354,6 +431,7 @@ impl Net {
         let mut done = 0;
         let mut i = 0;
         let load = shared.shards[self.shard].load() as u32;
+        let now_ms = self.now_ms();
         let mut touched = Vec::new();
         while i < self.batches.len() {
             let Some(answers) = self.batches[i].collector.try_take() else {
@@ -369,7 +447,7 @@ impl Net {
                         load,
                         answers: answers.into_iter().map(convert::answer).collect(),
                     };
-                    c.conn.answer(b.request_id, answers);
+                    c.conn.answer(b.seq, answers, now_ms);
                     touched.push(b.slot);
                 }
             }
@@ -378,6 +456,14 @@ impl Net {
         touched.dedup();
         for slot in touched {
             self.flush(slot, shared);
+            // A batch that waited for room may have it now; its socket
+            // will not say so again, since it was left unread.
+            if self.clients[slot]
+                .as_ref()
+                .is_some_and(|c| c.conn.parked_fits())
+            {
+                self.on_socket(slot, shared);
+            }
         }
         // Counted as finished only once handed to its connection, so a
         // drain waits for the answers to be written.
@@ -393,16 +479,23 @@ impl Net {
         let Some(Some(client)) = self.clients.get_mut(slot) else {
             return;
         };
+        let mut wrote = false;
         let out = client.conn.output();
         while !out.is_empty() {
             match client.stream.write(out) {
                 Ok(0) => break,
                 Ok(n) => {
                     let _ = out.split_to(n);
+                    wrote = true;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
+        }
+        // A stalled reader is timed from when its output last moved.
+        if wrote {
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            client.conn.wrote(now_ms);
         }
         let unflushed = !client.conn.output().is_empty();
         if unflushed != client.unflushed {
@@ -434,4 +527,17 @@ impl Net {
                 .fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Tell a client over the connection limit why it is closed. The socket is
+/// new and its buffer empty, so one small frame goes out at once or not at
+/// all; the server never waits for it.
+fn refuse(stream: &mut mio::net::TcpStream, conns_max: usize) {
+    let body = wire::ErrorBody {
+        code: wire::ErrorCode::TooManyConnections as u16,
+        message: format!("this shard serves {conns_max} connections already (conns_max)"),
+    };
+    let mut out = bytes::BytesMut::new();
+    wire::encode_frame(&mut out, wire::Kind::Error, 0, &wire::Body::to_body(&body));
+    let _ = stream.write(&out);
 }

@@ -232,7 +232,10 @@ fn reply(r: Reply) -> wire::Reply {
         Reply::Sku(v) => wire::Reply::Sku(sku(v)),
         Reply::Account(v) => wire::Reply::Account(account(v)),
         Reply::Order(v) => wire::Reply::Order(order(v)),
-        Reply::Orders(v) => wire::Reply::Orders(v.into_iter().map(order).collect()),
+        Reply::Orders { orders, more } => wire::Reply::Orders {
+            orders: orders.into_iter().map(order).collect(),
+            more,
+        },
         Reply::Value(v) => wire::Reply::Value(v.map(|b| b.to_vec())),
         Reply::Stored => wire::Reply::Stored,
         Reply::Deleted(found) => wire::Reply::Deleted(found),
@@ -410,7 +413,9 @@ mod tests {
         assert!(
             matches!(&answers[7], wire::Answer::Done(wire::Reply::Account(a)) if a.balance == 10_000)
         );
-        assert!(matches!(&answers[9], wire::Answer::Done(wire::Reply::Orders(v)) if v.len() == 1));
+        assert!(
+            matches!(&answers[9], wire::Answer::Done(wire::Reply::Orders { orders, more: false }) if orders.len() == 1)
+        );
         assert!(matches!(
             answers[10],
             wire::Answer::Rejected(wire::Reject::InsufficientFunds {

@@ -23,7 +23,7 @@ use crate::audit::AuditPart;
 use crate::command::{Command, Outcome, Reply};
 use crate::error::Reject;
 use crate::hash::{IdMap, IdSet, shard_of};
-use crate::limits::{LIST_ORDERS_LIMIT_MAX, SHARDS_MAX};
+use crate::limits::{LIST_ORDERS_LIMIT_MAX, LIST_PAGE_BYTES_MAX, SHARDS_MAX};
 use crate::message::{PeerMsg, TxId};
 use crate::record::Record;
 use crate::types::{
@@ -686,12 +686,26 @@ impl Shard {
                 .older_than(&OrderKey::new(account, order))
                 .ok_or(Reject::UnknownOrder { account, order })?,
         };
-        let views = orders
-            .walk_older(start)
-            .take(limit as usize)
-            .map(|(key, o)| view_of(key, o))
-            .collect();
-        Ok(Reply::Orders(views))
+        let mut walk = orders.walk_older(start).peekable();
+        let mut views = Vec::new();
+        let mut page_bytes = 0;
+        while let Some((key, o)) = walk.peek() {
+            // At least one order a page, so paging always moves on.
+            let bytes = mercato_protocol::order_view_bytes(o.lines.len());
+            let full = views.len() == limit as usize
+                || (!views.is_empty() && page_bytes + bytes > LIST_PAGE_BYTES_MAX);
+            if full {
+                break;
+            }
+            page_bytes += bytes;
+            views.push(view_of(key, o));
+            walk.next();
+        }
+        let more = walk.peek().is_some();
+        Ok(Reply::Orders {
+            orders: views,
+            more,
+        })
     }
 
     /// Remember a failed order so its retry gets the same answer; the

@@ -13,6 +13,8 @@ use mercato_engine::{
 const LINES_MAX: usize = 64;
 const TTL_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 const LIST_MAX: u32 = 1000;
+/// What one page of orders may hold (the engine's `LIST_PAGE_BYTES_MAX`).
+const LIST_PAGE_BYTES_MAX: usize = 64 << 10;
 
 #[derive(Clone, Debug, Default)]
 pub struct Model {
@@ -284,13 +286,23 @@ impl Model {
                         .position(|&id| id == order)
                         .ok_or(Reject::UnknownOrder { account, order })?,
                 };
-                let views = ids[..end]
-                    .iter()
-                    .rev()
-                    .take(limit as usize)
-                    .map(|&id| self.orders[&(account, id)].0.clone())
-                    .collect();
-                Ok(Reply::Orders(views))
+                // At most `limit` orders and, past the first, at most a
+                // page's bytes of them.
+                let mut orders: Vec<OrderView> = Vec::new();
+                let mut bytes = 0;
+                for &id in ids[..end].iter().rev() {
+                    let o = &self.orders[&(account, id)].0;
+                    let size = mercato_protocol::order_view_bytes(o.lines.len());
+                    if orders.len() == limit as usize
+                        || (!orders.is_empty() && bytes + size > LIST_PAGE_BYTES_MAX)
+                    {
+                        break;
+                    }
+                    bytes += size;
+                    orders.push(o.clone());
+                }
+                let more = orders.len() < end;
+                Ok(Reply::Orders { orders, more })
             }
             other => panic!("the model does not know {other:?}"),
         }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use mercato_engine::cache::PolicyKind;
 use mercato_engine::limits::{
-    CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX, IN_FLIGHT_PER_CONN_MAX,
-    OUT_BYTES_PER_CONN_MAX, SNAPSHOT_NICE_DEFAULT, SNAPSHOT_SEGMENTS_DEFAULT,
-    VIEW_CACHE_ENTRIES_DEFAULT,
+    ANSWER_BYTES_PER_CONN_MAX, CACHE_BUDGET_BYTES_DEFAULT, CONNS_PER_SHARD_MAX,
+    HANDSHAKE_TIMEOUT_MS_DEFAULT, IDLE_TIMEOUT_MS_DEFAULT, IN_FLIGHT_PER_CONN_MAX,
+    SNAPSHOT_NICE_DEFAULT, SNAPSHOT_SEGMENTS_DEFAULT, VIEW_CACHE_ENTRIES_DEFAULT,
 };
 use mercato_engine::shard::Capacity;
 use mercato_engine::{Config, Durability, Engine, ServeConfig};
@@ -48,15 +48,28 @@ pub struct Args {
     /// Clients must send this token in their Hello.
     #[arg(long)]
     auth_token: Option<String>,
-    /// Client connections per shard.
+    /// Client connections per shard; past it a new one is told
+    /// TooManyConnections and closed. Default 4096.
     #[arg(long)]
     conns_max: Option<usize>,
-    /// Requests one connection may have unanswered.
+    /// Requests one connection may have unanswered. Default 16384.
     #[arg(long)]
     in_flight_max: Option<usize>,
-    /// Answer bytes waiting for a slow reader before it is disconnected.
+    /// Answer bytes one connection may have reserved for running batches
+    /// or waiting to be read, and the largest answer frame: a batch that
+    /// could answer more is refused before it runs. Default 16 MiB
+    /// (16777216); at least 512 KiB.
+    #[arg(long, alias = "out-bytes-max")]
+    #[serde(alias = "out_bytes_max")]
+    answer_bytes_max: Option<usize>,
+    /// A new connection that has not sent its Hello within this many
+    /// milliseconds is closed. Default 10000.
     #[arg(long)]
-    out_bytes_max: Option<usize>,
+    handshake_timeout_ms: Option<u64>,
+    /// A connection with nothing running and nothing sent either way for
+    /// this many milliseconds is closed; 0 never. Default 300000.
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
     /// Memory budget of the cache keyspace, in bytes (default 64 MiB).
     #[arg(long)]
     cache_budget_bytes: Option<u64>,
@@ -126,7 +139,9 @@ impl Args {
             auth_token: self.auth_token.or(file.auth_token),
             conns_max: self.conns_max.or(file.conns_max),
             in_flight_max: self.in_flight_max.or(file.in_flight_max),
-            out_bytes_max: self.out_bytes_max.or(file.out_bytes_max),
+            answer_bytes_max: self.answer_bytes_max.or(file.answer_bytes_max),
+            handshake_timeout_ms: self.handshake_timeout_ms.or(file.handshake_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.or(file.idle_timeout_ms),
             cache_budget_bytes: self.cache_budget_bytes.or(file.cache_budget_bytes),
             cache_policy: self.cache_policy.or(file.cache_policy),
             view_cache_entries: self.view_cache_entries.or(file.view_cache_entries),
@@ -192,7 +207,11 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
             auth_token: a.auth_token,
             conns_max: a.conns_max.unwrap_or(CONNS_PER_SHARD_MAX),
             in_flight_max: a.in_flight_max.unwrap_or(IN_FLIGHT_PER_CONN_MAX),
-            out_bytes_max: a.out_bytes_max.unwrap_or(OUT_BYTES_PER_CONN_MAX),
+            answer_bytes_max: a.answer_bytes_max.unwrap_or(ANSWER_BYTES_PER_CONN_MAX),
+            handshake_timeout_ms: a
+                .handshake_timeout_ms
+                .unwrap_or(HANDSHAKE_TIMEOUT_MS_DEFAULT),
+            idle_timeout_ms: a.idle_timeout_ms.unwrap_or(IDLE_TIMEOUT_MS_DEFAULT),
             ..ServeConfig::default()
         }),
         ..Config::with_shards(a.shards.unwrap_or(0))

@@ -1,0 +1,284 @@
+//! How many bytes a request or its answer can take on the wire, known
+//! before anything runs.
+//!
+//! A server must not start work whose answer it cannot send: a batch of
+//! 4,096 `ListOrders` at the largest page would ask a shard to build
+//! gigabytes, and rkyv's 32-bit relative offsets cannot even address an
+//! archive past 2 GiB. Both sides therefore compute the same upper bound
+//! from the request alone: the server refuses a batch whose bound passes
+//! `Welcome::answer_bytes_max` before it runs anything, and the client
+//! never merges callers into a frame past that bound or past
+//! `Welcome::frame_bytes_max`.
+//!
+//! The bounds are sums of the archived types' sizes, so they follow the
+//! types if a field is added; a property test encodes random requests and
+//! answers and checks each stays inside its bound.
+
+use core::mem::size_of;
+
+use crate::message::{
+    Answer, ArchivedAnswer, ArchivedAnswers, ArchivedLine, ArchivedLineRequest, ArchivedOrderView,
+    ArchivedRequest, ArchivedRequests, Request,
+};
+
+/// Lines in one order; the engine's limit, fixed by the protocol so that
+/// an order's answer has a known size.
+pub const ORDER_LINES_MAX: usize = 64;
+/// The largest cache keyspace value: a quarter of the default frame, so a
+/// few fit one batch.
+pub const CACHE_VALUE_BYTES_MAX: usize = 256 << 10;
+/// The longest cache keyspace key.
+pub const CACHE_KEY_BYTES_MAX: usize = 1_024;
+/// Bytes of orders one `ListOrders` page holds at most, however large its
+/// `limit`: a page stops early, with `more` set, rather than pass it.
+pub const LIST_PAGE_BYTES_MAX: usize = 64 << 10;
+/// The longest `Hello::client` name.
+pub const HELLO_CLIENT_BYTES_MAX: usize = 64;
+/// The longest auth token a `Hello` may carry.
+pub const AUTH_TOKEN_BYTES_MAX: usize = 1_024;
+/// The largest frame a server reads before the handshake: a `Hello` with
+/// the longest token and name fits many times over, and nobody can make an
+/// unauthenticated server reserve a full frame's buffer.
+pub const HELLO_FRAME_BYTES_MAX: usize = 4_096;
+
+/// Padding one out-of-line block (a vector's items, a string's bytes) may
+/// need to reach its alignment, plus its relative pointer's room: the
+/// largest alignment in these archives is 16 (`u128`).
+const BLOCK_SLACK_BYTES: usize = 16;
+
+/// An order's view as an answer carries it, with `lines` lines.
+pub const fn order_view_bytes(lines: usize) -> usize {
+    size_of::<ArchivedOrderView>() + lines * size_of::<ArchivedLine>() + BLOCK_SLACK_BYTES
+}
+
+/// The most bytes `r`'s answer adds to an `Answers` body.
+pub fn answer_bytes_max(r: &Request) -> usize {
+    let out_of_line = match r {
+        Request::PlaceOrder { lines, .. } => {
+            lines.len().min(ORDER_LINES_MAX) * size_of::<ArchivedLine>() + BLOCK_SLACK_BYTES
+        }
+        Request::Pay { .. }
+        | Request::Cancel { .. }
+        | Request::Refund { .. }
+        | Request::GetOrder { .. } => {
+            ORDER_LINES_MAX * size_of::<ArchivedLine>() + BLOCK_SLACK_BYTES
+        }
+        Request::ListOrders { limit, .. } => {
+            (*limit as usize)
+                .saturating_mul(order_view_bytes(ORDER_LINES_MAX))
+                .min(LIST_PAGE_BYTES_MAX)
+                + BLOCK_SLACK_BYTES
+        }
+        Request::CacheGet { .. } => CACHE_VALUE_BYTES_MAX + BLOCK_SLACK_BYTES,
+        Request::PutSku { .. }
+        | Request::Restock { .. }
+        | Request::Deposit { .. }
+        | Request::Withdraw { .. }
+        | Request::GetSku { .. }
+        | Request::GetAccount { .. }
+        | Request::CacheSet { .. }
+        | Request::CacheDel { .. }
+        | Request::CacheStats => 0,
+    };
+    size_of::<ArchivedAnswer>() + out_of_line
+}
+
+/// What an `Answers` body takes beyond its answers.
+pub const ANSWERS_BASE_BYTES: usize = size_of::<ArchivedAnswers>() + BLOCK_SLACK_BYTES;
+
+/// The most bytes the `Answers` body to `requests` can take.
+pub fn answers_bytes_max<'a>(requests: impl IntoIterator<Item = &'a Request>) -> usize {
+    requests
+        .into_iter()
+        .fold(ANSWERS_BASE_BYTES, |sum, r| sum + answer_bytes_max(r))
+}
+
+/// The most bytes `r` adds to a `Requests` body.
+pub fn request_bytes_max(r: &Request) -> usize {
+    let out_of_line = match r {
+        Request::PlaceOrder { lines, .. } => {
+            lines.len() * size_of::<ArchivedLineRequest>() + BLOCK_SLACK_BYTES
+        }
+        Request::CacheSet { key, value, .. } => key.len() + value.len() + 2 * BLOCK_SLACK_BYTES,
+        Request::CacheGet { key } | Request::CacheDel { key } => key.len() + BLOCK_SLACK_BYTES,
+        _ => 0,
+    };
+    size_of::<ArchivedRequest>() + out_of_line
+}
+
+/// What a `Requests` body takes beyond its requests.
+pub const REQUESTS_BASE_BYTES: usize = size_of::<ArchivedRequests>() + BLOCK_SLACK_BYTES;
+
+/// The most bytes the `Requests` body holding `requests` can take.
+pub fn requests_bytes_max<'a>(requests: impl IntoIterator<Item = &'a Request>) -> usize {
+    requests
+        .into_iter()
+        .fold(REQUESTS_BASE_BYTES, |sum, r| sum + request_bytes_max(r))
+}
+
+/// The bytes `a` actually adds to an `Answers` body, at most; for a server
+/// that checks an answer it built against what was reserved for it.
+pub fn answer_bytes(a: &Answer) -> usize {
+    use crate::message::Reply;
+    let out_of_line = match a {
+        Answer::Done(Reply::Order(o)) => {
+            o.lines.len() * size_of::<ArchivedLine>() + BLOCK_SLACK_BYTES
+        }
+        Answer::Done(Reply::Orders { orders, .. }) => {
+            orders
+                .iter()
+                .map(|o| order_view_bytes(o.lines.len()))
+                .sum::<usize>()
+                + BLOCK_SLACK_BYTES
+        }
+        Answer::Done(Reply::Value(Some(v))) => v.len() + BLOCK_SLACK_BYTES,
+        _ => 0,
+    };
+    size_of::<ArchivedAnswer>() + out_of_line
+}
+
+// A single request's answer must always fit the smallest answer budget a
+// server may be given, so that no lone request is ever refused.
+const _: () = assert!(LIST_PAGE_BYTES_MAX >= order_view_bytes(ORDER_LINES_MAX));
+const _: () = assert!(HELLO_FRAME_BYTES_MAX > AUTH_TOKEN_BYTES_MAX + HELLO_CLIENT_BYTES_MAX + 256);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Body;
+    use crate::message::*;
+    use proptest::prelude::*;
+
+    fn order(lines: usize) -> OrderView {
+        OrderView {
+            id: u128::MAX,
+            account: u64::MAX,
+            lines: (0..lines)
+                .map(|i| Line {
+                    sku: i as u64,
+                    qty: 1,
+                    unit_price: u64::MAX,
+                })
+                .collect(),
+            total: u64::MAX,
+            state: OrderState::Refunded,
+            created_at: 1,
+            expires_at: 2,
+            restocked: true,
+        }
+    }
+
+    fn line_requests(n: usize) -> Vec<LineRequest> {
+        (0..n)
+            .map(|i| LineRequest {
+                sku: i as u64,
+                qty: 3,
+                expected_unit_price: Some(9),
+            })
+            .collect()
+    }
+
+    /// A request, and the largest answer it may get.
+    fn request_and_answer() -> impl Strategy<Value = (Request, Answer)> {
+        prop_oneof![
+            (0usize..=ORDER_LINES_MAX).prop_map(|n| (
+                Request::PlaceOrder {
+                    id: u128::MAX,
+                    account: 1,
+                    lines: line_requests(n),
+                    payment: Payment::Deferred { ttl_ms: 5 },
+                },
+                Answer::Done(Reply::Order(order(n)))
+            )),
+            Just((
+                Request::Pay {
+                    account: 1,
+                    order: 2
+                },
+                Answer::Done(Reply::Order(order(ORDER_LINES_MAX)))
+            )),
+            (1u32..=1_000).prop_map(|limit| {
+                // As many of the largest orders as the page allows.
+                let n =
+                    (limit as usize).min(LIST_PAGE_BYTES_MAX / order_view_bytes(ORDER_LINES_MAX));
+                (
+                    Request::ListOrders {
+                        account: 1,
+                        after: Some(3),
+                        limit,
+                    },
+                    Answer::Done(Reply::Orders {
+                        orders: (0..n).map(|_| order(ORDER_LINES_MAX)).collect(),
+                        more: true,
+                    }),
+                )
+            }),
+            (0usize..=CACHE_KEY_BYTES_MAX, 0usize..=CACHE_VALUE_BYTES_MAX).prop_map(|(k, v)| (
+                Request::CacheGet { key: vec![7; k] },
+                Answer::Done(Reply::Value(Some(vec![1; v])))
+            )),
+            (0usize..=CACHE_KEY_BYTES_MAX, 0usize..=4096).prop_map(|(k, v)| (
+                Request::CacheSet {
+                    key: vec![7; k],
+                    value: vec![1; v],
+                    ttl_ms: 1
+                },
+                Answer::Done(Reply::Stored)
+            )),
+            Just((
+                Request::CacheStats,
+                Answer::Done(Reply::CacheStats(CacheStats {
+                    hits: 1,
+                    misses: 1,
+                    inserts: 1,
+                    evictions: 1,
+                    expirations: 1,
+                    entries: 1,
+                    bytes: 1,
+                    budget_bytes: 1,
+                    policy: 1
+                }))
+            )),
+            Just((
+                Request::GetSku { sku: 1 },
+                Answer::Rejected(Reject::PerUserLimit {
+                    sku: 1,
+                    limit: 1,
+                    already: 1,
+                    requested: 1
+                })
+            )),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn encoded_bodies_stay_inside_their_bounds(
+            pairs in proptest::collection::vec(request_and_answer(), 0..24)
+        ) {
+            let (requests, answers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+            for (r, a) in requests.iter().zip(&answers) {
+                prop_assert!(answer_bytes(a) <= answer_bytes_max(r), "{r:?}");
+            }
+            let bound = answers_bytes_max(&requests);
+            let body = Answers { load: 7, answers: answers.clone() }.to_body();
+            prop_assert!(body.len() <= bound, "{} > {}", body.len(), bound);
+            let actual = ANSWERS_BASE_BYTES + answers.iter().map(answer_bytes).sum::<usize>();
+            prop_assert!(body.len() <= actual, "{} > {}", body.len(), actual);
+            let bound = requests_bytes_max(&requests);
+            let body = Requests { requests }.to_body();
+            prop_assert!(body.len() <= bound, "{} > {}", body.len(), bound);
+        }
+    }
+
+    #[test]
+    fn a_hello_with_the_longest_token_and_name_fits_the_handshake_frame() {
+        let h = Hello {
+            version: crate::VERSION,
+            auth_token: Some("t".repeat(AUTH_TOKEN_BYTES_MAX)),
+            client: "c".repeat(HELLO_CLIENT_BYTES_MAX),
+        };
+        assert!(h.to_body().len() <= HELLO_FRAME_BYTES_MAX);
+    }
+}
