@@ -1,6 +1,19 @@
-//! Hashing for ids: the fixed `shard_of` placement and a fast map hasher.
+//! Hashing for ids: the fixed `shard_of` placement, a hash keyed per
+//! process for every table whose keys a client chooses, and a fixed hash
+//! for what must hash the same in every process.
+//!
+//! Order ids, account ids, SKU ids and cache keys are chosen by clients. A
+//! table probed from a fixed, invertible hash of such a key lets anyone who
+//! reads this file pick thousands of keys with one home slot, and every
+//! insert then walks all the ones before it: quadratic work on a shard
+//! thread. So those tables hash with foldhash keyed by a seed drawn once
+//! per process ([`keyed_hash`], [`IdMap`]), as Rust's `RandomState`,
+//! foldhash and ahash do. Nothing on disk depends on it: snapshots hold
+//! plain vectors and tables are rebuilt on load. `shard_of` stays fixed
+//! (the data directory and clients depend on it), and so does
+//! [`IdHasher`], kept for fingerprints that are logged.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// Names the placement function; a data directory records it so a later build
 /// with another function refuses to open it instead of misplacing every id.
@@ -16,9 +29,16 @@ pub fn shard_of(id: u64, shards: u16) -> u16 {
     mercato_protocol::shard_of(id, shards)
 }
 
-/// A multiply-rotate hasher for integer keys. Ids are not secret and the
-/// engine is single-tenant, so it trades SipHash's flooding resistance for a
-/// hash that costs a few cycles on the order path.
+/// The hash of a key a client chose, keyed by this process's seed: the
+/// same within a process, unknown outside it.
+#[inline]
+pub fn keyed_hash<T: Hash + ?Sized>(key: &T) -> u64 {
+    foldhash::fast::SeedableRandomState::with_seed(0, foldhash::SharedSeed::global_random())
+        .hash_one(key)
+}
+
+/// A multiply-rotate hasher, fixed across processes: for values that are
+/// logged (an order's fingerprint), never for a table a client can fill.
 #[derive(Default, Clone, Copy)]
 pub struct IdHasher {
     hash: u64,
@@ -68,10 +88,10 @@ impl Hasher for IdHasher {
     }
 }
 
-/// `HashMap` keyed by ids.
-pub type IdMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IdHasher>>;
-/// `HashSet` of ids.
-pub type IdSet<K> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;
+/// `HashMap` keyed by ids, hashed with a per-process random seed.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// `HashSet` of ids, hashed with a per-process random seed.
+pub type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 #[cfg(test)]
 mod tests {

@@ -14,12 +14,11 @@
 //! holds fewer orders than `u32::MAX` (see `order_table`), so no account's
 //! newest order is at `u32::MAX`.
 
-use std::hash::Hasher;
 use std::num::NonZeroU32;
 
 use super::Account;
 use super::order_table::{Link, ORDERS_PER_SHARD_MAX};
-use crate::hash::IdHasher;
+use crate::hash::keyed_hash;
 use crate::prefetch::prefetch_whole;
 use crate::types::AccountId;
 
@@ -60,9 +59,7 @@ pub(crate) struct AccountTable {
 const _: () = assert!(std::mem::size_of::<(AccountId, Account)>() == 24);
 
 fn hash_of(id: AccountId) -> u64 {
-    let mut h = IdHasher::default();
-    h.write_u64(id);
-    h.finish()
+    keyed_hash(&id)
 }
 
 fn is_empty(slot: &(AccountId, Account)) -> bool {
@@ -143,6 +140,19 @@ impl AccountTable {
         self.iter().map(|(_, a)| a)
     }
 
+    /// Slots a lookup of `id` visits: the tests count probes, not time.
+    #[cfg(test)]
+    fn probes(&self, id: AccountId) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        let mut n = 1;
+        while !is_empty(&self.slots[i]) && self.slots[i].0 != id {
+            i = (i + 1) & mask;
+            n += 1;
+        }
+        n
+    }
+
     fn home(&self, id: AccountId) -> usize {
         (hash_of(id) >> self.shift) as usize
     }
@@ -213,6 +223,78 @@ impl std::fmt::Debug for AccountTable {
 mod tests {
     use super::*;
     use crate::hash::IdMap;
+
+    /// The hash this table used before it was keyed: a fixed multiply and
+    /// shift whose constant anyone can read, and so invert.
+    fn old_hash(id: u64) -> u64 {
+        let h = id.wrapping_mul(0x517C_C1B7_2722_0A95);
+        h ^ (h >> 29)
+    }
+
+    /// `n` ids whose old hashes share their top 40 bits, and so their home
+    /// slot in any table of up to 2^40 slots.
+    fn colliding_ids(n: u64) -> Vec<u64> {
+        // The multiplier's inverse modulo 2^64, by Newton's iteration.
+        let m: u64 = 0x517C_C1B7_2722_0A95;
+        let mut inv = m;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        }
+        (0..n)
+            .map(|i| {
+                let f = (0xAB_CDEF_0123u64 << 24) | i;
+                // Undo `h ^ h >> 29`, then the multiply.
+                let h = f ^ (f >> 29) ^ (f >> 58);
+                h.wrapping_mul(inv)
+            })
+            .collect()
+    }
+
+    /// Probes of every lookup in a linear-probing table of `slots` slots
+    /// homed by the top bits of `hash`, as this table probes.
+    fn simulated_probes(ids: &[u64], slots: usize, hash: fn(u64) -> u64) -> usize {
+        let shift = 64 - slots.trailing_zeros();
+        let mut table = vec![None; slots];
+        let mut probes = 0;
+        for &id in ids {
+            let mut i = (hash(id) >> shift) as usize;
+            probes += 1;
+            while table[i].is_some() {
+                i = (i + 1) % slots;
+                probes += 1;
+            }
+            table[i] = Some(id);
+        }
+        probes
+    }
+
+    #[test]
+    fn ids_chosen_to_collide_cost_no_more_probes_than_random_ids() {
+        let n = 4_000;
+        let hostile = colliding_ids(n);
+        let home = old_hash(hostile[0]) >> 24;
+        assert!(hostile.iter().all(|&id| old_hash(id) >> 24 == home));
+        let mut rng = crate::workload::Rng::new(7);
+        let random: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+        // Under the old hash these ids pile onto one slot: each insert
+        // walks all those before it.
+        let old_hostile = simulated_probes(&hostile, 8_192, old_hash);
+        let old_random = simulated_probes(&random, 8_192, old_hash);
+        assert!(
+            old_hostile > 100 * old_random,
+            "{old_hostile} vs {old_random}"
+        );
+        // Under the keyed hash they cost what random ids cost.
+        let probes = |ids: &[u64]| {
+            let mut t = AccountTable::default();
+            for &id in ids {
+                t.get_or_insert(id);
+            }
+            ids.iter().map(|&id| t.probes(id)).sum::<usize>()
+        };
+        let (hostile, random) = (probes(&hostile), probes(&random));
+        assert!(hostile <= 2 * random, "{hostile} probes against {random}");
+    }
     use proptest::prelude::*;
 
     fn account(n: u64) -> Account {

@@ -25,12 +25,11 @@
 //! every order and a reallocation into fresh memory on every doubling
 //! (BENCHMARKS.md, "Why this bench spreads so widely").
 
-use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::ops::Index;
 
 use super::Order;
-use crate::hash::IdHasher;
+use crate::hash::keyed_hash;
 use crate::prefetch::prefetch;
 use crate::types::OrderKey;
 
@@ -70,9 +69,7 @@ pub(crate) struct OrderTable {
 }
 
 fn hash_of(key: &OrderKey) -> u64 {
-    let mut h = IdHasher::default();
-    key.hash(&mut h);
-    h.finish()
+    keyed_hash(key)
 }
 
 fn slot(hash: u64, position: usize) -> u64 {

@@ -14,9 +14,7 @@
 //! after it back, so there are no tombstones and a probe always ends at the
 //! first empty slot.
 
-use std::hash::Hasher;
-
-use crate::hash::IdHasher;
+use crate::hash::keyed_hash;
 use crate::prefetch::prefetch_whole;
 use crate::types::{AccountId, Qty, SkuId};
 
@@ -42,10 +40,7 @@ pub(crate) struct PurchaseTable {
 }
 
 fn hash_of(key: &PurchaseKey) -> u64 {
-    let mut h = IdHasher::default();
-    h.write_u64(key.0);
-    h.write_u64(key.1);
-    h.finish()
+    keyed_hash(&(key.0, key.1))
 }
 
 /// `len` empty slots with every page already faulted in.
