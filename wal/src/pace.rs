@@ -12,18 +12,23 @@
 //! waits behind a few milliseconds of someone else's bytes at most. (A
 //! spare's zeros are also spread out in time; see `storage::Spread`.)
 //!
-//! Removing has the same effect where the filesystem trims freed blocks
-//! as it frees them (mounted with `discard`, as this machine's root is):
-//! deleting 256 MiB at once held another file's syncs for up to 65 ms. So
-//! [`remove_gradually`] frees a large file a few MiB at a time.
+//! Removing a large file has the same effect where the filesystem trims
+//! freed blocks as it frees them (mounted with `discard`, as this machine's
+//! root is): deleting 256 MiB at once held another file's syncs for up to
+//! 65 ms. Files used to be freed a few MiB at a time by shrinking them in
+//! place, but a tool reading a live data directory (`mercato audit`, `wal
+//! check`) may have a snapshot mapped, and a mapped file that shrinks kills
+//! its reader with SIGBUS. So a file is never changed after its rename,
+//! only unlinked whole ([`remove_whole`]): a reader that has it open keeps
+//! all of it until it closes, and the price is that stall, once per
+//! snapshot, on filesystems that discard.
 //!
 //! Only Linux has `sync_file_range`; elsewhere a pacer does nothing and the
 //! final sync takes everything at once, as before.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Bytes of one paced file that may be in write-back at once. Four MiB
 /// take the device about 10 ms at the 400 MiB/s this machine's disk
@@ -62,34 +67,17 @@ impl Pacer {
 /// ignore the name, so a crash halfway leaves a file that nobody takes for
 /// a damaged segment or snapshot, and the next removal sweeps it.
 pub(crate) const DROPPING_SUFFIX: &str = ".dropping";
-/// Bytes freed per step by [`remove_gradually`].
-pub(crate) const REMOVE_STEP_BYTES: u64 = 4 << 20;
-/// Pause between two steps of [`remove_gradually`]: 64 MiB go in about a
-/// tenth of a second (computed), and the compactor that removes them has no
-/// one waiting on it.
-pub(crate) const REMOVE_STEP_PAUSE_MS: u64 = 5;
-
-/// The name `path` takes while it is removed a step at a time.
+/// The name `path` takes while it is removed.
 pub(crate) fn dropping_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(DROPPING_SUFFIX);
     path.with_file_name(name)
 }
 
-/// Remove the file at `path` (already renamed out of readers' way), freeing
-/// its blocks [`REMOVE_STEP_BYTES`] at a time.
-pub(crate) fn remove_gradually(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
-    let mut len = file.metadata()?.len();
-    while len > REMOVE_STEP_BYTES {
-        len -= REMOVE_STEP_BYTES;
-        file.set_len(len)?;
-        // Committing the shorter length is what frees (and trims) this
-        // step's blocks now, not all of them at the next journal commit.
-        file.sync_data()?;
-        std::thread::sleep(Duration::from_millis(REMOVE_STEP_PAUSE_MS));
-    }
-    drop(file);
+/// Remove the file at `path` (already renamed out of readers' way) in one
+/// unlink, never shrinking it first: whoever has it open or mapped keeps
+/// every byte of it until they close it.
+pub(crate) fn remove_whole(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
@@ -163,16 +151,19 @@ mod tests {
     }
 
     #[test]
-    fn a_file_removed_gradually_is_gone() {
+    fn a_removed_file_stays_whole_for_whoever_has_it_open() {
         let dir = std::env::temp_dir().join(format!("mercato-remove-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for len in [0, 1, REMOVE_STEP_BYTES, 2 * REMOVE_STEP_BYTES + 3] {
-            let path = dropping_name(&dir.join(format!("{len}.wal")));
-            assert!(path.to_str().unwrap().ends_with(".wal.dropping"));
-            File::create(&path).unwrap().set_len(len).unwrap();
-            remove_gradually(&path).unwrap();
-            assert!(!path.exists(), "{len} bytes");
-        }
+        let path = dropping_name(&dir.join("big.wal"));
+        assert!(path.to_str().unwrap().ends_with(".wal.dropping"));
+        let bytes: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = File::open(&path).unwrap();
+        remove_whole(&path).unwrap();
+        assert!(!path.exists());
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut back).unwrap();
+        assert!(back == bytes, "the open file changed under its reader");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }

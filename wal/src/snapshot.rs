@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{FORMAT_VERSION, Lsn};
-use crate::pace::{DROPPING_SUFFIX, Pacer, dropping_name, remove_gradually};
+use crate::pace::{DROPPING_SUFFIX, Pacer, dropping_name, remove_whole};
 use crate::segment::{list_by_lsn, list_segments};
 
 const PREFIX: &str = "snapshot-";
@@ -140,9 +140,13 @@ pub fn map_snapshot(path: &Path) -> Result<MappedSnapshot, WalError> {
         what: what.to_string(),
     };
     let f = std::fs::File::open(path).map_err(|e| WalError::io("open", path, e))?;
-    // SAFETY: snapshot files are never written after their rename, and the
-    // engine maps only its own data directory, which it owns while open; the
-    // map is read-only, so no reference into it can see a change.
+    // SAFETY: a snapshot file is written under a temporary name and never
+    // changed after its rename: not written, not shrunk. Old ones are
+    // renamed aside and unlinked whole (`drop_covered`), which leaves the
+    // inode and every byte of it to whoever has it mapped, so a tool
+    // reading a live server's directory keeps a valid map too. The map is
+    // read-only, so no reference into it can see a change. (Only someone
+    // outside mercato truncating the file could break this.)
     #[allow(unsafe_code)]
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| WalError::io("map", path, e))?;
     if map.len() < TRAILER_BYTES {
@@ -180,8 +184,9 @@ pub struct Dropped {
 /// Remove what the snapshot at `lsn` makes unnecessary: segments whose
 /// records all precede or equal it (the last segment always stays, it is
 /// where appending goes on) and older snapshots. They are renamed out of
-/// readers' way at once, then freed a few MiB at a time (see `pace`), with
-/// anything an earlier removal left behind.
+/// readers' way at once, then unlinked whole (see `pace`: never shrunk,
+/// since a reader may have one mapped), with anything an earlier removal
+/// left behind.
 pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
     let mut dropped = Dropped::default();
     let mut doomed = leftovers(dir)?;
@@ -209,10 +214,10 @@ pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
     if doomed.is_empty() {
         return Ok(dropped);
     }
-    // The new names are durable before any file shrinks.
+    // The new names are durable before any file goes.
     sync_dir(dir)?;
     for path in &doomed {
-        remove_gradually(path).map_err(|e| WalError::io("remove", path, e))?;
+        remove_whole(path).map_err(|e| WalError::io("remove", path, e))?;
     }
     sync_dir(dir)?;
     Ok(dropped)
@@ -314,6 +319,27 @@ mod tests {
             2,
             "a failed write leaves no snapshot"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A tool pointed at a live directory (`mercato audit`) maps the newest
+    /// snapshot; the server then writes a newer one and drops the old. The
+    /// old file used to be shrunk in place a few MiB at a time, and the
+    /// tool died of SIGBUS reading its map. Now every byte stays readable.
+    #[test]
+    fn a_mapped_snapshot_stays_whole_while_a_newer_one_drops_it() {
+        let dir = std::env::temp_dir().join(format!("mercato-snap-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes: Vec<u8> = (0..(12u32 << 20)).map(|i| (i * 13 % 251) as u8).collect();
+        let old = write_snapshot(&dir, 10, &bytes).unwrap();
+        let mapped = map_snapshot(&old).unwrap();
+        write_snapshot(&dir, 20, b"newer").unwrap();
+        let d = drop_covered(&dir, 20).unwrap();
+        assert_eq!(d.snapshots, 1);
+        assert!(!old.exists());
+        // Touch every page of the old map.
+        assert!(mapped.bytes() == &bytes[..], "the mapped snapshot changed");
+        drop(mapped);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
