@@ -280,6 +280,16 @@ fn bad_input_is_answered_and_closed_while_others_are_served() {
     }
 }
 
+/// Ask the server to stop, as an operator's `kill` would.
+fn sigterm(server: &Server) {
+    let pid = server.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// A shop whose account 1 has 1,000 orders, so that listing them makes
 /// big answers.
 fn account_with_many_orders(healthy: &mut Client) {
@@ -479,12 +489,7 @@ fn requests_read_while_stopping_are_answered_shutdown() {
     // sends.
     busy.send(Kind::Requests, 1, &lists(100));
     std::thread::sleep(Duration::from_millis(200));
-    let pid = server.child.id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&server);
     // `serve` looks for the signal every 50 ms.
     std::thread::sleep(Duration::from_millis(300));
     let a = late.call(vec![
@@ -558,12 +563,7 @@ fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
         );
     };
     check(c.frame().expect("the first batch is answered"), 0);
-    let pid = server.child.id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&server);
     for f in 1..frames {
         check(
             c.frame()
@@ -580,12 +580,7 @@ fn sigterm_stops_the_server_cleanly() {
     let mut server = Server::start(2, &[]);
     let (mut c, _) = Client::connect(server.main, None);
     shop(&mut c);
-    let pid = server.child.id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&server);
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit}");
 }
