@@ -149,12 +149,9 @@ impl Conn {
         }
         self.inbuf.extend_from_slice(data);
         if let Some((id, batch, bound)) = self.parked.take() {
-            match self.admit(id, batch, bound) {
-                Ok(e) => events.push(e),
-                Err(parked) => {
-                    self.parked = Some(parked);
-                    return events;
-                }
+            match self.admit_or_park(id, batch, bound) {
+                Some(e) => events.push(e),
+                None => return events,
             }
         }
         while self.parked.is_none() {
@@ -278,25 +275,15 @@ impl Conn {
             );
             return None;
         }
-        match self.admit(id, batch, bound) {
-            Ok(e) => Some(e),
-            Err(parked) => {
-                self.parked = Some(parked);
-                None
-            }
-        }
+        self.admit_or_park(id, batch, bound)
     }
 
-    /// Start a batch if its answers have room now; else give it back.
-    #[allow(clippy::result_large_err)]
-    fn admit(
-        &mut self,
-        id: u64,
-        batch: wire::Requests,
-        bound: usize,
-    ) -> Result<Event, (u64, wire::Requests, usize)> {
+    /// Start a batch if its answers have room now; else park it, and
+    /// read nothing more until it runs.
+    fn admit_or_park(&mut self, id: u64, batch: wire::Requests, bound: usize) -> Option<Event> {
         if !self.fits(bound) {
-            return Err((id, batch, bound));
+            self.parked = Some((id, batch, bound));
+            return None;
         }
         let counted = batch.requests.len().max(1);
         let seq = self.next_seq;
@@ -310,7 +297,7 @@ impl Conn {
             reserved_bytes: bound,
             answers: None,
         });
-        Ok(Event::Batch {
+        Some(Event::Batch {
             seq,
             requests: batch.requests,
         })
@@ -533,7 +520,12 @@ mod tests {
     }
 
     fn ready(token: Option<&str>) -> Conn {
-        let mut c = Conn::new(LIMITS, token.map(String::from), welcome(), 0);
+        ready_with(LIMITS, token)
+    }
+
+    /// A connection past its handshake at time 0, with nothing to write.
+    fn ready_with(limits: ConnLimits, token: Option<&str>) -> Conn {
+        let mut c = Conn::new(limits, token.map(String::from), welcome(), 0);
         assert!(c.receive(&hello(token), 0).is_empty());
         let w = written(&mut c);
         assert_eq!(w.len(), 1);
@@ -735,9 +727,7 @@ mod tests {
             ErrorCode::FrameTooLarge as u16
         );
         // After it, the connection's own limit applies.
-        let mut c = Conn::new(limits, None, welcome(), 0);
-        c.receive(&hello(None), 0);
-        written(&mut c);
+        let mut c = ready_with(limits, None);
         let mut b = frame(Kind::Requests, 1, &[0; 8192]);
         b.truncate(wire::HEADER_BYTES);
         assert!(c.receive(&b, 0).is_empty());
@@ -765,9 +755,7 @@ mod tests {
             answer_bytes_max: 100 << 10,
             ..LIMITS
         };
-        let mut c = Conn::new(limits, None, welcome(), 0);
-        c.receive(&hello(None), 0);
-        written(&mut c);
+        let mut c = ready_with(limits, None);
         let mut events = c.receive(&batch_of(1, vec![list(1_000)]), 0);
         // The second page has no room until the first is written.
         events.extend(c.receive(&batch_of(2, vec![list(1_000)]), 0));
@@ -842,13 +830,13 @@ mod tests {
             idle_timeout_ms: 0,
             ..LIMITS
         };
-        let mut c = Conn::new(never, None, welcome(), 0);
-        c.receive(&hello(None), 0);
+        let mut c = ready_with(never, None);
         assert_eq!(c.check_timeouts(u64::MAX), Deadline::Met);
 
         // Answers nobody reads: abandoned after the idle timeout, counted
         // from the last time any of its output left.
         let mut c = Conn::new(LIMITS, None, welcome(), 0);
+        // Its Welcome is never written: output waits.
         c.receive(&hello(None), 0);
         c.wrote(1_000);
         assert_eq!(c.check_timeouts(5_999), Deadline::Met);
