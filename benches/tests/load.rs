@@ -186,3 +186,36 @@ fn the_tcp_target_drives_a_server_and_prints_the_same_fields() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `--ack-log` was once silently ignored over TCP. Flags are now either
+/// taken by the target or refused before anything runs.
+#[test]
+fn a_flag_the_target_does_not_take_is_refused() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--target", "tcp://127.0.0.1:9", "--data-dir", "x"],
+            "--data-dir",
+        ),
+        (
+            &["--target", "tcp://127.0.0.1:9", "--shards", "2"],
+            "--shards",
+        ),
+        (
+            &["--target", "tcp://127.0.0.1:9", "--snapshot-keep-state"],
+            "--snapshot-keep-state",
+        ),
+        (&["--connections", "4"], "--connections"),
+    ];
+    for (args, flag) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does nothing")),
+            "{args:?}: {err}"
+        );
+    }
+}

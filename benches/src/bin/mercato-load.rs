@@ -2,9 +2,10 @@
 //! report throughput, latency percentiles and the final invariant audit.
 //! Exits 1 if any invariant fails.
 //!
-//! On a data directory (`--data-dir`) it can also log every acknowledged
-//! order to a file (`--ack-log`), and later check a recovered directory
-//! against that file (`--verify-acks`): the crash test, by hand.
+//! It can also log every acknowledged order to a file (`--ack-log`), on
+//! either target, and later check a recovered directory against that file
+//! (`--verify-acks`): the crash test, by hand. A flag that does nothing for
+//! the chosen target is refused.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -213,7 +214,8 @@ impl Counts {
 /// Let the load threads run for `--seconds`, then tell them to stop.
 fn run_for(args: &Args, stop: &AtomicBool) {
     let until = Instant::now() + Duration::from_secs(args.seconds);
-    while Instant::now() < until {
+    // A thread that failed sets `stop` too; the run ends at once then.
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
@@ -467,13 +469,31 @@ fn drive(
     (total.into_inner().unwrap(), started.elapsed().as_secs_f64())
 }
 
-/// One write per batch, so lines from two threads never interleave.
-fn log_acks(acks: &Mutex<std::fs::File>, answers: &[Result<Reply, mercato_engine::Reject>]) {
+/// The ack log, opened to append; exits 2 if it cannot be.
+fn open_ack_log(p: &Path) -> Mutex<std::fs::File> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(p)
+        .unwrap_or_else(|e| {
+            eprintln!("mercato-load: {}: {e}", p.display());
+            std::process::exit(2);
+        });
+    // A run killed in the middle of a write leaves a line without its
+    // newline; end it, or this run's first line would be glued to it.
+    if ends_mid_line(&mut f) {
+        f.write_all(b"\n").expect("append to the ack log");
+    }
+    Mutex::new(f)
+}
+
+/// Append `account order state` lines, one write for them all, so that
+/// lines from two threads never interleave.
+fn append_acks(acks: &Mutex<std::fs::File>, lines: impl Iterator<Item = (u64, u128, String)>) {
     let mut text = String::new();
-    for answer in answers {
-        if let Ok(Reply::Order(o)) = answer {
-            text.push_str(&format!("{} {} {:?}\n", o.account, o.id, o.state));
-        }
+    for (account, id, state) in lines {
+        text.push_str(&format!("{account} {id} {state}\n"));
     }
     if !text.is_empty() {
         acks.lock()
@@ -481,6 +501,17 @@ fn log_acks(acks: &Mutex<std::fs::File>, answers: &[Result<Reply, mercato_engine
             .write_all(text.as_bytes())
             .expect("append to the ack log");
     }
+}
+
+/// One write per batch, so lines from two threads never interleave.
+fn log_acks(acks: &Mutex<std::fs::File>, answers: &[Result<Reply, mercato_engine::Reject>]) {
+    append_acks(
+        acks,
+        answers.iter().filter_map(|a| match a {
+            Ok(Reply::Order(o)) => Some((o.account, o.id, format!("{:?}", o.state))),
+            _ => None,
+        }),
+    );
 }
 
 fn ends_mid_line(f: &mut std::fs::File) -> bool {
@@ -576,8 +607,50 @@ fn verify_acks(acks: &Path, dir: &Path) -> Result<String, String> {
     ))
 }
 
+/// Flags that only mean something for one kind of target, by their ids.
+const EMBEDDED_ONLY: &[&str] = &[
+    "shards",
+    "data_dir",
+    "durability",
+    "group_commit_wait_us",
+    "view_cache_entries",
+    "orders_capacity",
+    "heap_prefault_mb",
+    "snapshot_segments",
+    "snapshot_nice",
+    "snapshot_keep_state",
+    "snapshot_sched_idle",
+];
+const TCP_ONLY: &[&str] = &["connections", "read_balance"];
+
+/// Refuse a flag given for a target it does nothing for, rather than run
+/// as if it had been taken (an `--ack-log` once went silently unwritten
+/// over TCP). `--data-dir` is how `--verify-acks` finds its directory.
+fn misplaced_flags(m: &clap::ArgMatches, tcp: bool, verifying: bool) -> Vec<String> {
+    let given = |id: &&&str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let (wrong, target) = if tcp {
+        (EMBEDDED_ONLY, "a tcp:// target (the server has its own)")
+    } else {
+        (TCP_ONLY, "the embedded target")
+    };
+    wrong
+        .iter()
+        .filter(given)
+        .filter(|id| !(verifying && **id == "data_dir"))
+        .map(|id| format!("--{} does nothing for {target}", id.replace('_', "-")))
+        .collect()
+}
+
 fn main() {
-    let args = Args::parse();
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let args =
+        <Args as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let tcp = args.target.starts_with("tcp://");
+    let misplaced = misplaced_flags(&matches, tcp, args.verify_acks.is_some());
+    if !misplaced.is_empty() {
+        eprintln!("mercato-load: {}", misplaced.join("; "));
+        std::process::exit(2);
+    }
     if let Some(acks) = &args.verify_acks {
         let Some(dir) = &args.data_dir else {
             eprintln!("mercato-load: --verify-acks needs --data-dir");
@@ -674,23 +747,7 @@ fn main() {
             std::fs::write(r, b"").expect("mark the catalog loaded");
         }
     }
-    let acks = args.ack_log.as_ref().map(|p| {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(p)
-            .unwrap_or_else(|e| {
-                eprintln!("mercato-load: {}: {e}", p.display());
-                std::process::exit(2);
-            });
-        // A run killed in the middle of a write leaves a line without its
-        // newline; end it, or this run's first line would be glued to it.
-        if ends_mid_line(&mut f) {
-            f.write_all(b"\n").expect("append to the ack log");
-        }
-        Mutex::new(f)
-    });
+    let acks = args.ack_log.as_deref().map(open_ack_log);
     let (mut c, secs) = drive(&h, &args, accounts, skus, acks.as_ref());
     c.view_hit_ratio = h.view_stats().and_then(|(s, a)| {
         let looked = s.hits + s.misses + a.hits + a.misses;

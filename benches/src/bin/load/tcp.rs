@@ -2,6 +2,12 @@
 //! `mercato serve`, through the client crate. The protocol has no audit, so
 //! the JSON's `invariants_ok` is `null`; run `mercato audit DIR` on the
 //! server's data directory for that.
+//!
+//! `--ack-log` records each order as the server acknowledges it. If the
+//! server goes away mid-run (the crash test kills it), every thread stops
+//! at its first failed batch, the figures so far are printed, and the run
+//! exits 1 with the reason on one line: what was acknowledged is in the
+//! log, ready for `--verify-acks`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,7 +19,10 @@ use mercato_client::{Client, ClientConfig, wire};
 use mercato_engine::Command;
 use mercato_engine::server::convert;
 
-use super::{Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, report, run_for};
+use super::{
+    Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, append_acks, open_ack_log,
+    report, run_for,
+};
 
 /// Requests per setup batch.
 const SETUP_BATCH: u64 = 1_024;
@@ -90,12 +99,20 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
+    let acks = args.ack_log.as_deref().map(open_ack_log);
     let stop = AtomicBool::new(false);
+    // The first failure any thread met; the run stops at it.
+    let failure: Mutex<Option<String>> = Mutex::new(None);
     let total = Mutex::new(Counts::default());
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..args.threads {
             let (client, stop, total) = (&clients[t % clients.len()], &stop, &total);
+            let (acks, failure) = (acks.as_ref(), &failure);
+            let fail = move |e: mercato_client::ClientError| {
+                failure.lock().unwrap().get_or_insert(e.to_string());
+                stop.store(true, Ordering::Relaxed);
+            };
             s.spawn(move || {
                 let mut g = Gen::new(args, accounts, skus, run_id, t);
                 let mut c = Counts::default();
@@ -111,13 +128,37 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                             .map(|c| matches!(c, Command::PlaceOrder(_)))
                             .collect();
                         let reqs = batch.into_iter().map(convert::request).collect();
-                        let ticket = client.submit_ticket(reqs).expect("the server is up");
-                        in_flight.push_back((Instant::now(), placing, ticket));
+                        match client.submit_ticket(reqs) {
+                            Ok(ticket) => in_flight.push_back((Instant::now(), placing, ticket)),
+                            Err(e) => {
+                                fail(e);
+                                break;
+                            }
+                        }
                     }
                     let Some((at, placing, ticket)) = in_flight.pop_front() else {
                         break;
                     };
-                    let answers = ticket.wait().expect("the server answers");
+                    let answers = match ticket.wait() {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Batches still in flight are dropped unread:
+                            // nothing in them was acknowledged.
+                            fail(e);
+                            break;
+                        }
+                    };
+                    if let Some(acks) = acks {
+                        append_acks(
+                            acks,
+                            answers.iter().filter_map(|a| match a {
+                                wire::Answer::Done(wire::Reply::Order(o)) => {
+                                    Some((o.account, o.id, format!("{:?}", o.state)))
+                                }
+                                _ => None,
+                            }),
+                        );
+                    }
                     c.latency.record_batch(at, answers.len() as u64);
                     c.requests += answers.len() as u64;
                     for (answer, placed) in answers.into_iter().zip(placing) {
@@ -149,5 +190,11 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
         None,
         "not available over tcp; run `mercato audit DIR` on the server's data directory",
     );
-    0
+    match failure.into_inner().unwrap() {
+        Some(reason) => {
+            eprintln!("mercato-load: stopped early: {reason}");
+            1
+        }
+        None => 0,
+    }
 }
