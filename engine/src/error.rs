@@ -142,6 +142,10 @@ pub enum OpenError {
         path: std::path::PathBuf,
         what: &'static str,
     },
+    /// A snapshot's compaction panicked (a bug, or a state its format
+    /// cannot hold); counted as a failed snapshot and tried again later.
+    #[error("the snapshot panicked: {why}")]
+    SnapshotPanicked { why: String },
     /// Another engine, in this process or another, has the data directory
     /// open (`durable::lock`).
     #[error("{path} is locked: another engine has this data directory open")]

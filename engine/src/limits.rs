@@ -66,6 +66,12 @@ pub const SNAPSHOT_NICE_DEFAULT: u8 = 10;
 pub const SNAPSHOT_NICE_MAX: u8 = 19;
 /// How often the snapshot thread looks at the logs.
 pub const SNAPSHOT_POLL_MS: u64 = 1_000;
+/// After a shard's snapshot fails, the wait before it is tried again; each
+/// further failure doubles it, up to the max, and a success resets it. The
+/// engine serves on meanwhile, since the log holds everything; what grows
+/// is the log, and so the next restart's replay.
+pub const SNAPSHOT_RETRY_MS_MIN: u64 = 1_000;
+pub const SNAPSHOT_RETRY_MS_MAX: u64 = 60_000;
 /// Client connections one shard serves; past it new ones are closed.
 pub const CONNS_PER_SHARD_MAX: usize = 4_096;
 /// Requests one connection may have sent and not yet had answered.
@@ -111,6 +117,7 @@ const _: () = assert!(INBOUND_PER_TURN_MAX <= INBOUND_DEPTH_MAX);
 const _: () = assert!(ORDER_TTL_MS_MAX <= u32::MAX as u64);
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1);
 const _: () = assert!(RING_DEPTH_MAX.is_power_of_two());
+const _: () = assert!(SNAPSHOT_RETRY_MS_MIN > 0 && SNAPSHOT_RETRY_MS_MIN <= SNAPSHOT_RETRY_MS_MAX);
 // The answer budget must take any single request's answer, or that request
 // could never be served; and fit rkyv's 32-bit offsets.
 const _: () = assert!(ANSWER_BYTES_PER_CONN_MAX >= ANSWER_BYTES_MIN);

@@ -154,7 +154,12 @@ fn a_failed_fsync_stops_acknowledgements_and_loses_nothing_acknowledged() {
         Err(EngineError::Unavailable { .. }) | Ok(Ok(_))
     ));
     drop(h);
-    engine.shutdown();
+    // The shutdown says a log failed: `mercato serve` exits 1 on it.
+    let stopped = engine.shutdown();
+    assert!(
+        !stopped.log_errors.is_empty(),
+        "a failed log closed quietly"
+    );
 
     let engine = Engine::open(durable_config(&dir.0, 2)).unwrap();
     let h = engine.handle();
@@ -219,4 +224,34 @@ fn a_decided_order_reaches_its_sku_shard_before_its_caller_hears() {
         drop(h);
         engine.shutdown();
     }
+}
+
+/// A log that served well but cannot make its last records durable when
+/// the engine stops must not close quietly: what it held may be lost.
+#[test]
+fn a_failed_final_sync_is_reported_at_shutdown() {
+    let dir = TempDir::new("eio-close");
+    let storage = FaultyStorage::default();
+    let config = Config {
+        storage: Arc::new(storage.clone()),
+        durability: mercato_engine::Durability::Never,
+        ..durable_config(&dir.0, 1)
+    };
+    let engine = Engine::open(config).unwrap();
+    let h = engine.handle();
+    // Under `never` these are answered before any sync: the last sync is
+    // the one at shutdown, and it fails.
+    storage
+        .faults
+        .fail_sync_at
+        .store(storage.faults.syncs() + 1, Ordering::SeqCst);
+    h.deposit(7, 1_000).unwrap().unwrap();
+    drop(h);
+    let stopped = engine.shutdown();
+    assert_eq!(stopped.log_errors.len(), 1, "{:?}", stopped.log_errors);
+    assert!(
+        stopped.log_errors[0].starts_with("shard 0: "),
+        "{:?}",
+        stopped.log_errors
+    );
 }

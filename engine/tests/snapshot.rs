@@ -320,3 +320,51 @@ fn a_damaged_snapshot_is_not_trusted() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// A snapshot that cannot be written must not stop in silence: the
+/// failure is reported with its shard, the engine keeps serving, and
+/// the snapshot is tried again, later and later, until it succeeds.
+#[test]
+fn a_failing_snapshot_is_reported_and_retried_while_the_engine_serves() {
+    let dir = TempDir::new("snap-fail");
+    let config = Config {
+        snapshot_segments: 1,
+        ..durable_config(&dir.0, 2)
+    };
+    let engine = Engine::open(config).unwrap();
+    let h = engine.handle();
+    // A directory where the snapshot's temporary file goes: creating it
+    // fails, as a full or read-only disk would.
+    let blocker = dir.0.join("shard-0").join("snapshot.tmp");
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    catalog(&h);
+    for round in 0..8 {
+        orders(&h, round * 2_000, 2_000);
+    }
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("a failure reported", &|| engine.snapshot_failures() > 0);
+    let why = engine
+        .snapshot_error()
+        .expect("the failure, while it lasts");
+    assert!(
+        why.contains("shard 0") && why.contains("retrying in"),
+        "{why}"
+    );
+    assert!(list_snapshots(&dir.0.join("shard-0")).unwrap().is_empty());
+    // Still serving, writes included.
+    orders(&h, 16_000, 500);
+    assert!(h.audit().unwrap().ok());
+    std::fs::remove_dir_all(&blocker).unwrap();
+    wait_for("a snapshot after the cause went", &|| {
+        !list_snapshots(&dir.0.join("shard-0")).unwrap().is_empty()
+    });
+    wait_for("the failure cleared", &|| engine.snapshot_error().is_none());
+    let stopped = engine.shutdown();
+    assert!(stopped.log_errors.is_empty(), "{:?}", stopped.log_errors);
+}

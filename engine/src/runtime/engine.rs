@@ -25,7 +25,8 @@ use crate::durable::snapshot as compact;
 use crate::error::{EngineError, OpenError};
 use crate::journal::{Journal, MemoryJournal, NullJournal};
 use crate::limits::{
-    INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX, SNAPSHOT_POLL_MS, SNAPSHOT_SEGMENTS_DEFAULT,
+    INBOUND_DEPTH_MAX, RING_DEPTH_MAX, SHARDS_MAX, SNAPSHOT_POLL_MS, SNAPSHOT_RETRY_MS_MAX,
+    SNAPSHOT_RETRY_MS_MIN, SNAPSHOT_SEGMENTS_DEFAULT,
 };
 use crate::message::PeerMsg;
 use crate::record::Record;
@@ -305,6 +306,10 @@ pub struct Stopped {
     pub shards: Vec<Shard>,
     /// Each shard's records, when the journal was [`JournalMode::Memory`].
     pub records: Vec<Vec<Record>>,
+    /// Logs that could not be synced and closed, as "shard i: why": what
+    /// they held past their last good sync may be lost. `mercato serve`
+    /// exits 1 when this is not empty.
+    pub log_errors: Vec<String>,
 }
 
 /// A running engine. Dropping it shuts it down.
@@ -333,9 +338,12 @@ struct SnapshotShared {
     /// One compaction at a time, background or on demand; a compactor that
     /// keeps states starts each from the one the last left.
     busy: std::sync::Mutex<compact::Compactor>,
-    /// The last compaction failure, for the operator; the engine goes on
-    /// serving, since the log still holds everything.
-    last_error: std::sync::Mutex<Option<String>>,
+    /// Each shard's last snapshot failure, until one of its snapshots
+    /// succeeds again; the engine goes on serving, since the log still
+    /// holds everything.
+    errors: std::sync::Mutex<Vec<Option<String>>>,
+    /// Snapshot failures since open, all shards.
+    failures: std::sync::atomic::AtomicU64,
 }
 
 /// Sets the calling thread's niceness to `nice` (at most 19) and, if
@@ -370,7 +378,8 @@ impl Snapshotter {
                 stop: std::sync::Mutex::new(false),
                 wake: std::sync::Condvar::new(),
                 busy: std::sync::Mutex::new(compact::Compactor::new(dir, shards, keep)),
-                last_error: std::sync::Mutex::new(None),
+                errors: std::sync::Mutex::new(vec![None; usize::from(shards)]),
+                failures: std::sync::atomic::AtomicU64::new(0),
             }),
             thread: None,
         }
@@ -390,22 +399,59 @@ impl Snapshotter {
             .name("mercato-snapshots".into())
             .spawn(move || {
                 lower_own_priority(nice, sched_idle);
+                let n = usize::from(shards);
+                // Per shard: when it may be tried next, and the wait after
+                // its next failure.
+                let mut next_try = vec![std::time::Instant::now(); n];
+                let mut backoff_ms = vec![SNAPSHOT_RETRY_MS_MIN; n];
                 let mut stop = sh.stop.lock().expect("snapshot lock");
                 while !*stop {
                     drop(stop);
                     for i in 0..shards {
-                        if compact::closed_segments(&d, i) >= segments {
-                            let mut compactor = sh.busy.lock().expect("snapshot lock");
-                            engine
-                                .snapshotting
-                                .store(true, crate::sync::Ordering::Relaxed);
-                            let done = compactor.compact(i);
-                            engine
-                                .snapshotting
-                                .store(false, crate::sync::Ordering::Relaxed);
-                            if let Err(e) = done {
-                                *sh.last_error.lock().expect("snapshot lock") =
-                                    Some(format!("shard {i}: {e}"));
+                        let s = usize::from(i);
+                        if std::time::Instant::now() < next_try[s]
+                            || compact::closed_segments(&d, i) < segments
+                        {
+                            continue;
+                        }
+                        let mut compactor = sh.busy.lock().expect("snapshot lock");
+                        engine
+                            .snapshotting
+                            .store(true, crate::sync::Ordering::Relaxed);
+                        // A panic in a compaction (a bug, or a state its
+                        // format cannot hold) must not end snapshots for
+                        // good in silence: it counts as a failure.
+                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            compactor.compact(i)
+                        }))
+                        .unwrap_or_else(|panic| {
+                            let why = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_else(|| "a panic".into());
+                            Err(OpenError::SnapshotPanicked { why })
+                        });
+                        drop(compactor);
+                        engine
+                            .snapshotting
+                            .store(false, crate::sync::Ordering::Relaxed);
+                        let mut errors = sh.errors.lock().expect("snapshot lock");
+                        match done {
+                            Ok(_) => {
+                                errors[s] = None;
+                                backoff_ms[s] = SNAPSHOT_RETRY_MS_MIN;
+                            }
+                            Err(e) => {
+                                errors[s] = Some(format!(
+                                    "shard {i}: {e}; retrying in {} ms",
+                                    backoff_ms[s]
+                                ));
+                                sh.failures
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                next_try[s] = std::time::Instant::now()
+                                    + std::time::Duration::from_millis(backoff_ms[s]);
+                                backoff_ms[s] = (backoff_ms[s] * 2).min(SNAPSHOT_RETRY_MS_MAX);
                             }
                         }
                     }
@@ -437,27 +483,35 @@ impl Snapshotter {
 
 /// A journal the engine can hand back at shutdown.
 pub(crate) trait JournalBox: Journal {
-    fn into_records(self: Box<Self>) -> Vec<Record>;
+    /// Close it: its records, when it kept them, and whether everything
+    /// it was given reached the disk.
+    fn finish(self: Box<Self>) -> (Vec<Record>, Result<(), String>);
 }
 
 impl JournalBox for NullJournal {
-    fn into_records(self: Box<Self>) -> Vec<Record> {
-        Vec::new()
+    fn finish(self: Box<Self>) -> (Vec<Record>, Result<(), String>) {
+        (Vec::new(), Ok(()))
     }
 }
 
 impl JournalBox for MemoryJournal {
-    fn into_records(self: Box<Self>) -> Vec<Record> {
-        self.records
+    fn finish(self: Box<Self>) -> (Vec<Record>, Result<(), String>) {
+        (self.records, Ok(()))
     }
 }
 
 impl JournalBox for WalJournal {
-    /// Closing syncs the log, whatever the policy. A failure here was
-    /// already reported to callers as `Unavailable`.
-    fn into_records(self: Box<Self>) -> Vec<Record> {
-        let _ = self.close();
-        Vec::new()
+    /// Closing syncs the log, whatever the policy. A log that failed
+    /// earlier already answered its callers `Unavailable`; either way the
+    /// operator hears of it.
+    fn finish(self: Box<Self>) -> (Vec<Record>, Result<(), String>) {
+        let failed_before = self.failed();
+        let closed = self.close().map_err(|e| e.to_string());
+        let closed = match (closed, failed_before) {
+            (Ok(()), true) => Err("the log failed while serving".to_string()),
+            (closed, _) => closed,
+        };
+        (Vec::new(), closed)
     }
 }
 
@@ -690,11 +744,21 @@ impl Engine {
         s.shared.busy.lock().expect("snapshot lock").compact_all()
     }
 
-    /// The last background snapshot failure, if any.
+    /// The background snapshots failing now: each shard whose last
+    /// snapshot failed, with why and when it is tried again; `None` once
+    /// every shard's latest attempt succeeded (or none failed).
     pub fn snapshot_error(&self) -> Option<String> {
-        self.snapshots
-            .as_ref()
-            .and_then(|s| s.shared.last_error.lock().expect("snapshot lock").clone())
+        let s = self.snapshots.as_ref()?;
+        let errors = s.shared.errors.lock().expect("snapshot lock");
+        let failing: Vec<&str> = errors.iter().flatten().map(String::as_str).collect();
+        (!failing.is_empty()).then(|| failing.join("; "))
+    }
+
+    /// Background snapshot failures since the engine opened.
+    pub fn snapshot_failures(&self) -> u64 {
+        self.snapshots.as_ref().map_or(0, |s| {
+            s.shared.failures.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Where `mercato serve` listens: the main address, then each shard's.
@@ -756,11 +820,16 @@ impl Engine {
         let mut stopped = Stopped {
             shards: Vec::new(),
             records: Vec::new(),
+            log_errors: Vec::new(),
         };
-        for t in self.threads.drain(..) {
+        for (i, t) in self.threads.drain(..).enumerate() {
             let (shard, journal) = t.join().expect("a shard thread panicked");
             stopped.shards.push(shard);
-            stopped.records.push(journal.into_records());
+            let (records, closed) = journal.finish();
+            stopped.records.push(records);
+            if let Err(why) = closed {
+                stopped.log_errors.push(format!("shard {i}: {why}"));
+            }
         }
         stopped
     }

@@ -248,16 +248,30 @@ pub fn run(a: Args) -> i32 {
     let ports: Vec<String> = shards.iter().map(|a| a.port().to_string()).collect();
     // One line a script can wait for and parse.
     println!("listening on {main}; shard ports {}", ports.join(","));
+    // Each new snapshot failure goes to the log, with the shards still
+    // failing and when each is tried again; the server serves on.
+    let mut failures_seen = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        let failures = engine.snapshot_failures();
+        if failures > failures_seen {
+            failures_seen = failures;
+            let why = engine.snapshot_error().unwrap_or_default();
+            eprintln!("mercato serve: snapshot failed ({failures} so far); still serving: {why}");
+        }
     }
     eprintln!("mercato serve: stopping; finishing requests in flight");
     if !engine.drain_clients(Duration::from_millis(DRAIN_MS_MAX)) {
         eprintln!("mercato serve: some requests were still in flight after {DRAIN_MS_MAX} ms");
     }
-    // Shutting down syncs every shard's log, whatever the policy.
-    engine.shutdown();
-    0
+    // Shutting down syncs every shard's log, whatever the policy; a log
+    // that could not be synced may have lost what it held, so say so and
+    // exit 1.
+    let stopped = engine.shutdown();
+    for why in &stopped.log_errors {
+        eprintln!("mercato serve: the log did not close cleanly: {why}");
+    }
+    i32::from(!stopped.log_errors.is_empty())
 }
 
 #[cfg(test)]
