@@ -37,6 +37,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod handoff;
 mod pace;
+pub mod power_loss;
 mod reader;
 mod segment;
 pub mod snapshot;

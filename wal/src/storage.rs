@@ -27,6 +27,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn open(&self, path: &Path) -> io::Result<Box<dyn LogFile>>;
     /// Make a directory's entries (created, renamed or removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Rename a file; durable once its directory is synced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
 }
 
 /// One open segment.

@@ -451,7 +451,8 @@ impl Flusher {
         };
         file.write_at(&header.encode(), 0)?;
         file.sync_data()?;
-        std::fs::rename(&spare_path, self.dir.join(segment_name(roll.first_lsn)))?;
+        self.storage
+            .rename(&spare_path, &self.dir.join(segment_name(roll.first_lsn)))?;
         self.storage.sync_dir(&self.dir)?;
         self.file = Some(file);
         self.offset = SEGMENT_HEADER_BYTES as u64;
