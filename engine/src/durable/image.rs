@@ -183,10 +183,112 @@ where
     vec_of(lines.map(line_image), s)
 }
 
-/// A shard's state as of an LSN, archived as an [`Image`] of it.
+/// A shard's state as of an LSN, archived as an [`Image`] of it: all of
+/// it, or (with `part`) the items of one table in one range, every other
+/// table left empty.
 pub(super) struct ImageView<'a> {
     pub shard: &'a Shard,
     pub lsn: Lsn,
+    pub part: Option<Part>,
+}
+
+/// The image's tables, in the order a snapshot lays them out: accounts
+/// before orders, which link to them when loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Table {
+    Skus,
+    Accounts,
+    Orders,
+    Purchases,
+    Holds,
+    Prepared,
+    Rejected,
+}
+
+/// One archive of a snapshot: the items `start..start + len` of `table`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Part {
+    pub table: Table,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The most bytes one part of a snapshot may take. rkyv's relative
+/// pointers are 32-bit, so one archive cannot pass 2 GiB (the snapshot
+/// thread used to panic there, and snapshots stopped); a snapshot of any
+/// size is a sequence of parts, each far below that.
+pub(super) const PART_BYTES_MAX: usize = 1 << 30;
+const _: () = assert!(PART_BYTES_MAX < i32::MAX as usize);
+
+/// The largest body of a remembered rejection (`OrderRejected`): a key,
+/// a fingerprint and a rejection of a few words, far below it.
+pub(super) const REJECTION_BODY_BYTES_MAX: usize = 256;
+
+/// Padding one out-of-line block may take, at the largest alignment here.
+const BLOCK_SLACK_BYTES: usize = 16;
+
+/// The most bytes one item of `table` takes in a part, its lines included.
+fn item_bytes_max(table: Table) -> usize {
+    use core::mem::size_of;
+    let lines = crate::limits::ORDER_LINES_MAX * size_of::<ArchivedLineImage>() + BLOCK_SLACK_BYTES;
+    match table {
+        Table::Skus => size_of::<ArchivedSkuImage>(),
+        Table::Accounts => size_of::<ArchivedAccountImage>(),
+        Table::Orders => size_of::<ArchivedOrderImage>() + lines,
+        Table::Purchases => size_of::<ArchivedPurchaseImage>(),
+        Table::Holds => size_of::<ArchivedHoldImage>() + lines,
+        Table::Prepared => size_of::<ArchivedPreparedImage>(),
+        Table::Rejected => {
+            size_of::<ArchivedVec<u8>>() + REJECTION_BODY_BYTES_MAX + BLOCK_SLACK_BYTES
+        }
+    }
+}
+
+/// The parts a snapshot of `shard` is written in, each at most
+/// `part_bytes_max` bytes: every table cut in ranges by the most its items
+/// can take. At least one part, which carries the scalars of an empty
+/// shard.
+pub(super) fn parts(shard: &Shard, part_bytes_max: usize) -> Vec<Part> {
+    let st = &shard.state;
+    let overhead = core::mem::size_of::<ArchivedImage>() + 8 * BLOCK_SLACK_BYTES;
+    let tables = [
+        (Table::Skus, st.skus.len()),
+        (Table::Accounts, st.accounts.len()),
+        (Table::Orders, st.orders.len()),
+        (Table::Purchases, st.purchases.iter().count()),
+        (Table::Holds, st.holds.len()),
+        (Table::Prepared, st.prepared_upto.len()),
+        (Table::Rejected, st.rejected.oldest_first().count()),
+    ];
+    let mut out = Vec::new();
+    for (table, count) in tables {
+        let per_part = (part_bytes_max.saturating_sub(overhead) / item_bytes_max(table)).max(1);
+        let mut start = 0;
+        while start < count {
+            let len = per_part.min(count - start);
+            out.push(Part { table, start, len });
+            start += len;
+        }
+    }
+    if out.is_empty() {
+        out.push(Part {
+            table: Table::Skus,
+            start: 0,
+            len: 0,
+        });
+    }
+    out
+}
+
+impl ImageView<'_> {
+    /// Which items of `table` this view holds: skip this many, take that many.
+    fn range(&self, table: Table) -> (usize, usize) {
+        match self.part {
+            None => (0, usize::MAX),
+            Some(p) if p.table == table => (p.start, p.len),
+            Some(_) => (0, 0),
+        }
+    }
 }
 
 pub(super) struct ImageViewResolver {
@@ -229,29 +331,36 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
     /// In the order of `Image`'s fields, as its derived impl does.
     fn serialize(&self, s: &mut S) -> Result<ImageViewResolver, S::Error> {
         let st = &self.shard.state;
-        let skus = vec_of(st.skus.iter().map(sku_image), s)?;
+        let pick = |t| self.range(t);
+        let (skip, take) = pick(Table::Skus);
+        let skus = vec_of(st.skus.iter().map(sku_image).skip(skip).take(take), s)?;
         let accounts = (st.accounts.iter()).map(|(&id, a)| AccountImage {
             id,
             balance: a.balance,
         });
-        let accounts = vec_of(accounts, s)?;
+        let (skip, take) = pick(Table::Accounts);
+        let accounts = vec_of(accounts.skip(skip).take(take), s)?;
         let orders = st
             .orders
             .iter()
             .map(|(&key, order)| OrderView { key, order });
-        let orders = vec_of(orders, s)?;
+        let (skip, take) = pick(Table::Orders);
+        let orders = vec_of(orders.skip(skip).take(take), s)?;
         let purchases = st
             .purchases
             .iter()
             .map(|(&(sku, account), &qty)| PurchaseImage { sku, account, qty });
-        let purchases = vec_of(purchases, s)?;
+        let (skip, take) = pick(Table::Purchases);
+        let purchases = vec_of(purchases.skip(skip).take(take), s)?;
         let holds = st.holds.iter().map(|(&tx, hold)| HoldView { tx, hold });
-        let holds = vec_of(holds, s)?;
+        let (skip, take) = pick(Table::Holds);
+        let holds = vec_of(holds.skip(skip).take(take), s)?;
         let prepared = st
             .prepared_upto
             .iter()
             .map(|(&coordinator, &seq)| PreparedImage { coordinator, seq });
-        let prepared_upto = vec_of(prepared, s)?;
+        let (skip, take) = pick(Table::Prepared);
+        let prepared_upto = vec_of(prepared.skip(skip).take(take), s)?;
         let rejected = st
             .rejected
             .oldest_first()
@@ -262,7 +371,8 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
                     reject,
                 },
             });
-        let rejected = vec_of(rejected, s)?;
+        let (skip, take) = pick(Table::Rejected);
+        let rejected = vec_of(rejected.skip(skip).take(take), s)?;
         Ok(ImageViewResolver {
             skus,
             accounts,
@@ -352,6 +462,7 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for RejectionView {
     fn serialize(&self, s: &mut S) -> Result<Laid, S::Error> {
         let mut body = Vec::new();
         codec::encode(&self.record, &mut body);
+        debug_assert!(body.len() <= REJECTION_BODY_BYTES_MAX, "{}", body.len());
         let at = ArchivedVec::<u8>::serialize_from_slice(&body, s)?;
         Ok(Laid {
             at,
@@ -361,7 +472,7 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for RejectionView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::command::{Command, PlaceOrder};
     use crate::durable::codec::state_code;
@@ -396,7 +507,7 @@ mod tests {
         }
     }
 
-    fn shard_pair_with_everything() -> Vec<Shard> {
+    pub(in crate::durable) fn shard_pair_with_everything() -> Vec<Shard> {
         let mut shards = vec![Shard::new(0, 2), Shard::new(1, 2)];
         for sku in 0..6 {
             let put = Command::PutSku {
@@ -570,7 +681,11 @@ mod tests {
                 "a test shard must hold every kind of entry"
             );
             let built = rkyv::to_bytes::<rkyv::rancor::Error>(&image_of(shard, 77)).unwrap();
-            let view = ImageView { shard, lsn: 77 };
+            let view = ImageView {
+                shard,
+                lsn: 77,
+                part: None,
+            };
             let viewed = rkyv::to_bytes::<rkyv::rancor::Error>(&view).unwrap();
             assert_eq!(built.as_slice(), viewed.as_slice(), "shard {}", shard.id());
         }

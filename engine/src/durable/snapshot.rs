@@ -14,6 +14,17 @@
 //! The archive (`durable/image.rs`) holds plain vectors, not hash tables:
 //! loading walks them in place, straight out of the memory map, and builds
 //! the shard's tables, with no deserialisation pass in between.
+//!
+//! A snapshot is a sequence of such archives, its parts, each at most
+//! `PART_BYTES_MAX` bytes and each holding a range of one table, so that a
+//! shard of any size fits rkyv's 32-bit relative pointers:
+//!
+//! ```text
+//! part 0, padded to 16 | part 1, padded | … | (offset u64, len u64) per part | parts u64 | "MRCPARTS"
+//! ```
+//!
+//! (then the wal's trailer). A snapshot without the `MRCPARTS` tail is one
+//! archive of everything, as written before parts; it still loads.
 
 use std::path::Path;
 
@@ -22,7 +33,7 @@ use mercato_wal::{LogId, Lsn, ReadOptions, WalError, read_log};
 use rkyv::ser::writer::IoWriter;
 
 use super::codec::{self, state_of};
-use super::image::{ArchivedImage, ArchivedLineImage, ImageView};
+use super::image::{ArchivedImage, ArchivedLineImage, ImageView, PART_BYTES_MAX, parts};
 use super::marker::shard_dir;
 use super::recovery::Replay;
 use crate::error::OpenError;
@@ -48,14 +59,112 @@ fn bad(path: &Path, what: impl Into<String>) -> OpenError {
     })
 }
 
-/// Build shard `i` of `n` from the archive in `bytes`, checked by bytecheck.
+/// What ends a snapshot written in parts.
+const PARTS_MAGIC: [u8; 8] = *b"MRCPARTS";
+/// Bytes an entry of the part table takes: offset and length.
+const PART_ENTRY_BYTES: usize = 16;
+
+/// Write the snapshot of `shard` at `lsn` to `w` in parts of at most
+/// `part_bytes_max` bytes each.
+fn write_parts(
+    w: &mut mercato_wal::snapshot::SnapshotWriter,
+    shard: &Shard,
+    lsn: Lsn,
+    part_bytes_max: usize,
+) -> std::io::Result<()> {
+    use rkyv::ser::Positional;
+    use std::io::Write;
+    let mut at = 0u64;
+    let mut table = Vec::new();
+    for part in parts(shard, part_bytes_max) {
+        // Each part starts aligned as rkyv's archives need.
+        let pad = ((16 - at % 16) % 16) as usize;
+        w.write_all(&[0u8; 16][..pad])?;
+        at += pad as u64;
+        let view = ImageView {
+            shard,
+            lsn,
+            part: Some(part),
+        };
+        let written =
+            rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&view, IoWriter::new(&mut *w))
+                .map_err(std::io::Error::other)?;
+        let len = written.pos() as u64;
+        table.push((at, len));
+        at += len;
+    }
+    let pad = ((8 - at % 8) % 8) as usize;
+    w.write_all(&[0u8; 8][..pad])?;
+    for (offset, len) in &table {
+        w.write_all(&offset.to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+    }
+    w.write_all(&(table.len() as u64).to_le_bytes())?;
+    w.write_all(&PARTS_MAGIC)
+}
+
+/// The archives a snapshot's bytes hold: its parts, or the whole of an
+/// older snapshot written as one archive.
+fn parts_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, OpenError> {
+    let Some(tail) = bytes.len().checked_sub(16) else {
+        return Ok(vec![bytes]);
+    };
+    if bytes[tail + 8..] != PARTS_MAGIC {
+        return Ok(vec![bytes]);
+    }
+    let count = u64::from_le_bytes(bytes[tail..tail + 8].try_into().expect("8 bytes"));
+    let table_at = (count as usize)
+        .checked_mul(PART_ENTRY_BYTES)
+        .and_then(|t| tail.checked_sub(t))
+        .ok_or_else(|| bad(path, "a part table longer than the snapshot"))?;
+    let mut out = Vec::with_capacity(count as usize);
+    for entry in bytes[table_at..tail].chunks_exact(PART_ENTRY_BYTES) {
+        let offset = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(entry[8..].try_into().expect("8 bytes"));
+        let end = offset.checked_add(len).filter(|&e| e <= table_at as u64);
+        if offset % 16 != 0 || end.is_none() {
+            return Err(bad(path, "a part outside the snapshot"));
+        }
+        out.push(&bytes[offset as usize..(offset + len) as usize]);
+    }
+    if out.is_empty() {
+        return Err(bad(path, "a snapshot of no parts"));
+    }
+    Ok(out)
+}
+
+/// Build shard `i` of `n` from the snapshot in `bytes`, every part checked
+/// by bytecheck.
 fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenError> {
-    let img = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(bytes)
-        .map_err(|e| bad(path, e.to_string()))?;
+    let mut shard = Shard::new(i, n);
+    let mut rejected = Vec::new();
+    let mut lsn = None;
+    for part in parts_of(path, bytes)? {
+        let img = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(part)
+            .map_err(|e| bad(path, e.to_string()))?;
+        let at = img.lsn.to_native();
+        if *lsn.get_or_insert(at) != at {
+            return Err(bad(path, "parts of different LSNs"));
+        }
+        load_part(path, img, &mut shard, &mut rejected, i, n)?;
+    }
+    shard.state.rejected = Rejections::from_oldest_first(rejected.into_iter());
+    Ok((shard, lsn.expect("at least one part")))
+}
+
+/// Add what one part holds to `shard`; the remembered rejections are
+/// gathered in `rejected`, oldest first, for the end.
+fn load_part(
+    path: &Path,
+    img: &ArchivedImage,
+    shard: &mut Shard,
+    rejected: &mut Vec<(OrderKey, (u64, crate::error::Reject))>,
+    i: u16,
+    n: u16,
+) -> Result<(), OpenError> {
     if (img.shard.to_native(), img.shards.to_native()) != (i, n) {
         return Err(bad(path, "snapshot of another shard layout"));
     }
-    let mut shard = Shard::new(i, n);
     let st = &mut shard.state;
     st.skus.reserve(img.skus.len());
     for s in img.skus.iter() {
@@ -71,7 +180,8 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             },
         );
     }
-    st.accounts.reserve_touched(img.accounts.len());
+    st.accounts
+        .reserve_touched(st.accounts.len() + img.accounts.len());
     for a in img.accounts.iter() {
         st.accounts.insert(
             a.id.to_native(),
@@ -128,7 +238,7 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
         st.prepared_upto
             .insert(p.coordinator.to_native(), p.seq.to_native());
     }
-    let mut rejected = Vec::with_capacity(img.rejected.len());
+    rejected.reserve(img.rejected.len());
     for body in img.rejected.iter() {
         match codec::decode(codec::ORDER_REJECTED, body.as_slice()) {
             Ok(Record::OrderRejected {
@@ -139,11 +249,10 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             _ => return Err(bad(path, "a remembered rejection does not decode")),
         }
     }
-    st.rejected = Rejections::from_oldest_first(rejected.into_iter());
     st.revenue = img.revenue.to_native();
     st.deposited = img.deposited.to_native();
     st.withdrawn = img.withdrawn.to_native();
-    Ok((shard, img.lsn.to_native()))
+    Ok(())
 }
 
 /// The newest snapshot of shard `i` that loads, and its LSN; a fresh shard
@@ -173,8 +282,33 @@ pub(crate) fn load_newest(
 /// Check the snapshot at `path` of shard `i` of `n` the way recovery loads
 /// it (trailer, bytecheck, every value decoded); returns its LSN.
 pub fn check_snapshot(path: &Path, i: u16, n: u16) -> Result<Lsn, OpenError> {
+    load_snapshot(path, i, n).map(|(_, lsn)| lsn)
+}
+
+/// Shard `i` of `n` as the snapshot at `path` holds it, and its LSN.
+pub fn load_snapshot(path: &Path, i: u16, n: u16) -> Result<(Shard, Lsn), OpenError> {
     let m = map_snapshot(path)?;
-    load(path, m.bytes(), i, n).map(|(_, lsn)| lsn)
+    load(path, m.bytes(), i, n)
+}
+
+/// Write `shard` as its snapshot at `lsn` in `dir`'s directory for it, as
+/// the compactor does, in parts of at most `PART_BYTES_MAX`; returns the
+/// file and its size. For tools and tests: the engine's own snapshots
+/// come from the compactor.
+pub fn write_snapshot_of(
+    dir: &Path,
+    shard: &Shard,
+    lsn: Lsn,
+) -> Result<(std::path::PathBuf, u64), OpenError> {
+    let sd = shard_dir(dir, shard.id());
+    std::fs::create_dir_all(&sd).map_err(|source| OpenError::Io {
+        op: "create",
+        path: sd.clone(),
+        source,
+    })?;
+    Ok(write_snapshot_with(&sd, lsn, |w| {
+        write_parts(w, shard, lsn, PART_BYTES_MAX)
+    })?)
 }
 
 /// What one compaction did.
@@ -308,15 +442,8 @@ fn compact_onto(
     debug_assert_eq!(end.next_lsn, upto + 1);
     // Streamed to the file straight from the shard's tables: no image of
     // the shard and no buffer of the snapshot's whole size.
-    let view = ImageView {
-        shard: &shard,
-        lsn: upto,
-    };
-    let (_, snapshot_bytes) = write_snapshot_with(&sd, upto, |w| {
-        rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&view, IoWriter::new(w))
-            .map(drop)
-            .map_err(std::io::Error::other)
-    })?;
+    let (_, snapshot_bytes) =
+        write_snapshot_with(&sd, upto, |w| write_parts(w, &shard, upto, PART_BYTES_MAX))?;
     if let Some(k) = kept {
         *k = Some(Kept { shard, lsn: upto });
     }
@@ -342,4 +469,85 @@ pub fn closed_segments(dir: &Path, i: u16) -> usize {
     // A segment is closed once a later one exists; it counts if it holds
     // records past the snapshot.
     segments.windows(2).filter(|w| w[1].0 - 1 > covered).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::image::tests::shard_pair_with_everything;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mercato-parts-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Snapshots past 2 GiB cannot be one rkyv archive: they are written
+    /// in parts. With a part limit of a few hundred bytes, a small shard
+    /// takes many parts, and loads back as the shard it was.
+    #[test]
+    fn a_snapshot_in_many_small_parts_loads_back_whole() {
+        let dir = scratch("many");
+        for shard in shard_pair_with_everything() {
+            let i = shard.id();
+            for part_bytes_max in [1, 600, 4_096, PART_BYTES_MAX] {
+                let n_parts = parts(&shard, part_bytes_max).len();
+                let (path, _) = write_snapshot_with(&dir, u64::from(i) * 100 + 7, |w| {
+                    write_parts(w, &shard, 42, part_bytes_max)
+                })
+                .unwrap();
+                let map = map_snapshot(&path).unwrap();
+                assert_eq!(parts_of(&path, map.bytes()).unwrap().len(), n_parts);
+                let (back, lsn) = load(&path, map.bytes(), i, 2).unwrap();
+                assert_eq!(lsn, 42);
+                assert_eq!(back.state(), shard.state(), "limit {part_bytes_max}");
+                if part_bytes_max <= 600 {
+                    assert!(n_parts > 7, "{n_parts} parts at {part_bytes_max} bytes");
+                }
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A snapshot written before parts, one archive of everything, still
+    /// loads.
+    #[test]
+    fn a_snapshot_of_one_archive_still_loads() {
+        let dir = scratch("one");
+        for shard in shard_pair_with_everything() {
+            let view = ImageView {
+                shard: &shard,
+                lsn: 9,
+                part: None,
+            };
+            let (path, _) = write_snapshot_with(&dir, 9, |w| {
+                rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&view, IoWriter::new(w))
+                    .map(drop)
+                    .map_err(std::io::Error::other)
+            })
+            .unwrap();
+            let map = map_snapshot(&path).unwrap();
+            let (back, lsn) = load(&path, map.bytes(), shard.id(), 2).unwrap();
+            assert_eq!((lsn, back.state()), (9, shard.state()));
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_part_table_pointing_outside_is_refused() {
+        let dir = scratch("bad");
+        let shard = &shard_pair_with_everything()[0];
+        let (path, _) = write_snapshot_with(&dir, 5, |w| write_parts(w, shard, 5, 600)).unwrap();
+        let mut bytes = map_snapshot(&path).unwrap().bytes().to_vec();
+        let tail = bytes.len() - 16;
+        // The first entry's length, made huge.
+        let count = u64::from_le_bytes(bytes[tail..tail + 8].try_into().unwrap()) as usize;
+        let first = tail - count * PART_ENTRY_BYTES;
+        bytes[first + 8..first + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(load(&path, &bytes, 0, 2).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
