@@ -223,7 +223,7 @@ impl Client {
         use wire::Request as R;
         let id = match r {
             R::CacheSet { key, .. } | R::CacheGet { key } | R::CacheDel { key } => key_hash(key),
-            R::CacheStats => 0,
+            R::CacheStats | R::Info => 0,
             R::PutSku { sku, .. } | R::Restock { sku, .. } | R::GetSku { sku } => *sku,
             R::Deposit { account, .. }
             | R::Withdraw { account, .. }
@@ -408,7 +408,11 @@ impl Client {
     }
 
     fn one(&self, r: wire::Request) -> CallResult<wire::Reply> {
-        let answer = self.submit(vec![r])?.pop().expect("one answer");
+        let Some(answer) = self.submit(vec![r])?.pop() else {
+            return Err(ClientError::Protocol {
+                what: "no answer to a request".into(),
+            });
+        };
         match answer {
             wire::Answer::Done(reply) => Ok(Ok(reply)),
             wire::Answer::Rejected(reject) => Ok(Err(reject)),
@@ -525,35 +529,48 @@ impl Client {
             key: key.to_vec(),
             value: value.to_vec(),
             ttl_ms,
-        })?;
-        Ok(r.map(|reply| match reply {
-            wire::Reply::Stored => (),
-            other => unreachable!("cache_set answered {other:?}"),
-        }))
+        });
+        reply_as(r, "cache_set", |reply| match reply {
+            wire::Reply::Stored => Ok(()),
+            other => Err(other),
+        })
     }
 
     pub fn cache_get(&self, key: &[u8]) -> CallResult<Option<Vec<u8>>> {
-        let r = self.one(wire::Request::CacheGet { key: key.to_vec() })?;
-        Ok(r.map(|reply| match reply {
-            wire::Reply::Value(v) => v,
-            other => unreachable!("cache_get answered {other:?}"),
-        }))
+        let r = self.one(wire::Request::CacheGet { key: key.to_vec() });
+        reply_as(r, "cache_get", |reply| match reply {
+            wire::Reply::Value(v) => Ok(v),
+            other => Err(other),
+        })
     }
 
     /// Removes `key`; true if it held a live value.
     pub fn cache_del(&self, key: &[u8]) -> CallResult<bool> {
-        let r = self.one(wire::Request::CacheDel { key: key.to_vec() })?;
-        Ok(r.map(|reply| match reply {
-            wire::Reply::Deleted(found) => found,
-            other => unreachable!("cache_del answered {other:?}"),
-        }))
+        let r = self.one(wire::Request::CacheDel { key: key.to_vec() });
+        reply_as(r, "cache_del", |reply| match reply {
+            wire::Reply::Deleted(found) => Ok(found),
+            other => Err(other),
+        })
     }
 
     /// The keyspace's counters (one keyspace, whichever shard answers).
     pub fn cache_stats(&self) -> Result<wire::CacheStats, ClientError> {
         match self.one(wire::Request::CacheStats)? {
             Ok(wire::Reply::CacheStats(s)) => Ok(s),
-            other => unreachable!("cache_stats answered {other:?}"),
+            other => Err(ClientError::Protocol {
+                what: format!("cache_stats answered {other:?}"),
+            }),
+        }
+    }
+
+    /// The server's health (asked of shard 0, which answers for the whole
+    /// server): connections, snapshot failures, failed logs.
+    pub fn info(&self) -> Result<wire::ServerInfo, ClientError> {
+        match self.submit_to(0, vec![wire::Request::Info])?.pop() {
+            Some(wire::Answer::Done(wire::Reply::Info(i))) => Ok(i),
+            other => Err(ClientError::Protocol {
+                what: format!("info answered {other:?}"),
+            }),
         }
     }
 
@@ -666,23 +683,39 @@ fn key_hash(key: &[u8]) -> u64 {
     })
 }
 
+/// The reply of the kind `pick` takes, or a protocol error naming `what`
+/// when the server answered another kind: a server, even a wrong one,
+/// must not be able to panic its client.
+fn reply_as<T>(
+    r: CallResult<wire::Reply>,
+    what: &str,
+    pick: impl FnOnce(wire::Reply) -> Result<T, wire::Reply>,
+) -> CallResult<T> {
+    match r? {
+        Ok(reply) => pick(reply).map(Ok).map_err(|other| ClientError::Protocol {
+            what: format!("{what} answered {other:?}"),
+        }),
+        Err(reject) => Ok(Err(reject)),
+    }
+}
+
 fn sku_of(r: CallResult<wire::Reply>) -> CallResult<wire::SkuView> {
-    Ok(r?.map(|reply| match reply {
-        wire::Reply::Sku(v) => v,
-        other => unreachable!("a SKU command answered {other:?}"),
-    }))
+    reply_as(r, "a SKU command", |reply| match reply {
+        wire::Reply::Sku(v) => Ok(v),
+        other => Err(other),
+    })
 }
 
 fn account_of(r: CallResult<wire::Reply>) -> CallResult<wire::AccountView> {
-    Ok(r?.map(|reply| match reply {
-        wire::Reply::Account(v) => v,
-        other => unreachable!("an account command answered {other:?}"),
-    }))
+    reply_as(r, "an account command", |reply| match reply {
+        wire::Reply::Account(v) => Ok(v),
+        other => Err(other),
+    })
 }
 
 fn order_of(r: CallResult<wire::Reply>) -> CallResult<wire::OrderView> {
-    Ok(r?.map(|reply| match reply {
-        wire::Reply::Order(v) => v,
-        other => unreachable!("an order command answered {other:?}"),
-    }))
+    reply_as(r, "an order command", |reply| match reply {
+        wire::Reply::Order(v) => Ok(v),
+        other => Err(other),
+    })
 }

@@ -270,6 +270,17 @@ fn read_frame(
 
 /// Hand each caller of a frame its share of the answers, in order.
 fn split(reply: Reply, callers: Callers) {
+    let expected: usize = callers.iter().map(|(n, _)| n).sum();
+    // One answer per request, or the frame cannot be shared out.
+    let reply = reply.and_then(|a| {
+        if a.answers.len() == expected {
+            Ok(a)
+        } else {
+            Err(ClientError::Protocol {
+                what: format!("{} answers to {expected} requests", a.answers.len()),
+            })
+        }
+    });
     match reply {
         Ok(a) => {
             let mut answers = a.answers.into_iter();

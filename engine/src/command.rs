@@ -126,6 +126,8 @@ pub enum Reply {
     /// A cache keyspace delete: whether a live value was there.
     Deleted(bool),
     CacheStats(crate::cache::CacheStats),
+    /// The engine's health (`Info`).
+    Info(crate::types::ServerInfo),
 }
 
 /// What one command came to: an answer, or a business rejection.

@@ -117,6 +117,21 @@ pub struct AccountView {
     pub balance: Money,
 }
 
+/// The engine's health, as `Info` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ServerInfo {
+    pub shards: u16,
+    /// Client connections open, all shards (0 embedded).
+    pub connections: u64,
+    /// Background snapshot failures since the engine opened.
+    pub snapshot_failures: u64,
+    /// The shards whose snapshots fail now, why, and when each is tried
+    /// again.
+    pub snapshot_error: Option<String>,
+    /// Shards whose log failed.
+    pub failed_logs: u16,
+}
+
 /// One page of `list_orders`: the orders, newest first, and whether the
 /// account has older ones (ask again with the last id as `after`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -327,3 +327,76 @@ fn callers_with_large_values_are_merged_within_the_servers_byte_limits() {
     }
     assert!(c.cache_get(b"big-0-1").unwrap().unwrap().is_some());
 }
+
+/// A server that answers with the wrong kind of reply, or with fewer
+/// answers than requests. The client used to `unreachable!` or `expect` on
+/// such answers: a wrong server could panic its client. Each now comes
+/// back as `ClientError::Protocol`.
+#[test]
+fn a_wrong_answer_from_a_server_is_an_error_not_a_panic() {
+    use bytes::BytesMut;
+    use mercato_client::wire::{Body, FrameDecoder, Kind, encode_frame};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = BytesMut::new();
+                let d = FrameDecoder::default();
+                let mut chunk = [0u8; 65536];
+                let mut answered = 0;
+                loop {
+                    while let Ok(Some(f)) = d.decode(&mut buf) {
+                        let mut out = BytesMut::new();
+                        match f.kind {
+                            Kind::Hello => {
+                                let w = wire::Welcome {
+                                    version: wire::VERSION,
+                                    shards: 1,
+                                    shard_hash: 1,
+                                    shard: 0,
+                                    ports: vec![addr.port()],
+                                    frame_bytes_max: 1 << 20,
+                                    batch_len_max: 16,
+                                    in_flight_max: 16,
+                                    order_lines_max: 64,
+                                    answer_bytes_max: 16 << 20,
+                                };
+                                encode_frame(&mut out, Kind::Welcome, f.request_id, &w.to_body());
+                            }
+                            _ => {
+                                // First a reply of the wrong kind, then none.
+                                answered += 1;
+                                let answers = if answered == 1 {
+                                    vec![wire::Answer::Done(wire::Reply::Stored)]
+                                } else {
+                                    vec![]
+                                };
+                                let a = wire::Answers { load: 0, answers };
+                                encode_frame(&mut out, Kind::Answers, f.request_id, &a.to_body());
+                            }
+                        }
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let c = Client::connect(
+        addr,
+        ClientConfig {
+            place_order_retries: 0,
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(c.get_sku(1), Err(ClientError::Protocol { .. })));
+    assert!(matches!(c.get_sku(1), Err(ClientError::Protocol { .. })));
+}

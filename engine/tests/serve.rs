@@ -448,6 +448,23 @@ fn a_batch_whose_answers_could_be_huge_is_refused_before_it_runs() {
 }
 
 #[test]
+fn info_reports_the_servers_health() {
+    let server = Server::start(2, &[]);
+    let (mut c, _) = Client::connect(server.main, None);
+    let (_other, _) = Client::connect(server.main, None);
+    let a = c.call(vec![wire::Request::Info]);
+    let wire::Reply::Info(info) = done(&a[0]) else {
+        panic!("{a:?}");
+    };
+    assert_eq!(
+        (info.shards, info.snapshot_failures, info.failed_logs),
+        (2, 0, 0)
+    );
+    assert!(info.snapshot_error.is_empty());
+    assert!(info.connections >= 2, "{info:?}");
+}
+
+#[test]
 fn silent_sockets_cannot_hold_the_connection_slots() {
     let server = Server::start(1, &["--conns-max", "4", "--handshake-timeout-ms", "500"]);
     let shard = SocketAddr::from(([127, 0, 0, 1], server.ports[0]));

@@ -365,6 +365,7 @@ fn a_failing_snapshot_is_reported_and_retried_while_the_engine_serves() {
         !list_snapshots(&dir.0.join("shard-0")).unwrap().is_empty()
     });
     wait_for("the failure cleared", &|| engine.snapshot_error().is_none());
+    assert_eq!(h.info().snapshot_error, None);
     let stopped = engine.shutdown();
     assert!(stopped.log_errors.is_empty(), "{:?}", stopped.log_errors);
 }

@@ -32,6 +32,8 @@ pub const CACHE_KEY_BYTES_MAX: usize = 1_024;
 /// Bytes of orders one `ListOrders` page holds at most, however large its
 /// `limit`: a page stops early, with `more` set, rather than pass it.
 pub const LIST_PAGE_BYTES_MAX: usize = 64 << 10;
+/// The longest text an `Info` answer carries in one field.
+pub const INFO_TEXT_BYTES_MAX: usize = 1_024;
 /// The longest `Hello::client` name.
 pub const HELLO_CLIENT_BYTES_MAX: usize = 64;
 /// The longest auth token a `Hello` may carry.
@@ -70,6 +72,7 @@ pub fn answer_bytes_max(r: &Request) -> usize {
                 + BLOCK_SLACK_BYTES
         }
         Request::CacheGet { .. } => CACHE_VALUE_BYTES_MAX + BLOCK_SLACK_BYTES,
+        Request::Info => INFO_TEXT_BYTES_MAX + BLOCK_SLACK_BYTES,
         Request::PutSku { .. }
         | Request::Restock { .. }
         | Request::Deposit { .. }
@@ -132,6 +135,7 @@ pub fn answer_bytes(a: &Answer) -> usize {
                 + BLOCK_SLACK_BYTES
         }
         Answer::Done(Reply::Value(Some(v))) => v.len() + BLOCK_SLACK_BYTES,
+        Answer::Done(Reply::Info(i)) => i.snapshot_error.len() + BLOCK_SLACK_BYTES,
         _ => 0,
     };
     size_of::<ArchivedAnswer>() + out_of_line
@@ -237,6 +241,16 @@ mod tests {
                     bytes: 1,
                     budget_bytes: 1,
                     policy: 1
+                }))
+            )),
+            (0usize..=INFO_TEXT_BYTES_MAX).prop_map(|n| (
+                Request::Info,
+                Answer::Done(Reply::Info(ServerInfo {
+                    shards: 4,
+                    connections: 9,
+                    snapshot_failures: 3,
+                    snapshot_error: "e".repeat(n),
+                    failed_logs: 1,
                 }))
             )),
             Just((

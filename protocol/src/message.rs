@@ -124,6 +124,8 @@ pub enum Request {
         key: Vec<u8>,
     },
     CacheStats,
+    /// The server's health: answered by the shard the connection talks to.
+    Info,
 }
 
 /// A batch of requests in one frame; answered in order, in one frame.
@@ -193,6 +195,23 @@ pub enum Reply {
     Stored,
     Deleted(bool),
     CacheStats(CacheStats),
+    Info(ServerInfo),
+}
+
+/// What `Info` tells about the server.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub shards: u16,
+    /// Client connections open, all shards.
+    pub connections: u64,
+    /// Background snapshot failures since the server started.
+    pub snapshot_failures: u64,
+    /// The shards whose snapshots fail now, why, and when each is tried
+    /// again; empty when none does. At most
+    /// [`crate::INFO_TEXT_BYTES_MAX`] bytes.
+    pub snapshot_error: String,
+    /// Shards whose log failed: they answer `Unavailable` until restarted.
+    pub failed_logs: u16,
 }
 
 /// The cache keyspace's counters and size.

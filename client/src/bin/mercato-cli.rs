@@ -45,6 +45,8 @@ enum Cmd {
     Cache(CacheCmd),
     /// Each shard's reported load.
     Stats,
+    /// The server's health: connections, snapshot failures, failed logs.
+    Info,
 }
 
 #[derive(Subcommand)]
@@ -386,6 +388,31 @@ fn main() {
                 )
             },
         ),
+        Cmd::Info => show(
+            j,
+            c.info().map(Ok),
+            |i| {
+                let snapshots = if i.snapshot_error.is_empty() {
+                    "snapshots ok".to_string()
+                } else {
+                    format!("snapshots FAILING: {}", i.snapshot_error)
+                };
+                format!(
+                    "{} shards, {} connections, {} failed logs, {} snapshot failures since start; {snapshots}",
+                    i.shards, i.connections, i.failed_logs, i.snapshot_failures
+                )
+            },
+            |i| {
+                format!(
+                    "{{\"shards\":{},\"connections\":{},\"failed_logs\":{},\"snapshot_failures\":{},\"snapshot_error\":{}}}",
+                    i.shards,
+                    i.connections,
+                    i.failed_logs,
+                    i.snapshot_failures,
+                    json_string(&i.snapshot_error)
+                )
+            },
+        ),
         Cmd::Stats => {
             for (shard, load, outstanding) in c.stats() {
                 if j {
@@ -398,4 +425,19 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

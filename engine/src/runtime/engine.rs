@@ -294,11 +294,41 @@ pub(crate) struct Shared {
     /// sleeps and is woken takes the core back at once (BENCHMARKS.md, "Idle
     /// shards that do not yield to a snapshot").
     pub snapshotting: crate::sync::AtomicBool,
+    /// What the snapshot thread reports: each shard's current failure,
+    /// and the failures since open.
+    pub snapshot_errors: std::sync::Mutex<Vec<Option<String>>>,
+    pub snapshot_failures: std::sync::atomic::AtomicU64,
     pub clock: Arc<dyn Clock>,
     /// The cache keyspace, which every shard and handle serves directly.
     pub keyspace: Arc<crate::keyspace::Keyspace>,
     /// Cached SKU and account views, unless turned off.
     pub views: Option<Arc<crate::views::Views>>,
+}
+
+impl Shared {
+    pub(crate) fn snapshot_error(&self) -> Option<String> {
+        let errors = self.snapshot_errors.lock().expect("snapshot lock");
+        let failing: Vec<&str> = errors.iter().flatten().map(String::as_str).collect();
+        (!failing.is_empty()).then(|| failing.join("; "))
+    }
+
+    /// The engine's health, for `Info` and `Handle::info`.
+    pub(crate) fn info(&self) -> crate::types::ServerInfo {
+        use crate::sync::Ordering;
+        crate::types::ServerInfo {
+            shards: self.shards.len() as u16,
+            connections: self
+                .shards
+                .iter()
+                .map(|s| s.conns.load(Ordering::Relaxed) as u64)
+                .sum(),
+            snapshot_failures: self
+                .snapshot_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            snapshot_error: self.snapshot_error(),
+            failed_logs: self.failed_logs.load(Ordering::Relaxed) as u16,
+        }
+    }
 }
 
 /// What each shard held when the engine stopped.
@@ -338,12 +368,6 @@ struct SnapshotShared {
     /// One compaction at a time, background or on demand; a compactor that
     /// keeps states starts each from the one the last left.
     busy: std::sync::Mutex<compact::Compactor>,
-    /// Each shard's last snapshot failure, until one of its snapshots
-    /// succeeds again; the engine goes on serving, since the log still
-    /// holds everything.
-    errors: std::sync::Mutex<Vec<Option<String>>>,
-    /// Snapshot failures since open, all shards.
-    failures: std::sync::atomic::AtomicU64,
 }
 
 /// Sets the calling thread's niceness to `nice` (at most 19) and, if
@@ -378,8 +402,6 @@ impl Snapshotter {
                 stop: std::sync::Mutex::new(false),
                 wake: std::sync::Condvar::new(),
                 busy: std::sync::Mutex::new(compact::Compactor::new(dir, shards, keep)),
-                errors: std::sync::Mutex::new(vec![None; usize::from(shards)]),
-                failures: std::sync::atomic::AtomicU64::new(0),
             }),
             thread: None,
         }
@@ -436,7 +458,10 @@ impl Snapshotter {
                         engine
                             .snapshotting
                             .store(false, crate::sync::Ordering::Relaxed);
-                        let mut errors = sh.errors.lock().expect("snapshot lock");
+                        // Kept per shard until one of its snapshots succeeds
+                        // again; the engine serves on, since the log still
+                        // holds everything.
+                        let mut errors = engine.snapshot_errors.lock().expect("snapshot lock");
                         match done {
                             Ok(_) => {
                                 errors[s] = None;
@@ -447,7 +472,8 @@ impl Snapshotter {
                                     "shard {i}: {e}; retrying in {} ms",
                                     backoff_ms[s]
                                 ));
-                                sh.failures
+                                engine
+                                    .snapshot_failures
                                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 next_try[s] = std::time::Instant::now()
                                     + std::time::Duration::from_millis(backoff_ms[s]);
@@ -586,6 +612,8 @@ impl Engine {
             failed_logs: AtomicUsize::new(0),
             draining: crate::sync::AtomicBool::new(false),
             snapshotting: crate::sync::AtomicBool::new(false),
+            snapshot_errors: std::sync::Mutex::new(vec![None; n]),
+            snapshot_failures: std::sync::atomic::AtomicU64::new(0),
             clock: config.clock.clone(),
             keyspace: Arc::new(crate::keyspace::Keyspace::new(
                 config.cache_budget_bytes,
@@ -748,17 +776,15 @@ impl Engine {
     /// snapshot failed, with why and when it is tried again; `None` once
     /// every shard's latest attempt succeeded (or none failed).
     pub fn snapshot_error(&self) -> Option<String> {
-        let s = self.snapshots.as_ref()?;
-        let errors = s.shared.errors.lock().expect("snapshot lock");
-        let failing: Vec<&str> = errors.iter().flatten().map(String::as_str).collect();
-        (!failing.is_empty()).then(|| failing.join("; "))
+        self.handle.shared().snapshot_error()
     }
 
     /// Background snapshot failures since the engine opened.
     pub fn snapshot_failures(&self) -> u64 {
-        self.snapshots.as_ref().map_or(0, |s| {
-            s.shared.failures.load(std::sync::atomic::Ordering::Relaxed)
-        })
+        self.handle
+            .shared()
+            .snapshot_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where `mercato serve` listens: the main address, then each shard's.

@@ -323,6 +323,11 @@ impl Handle {
         self.shared.keyspace.stats()
     }
 
+    /// The engine's health: connections, snapshot failures, failed logs.
+    pub fn info(&self) -> crate::types::ServerInfo {
+        self.shared.info()
+    }
+
     /// The SKU and account view caches' counters, if they are on.
     pub fn view_stats(&self) -> Option<(crate::cache::CacheStats, crate::cache::CacheStats)> {
         self.shared.views.as_ref().map(|v| v.stats())

@@ -18,7 +18,7 @@ use super::collector::Collector;
 use super::engine::Shared;
 use super::route::Split;
 use super::worker::Request;
-use crate::command::Outcome;
+use crate::command::{Outcome, Reply};
 use crate::error::EngineError;
 use crate::server::conn::{Conn, ConnLimits, Deadline, Event};
 use crate::server::convert;
@@ -388,6 +388,9 @@ impl Net {
                 // The keyspace is shared: this thread answers at once.
                 convert::Routed::Keyspace(r) => {
                     collector.fill([(i, Ok(convert::keyspace(r, &shared.keyspace)))]);
+                }
+                convert::Routed::Info => {
+                    collector.fill([(i, Ok(Ok(Reply::Info(shared.info()))))]);
                 }
             }
         }

@@ -17,6 +17,8 @@ pub enum Routed {
     Command(Command),
     /// A cache keyspace request, answered by whichever shard received it.
     Keyspace(wire::Request),
+    /// `Info`, answered by whichever shard received it.
+    Info,
 }
 
 /// Runs a keyspace request against the shared keyspace.
@@ -39,6 +41,7 @@ pub fn route(r: wire::Request) -> Routed {
         W::CacheSet { .. } | W::CacheGet { .. } | W::CacheDel { .. } | W::CacheStats => {
             return Routed::Keyspace(r);
         }
+        W::Info => return Routed::Info,
         W::PutSku {
             sku,
             price,
@@ -253,7 +256,30 @@ fn reply(r: Reply) -> wire::Reply {
                 PolicyKind::Arc => 1,
             },
         }),
+        Reply::Info(i) => wire::Reply::Info(wire::ServerInfo {
+            shards: i.shards,
+            connections: i.connections,
+            snapshot_failures: i.snapshot_failures,
+            snapshot_error: text_within(
+                i.snapshot_error.unwrap_or_default(),
+                wire::INFO_TEXT_BYTES_MAX,
+            ),
+            failed_logs: i.failed_logs,
+        }),
     }
+}
+
+/// `text`, cut at a character boundary to at most `max` bytes, so that an
+/// answer stays within the bound reserved for it.
+fn text_within(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 fn reject(r: Reject) -> wire::Reject {
@@ -398,6 +424,7 @@ mod tests {
             .map(|r| match route(r) {
                 Routed::Command(c) => c,
                 Routed::Keyspace(r) => panic!("{r:?} is not an engine command"),
+                Routed::Info => panic!("Info is not an engine command"),
             })
             .collect();
         let answers: Vec<wire::Answer> = h.submit(cmds).unwrap().into_iter().map(answer).collect();
