@@ -400,3 +400,17 @@ fn a_wrong_answer_from_a_server_is_an_error_not_a_panic() {
     assert!(matches!(c.get_sku(1), Err(ClientError::Protocol { .. })));
     assert!(matches!(c.get_sku(1), Err(ClientError::Protocol { .. })));
 }
+
+/// The server closes idle connections (`--idle-timeout-ms`); the client
+/// library finds the connection gone and opens a new one on its next call,
+/// so an application that pauses is not broken by it.
+#[test]
+fn a_client_outlives_the_servers_idle_timeout() {
+    let server = Server::start(2, &["--idle-timeout-ms", "200"]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    c.put_sku(5, 100, 0).unwrap().unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert_eq!(c.get_sku(5).unwrap().unwrap().id, 5);
+    }
+}
