@@ -11,10 +11,12 @@
 //! foldhash and ahash do. It costs the warmed state-machine bench 11% to
 //! 16%; a keyed multiply-shift, as cheap as the fixed hash, was worse,
 //! since linear probing on dense keys needs more than pairwise
-//! independence (docs/experiments/robustness.md). Nothing on disk depends on it: snapshots hold
-//! plain vectors and tables are rebuilt on load. `shard_of` stays fixed
-//! (the data directory and clients depend on it), and so does
-//! [`IdHasher`], kept for fingerprints that are logged.
+//! independence (docs/experiments/robustness.md).
+//!
+//! Nothing on disk depends on it: snapshots hold plain vectors and tables
+//! are rebuilt on load. `shard_of` stays fixed (the data directory and
+//! clients depend on it), and so does [`IdHasher`], kept for fingerprints
+//! that are logged.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
