@@ -11,51 +11,17 @@
 //! `MERCATO_CRASH_KILLS=200 cargo test -p mercato-benches --test crash`
 //! runs the long mode; `MERCATO_CRASH_SEED` replays a run's kill times.
 
-use std::path::PathBuf;
+mod util;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn verify(dir: &std::path::Path, acks: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
-        .arg("--verify-acks")
-        .arg(acks)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("run mercato-load --verify-acks");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "verification failed:\n{}{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use util::{TempDir, verify};
 
 #[test]
 fn every_acknowledged_order_survives_kill_9() {
-    let kills: u64 = std::env::var("MERCATO_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(21);
-    let seed: u64 = std::env::var("MERCATO_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let kills = mercato_engine::workload::env_count("MERCATO_CRASH_KILLS", 21);
+    let seed = mercato_engine::workload::env_seed("MERCATO_CRASH_SEED");
     eprintln!("crash test: {kills} kills, MERCATO_CRASH_SEED={seed}");
     let mut rng = mercato_engine::workload::Rng::new(seed);
     let dir = TempDir(std::env::temp_dir().join(format!("mercato-crash-{}", std::process::id())));

@@ -16,18 +16,14 @@
 //! mercato-benches --test crash_tcp` runs the long mode;
 //! `MERCATO_CRASH_SEED` replays a run's kill times.
 
+mod util;
+
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use util::{TempDir, check, verify};
 
 /// A child killed on drop, so a failed assertion leaves no server behind.
 struct Killed(Child);
@@ -80,31 +76,10 @@ fn serve(data: &Path) -> (Killed, String) {
     (Killed(child), main)
 }
 
-fn check(what: &str, out: std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn every_acknowledged_order_survives_a_killed_server() {
-    let kills: u64 = std::env::var("MERCATO_CRASH_TCP_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let seed: u64 = std::env::var("MERCATO_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let kills = mercato_engine::workload::env_count("MERCATO_CRASH_TCP_KILLS", 10);
+    let seed = mercato_engine::workload::env_seed("MERCATO_CRASH_SEED");
     eprintln!("tcp crash test: {kills} kills, MERCATO_CRASH_SEED={seed}");
     let mut rng = mercato_engine::workload::Rng::new(seed);
     let dir =
@@ -182,16 +157,7 @@ fn every_acknowledged_order_survives_a_killed_server() {
             reason.len() == 1 && reason[0].starts_with("mercato-load: stopped early: "),
             "round {round}: {err}"
         );
-        let summary = check(
-            "verify-acks",
-            Command::new(env!("CARGO_BIN_EXE_mercato-load"))
-                .arg("--verify-acks")
-                .arg(&acks)
-                .arg("--data-dir")
-                .arg(&data)
-                .output()
-                .unwrap(),
-        );
+        let summary = verify(&data, &acks);
         check(
             "audit",
             Command::new(mercato_bin())

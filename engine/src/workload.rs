@@ -177,6 +177,28 @@ impl Latency {
     }
 }
 
+/// A count from the environment variable `name`, else `default`: how the
+/// crash and power-loss tests take their long modes.
+pub fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A seed from the environment variable `name`, to replay a run, else one
+/// from the clock; the caller prints it so a failure can be replayed.
+pub fn env_seed(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,19 +176,8 @@ fn one_cut(round: u64, seed: u64) -> usize {
 
 #[test]
 fn every_acknowledged_order_survives_a_power_cut() {
-    let cuts: u64 = std::env::var("MERCATO_POWER_CUTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    let seed: u64 = std::env::var("MERCATO_POWER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let cuts = mercato_engine::workload::env_count("MERCATO_POWER_CUTS", 24);
+    let seed = mercato_engine::workload::env_seed("MERCATO_POWER_SEED");
     eprintln!("power-loss test: {cuts} cuts, MERCATO_POWER_SEED={seed}");
     let mut rng = Rng::new(seed);
     let mut checked = 0;
