@@ -187,7 +187,7 @@ fn load_part(
             a.id.to_native(),
             Account {
                 balance: a.balance.to_native(),
-                newest: None,
+                ..Account::default()
             },
         );
     }
@@ -211,9 +211,9 @@ fn load_part(
         }
         let account = (st.accounts.get_mut(&key.account))
             .ok_or_else(|| bad(path, "an order of an account the snapshot lacks"))?;
-        let placed = (st.orders.insert(key, order, account.newest))
+        let placed = (st.orders.insert(key, order, account.newest.get()))
             .map_err(|_| bad(path, "an order listed twice"))?;
-        account.newest = Some(placed);
+        account.newest.set(Some(placed));
     }
     for p in img.purchases.iter() {
         st.purchases.insert(

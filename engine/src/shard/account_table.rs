@@ -18,8 +18,8 @@ use std::num::NonZeroU32;
 
 use super::Account;
 use super::order_table::{Link, ORDERS_PER_SHARD_MAX};
+use super::probe::{Found, MOVE_SLOTS_PER_INSERT, Probed, Slot};
 use crate::hash::keyed_hash;
-use crate::prefetch::prefetch_whole;
 use crate::types::AccountId;
 
 const _: () = assert!(
@@ -27,16 +27,52 @@ const _: () = assert!(
     "the last link must stay free to mark empty slots"
 );
 
-/// An empty slot's `newest`.
-const EMPTY: Link = NonZeroU32::new(u32::MAX);
+/// An account's newest order, stored as the complement of its link, so
+/// that zero bytes (a fresh page) read as the link no order has
+/// (`u32::MAX`): an empty slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Newest(u32);
 
-const EMPTY_SLOT: (AccountId, Account) = (
-    0,
-    Account {
-        balance: 0,
-        newest: EMPTY,
-    },
-);
+impl Newest {
+    pub fn get(self) -> Link {
+        NonZeroU32::new(!self.0)
+    }
+
+    pub fn set(&mut self, link: Link) {
+        debug_assert!(
+            link.is_none_or(|l| l.get() != u32::MAX),
+            "no order has the last link"
+        );
+        self.0 = !link.map_or(0, NonZeroU32::get);
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Default for Newest {
+    fn default() -> Self {
+        Newest(!0)
+    }
+}
+
+impl std::fmt::Debug for Newest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+type AccountSlot = (AccountId, Account);
+
+// SAFETY: zero bytes are an id, a balance and a `Newest` of zero, all
+// valid, and a `Newest` of zero is what `is_empty` looks for.
+#[allow(unsafe_code)]
+unsafe impl Slot for AccountSlot {
+    fn is_empty(&self) -> bool {
+        self.1.newest.is_empty()
+    }
+}
 
 /// One cache line's worth of slots, and more.
 const SLOTS_MIN: usize = 4;
@@ -49,10 +85,7 @@ fn over_full(entries: usize, slots: usize) -> bool {
 
 #[derive(Clone)]
 pub(crate) struct AccountTable {
-    /// Power-of-two length.
-    slots: Box<[(AccountId, Account)]>,
-    /// 64 minus log2 of the length: an id's first slot is its hash's top bits.
-    shift: u32,
+    slots: Probed<AccountSlot>,
     len: usize,
 }
 
@@ -62,15 +95,25 @@ fn hash_of(id: AccountId) -> u64 {
     keyed_hash(&id)
 }
 
-fn is_empty(slot: &(AccountId, Account)) -> bool {
-    slot.1.newest == EMPTY
+fn hash_of_slot(slot: &AccountSlot) -> u64 {
+    hash_of(slot.0)
+}
+
+/// The fewest slots that hold `entries` accounts.
+fn slots_for(entries: usize) -> usize {
+    let mut len = SLOTS_MIN;
+    while over_full(entries, len) {
+        len = len
+            .checked_mul(2)
+            .expect("an account table that fits memory");
+    }
+    len
 }
 
 impl Default for AccountTable {
     fn default() -> Self {
         AccountTable {
-            slots: vec![EMPTY_SLOT; SLOTS_MIN].into_boxed_slice(),
-            shift: 64 - SLOTS_MIN.trailing_zeros(),
+            slots: Probed::new(SLOTS_MIN),
             len: 0,
         }
     }
@@ -88,27 +131,28 @@ impl AccountTable {
     }
 
     pub fn get(&self, id: &AccountId) -> Option<&Account> {
-        self.find(*id).ok().map(|i| &self.slots[i].1)
+        self.find(*id).ok().map(|at| &self.slots.get(at).1)
     }
 
     pub fn get_mut(&mut self, id: &AccountId) -> Option<&mut Account> {
-        self.find(*id).ok().map(|i| &mut self.slots[i].1)
+        let at = self.find(*id).ok()?;
+        Some(&mut self.slots.get_mut(at).1)
     }
 
     /// The account `id`, opened with nothing in it if it is new.
     pub fn get_or_insert(&mut self, id: AccountId) -> &mut Account {
-        let i = match self.find(id) {
-            Ok(i) => i,
+        let at = match self.find(id) {
+            Ok(at) => at,
             Err(empty) => self.fill(empty, id, Account::default()),
         };
-        &mut self.slots[i].1
+        &mut self.slots.get_mut(at).1
     }
 
     /// Puts `account` under `id`, handing back any account it replaces.
     pub fn insert(&mut self, id: AccountId, account: Account) -> Option<Account> {
-        debug_assert!(account.newest != EMPTY, "no order has the last link");
+        debug_assert!(!account.newest.is_empty(), "no order has the last link");
         match self.find(id) {
-            Ok(i) => Some(std::mem::replace(&mut self.slots[i].1, account)),
+            Ok(at) => Some(std::mem::replace(&mut self.slots.get_mut(at).1, account)),
             Err(empty) => {
                 self.fill(empty, id, account);
                 None
@@ -118,89 +162,62 @@ impl AccountTable {
 
     /// Asks the CPU for the slot `id`'s lookup starts at, all of it.
     pub fn prefetch(&self, id: &AccountId) {
-        prefetch_whole(&self.slots[self.home(*id)]);
+        self.slots.prefetch(hash_of(*id));
     }
 
     /// Room for `entries` accounts without growing, with the memory
     /// written now rather than faulted in while the shard serves.
     pub fn reserve_touched(&mut self, entries: usize) {
         if over_full(entries, self.slots.len()) {
-            self.rebuild(entries);
+            self.slots
+                .rebuild_touched(slots_for(entries), &hash_of_slot);
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&AccountId, &Account)> + Clone {
-        self.slots
-            .iter()
-            .filter(|s| !is_empty(s))
-            .map(|(id, a)| (id, a))
+        self.slots.iter().map(|(id, a)| (id, a))
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Account> {
         self.iter().map(|(_, a)| a)
     }
 
-    /// Slots a lookup of `id` visits: the tests count probes, not time.
+    /// Finishes any move under way.
+    #[cfg(test)]
+    fn settle(&mut self) {
+        self.slots.finish(&hash_of_slot);
+    }
+
+    /// Slots a lookup of `id` visits in the array inserts go to: the
+    /// tests count probes, not time.
     #[cfg(test)]
     fn probes(&self, id: AccountId) -> usize {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(id);
-        let mut n = 1;
-        while !is_empty(&self.slots[i]) && self.slots[i].0 != id {
-            i = (i + 1) & mask;
-            n += 1;
-        }
-        n
+        let n = std::cell::Cell::new(0);
+        let _ = self.slots.find(hash_of(id), |s| {
+            n.set(n.get() + 1);
+            s.0 == id
+        });
+        n.get()
     }
 
-    fn home(&self, id: AccountId) -> usize {
-        (hash_of(id) >> self.shift) as usize
+    /// The slot holding `id`, or the empty slot where it would go.
+    fn find(&self, id: AccountId) -> Result<Found, usize> {
+        self.slots.find(hash_of(id), |s| s.0 == id)
     }
 
-    /// The slot holding `id`, or the empty slot where it would go. Ends
-    /// because the table is never full.
-    fn find(&self, id: AccountId) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(id);
-        loop {
-            let s = &self.slots[i];
-            if is_empty(s) {
-                return Err(i);
-            }
-            if s.0 == id {
-                return Ok(i);
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    fn fill(&mut self, empty: usize, id: AccountId, account: Account) -> usize {
+    fn fill(&mut self, empty: usize, id: AccountId, account: Account) -> Found {
         let empty = if over_full(self.len + 1, self.slots.len()) {
-            self.rebuild(self.len + 1);
+            self.slots.grow(self.slots.len() * 2, &hash_of_slot);
             self.find(id).expect_err("a new account")
         } else {
             empty
         };
-        self.slots[empty] = (id, account);
+        let at = self.slots.fill(empty, (id, account));
         self.len += 1;
-        empty
-    }
-
-    /// A fresh array with room for `entries`, every slot written empty (so
-    /// every page is faulted in now), the accounts moved over.
-    fn rebuild(&mut self, entries: usize) {
-        let mut len = SLOTS_MIN;
-        while over_full(entries, len) {
-            len = len
-                .checked_mul(2)
-                .expect("an account table that fits memory");
-        }
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; len].into_boxed_slice());
-        self.shift = 64 - len.trailing_zeros();
-        for (id, account) in old.into_vec().into_iter().filter(|s| !is_empty(s)) {
-            let empty = self.find(id).expect_err("ids are unique");
-            self.slots[empty] = (id, account);
-        }
+        // Moves only old slots into other empty slots of the new array:
+        // `at` stays where it is.
+        self.slots.step(MOVE_SLOTS_PER_INSERT, &hash_of_slot);
+        at
     }
 }
 
@@ -290,6 +307,7 @@ mod tests {
             for &id in ids {
                 t.get_or_insert(id);
             }
+            t.settle();
             ids.iter().map(|&id| t.probes(id)).sum::<usize>()
         };
         let (hostile, random) = (probes(&hostile), probes(&random));
@@ -298,10 +316,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn account(n: u64) -> Account {
-        Account {
+        let mut a = Account {
             balance: n,
-            newest: NonZeroU32::new(n as u32 % 7),
-        }
+            ..Account::default()
+        };
+        a.newest.set(NonZeroU32::new(n as u32 % 7));
+        a
     }
 
     proptest! {
@@ -329,6 +349,11 @@ mod tests {
                 }
                 prop_assert_eq!(table.len(), model.len());
                 prop_assert!(table.capacity() >= table.len());
+                // Right while a move is under way too: every id so far.
+                for &(other, _) in &ops[..=n] {
+                    let other = if other % 3 == 0 { other.wrapping_mul(0x9e37_79b9_7f4a_7c15) } else { other };
+                    prop_assert_eq!(table.get(&other), model.get(&other));
+                }
             }
             for (id, a) in &model {
                 prop_assert_eq!(table.get(id), Some(a));

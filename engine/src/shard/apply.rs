@@ -227,9 +227,9 @@ impl Shard {
                 restocked: false,
                 fingerprint: order.fingerprint,
             },
-            a.newest,
+            a.newest.get(),
         );
         // A new key: every command checks its order id before it places.
-        a.newest = Some(placed.expect("an order is placed once"));
+        a.newest.set(Some(placed.expect("an order is placed once")));
     }
 }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod order;
 mod order_table;
 mod participant;
+mod probe;
 mod purchase_table;
 mod rejections;
 mod reserve;
@@ -32,9 +33,9 @@ use crate::types::{
 };
 
 use crate::order_lines::OrderLines;
-pub(crate) use account_table::AccountTable;
+pub(crate) use account_table::{AccountTable, Newest};
 pub use order::fingerprint;
-pub(crate) use order_table::{Link, OrderTable};
+pub(crate) use order_table::OrderTable;
 pub(crate) use purchase_table::PurchaseTable;
 pub(crate) use rejections::Rejections;
 
@@ -99,7 +100,7 @@ pub(crate) struct Account {
     pub balance: Money,
     /// The account's newest order, which links to the ones before it
     /// (`order_table`), for `list_orders`.
-    pub newest: Link,
+    pub newest: Newest,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -681,7 +682,7 @@ impl Shard {
         }
         let orders = &self.state.orders;
         let start = match after {
-            None => a.newest,
+            None => a.newest.get(),
             Some(order) => orders
                 .older_than(&OrderKey::new(account, order))
                 .ok_or(Reject::UnknownOrder { account, order })?,

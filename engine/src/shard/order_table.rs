@@ -29,8 +29,8 @@ use std::num::NonZeroU32;
 use std::ops::Index;
 
 use super::Order;
+use super::probe::{MOVE_SLOTS_PER_INSERT, Probed, Slot};
 use crate::hash::keyed_hash;
-use crate::prefetch::prefetch;
 use crate::types::OrderKey;
 
 /// Orders per arena chunk: about 1.3 MB of entries, so a new chunk is rare
@@ -53,12 +53,10 @@ const _: () = assert!(std::mem::size_of::<(OrderKey, Order)>() == 72);
 
 #[derive(Clone)]
 pub(crate) struct OrderTable {
-    /// Power-of-two length, at least twice `len`. A slot is 0 when empty,
-    /// else the hash's low 32 bits above the arena position plus one.
-    index: Box<[u64]>,
-    /// 64 minus log2 of the index length: a key's first slot is its hash's
-    /// top bits, which the tag (the low bits) does not repeat.
-    shift: u32,
+    /// At least twice `len` slots. A slot is 0 when empty, else the hash's
+    /// low 32 bits above the arena position plus one. A key's first slot
+    /// is its hash's top bits, which the tag (the low bits) does not repeat.
+    index: Probed<u64>,
     /// Chunk `c` holds positions `c * CHUNK_LEN ..`; all but the last are full.
     chunks: Vec<Vec<(OrderKey, Order)>>,
     /// Beside each order, in chunks of the same shape, the link to the order
@@ -76,19 +74,26 @@ fn slot(hash: u64, position: usize) -> u64 {
     (hash << 32) | (position as u64 + 1)
 }
 
-/// A fresh index of `len` slots with every page already faulted in, so the
-/// shard does not pay for first touches while it serves.
-fn index_touched(len: usize) -> Box<[u64]> {
-    let mut index = vec![0u64; len].into_boxed_slice();
-    super::reserve::fault_in(&mut index, 1, 0);
-    index
+// SAFETY: a zero `u64` is valid, and 0 is what `is_empty` looks for.
+#[allow(unsafe_code)]
+unsafe impl Slot for u64 {
+    fn is_empty(&self) -> bool {
+        *self == 0
+    }
+}
+
+fn position(slot: u64) -> usize {
+    (slot as u32 - 1) as usize
+}
+
+fn entry_in(chunks: &[Vec<(OrderKey, Order)>], at: usize) -> &(OrderKey, Order) {
+    &chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)]
 }
 
 impl Default for OrderTable {
     fn default() -> Self {
         OrderTable {
-            index: vec![0; INDEX_SLOTS_MIN].into_boxed_slice(),
-            shift: 64 - INDEX_SLOTS_MIN.trailing_zeros(),
+            index: Probed::new(INDEX_SLOTS_MIN),
             chunks: Vec::new(),
             older: Vec::new(),
             len: 0,
@@ -156,20 +161,25 @@ impl OrderTable {
             "a shard holds at most {ORDERS_PER_SHARD_MAX} orders"
         );
         let empty = if (self.len + 1) * 2 > self.index.len() {
-            self.rebuild_index((self.len + 1) * 2);
-            self.empty_slot(hash)
+            let chunks = &self.chunks;
+            let hash_of_slot = |s: &u64| hash_of(&entry_in(chunks, position(*s)).0);
+            self.index.grow(self.index.len() * 2, &hash_of_slot);
+            self.find(&key, hash).expect_err("a new key")
         } else {
             empty
         };
-        self.index[empty] = slot(hash, self.len);
+        self.index.fill(empty, slot(hash, self.len));
         self.push((key, order), older.map_or(0, NonZeroU32::get));
+        let chunks = &self.chunks;
+        let hash_of_slot = |s: &u64| hash_of(&entry_in(chunks, position(*s)).0);
+        self.index.step(MOVE_SLOTS_PER_INSERT, &hash_of_slot);
         Ok(NonZeroU32::new(self.len as u32).expect("one more than the new order's position"))
     }
 
     /// Asks the CPU for the index line `key`'s lookup or insert will read
     /// first, so a later call finds it in cache.
     pub fn prefetch(&self, key: &OrderKey) {
-        prefetch(&self.index[(hash_of(key) >> self.shift) as usize]);
+        self.index.prefetch(hash_of(key));
     }
 
     /// Room for `additional` more orders without growing the index or
@@ -222,7 +232,7 @@ impl OrderTable {
     }
 
     fn entry(&self, at: usize) -> &(OrderKey, Order) {
-        &self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)]
+        entry_in(&self.chunks, at)
     }
 
     fn push(&mut self, entry: (OrderKey, Order), older: u32) {
@@ -238,46 +248,24 @@ impl OrderTable {
         self.len += 1;
     }
 
-    /// The arena position of `key`, or the empty slot where it would go.
-    /// Ends because the index is never more than half full.
+    /// The arena position of `key`, or the empty index slot where it
+    /// would go. Ends because the index is never more than half full.
     fn find(&self, key: &OrderKey, hash: u64) -> Result<usize, usize> {
-        let mask = self.index.len() - 1;
         let tag = hash as u32;
-        let mut i = (hash >> self.shift) as usize;
-        loop {
-            let s = self.index[i];
-            if s == 0 {
-                return Err(i);
-            }
-            if (s >> 32) as u32 == tag {
-                let at = (s as u32 - 1) as usize;
-                if self.entry(at).0 == *key {
-                    return Ok(at);
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        let chunks = &self.chunks;
+        let at = self.index.find(hash, |&s| {
+            (s >> 32) as u32 == tag && entry_in(chunks, position(s)).0 == *key
+        })?;
+        Ok(position(*self.index.get(at)))
     }
 
-    fn empty_slot(&self, hash: u64) -> usize {
-        let mask = self.index.len() - 1;
-        let mut i = (hash >> self.shift) as usize;
-        while self.index[i] != 0 {
-            i = (i + 1) & mask;
-        }
-        i
-    }
-
-    /// A fresh index of at least `slots` slots, filled from the arena.
+    /// An index of at least `slots` slots, every page written now, filled
+    /// from the arena: for sizing at open.
     fn rebuild_index(&mut self, slots: usize) {
         let len = slots.next_power_of_two().max(INDEX_SLOTS_MIN);
-        self.index = index_touched(len);
-        self.shift = 64 - len.trailing_zeros();
-        for at in 0..self.len {
-            let hash = hash_of(&self.entry(at).0);
-            let empty = self.empty_slot(hash);
-            self.index[empty] = slot(hash, at);
-        }
+        let chunks = &self.chunks;
+        let hash_of_slot = |s: &u64| hash_of(&entry_in(chunks, position(*s)).0);
+        self.index.rebuild_touched(len, &hash_of_slot);
     }
 }
 

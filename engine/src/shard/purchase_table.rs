@@ -14,8 +14,8 @@
 //! after it back, so there are no tombstones and a probe always ends at the
 //! first empty slot.
 
+use super::probe::{Found, MOVE_SLOTS_PER_INSERT, Probed, Slot as ProbeSlot};
 use crate::hash::keyed_hash;
-use crate::prefetch::prefetch_whole;
 use crate::types::{AccountId, Qty, SkuId};
 
 pub(crate) type PurchaseKey = (SkuId, AccountId);
@@ -30,12 +30,19 @@ struct Slot {
     qty: Qty,
 }
 
+// SAFETY: zero bytes are a key and a count of zero, valid, and a count of
+// zero is what `is_empty` looks for.
+#[allow(unsafe_code)]
+unsafe impl ProbeSlot for Slot {
+    fn is_empty(&self) -> bool {
+        self.qty == 0
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct PurchaseTable {
-    /// Power-of-two length, at least twice `len`.
-    slots: Box<[Slot]>,
-    /// 64 minus log2 of the length: a pair's first slot is its hash's top bits.
-    shift: u32,
+    /// Never more than half full.
+    slots: Probed<Slot>,
     len: usize,
 }
 
@@ -43,22 +50,14 @@ fn hash_of(key: &PurchaseKey) -> u64 {
     keyed_hash(&(key.0, key.1))
 }
 
-/// `len` empty slots with every page already faulted in.
-fn slots_touched(len: usize) -> Box<[Slot]> {
-    let mut slots = vec![Slot::default(); len].into_boxed_slice();
-    let marker = Slot {
-        qty: 1,
-        ..Slot::default()
-    };
-    super::reserve::fault_in(&mut slots, marker, Slot::default());
-    slots
+fn hash_of_slot(slot: &Slot) -> u64 {
+    hash_of(&slot.key)
 }
 
 impl Default for PurchaseTable {
     fn default() -> Self {
         PurchaseTable {
-            slots: vec![Slot::default(); SLOTS_MIN].into_boxed_slice(),
-            shift: 64 - SLOTS_MIN.trailing_zeros(),
+            slots: Probed::new(SLOTS_MIN),
             len: 0,
         }
     }
@@ -77,7 +76,7 @@ impl PurchaseTable {
     }
 
     pub fn get(&self, key: &PurchaseKey) -> Option<&Qty> {
-        self.find(key).ok().map(|i| &self.slots[i].qty)
+        self.find(key).ok().map(|at| &self.slots.get(at).qty)
     }
 
     pub fn contains_key(&self, key: &PurchaseKey) -> bool {
@@ -88,7 +87,7 @@ impl PurchaseTable {
     pub fn add(&mut self, key: PurchaseKey, qty: Qty) {
         debug_assert!(qty > 0);
         match self.find(&key) {
-            Ok(i) => self.slots[i].qty += qty,
+            Ok(at) => self.slots.get_mut(at).qty += qty,
             Err(empty) => self.fill(empty, key, qty),
         }
     }
@@ -96,12 +95,12 @@ impl PurchaseTable {
     /// Counts `qty` fewer units for `key`, never below zero, and forgets the
     /// pair when none are left.
     pub fn subtract(&mut self, key: &PurchaseKey, qty: Qty) {
-        if let Ok(i) = self.find(key) {
-            let left = self.slots[i].qty.saturating_sub(qty);
+        if let Ok(at) = self.find(key) {
+            let left = self.slots.get(at).qty.saturating_sub(qty);
             if left == 0 {
-                self.remove_at(i);
+                self.remove(at);
             } else {
-                self.slots[i].qty = left;
+                self.slots.get_mut(at).qty = left;
             }
         }
     }
@@ -109,8 +108,8 @@ impl PurchaseTable {
     /// Sets the count of `key`; a count of 0 removes the pair.
     pub fn insert(&mut self, key: PurchaseKey, qty: Qty) {
         match (self.find(&key), qty) {
-            (Ok(i), 0) => self.remove_at(i),
-            (Ok(i), _) => self.slots[i].qty = qty,
+            (Ok(at), 0) => self.remove(at),
+            (Ok(at), _) => self.slots.get_mut(at).qty = qty,
             (Err(_), 0) => {}
             (Err(empty), _) => self.fill(empty, key, qty),
         }
@@ -118,91 +117,43 @@ impl PurchaseTable {
 
     /// Asks the CPU for the slot `key`'s lookup starts at.
     pub fn prefetch(&self, key: &PurchaseKey) {
-        prefetch_whole(&self.slots[(hash_of(key) >> self.shift) as usize]);
+        self.slots.prefetch(hash_of(key));
     }
 
     /// Room for `entries` pairs without growing, with the memory faulted in
     /// now rather than while the shard serves.
     pub fn reserve_touched(&mut self, entries: usize) {
         if entries * 2 > self.slots.len() {
-            self.rebuild(entries * 2);
+            let len = (entries * 2).next_power_of_two().max(SLOTS_MIN);
+            self.slots.rebuild_touched(len, &hash_of_slot);
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&PurchaseKey, &Qty)> + Clone {
-        self.slots
-            .iter()
-            .filter(|s| s.qty != 0)
-            .map(|s| (&s.key, &s.qty))
-    }
-
-    fn home(&self, key: &PurchaseKey) -> usize {
-        (hash_of(key) >> self.shift) as usize
+        self.slots.iter().map(|s| (&s.key, &s.qty))
     }
 
     /// The slot holding `key`, or the empty slot where it would go. Ends
     /// because the table is never more than half full.
-    fn find(&self, key: &PurchaseKey) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
-        loop {
-            let s = &self.slots[i];
-            if s.qty == 0 {
-                return Err(i);
-            }
-            if s.key == *key {
-                return Ok(i);
-            }
-            i = (i + 1) & mask;
-        }
+    fn find(&self, key: &PurchaseKey) -> Result<Found, usize> {
+        self.slots.find(hash_of(key), |s| s.key == *key)
     }
 
     fn fill(&mut self, empty: usize, key: PurchaseKey, qty: Qty) {
         let empty = if (self.len + 1) * 2 > self.slots.len() {
-            self.rebuild((self.len + 1) * 2);
+            self.slots.grow(self.slots.len() * 2, &hash_of_slot);
             self.find(&key).expect_err("a new pair")
         } else {
             empty
         };
-        self.slots[empty] = Slot { key, qty };
+        self.slots.fill(empty, Slot { key, qty });
         self.len += 1;
+        self.slots.step(MOVE_SLOTS_PER_INSERT, &hash_of_slot);
     }
 
-    /// Empties slot `i` and moves back each entry after it that a probe
-    /// from its home would otherwise no longer reach.
-    fn remove_at(&mut self, mut i: usize) {
-        let mask = self.slots.len() - 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let s = self.slots[j];
-            if s.qty == 0 {
-                break;
-            }
-            // `s` may move to `i` unless its home lies cyclically in (i, j].
-            let home = self.home(&s.key);
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                self.slots[i] = s;
-                i = j;
-            }
-        }
-        self.slots[i] = Slot::default();
+    fn remove(&mut self, at: Found) {
+        self.slots.remove(at, &hash_of_slot);
         self.len -= 1;
-    }
-
-    fn rebuild(&mut self, slots: usize) {
-        let len = slots.next_power_of_two().max(SLOTS_MIN);
-        let old = std::mem::replace(&mut self.slots, slots_touched(len));
-        self.shift = 64 - len.trailing_zeros();
-        for s in old.iter().filter(|s| s.qty != 0) {
-            let empty = self.find(&s.key).expect_err("keys are unique");
-            self.slots[empty] = *s;
-        }
     }
 }
 

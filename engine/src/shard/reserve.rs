@@ -69,22 +69,6 @@ fn reserve_touched<K: Eq + Hash, V>(
     *map = fresh;
 }
 
-/// Faults in every page under `items`, which must hold `empty` throughout
-/// (as fresh zeroed memory does) and hold it again afterwards. The compiler
-/// knows zeroed memory holds zeros and could drop a write of zeros as
-/// redundant, so each page first gets `marker`, then an opaque use, then
-/// `empty` again.
-pub(super) fn fault_in<T: Copy>(items: &mut [T], marker: T, empty: T) {
-    let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
-    for page in items.chunks_mut(per_page) {
-        page[0] = marker;
-    }
-    std::hint::black_box(&mut *items);
-    for page in items.chunks_mut(per_page) {
-        page[0] = empty;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
