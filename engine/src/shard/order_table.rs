@@ -86,6 +86,12 @@ fn position(slot: u64) -> usize {
     (slot as u32 - 1) as usize
 }
 
+/// An index slot's full hash, which moving it needs and the slot keeps
+/// only the low half of: from its order's key, in the arena.
+fn rehash(chunks: &[Vec<(OrderKey, Order)>]) -> impl Fn(&u64) -> u64 + '_ {
+    |s| hash_of(&entry_in(chunks, position(*s)).0)
+}
+
 fn entry_in(chunks: &[Vec<(OrderKey, Order)>], at: usize) -> &(OrderKey, Order) {
     &chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)]
 }
@@ -161,18 +167,15 @@ impl OrderTable {
             "a shard holds at most {ORDERS_PER_SHARD_MAX} orders"
         );
         let empty = if (self.len + 1) * 2 > self.index.len() {
-            let chunks = &self.chunks;
-            let hash_of_slot = |s: &u64| hash_of(&entry_in(chunks, position(*s)).0);
-            self.index.grow(self.index.len() * 2, &hash_of_slot);
+            self.index.grow(self.index.len() * 2, &rehash(&self.chunks));
             self.find(&key, hash).expect_err("a new key")
         } else {
             empty
         };
         self.index.fill(empty, slot(hash, self.len));
         self.push((key, order), older.map_or(0, NonZeroU32::get));
-        let chunks = &self.chunks;
-        let hash_of_slot = |s: &u64| hash_of(&entry_in(chunks, position(*s)).0);
-        self.index.step(MOVE_SLOTS_PER_INSERT, &hash_of_slot);
+        self.index
+            .step(MOVE_SLOTS_PER_INSERT, &rehash(&self.chunks));
         Ok(NonZeroU32::new(self.len as u32).expect("one more than the new order's position"))
     }
 
@@ -263,9 +266,7 @@ impl OrderTable {
     /// from the arena: for sizing at open.
     fn rebuild_index(&mut self, slots: usize) {
         let len = slots.next_power_of_two().max(INDEX_SLOTS_MIN);
-        let chunks = &self.chunks;
-        let hash_of_slot = |s: &u64| hash_of(&entry_in(chunks, position(*s)).0);
-        self.index.rebuild_touched(len, &hash_of_slot);
+        self.index.rebuild_touched(len, &rehash(&self.chunks));
     }
 }
 

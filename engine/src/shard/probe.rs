@@ -86,7 +86,7 @@ enum Mem<S> {
 /// A mapped array is never read where it was never written. Reading a
 /// page first maps the kernel's shared zero page, and the write that
 /// follows must then replace it and flush every other CPU's TLB entry for
-/// it by interrupt, which in a flash sale took 7% of the shards' time
+/// it by interrupt, which in a flash sale took 7% of all samples on one shard alone
 /// (docs/experiments/growth.md). A bit per page says whether it was
 /// written; a slot on a page that was not is empty without a look.
 pub(crate) struct Slots<S: Slot> {
