@@ -10,7 +10,9 @@
 //! per insert left tombstones, which made the table rehash in place now and
 //! then, and the queue of keys cost 24 bytes per entry. Here nothing is
 //! removed one by one, and a forgotten generation's memory, cleared, takes
-//! the next generation: past the first rotation nothing is allocated.
+//! the next generation: past the first rotation nothing is allocated. Each
+//! table is sized for a whole generation when its first entry arrives, so
+//! neither ever rehashes.
 
 use crate::error::Reject;
 use crate::hash::IdMap;
@@ -57,6 +59,14 @@ impl Rejections {
         if self.newer.len() >= self.generation_len {
             std::mem::swap(&mut self.newer, &mut self.older);
             self.newer.clear();
+        }
+        if self.newer.is_empty() && self.newer.capacity() < self.generation_len {
+            // A whole generation's room while the table is empty, when
+            // sizing moves nothing: a table that doubled as it filled
+            // rehashed up to 458,752 entries at once and stopped its shard
+            // for tens of milliseconds (docs/experiments/growth.md). The
+            // memory is faulted in as entries land in it.
+            self.newer.reserve(self.generation_len);
         }
         self.newer.insert(key, remembered);
     }
@@ -140,6 +150,23 @@ mod tests {
         assert_eq!(r.get(&key(0)), None);
         assert_eq!(r.get(&key(n - 1)), None);
         assert_eq!(r.len() as u64, n + 5);
+    }
+
+    #[test]
+    fn no_generation_grows_once_it_has_an_entry() {
+        let mut r = Rejections::with_generation_len(N);
+        let mut sized = 0;
+        for i in 0..(3 * N as u64) {
+            r.insert(key(i), answer(i));
+            if r.newer.len() == 1 {
+                // A generation's first entry sizes it for the whole of it...
+                sized = r.newer.capacity();
+                assert!(sized >= N, "{sized} at {i}");
+            } else {
+                // ...so it never rehashes while the shard serves.
+                assert_eq!(r.newer.capacity(), sized, "at {i}");
+            }
+        }
     }
 
     #[test]
