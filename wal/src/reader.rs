@@ -1,12 +1,15 @@
 //! Reading a shard's log back, validating every record as it goes.
 //!
 //! The reader tells a torn tail from corruption by what follows the first
-//! bad record. A crash can only damage the end of what was being written, and
-//! segments are zero-filled ahead of use, so after a torn record there are
-//! only zeros. Any valid record further on means the damage is in the middle
-//! of the log: the reader refuses, naming the file and byte offset, and
-//! changes nothing. A torn tail is reported and, when asked, zeroed so that
-//! appending resumes where the valid log ends.
+//! bad record. A crash can only damage the end of what was being written,
+//! and a segment is either zero-filled ahead of use or recycled, so after a
+//! torn record there are only zeros or records of the segment's earlier
+//! life, whose LSNs are all below the first LSN its header names. Any valid
+//! record of this life further on means the damage is in the middle of the
+//! log: the reader refuses, naming the file and byte offset, and changes
+//! nothing. A torn tail is reported and, when asked, zeroed so that
+//! appending resumes where the valid log ends. A record of the earlier life
+//! where the next one was due is the clean end of the log.
 
 use std::path::{Path, PathBuf};
 
@@ -123,6 +126,9 @@ pub fn read_log(
         let mut offset = SEGMENT_HEADER_BYTES;
         let stop = loop {
             let problem = match decode_record(&bytes[offset..]) {
+                // Left from the segment's life before it was recycled:
+                // the end of what this life wrote, like zeros.
+                Ok(r) if r.lsn < header.first_lsn => break None,
                 Ok(r) if r.lsn != end.next_lsn => Corruption::Lsn {
                     expected: end.next_lsn,
                     found: r.lsn,
@@ -241,9 +247,13 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 fn later_segments_hold_records(later: &[(Lsn, PathBuf)], log: LogId) -> Result<bool, WalError> {
     for (_, path) in later {
         let bytes = std::fs::read(path).map_err(|e| WalError::io("read", path, e))?;
-        let valid_header = SegmentHeader::decode(&bytes).is_ok_and(|h| h.log == log);
-        if valid_header
-            && valid_record_after(&bytes, SEGMENT_HEADER_BYTES - RECORD_ALIGN_BYTES, 0).is_some()
+        // Records of a recycled segment's earlier life do not count.
+        let first_lsn = match SegmentHeader::decode(&bytes) {
+            Ok(h) if h.log == log => h.first_lsn,
+            _ => continue,
+        };
+        if valid_record_after(&bytes, SEGMENT_HEADER_BYTES - RECORD_ALIGN_BYTES, first_lsn)
+            .is_some()
         {
             return Ok(true);
         }

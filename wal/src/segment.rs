@@ -11,8 +11,29 @@ use crate::error::WalError;
 use crate::format::Lsn;
 
 pub const SEGMENT_SUFFIX: &str = ".wal";
-/// A zero-filled file waiting to become the next segment.
+/// A file waiting to become the next segment: zero-filled, or recycled.
 pub const SPARE_SEGMENT_NAME: &str = "spare.wal-tmp";
+
+/// A segment a snapshot made unnecessary, kept to become a later segment
+/// instead of zero-filling a new file, as PostgreSQL recycles WAL files:
+/// `recycled-<its old first LSN>.wal-tmp`. Its old records stay in it, and
+/// readers take them for the end of the log: each has an LSN below the
+/// first LSN its new header names (`reader`).
+pub(crate) const RECYCLED_PREFIX: &str = "recycled-";
+pub(crate) const RECYCLED_SUFFIX: &str = ".wal-tmp";
+/// Recycled segments a log keeps at most. A snapshot frees the segments
+/// written since the one before; two are enough for the rollovers until
+/// the next, and the rest are removed.
+pub(crate) const RECYCLED_SEGMENTS_MAX: usize = 2;
+
+pub(crate) fn recycled_name(first_lsn: Lsn) -> String {
+    format!("{RECYCLED_PREFIX}{first_lsn:020}{RECYCLED_SUFFIX}")
+}
+
+/// The recycled segments in `dir`, oldest first.
+pub(crate) fn list_recycled(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>, WalError> {
+    list_by_lsn(dir, RECYCLED_PREFIX, RECYCLED_SUFFIX)
+}
 
 pub fn segment_name(first_lsn: Lsn) -> String {
     format!("{first_lsn:020}{SEGMENT_SUFFIX}")

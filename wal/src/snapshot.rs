@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use crate::error::WalError;
 use crate::format::{FORMAT_VERSION, Lsn};
 use crate::pace::{DROPPING_SUFFIX, Pacer, dropping_name, remove_whole};
-use crate::segment::{list_by_lsn, list_segments};
+use crate::segment::{
+    RECYCLED_SEGMENTS_MAX, list_by_lsn, list_recycled, list_segments, recycled_name,
+};
 
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";
@@ -183,13 +185,17 @@ pub struct Dropped {
 
 /// Remove what the snapshot at `lsn` makes unnecessary: segments whose
 /// records all precede or equal it (the last segment always stays, it is
-/// where appending goes on) and older snapshots. They are renamed out of
-/// readers' way at once, then unlinked whole (see `pace`: never shrunk,
-/// since a reader may have one mapped), with anything an earlier removal
-/// left behind.
+/// where appending goes on) and older snapshots. Up to
+/// `RECYCLED_SEGMENTS_MAX` segments are kept for the log to reuse
+/// (`segment.rs`); the rest, and old snapshots, are renamed out of readers'
+/// way at once, then unlinked whole (see `pace`: never shrunk, since a
+/// reader may have one mapped), with anything an earlier removal left
+/// behind.
 pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
     let mut dropped = Dropped::default();
     let mut doomed = leftovers(dir)?;
+    let mut recycled = list_recycled(dir)?.len();
+    let mut renamed = false;
     let mut set_aside = |path: &Path| -> Result<(), WalError> {
         let to = dropping_name(path);
         std::fs::rename(path, &to).map_err(|e| WalError::io("rename", path, e))?;
@@ -201,7 +207,14 @@ pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
         let (_, path) = &pair[0];
         let (next_first, _) = pair[1];
         if next_first <= lsn + 1 {
-            set_aside(path)?;
+            if recycled < RECYCLED_SEGMENTS_MAX {
+                let to = path.with_file_name(recycled_name(pair[0].0));
+                std::fs::rename(path, &to).map_err(|e| WalError::io("rename", path, e))?;
+                recycled += 1;
+                renamed = true;
+            } else {
+                set_aside(path)?;
+            }
             dropped.segments += 1;
         }
     }
@@ -212,6 +225,9 @@ pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
         }
     }
     if doomed.is_empty() {
+        if renamed {
+            sync_dir(dir)?;
+        }
         return Ok(dropped);
     }
     // The new names are durable before any file goes.

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::WalError;
 use crate::format::{
-    FORMAT_VERSION, LogId, Lsn, RECORD_BODY_BYTES_MAX, SEGMENT_HEADER_BYTES, SegmentHeader,
-    encode_record, frame_bytes,
+    FORMAT_VERSION, LogId, Lsn, RECORD_BODY_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    SegmentHeader, encode_record, frame_bytes,
 };
 use crate::handoff::{Batch, Handoff, Roll, Taken};
 use crate::reader::LogEnd;
-use crate::segment::{SPARE_SEGMENT_NAME, segment_name};
+use crate::segment::{SPARE_SEGMENT_NAME, list_recycled, segment_name};
 use crate::storage::{LogFile, OsStorage, Spread, Storage};
 
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
@@ -409,6 +409,11 @@ impl Flusher {
         let mut start = 0;
         for roll in &batch.rolls {
             self.write_chunk(&batch.bytes[start..roll.at])?;
+            // A recycled segment's old records must not follow the last new
+            // one: the reader would find half a record there, and take it
+            // for damage before a later segment.
+            let rest = self.segment_bytes - self.offset;
+            self.write_zeros(rest)?;
             // Everything before the new segment is synced before the new
             // segment gets a record, so a reader finding records in a later
             // segment knows the earlier ones are whole.
@@ -417,7 +422,31 @@ impl Flusher {
             self.roll(*roll)?;
             start = roll.at;
         }
-        self.write_chunk(&batch.bytes[start..])
+        self.write_chunk(&batch.bytes[start..])?;
+        if batch.bytes.is_empty() {
+            return Ok(());
+        }
+        // Ends the log cleanly where a recycled segment has old records
+        // ahead: a zero record header reads as the end (`reader`). A cut
+        // that loses it leaves those records after the last whole one,
+        // which reads as a torn tail, as it is.
+        let rest = self.segment_bytes - self.offset;
+        self.write_zeros(rest.min(RECORD_HEADER_BYTES as u64))
+    }
+
+    /// Zeros at the write position, which stays where it is.
+    fn write_zeros(&mut self, len: u64) -> std::io::Result<()> {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        let file = self.file.as_mut().expect("an open segment");
+        let mut at = self.offset;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(ZEROS.len() as u64);
+            file.write_at(&ZEROS[..n as usize], at)?;
+            at += n;
+            left -= n;
+        }
+        Ok(())
     }
 
     fn write_chunk(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -462,14 +491,19 @@ impl Flusher {
         Ok(())
     }
 
-    /// Start zeroing the next segment on a helper thread, spread over
-    /// `over` unless a rollover needs it sooner.
+    /// Take a recycled segment as the next one if there is one; else
+    /// start zeroing a new file on a helper thread, spread over `over`
+    /// unless a rollover needs it sooner.
     fn prepare_spare(&mut self, over: Duration) {
         if self.spare.is_some() {
             return;
         }
-        let storage = self.storage.clone();
         let path = self.dir.join(SPARE_SEGMENT_NAME);
+        if let Some(file) = self.take_recycled(&path) {
+            self.spare = Some(SpareJob::Recycled(file));
+            return;
+        }
+        let storage = self.storage.clone();
         let len = self.segment_bytes;
         let spread = Spread {
             over,
@@ -477,23 +511,49 @@ impl Flusher {
         };
         let hurry = spread.hurry.clone();
         let thread = std::thread::spawn(move || storage.create(&path, len, &spread));
-        self.spare = Some(SpareJob { thread, hurry });
+        self.spare = Some(SpareJob::Zeroing { thread, hurry });
+    }
+
+    /// The oldest recycled segment of this log's size, renamed to `spare`
+    /// and opened. Its header is rewritten before it takes a segment's name
+    /// (`roll`); its old records stay, below the new header's first LSN.
+    /// One of another size (the segment size changed) is removed. Any
+    /// failure leaves zero-filling a new file to do the job.
+    fn take_recycled(&self, spare: &Path) -> Option<Box<dyn LogFile>> {
+        for (_, path) in list_recycled(&self.dir).ok()? {
+            let fits = std::fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
+            if !fits {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            self.storage.rename(&path, spare).ok()?;
+            return self.storage.open(spare).ok();
+        }
+        None
     }
 }
 
-/// The helper thread zeroing the next segment.
-struct SpareJob {
-    thread: JoinHandle<std::io::Result<Box<dyn LogFile>>>,
-    hurry: Arc<AtomicBool>,
+/// The next segment: being zeroed by a helper thread, or a recycled one.
+enum SpareJob {
+    Zeroing {
+        thread: JoinHandle<std::io::Result<Box<dyn LogFile>>>,
+        hurry: Arc<AtomicBool>,
+    },
+    Recycled(Box<dyn LogFile>),
 }
 
 impl SpareJob {
     /// The spare segment, hurried along if it is still being written.
     fn finish(self) -> std::io::Result<Box<dyn LogFile>> {
-        self.hurry.store(true, Ordering::Release);
-        self.thread.thread().unpark();
-        self.thread
-            .join()
-            .map_err(|_| std::io::Error::other("spare segment thread panicked"))?
+        match self {
+            SpareJob::Zeroing { thread, hurry } => {
+                hurry.store(true, Ordering::Release);
+                thread.thread().unpark();
+                thread
+                    .join()
+                    .map_err(|_| std::io::Error::other("spare segment thread panicked"))?
+            }
+            SpareJob::Recycled(file) => Ok(file),
+        }
     }
 }

@@ -352,3 +352,169 @@ fn no_space_poisons_the_log() {
         "enospc",
     );
 }
+
+fn recycled_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("recycled-")
+        })
+        .count()
+}
+
+/// Segments a snapshot covers are kept and become the log's next segments
+/// without being zero-filled; their old records read as the end of the log,
+/// not as damage, and a record torn over them is cut as on a fresh file.
+#[test]
+fn recycled_segments_are_reused_and_their_old_records_end_the_log() {
+    let dir = TempDir::new("recycled");
+    write(&dir.0, 6_000, small_segments());
+    let segments = list_segments(&dir.0).unwrap();
+    assert!(segments.len() >= 4, "{} segments", segments.len());
+    // A snapshot at the end of the second-to-last segment covers all but
+    // the last: two are kept, the rest removed.
+    let covered = segments.last().unwrap().0 - 1;
+    let old_segment = std::fs::read(&segments[0].1).unwrap();
+    let dropped = mercato_wal::snapshot::drop_covered(&dir.0, covered).unwrap();
+    assert_eq!(dropped.segments, segments.len() - 1);
+    assert_eq!(recycled_files(&dir.0), 2);
+    assert_eq!(list_segments(&dir.0).unwrap().len(), 1);
+
+    let from = ReadOptions {
+        from_lsn: covered + 1,
+        ..REPAIR
+    };
+    let (_, end) = read_all(&dir.0, from).unwrap();
+    let mut log = Log::start(&dir.0, ID, &end, small_segments(), Arc::new(|| {})).unwrap();
+    // Enough for one rollover into a recycled segment, which then holds
+    // new records followed by old ones.
+    let last = end.next_lsn + 2_500;
+    for i in end.next_lsn..last {
+        assert_eq!(log.append((i % 5) as u8, &body(i)).unwrap(), i);
+    }
+    log.close().unwrap();
+    assert!(recycled_files(&dir.0) < 2, "a recycled segment was taken");
+    let (got, end) = read_all(&dir.0, from).unwrap();
+    assert_eq!(got, expected(covered + 1..last));
+    assert_eq!(end.torn, None, "old records are the end, not a torn tail");
+    let (path, stop) = end.tail.clone().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes[stop as usize..].iter().any(|&b| b != 0),
+        "the last segment is a recycled one, old records after the new"
+    );
+
+    // A torn last record over old records: cut, and appending goes on.
+    let frame = (24 + body(last - 1).len()).next_multiple_of(8);
+    let start = stop as usize - frame;
+    let mut torn = bytes.clone();
+    torn[start + 20] ^= 0x40;
+    std::fs::write(&path, &torn).unwrap();
+    let (got, end) = read_all(&dir.0, from).unwrap();
+    assert_eq!(got, expected(covered + 1..last - 1));
+    assert_eq!(end.torn.as_ref().map(|t| t.offset), Some(start as u64));
+    let mut log = Log::start(&dir.0, ID, &end, small_segments(), Arc::new(|| {})).unwrap();
+    assert_eq!(log.append(0, &body(last - 1)).unwrap(), last - 1);
+    log.close().unwrap();
+    let (got, end) = read_all(&dir.0, from).unwrap();
+    assert_eq!(got.len() as u64, last - 1 - covered);
+    assert_eq!(end.torn, None);
+
+    // A cut just after a rollover into a recycled segment: its new header
+    // is on disk, then nothing but its old records. That is the end of the
+    // log, not damage, and appending goes on there.
+    let header = mercato_wal::format::SegmentHeader {
+        version: mercato_wal::format::FORMAT_VERSION,
+        log: ID,
+        first_lsn: end.next_lsn,
+        prev_crc: end.last_crc,
+    };
+    let mut rolled = old_segment;
+    rolled[..header.encode().len()].copy_from_slice(&header.encode());
+    let rolled_path = dir.0.join(mercato_wal::segment_name(end.next_lsn));
+    std::fs::write(&rolled_path, &rolled).unwrap();
+    let (again, after) = read_all(&dir.0, from).unwrap();
+    assert_eq!(again, got);
+    assert_eq!((after.next_lsn, after.torn), (end.next_lsn, None));
+    assert_eq!(after.tail, Some((rolled_path.clone(), 64)));
+    // The same cut with the record before it torn: a torn tail still, since
+    // the later segment holds no record of its own life.
+    let (path, stop) = end.tail.clone().unwrap();
+    let start = stop as usize - (24 + body(end.next_lsn - 1).len()).next_multiple_of(8);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[start + 20] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let (cut, torn) = read_all(
+        &dir.0,
+        ReadOptions {
+            repair: false,
+            ..from
+        },
+    )
+    .unwrap();
+    assert_eq!(cut.len(), got.len() - 1);
+    assert_eq!(torn.torn.map(|t| t.offset), Some(start as u64));
+}
+
+/// Power cuts through a log that rolls into recycled segments, at syncs
+/// spread over the whole run (rollovers included): every record synced
+/// before the cut survives, what follows is a clean or torn end and never
+/// damage, and the log carries on from there.
+#[test]
+fn power_cuts_over_recycled_segments_keep_every_synced_record() {
+    use mercato_wal::power_loss::PowerLossStorage;
+    let mut used_recycled = 0;
+    for i in 0..24u64 {
+        let dir = TempDir::new(&format!("recycled-cut-{i}"));
+        // Old lives of different lengths, so that new records end a
+        // recycled segment at places where its old records did not.
+        write(&dir.0, 6_000 + i * 37, small_segments());
+        let covered = list_segments(&dir.0).unwrap().last().unwrap().0 - 1;
+        mercato_wal::snapshot::drop_covered(&dir.0, covered).unwrap();
+        let from = ReadOptions {
+            from_lsn: covered + 1,
+            ..REPAIR
+        };
+        let (_, end) = read_all(&dir.0, from).unwrap();
+        let storage = Arc::new(PowerLossStorage::new(1 + i * 9, i));
+        let opts = LogOptions {
+            storage: storage.clone(),
+            ..small_segments()
+        };
+        let mut log = Log::start(&dir.0, ID, &end, opts, Arc::new(|| {})).unwrap();
+        let mut synced = end.next_lsn - 1;
+        for lsn in end.next_lsn..end.next_lsn + 5_000 {
+            if log.append((lsn % 5) as u8, &body(lsn)).is_err() {
+                break;
+            }
+            if lsn % 10 == 0 {
+                log.submit();
+                synced = synced.max(log.durable_lsn());
+            }
+        }
+        let _ = log.close();
+        storage.cut_now();
+        storage.apply().unwrap();
+        used_recycled += usize::from(recycled_files(&dir.0) < 2);
+        let (got, after) =
+            read_all(&dir.0, from).unwrap_or_else(|e| panic!("cut at sync {}: {e}", 1 + i * 9));
+        assert!(
+            after.next_lsn > synced,
+            "cut at sync {}: synced to {synced}, recovered to {}",
+            1 + i * 9,
+            after.next_lsn - 1
+        );
+        assert_eq!(got, expected(covered + 1..after.next_lsn));
+        // And the log goes on from there.
+        let mut log = Log::start(&dir.0, ID, &after, small_segments(), Arc::new(|| {})).unwrap();
+        assert_eq!(
+            log.append(0, &body(after.next_lsn)).unwrap(),
+            after.next_lsn
+        );
+        log.close().unwrap();
+        let (again, _) = read_all(&dir.0, from).unwrap();
+        assert_eq!(again.len(), got.len() + 1);
+    }
+    assert!(used_recycled > 0, "no run reached a recycled segment");
+}
