@@ -477,8 +477,8 @@ pub(super) mod tests {
     use crate::command::{Command, PlaceOrder};
     use crate::durable::codec::state_code;
     use crate::hash::shard_of;
-    use crate::shard::Output;
-    use crate::types::{LineRequest, Payment};
+    use crate::shard::{CheckpointHead, CheckpointPart, Output};
+    use crate::types::{LineRequest, Payment, ShardId};
 
     /// Run `cmd` at the shard that owns `id` and deliver every message it
     /// causes, except, with `cut`, those its first message's receiver
@@ -669,6 +669,103 @@ pub(super) mod tests {
             deposited: st.deposited,
             withdrawn: st.withdrawn,
         }
+    }
+
+    fn rejection_body(
+        key: OrderKey,
+        (fingerprint, reject): (u64, crate::error::Reject),
+    ) -> Vec<u8> {
+        let mut body = Vec::new();
+        let record = Record::OrderRejected {
+            key,
+            fingerprint,
+            reject,
+        };
+        codec::encode(&record, &mut body);
+        body
+    }
+
+    fn order_image(key: &OrderKey, o: &Order) -> OrderImage {
+        let id = key.id();
+        OrderImage {
+            account: key.account,
+            id: [(id >> 64) as u64, id as u64],
+            lines: lines_image(o.lines.iter()),
+            state: state_code(o.state),
+            created_at: o.created_at,
+            ttl_ms: o.ttl_ms,
+            restocked: o.restocked,
+            fingerprint: o.fingerprint,
+        }
+    }
+
+    /// The parts of a snapshot of what a checkpoint copied: the head's
+    /// tables first, then a part per copied slice, orders by position.
+    pub(in crate::durable) fn checkpoint_images(
+        shard: ShardId,
+        shards: u16,
+        head: &CheckpointHead,
+        parts: &[CheckpointPart],
+    ) -> Vec<Image> {
+        let blank = || Image {
+            shard,
+            shards,
+            lsn: head.lsn,
+            skus: Vec::new(),
+            accounts: Vec::new(),
+            orders: Vec::new(),
+            purchases: Vec::new(),
+            holds: Vec::new(),
+            prepared_upto: Vec::new(),
+            rejected: Vec::new(),
+            revenue: head.revenue,
+            deposited: head.deposited,
+            withdrawn: head.withdrawn,
+        };
+        let mut first = blank();
+        first.skus = (head.skus.iter())
+            .map(|(id, s)| sku_image((id, s)))
+            .collect();
+        first.holds = (head.holds.iter())
+            .map(|(tx, h)| HoldImage {
+                coordinator: tx.coordinator,
+                seq: tx.seq,
+                account: h.account,
+                lines: lines_image(h.lines.iter()),
+            })
+            .collect();
+        first.prepared_upto = (head.prepared_upto.iter())
+            .map(|&(coordinator, seq)| PreparedImage { coordinator, seq })
+            .collect();
+        first.rejected = (head.rejected.iter())
+            .map(|&(key, r)| rejection_body(key, r))
+            .collect();
+        let mut images = vec![first];
+        let mut orders: Vec<(usize, Image)> = Vec::new();
+        for part in parts {
+            let mut image = blank();
+            match part {
+                CheckpointPart::Accounts(a) => {
+                    image.accounts = (a.iter())
+                        .map(|&(id, balance)| AccountImage { id, balance })
+                        .collect();
+                }
+                CheckpointPart::Purchases(p) => {
+                    image.purchases = (p.iter())
+                        .map(|&((sku, account), qty)| PurchaseImage { sku, account, qty })
+                        .collect();
+                }
+                CheckpointPart::Orders { first, orders: o } => {
+                    image.orders = o.iter().map(|(k, o)| order_image(k, o)).collect();
+                    orders.push((*first, image));
+                    continue;
+                }
+            }
+            images.push(image);
+        }
+        orders.sort_by_key(|(first, _)| *first);
+        images.extend(orders.into_iter().map(|(_, image)| image));
+        images
     }
 
     #[test]

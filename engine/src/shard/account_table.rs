@@ -178,6 +178,21 @@ impl AccountTable {
         self.slots.iter().map(|(id, a)| (id, a))
     }
 
+    /// A checkpoint begins: every account as it is now is copied out
+    /// before it changes or moves.
+    pub fn begin_checkpoint(&mut self) {
+        self.slots.begin_checkpoint();
+    }
+
+    /// Copies up to `slices` more slices and hands over every copy so far
+    /// as (id, balance); whether the copy is complete now.
+    pub fn checkpoint_step(&mut self, slices: usize, into: &mut Vec<(AccountId, u64)>) -> bool {
+        let mut copies = Vec::new();
+        let done = self.slots.checkpoint_step(slices, &mut copies);
+        into.extend(copies.iter().flatten().map(|(id, a)| (*id, a.balance)));
+        done
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &Account> {
         self.iter().map(|(_, a)| a)
     }

@@ -9,6 +9,9 @@
 
 mod account_table;
 mod apply;
+// Until the runtime takes checkpoints, only the tests use this.
+#[cfg_attr(not(test), allow(dead_code))]
+mod checkpoint;
 mod lifecycle;
 mod order;
 mod order_table;
@@ -34,6 +37,8 @@ use crate::types::{
 
 use crate::order_lines::OrderLines;
 pub(crate) use account_table::{AccountTable, Newest};
+#[cfg(test)]
+pub(crate) use checkpoint::{CheckpointHead, CheckpointPart};
 pub use order::fingerprint;
 pub(crate) use order_table::OrderTable;
 pub(crate) use purchase_table::PurchaseTable;
@@ -229,6 +234,8 @@ pub struct Shard {
     /// SKUs and accounts whose views changed, when someone keeps views
     /// current (`track_touched`).
     pub(crate) touched: Option<Touched>,
+    /// Whether a checkpoint is copying the state (`checkpoint.rs`).
+    checkpointing: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +273,7 @@ impl Shard {
             received: vec![0; shards as usize],
             records_out: RecordsOut::Keep,
             touched: None,
+            checkpointing: false,
         }
     }
 

@@ -64,6 +64,29 @@ pub(crate) struct OrderTable {
     /// entries stay 72 bytes.
     older: Vec<Vec<u32>>,
     len: usize,
+    /// While a checkpoint runs: the orders it must see as they were.
+    saving: Option<ArenaSaving>,
+}
+
+/// Orders a checkpoint copies at once: 1,024 entries of 72 bytes, about
+/// the 64 KiB of `probe::CHECKPOINT_SLICE_BYTES`.
+#[cfg(not(test))]
+const SLICE_ORDERS: usize = 1 << 10;
+/// A few orders, in tests, so that small tables span many slices.
+#[cfg(test)]
+const SLICE_ORDERS: usize = 8;
+const _: () = assert!(CHUNK_LEN % SLICE_ORDERS == 0);
+
+/// A checkpoint's copy-on-write state for the arena. Orders placed after
+/// it began are not its business; of those before, each slice is copied
+/// before its first change, or by the checkpoint's own steps.
+#[derive(Clone, Debug)]
+struct ArenaSaving {
+    /// Orders the table held when the checkpoint began.
+    len: usize,
+    saved: Vec<bool>,
+    next: usize,
+    out: Vec<(usize, Vec<(OrderKey, Order)>)>,
 }
 
 fn hash_of(key: &OrderKey) -> u64 {
@@ -103,6 +126,7 @@ impl Default for OrderTable {
             chunks: Vec::new(),
             older: Vec::new(),
             len: 0,
+            saving: None,
         }
     }
 }
@@ -145,6 +169,7 @@ impl OrderTable {
 
     pub fn get_mut(&mut self, key: &OrderKey) -> Option<&mut Order> {
         let at = self.find(key, hash_of(key)).ok()?;
+        self.save_slice(at / SLICE_ORDERS);
         Some(&mut self.chunks[at >> CHUNK_BITS][at & (CHUNK_LEN - 1)].1)
     }
 
@@ -223,6 +248,66 @@ impl OrderTable {
             older.resize(older.capacity(), 0);
             older.truncate(live);
         }
+    }
+
+    /// A checkpoint begins: each order placed so far is copied out, as it
+    /// is now, before it changes ([`OrderTable::checkpoint_step`]). The
+    /// index is not copied: loading rebuilds it.
+    pub fn begin_checkpoint(&mut self) {
+        assert!(self.saving.is_none(), "one checkpoint at a time");
+        let slices = self.len.div_ceil(SLICE_ORDERS);
+        self.saving = Some(ArenaSaving {
+            len: self.len,
+            saved: vec![false; slices],
+            next: 0,
+            out: Vec::new(),
+        });
+    }
+
+    /// Copies up to `slices` more slices and hands over every copy so
+    /// far, each with the position of its first order; whether the copy
+    /// is complete now.
+    pub fn checkpoint_step(
+        &mut self,
+        slices: usize,
+        into: &mut Vec<(usize, Vec<(OrderKey, Order)>)>,
+    ) -> bool {
+        for _ in 0..slices {
+            let Some(saving) = self.saving.as_mut() else {
+                break;
+            };
+            if saving.next == saving.saved.len() {
+                break;
+            }
+            let k = saving.next;
+            saving.next += 1;
+            self.save_slice(k);
+        }
+        let Some(saving) = self.saving.as_mut() else {
+            return true;
+        };
+        into.append(&mut saving.out);
+        let done = saving.next == saving.saved.len();
+        if done {
+            self.saving = None;
+        }
+        done
+    }
+
+    fn save_slice(&mut self, k: usize) {
+        let Some(saving) = self.saving.as_mut() else {
+            return;
+        };
+        if k >= saving.saved.len() || saving.saved[k] {
+            return;
+        }
+        saving.saved[k] = true;
+        let from = k * SLICE_ORDERS;
+        let to = ((k + 1) * SLICE_ORDERS).min(saving.len);
+        let copy = (from..to)
+            .map(|at| entry_in(&self.chunks, at).clone())
+            .collect();
+        saving.out.push((from, copy));
     }
 
     /// Every order, in the order they were placed.

@@ -94,6 +94,31 @@ pub(crate) struct Slots<S: Slot> {
     len: usize,
     /// 64 minus log2 of the length: a hash's home slot is its top bits.
     shift: u32,
+    /// While a checkpoint that began before this array changed is running.
+    saving: Option<Box<Saving<S>>>,
+}
+
+/// Bytes of slots a checkpoint copies at once: a write to a slot whose
+/// slice is not saved yet copies that slice first. Tests use slices of a
+/// few slots, so that small tables span many.
+#[cfg(not(test))]
+pub(crate) const CHECKPOINT_SLICE_BYTES: usize = 64 << 10;
+#[cfg(test)]
+pub(crate) const CHECKPOINT_SLICE_BYTES: usize = 256;
+
+/// A checkpoint's copy-on-write state for one array.
+struct Saving<S> {
+    /// One bit per slice: copied already, as it was at the checkpoint.
+    saved: Vec<u64>,
+    slices: usize,
+    /// The next slice the checkpoint's own steps look at.
+    next: usize,
+    /// Copies of slices' full slots, waiting for the table to take them.
+    out: Vec<Vec<S>>,
+}
+
+fn slice_slots<S>() -> usize {
+    (CHECKPOINT_SLICE_BYTES / size_of::<S>().max(1)).max(1)
 }
 
 fn pages_of<S>(i: usize) -> (usize, usize) {
@@ -123,6 +148,79 @@ impl<S: Slot> Slots<S> {
             mem,
             len,
             shift: 64 - len.trailing_zeros(),
+            saving: None,
+        }
+    }
+
+    /// From now on, copy each slice before its first write, as the
+    /// checkpoint that begins now must see it.
+    fn begin_saving(&mut self) {
+        let slices = self.len.div_ceil(slice_slots::<S>());
+        self.saving = Some(Box::new(Saving {
+            saved: vec![0; slices.div_ceil(64)],
+            slices,
+            next: 0,
+            out: Vec::new(),
+        }));
+    }
+
+    /// Copies slice `k` if the checkpoint has not yet.
+    fn save_slice(&mut self, k: usize) {
+        let Some(saving) = self.saving.as_ref() else {
+            return;
+        };
+        if saving.saved[k / 64] & (1 << (k % 64)) != 0 {
+            return;
+        }
+        let per = slice_slots::<S>();
+        let copy: Vec<S> = (k * per..((k + 1) * per).min(self.len))
+            .map(|i| self.slot(i))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let saving = self.saving.as_mut().expect("saving");
+        saving.saved[k / 64] |= 1 << (k % 64);
+        if !copy.is_empty() {
+            saving.out.push(copy);
+        }
+    }
+
+    /// Before slot `i` changes.
+    fn before_write(&mut self, i: usize) {
+        if self.saving.is_some() {
+            self.save_slice(i / slice_slots::<S>());
+        }
+    }
+
+    /// Copies up to `slices` more slices for the checkpoint; whether every
+    /// slice is copied now.
+    fn save_some(&mut self, mut slices: usize) -> bool {
+        loop {
+            let Some(saving) = self.saving.as_mut() else {
+                return true;
+            };
+            if saving.next == saving.slices {
+                return true;
+            }
+            if slices == 0 {
+                return false;
+            }
+            let k = saving.next;
+            saving.next += 1;
+            slices -= 1;
+            self.save_slice(k);
+        }
+    }
+
+    /// Hands over the copies made so far; ends the saving once every slice
+    /// is copied and handed over.
+    fn take_saved(&mut self, into: &mut Vec<Vec<S>>) {
+        if let Some(saving) = self.saving.as_mut() {
+            into.append(&mut saving.out);
+            if saving.next == saving.slices {
+                let all = (0..saving.slices).all(|k| saving.saved[k / 64] & (1 << (k % 64)) != 0);
+                debug_assert!(all);
+                self.saving = None;
+            }
         }
     }
 
@@ -173,6 +271,7 @@ impl<S: Slot> Slots<S> {
     /// A mutable reference to slot `i`, which must hold an entry.
     pub fn slot_mut(&mut self, i: usize) -> &mut S {
         assert!(i < self.len && self.written(i));
+        self.before_write(i);
         // SAFETY: as in `slot`, and `&mut self` makes the borrow unique.
         unsafe { &mut *self.base().add(i) }
     }
@@ -180,6 +279,7 @@ impl<S: Slot> Slots<S> {
     /// Writes slot `i`, its pages marked written first.
     pub fn set(&mut self, i: usize, slot: S) {
         assert!(i < self.len);
+        self.before_write(i);
         if let Mem::Mapped(_, bits, _) = &mut self.mem {
             let (first, last) = pages_of::<S>(i);
             for page in [first, last] {
@@ -379,6 +479,9 @@ pub(crate) enum Found {
 pub(crate) struct Probed<S: Slot> {
     new: Slots<S>,
     old: Option<Moving<S>>,
+    /// A checkpoint's copies of an old array that finished moving before
+    /// they were handed over.
+    retired: Vec<Vec<S>>,
 }
 
 impl<S: Slot> Probed<S> {
@@ -386,6 +489,7 @@ impl<S: Slot> Probed<S> {
         Probed {
             new: Slots::new(len),
             old: None,
+            retired: Vec::new(),
         }
     }
 
@@ -495,10 +599,46 @@ impl<S: Slot> Probed<S> {
         }
         if old.done == len {
             old.release_behind(true);
+            // A checkpoint's copies of it outlive it; its slices not yet
+            // copied held nothing when the checkpoint began, or they would
+            // have been copied when the move cleared them.
+            if let Some(saving) = &mut old.slots.saving {
+                self.retired.append(&mut saving.out);
+            }
             self.old = None;
         } else {
             old.release_behind(false);
         }
+    }
+
+    /// A checkpoint begins: every entry as it is now is copied out before
+    /// it changes or moves ([`Probed::checkpoint_step`]).
+    pub fn begin_checkpoint(&mut self) {
+        assert!(!self.is_checkpointing(), "one checkpoint at a time");
+        self.new.begin_saving();
+        if let Some(old) = &mut self.old {
+            old.slots.begin_saving();
+        }
+    }
+
+    pub fn is_checkpointing(&self) -> bool {
+        self.new.saving.is_some()
+            || self.old.as_ref().is_some_and(|o| o.slots.saving.is_some())
+            || !self.retired.is_empty()
+    }
+
+    /// Copies up to `slices` more slices, and hands over every copy made
+    /// so far, writes' copies included; whether the checkpoint's copy of
+    /// this table is complete (and handed over) now.
+    pub fn checkpoint_step(&mut self, slices: usize, into: &mut Vec<Vec<S>>) -> bool {
+        into.append(&mut self.retired);
+        let mut done = self.new.save_some(slices);
+        self.new.take_saved(into);
+        if let Some(old) = &mut self.old {
+            done &= old.slots.save_some(slices);
+            old.slots.take_saved(into);
+        }
+        done && !self.is_checkpointing()
     }
 
     /// Empties the slot at `at` of a table that removes entries.

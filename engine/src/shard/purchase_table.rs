@@ -129,6 +129,21 @@ impl PurchaseTable {
         }
     }
 
+    /// A checkpoint begins: every count as it is now is copied out before
+    /// it changes or moves.
+    pub fn begin_checkpoint(&mut self) {
+        self.slots.begin_checkpoint();
+    }
+
+    /// Copies up to `slices` more slices and hands over every copy so
+    /// far; whether the copy is complete now.
+    pub fn checkpoint_step(&mut self, slices: usize, into: &mut Vec<(PurchaseKey, Qty)>) -> bool {
+        let mut copies = Vec::new();
+        let done = self.slots.checkpoint_step(slices, &mut copies);
+        into.extend(copies.iter().flatten().map(|s| (s.key, s.qty)));
+        done
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&PurchaseKey, &Qty)> + Clone {
         self.slots.iter().map(|s| (&s.key, &s.qty))
     }
