@@ -17,15 +17,13 @@ use rkyv::{Archive, Place, Serialize};
 use super::codec;
 use crate::message::TxId;
 use crate::record::Record;
-use crate::shard::{Hold, Order, Shard, Sku};
-use crate::types::{Line, OrderKey};
+use crate::shard::{CheckpointHead, CheckpointPart, Hold, Order, Shard, Sku};
+use crate::types::{Line, OrderKey, ShardId};
 use mercato_wal::Lsn;
 
-#[derive(Archive)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Archive, Serialize)]
 // `Image`, `OrderImage` and `HoldImage` are written through the views
 // below; only tests build them, as the views' reference.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct Image {
     pub(super) shard: u16,
     pub(super) shards: u16,
@@ -70,9 +68,7 @@ pub(super) struct LineImage {
     pub(super) unit_price: u64,
 }
 
-#[derive(Archive)]
-#[cfg_attr(test, derive(Serialize))]
-#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Archive, Serialize)]
 pub(super) struct OrderImage {
     pub(super) account: u64,
     pub(super) id: [u64; 2],
@@ -91,9 +87,7 @@ pub(super) struct PurchaseImage {
     pub(super) qty: u32,
 }
 
-#[derive(Archive)]
-#[cfg_attr(test, derive(Serialize))]
-#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Archive, Serialize)]
 pub(super) struct HoldImage {
     pub(super) coordinator: u16,
     pub(super) seq: u64,
@@ -173,6 +167,108 @@ fn sku_image((&id, s): (&u64, &Sku)) -> SkuImage {
         per_user_limit: s.per_user_limit,
         stocked: s.stocked,
     }
+}
+
+fn lines_image(lines: impl Iterator<Item = Line>) -> Vec<LineImage> {
+    lines
+        .map(|l| LineImage {
+            sku: l.sku,
+            qty: l.qty,
+            unit_price: l.unit_price,
+        })
+        .collect()
+}
+
+fn rejection_body(key: OrderKey, (fingerprint, reject): (u64, crate::error::Reject)) -> Vec<u8> {
+    let mut body = Vec::new();
+    let record = Record::OrderRejected {
+        key,
+        fingerprint,
+        reject,
+    };
+    codec::encode(&record, &mut body);
+    body
+}
+
+fn order_image(key: &OrderKey, o: &Order) -> OrderImage {
+    let id = key.id();
+    OrderImage {
+        account: key.account,
+        id: [(id >> 64) as u64, id as u64],
+        lines: lines_image(o.lines.iter()),
+        state: codec::state_code(o.state),
+        created_at: o.created_at,
+        ttl_ms: o.ttl_ms,
+        restocked: o.restocked,
+        fingerprint: o.fingerprint,
+    }
+}
+
+/// An image of `head`'s scalars and nothing else, to fill in.
+fn blank(shard: ShardId, shards: u16, head: &CheckpointHead) -> Image {
+    Image {
+        shard,
+        shards,
+        lsn: head.lsn,
+        skus: Vec::new(),
+        accounts: Vec::new(),
+        orders: Vec::new(),
+        purchases: Vec::new(),
+        holds: Vec::new(),
+        prepared_upto: Vec::new(),
+        rejected: Vec::new(),
+        revenue: head.revenue,
+        deposited: head.deposited,
+        withdrawn: head.withdrawn,
+    }
+}
+
+/// The first part of a checkpoint's snapshot: the tables it copied whole
+/// when it began.
+pub(super) fn head_image(shard: ShardId, shards: u16, head: &CheckpointHead) -> Image {
+    let mut image = blank(shard, shards, head);
+    image.skus = head.skus.iter().map(|(id, s)| sku_image((id, s))).collect();
+    image.holds = (head.holds.iter())
+        .map(|(tx, h)| HoldImage {
+            coordinator: tx.coordinator,
+            seq: tx.seq,
+            account: h.account,
+            lines: lines_image(h.lines.iter()),
+        })
+        .collect();
+    image.prepared_upto = (head.prepared_upto.iter())
+        .map(|&(coordinator, seq)| PreparedImage { coordinator, seq })
+        .collect();
+    image.rejected = (head.rejected.iter())
+        .map(|&(key, r)| rejection_body(key, r))
+        .collect();
+    image
+}
+
+/// A part of a checkpoint's snapshot: one slice it copied.
+pub(super) fn part_image(
+    shard: ShardId,
+    shards: u16,
+    head: &CheckpointHead,
+    part: &CheckpointPart,
+) -> Image {
+    let mut image = blank(shard, shards, head);
+    match part {
+        CheckpointPart::Accounts(a) => {
+            image.accounts = (a.iter())
+                .map(|&(id, balance)| AccountImage { id, balance })
+                .collect();
+        }
+        CheckpointPart::Purchases(p) => {
+            image.purchases = (p.iter())
+                .map(|&((sku, account), qty)| PurchaseImage { sku, account, qty })
+                .collect();
+        }
+        CheckpointPart::Orders { orders, .. } => {
+            image.orders = orders.iter().map(|(k, o)| order_image(k, o)).collect();
+        }
+    }
+    image
 }
 
 /// Lines, archived as the `Vec<LineImage>` of an order or a hold.
@@ -477,8 +573,8 @@ pub(super) mod tests {
     use crate::command::{Command, PlaceOrder};
     use crate::durable::codec::state_code;
     use crate::hash::shard_of;
-    use crate::shard::{CheckpointHead, CheckpointPart, Output};
-    use crate::types::{LineRequest, Payment, ShardId};
+    use crate::shard::Output;
+    use crate::types::{LineRequest, Payment};
 
     /// Run `cmd` at the shard that owns `id` and deliver every message it
     /// causes, except, with `cut`, those its first message's receiver
@@ -574,16 +670,6 @@ pub(super) mod tests {
         shards
     }
 
-    fn lines_image(lines: impl Iterator<Item = Line>) -> Vec<LineImage> {
-        lines
-            .map(|l| LineImage {
-                sku: l.sku,
-                qty: l.qty,
-                unit_price: l.unit_price,
-            })
-            .collect()
-    }
-
     /// The image of `shard` as of LSN `lsn`.
     fn image_of(shard: &Shard, lsn: Lsn) -> Image {
         let st = &shard.state;
@@ -671,34 +757,6 @@ pub(super) mod tests {
         }
     }
 
-    fn rejection_body(
-        key: OrderKey,
-        (fingerprint, reject): (u64, crate::error::Reject),
-    ) -> Vec<u8> {
-        let mut body = Vec::new();
-        let record = Record::OrderRejected {
-            key,
-            fingerprint,
-            reject,
-        };
-        codec::encode(&record, &mut body);
-        body
-    }
-
-    fn order_image(key: &OrderKey, o: &Order) -> OrderImage {
-        let id = key.id();
-        OrderImage {
-            account: key.account,
-            id: [(id >> 64) as u64, id as u64],
-            lines: lines_image(o.lines.iter()),
-            state: state_code(o.state),
-            created_at: o.created_at,
-            ttl_ms: o.ttl_ms,
-            restocked: o.restocked,
-            fingerprint: o.fingerprint,
-        }
-    }
-
     /// The parts of a snapshot of what a checkpoint copied: the head's
     /// tables first, then a part per copied slice, orders by position.
     pub(in crate::durable) fn checkpoint_images(
@@ -707,64 +765,17 @@ pub(super) mod tests {
         head: &CheckpointHead,
         parts: &[CheckpointPart],
     ) -> Vec<Image> {
-        let blank = || Image {
-            shard,
-            shards,
-            lsn: head.lsn,
-            skus: Vec::new(),
-            accounts: Vec::new(),
-            orders: Vec::new(),
-            purchases: Vec::new(),
-            holds: Vec::new(),
-            prepared_upto: Vec::new(),
-            rejected: Vec::new(),
-            revenue: head.revenue,
-            deposited: head.deposited,
-            withdrawn: head.withdrawn,
-        };
-        let mut first = blank();
-        first.skus = (head.skus.iter())
-            .map(|(id, s)| sku_image((id, s)))
-            .collect();
-        first.holds = (head.holds.iter())
-            .map(|(tx, h)| HoldImage {
-                coordinator: tx.coordinator,
-                seq: tx.seq,
-                account: h.account,
-                lines: lines_image(h.lines.iter()),
-            })
-            .collect();
-        first.prepared_upto = (head.prepared_upto.iter())
-            .map(|&(coordinator, seq)| PreparedImage { coordinator, seq })
-            .collect();
-        first.rejected = (head.rejected.iter())
-            .map(|&(key, r)| rejection_body(key, r))
-            .collect();
-        let mut images = vec![first];
-        let mut orders: Vec<(usize, Image)> = Vec::new();
-        for part in parts {
-            let mut image = blank();
-            match part {
-                CheckpointPart::Accounts(a) => {
-                    image.accounts = (a.iter())
-                        .map(|&(id, balance)| AccountImage { id, balance })
-                        .collect();
-                }
-                CheckpointPart::Purchases(p) => {
-                    image.purchases = (p.iter())
-                        .map(|&((sku, account), qty)| PurchaseImage { sku, account, qty })
-                        .collect();
-                }
-                CheckpointPart::Orders { first, orders: o } => {
-                    image.orders = o.iter().map(|(k, o)| order_image(k, o)).collect();
-                    orders.push((*first, image));
-                    continue;
-                }
-            }
-            images.push(image);
-        }
-        orders.sort_by_key(|(first, _)| *first);
-        images.extend(orders.into_iter().map(|(_, image)| image));
+        let mut parts: Vec<&CheckpointPart> = parts.iter().collect();
+        parts.sort_by_key(|p| match p {
+            CheckpointPart::Orders { first, .. } => (1, *first),
+            _ => (0, 0),
+        });
+        let mut images = vec![head_image(shard, shards, head)];
+        images.extend(
+            parts
+                .into_iter()
+                .map(|p| part_image(shard, shards, head, p)),
+        );
         images
     }
 

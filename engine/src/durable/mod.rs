@@ -6,6 +6,7 @@
 //! A data directory holds `MERCATO` (the marker) and one `shard-<i>/` per
 //! shard with that shard's log segments.
 
+pub(crate) mod checkpoint;
 pub mod codec;
 mod image;
 pub(crate) mod journal;

@@ -1,7 +1,10 @@
-//! Shard snapshots: the state as an rkyv archive, written from the log by a
-//! background compactor and loaded zero-copy at recovery.
+//! Shard snapshots: the state as an rkyv archive, loaded zero-copy at
+//! recovery. The engine's background snapshots are checkpoints the shards
+//! copy themselves (`durable/checkpoint.rs`); this file holds the format,
+//! the loader, and the older way, by replay, which `Engine::snapshot_now`
+//! and `mercato compact` still use.
 //!
-//! The live shard never takes part. [`compact`] brings a copy of a shard's
+//! By replay, the live shard never takes part. [`compact`] brings a copy of a shard's
 //! state from its newest snapshot up to the end of the log's closed
 //! segments (those before the one being written), writes it as a snapshot
 //! at the last closed LSN, and deletes what that covers. A [`Compactor`]
@@ -88,32 +91,54 @@ fn write_parts(
 }
 
 /// Lays out `count` parts, each written by `write_part` and returning its
-/// length, as a snapshot's parts: each aligned to 16, then the part table
-/// and the `MRCPARTS` tail.
+/// length, as a snapshot's parts.
 fn lay_parts<W: std::io::Write>(
     w: &mut W,
     count: usize,
     mut write_part: impl FnMut(usize, &mut W) -> std::io::Result<u64>,
 ) -> std::io::Result<()> {
-    let mut at = 0u64;
-    let mut table = Vec::new();
+    let mut layout = PartsLayout::default();
     for k in 0..count {
+        layout.add(w, |w| write_part(k, w))?;
+    }
+    layout.finish(w)
+}
+
+/// A snapshot's parts as they are written, one after another: each
+/// aligned to 16, then the part table and the `MRCPARTS` tail.
+#[derive(Default)]
+pub(crate) struct PartsLayout {
+    at: u64,
+    table: Vec<(u64, u64)>,
+}
+
+impl PartsLayout {
+    /// One more part, written by `write_part`, which returns its length.
+    pub(crate) fn add<W: std::io::Write>(
+        &mut self,
+        w: &mut W,
+        write_part: impl FnOnce(&mut W) -> std::io::Result<u64>,
+    ) -> std::io::Result<()> {
         // Each part starts aligned as rkyv's archives need.
-        let pad = ((16 - at % 16) % 16) as usize;
+        let pad = ((16 - self.at % 16) % 16) as usize;
         w.write_all(&[0u8; 16][..pad])?;
-        at += pad as u64;
-        let len = write_part(k, w)?;
-        table.push((at, len));
-        at += len;
+        self.at += pad as u64;
+        let len = write_part(w)?;
+        self.table.push((self.at, len));
+        self.at += len;
+        Ok(())
     }
-    let pad = ((8 - at % 8) % 8) as usize;
-    w.write_all(&[0u8; 8][..pad])?;
-    for (offset, len) in &table {
-        w.write_all(&offset.to_le_bytes())?;
-        w.write_all(&len.to_le_bytes())?;
+
+    pub(crate) fn finish<W: std::io::Write>(self, w: &mut W) -> std::io::Result<()> {
+        let pad = ((8 - self.at % 8) % 8) as usize;
+        w.write_all(&[0u8; 8][..pad])?;
+        for (offset, len) in &self.table {
+            w.write_all(&offset.to_le_bytes())?;
+            w.write_all(&len.to_le_bytes())?;
+        }
+        w.write_all(&(self.table.len() as u64).to_le_bytes())?;
+        w.write_all(&PARTS_MAGIC)
     }
-    w.write_all(&(table.len() as u64).to_le_bytes())?;
-    w.write_all(&PARTS_MAGIC)
 }
 
 /// The archives a snapshot's bytes hold: its parts, or the whole of an
@@ -152,6 +177,7 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
     let mut shard = Shard::new(i, n);
     let mut rejected = Vec::new();
     let mut lsn = None;
+    let mut images = Vec::new();
     for part in parts_of(path, bytes)? {
         let img = rkyv::access::<ArchivedImage, rkyv::rancor::Error>(part)
             .map_err(|e| bad(path, e.to_string()))?;
@@ -160,6 +186,13 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
             return Err(bad(path, "parts of different LSNs"));
         }
         load_part(path, img, &mut shard, &mut rejected, i, n)?;
+        images.push(img);
+    }
+    // Orders last, once every account is in: a checkpoint's parts come in
+    // the order its slices were copied, with the orders' parts in the
+    // order the orders were placed.
+    for img in images {
+        load_orders(path, img, &mut shard)?;
     }
     shard.state.rejected = Rejections::from_oldest_first(rejected.into_iter());
     Ok((shard, lsn.expect("at least one part")))
@@ -204,30 +237,6 @@ fn load_part(
             },
         );
     }
-    // Orders in the order they were placed, each linked to its account's
-    // newest so far: the lists `list_orders` walks, as placing built them.
-    st.orders.reserve(img.orders.len());
-    for o in img.orders.iter() {
-        let id = (u128::from(o.id[0].to_native()) << 64) | u128::from(o.id[1].to_native());
-        let key = OrderKey::new(o.account.to_native(), id);
-        let state = state_of(o.state).ok_or_else(|| bad(path, "unknown order state"))?;
-        let order = Order {
-            lines: lines_of(&o.lines).into(),
-            state,
-            created_at: o.created_at.to_native(),
-            ttl_ms: o.ttl_ms.to_native(),
-            restocked: o.restocked,
-            fingerprint: o.fingerprint.to_native(),
-        };
-        if state == OrderState::Reserved {
-            st.expiry.insert((order.expires_at(), key));
-        }
-        let account = (st.accounts.get_mut(&key.account))
-            .ok_or_else(|| bad(path, "an order of an account the snapshot lacks"))?;
-        let placed = (st.orders.insert(key, order, account.newest.get()))
-            .map_err(|_| bad(path, "an order listed twice"))?;
-        account.newest.set(Some(placed));
-    }
     for p in img.purchases.iter() {
         st.purchases.insert(
             (p.sku.to_native(), p.account.to_native()),
@@ -265,6 +274,36 @@ fn load_part(
     st.revenue = img.revenue.to_native();
     st.deposited = img.deposited.to_native();
     st.withdrawn = img.withdrawn.to_native();
+    Ok(())
+}
+
+/// Add the orders one part holds to `shard`, in the order they were
+/// placed, each linked to its account's newest so far: the lists
+/// `list_orders` walks, as placing built them.
+fn load_orders(path: &Path, img: &ArchivedImage, shard: &mut Shard) -> Result<(), OpenError> {
+    let st = &mut shard.state;
+    st.orders.reserve(img.orders.len());
+    for o in img.orders.iter() {
+        let id = (u128::from(o.id[0].to_native()) << 64) | u128::from(o.id[1].to_native());
+        let key = OrderKey::new(o.account.to_native(), id);
+        let state = state_of(o.state).ok_or_else(|| bad(path, "unknown order state"))?;
+        let order = Order {
+            lines: lines_of(&o.lines).into(),
+            state,
+            created_at: o.created_at.to_native(),
+            ttl_ms: o.ttl_ms.to_native(),
+            restocked: o.restocked,
+            fingerprint: o.fingerprint.to_native(),
+        };
+        if state == OrderState::Reserved {
+            st.expiry.insert((order.expires_at(), key));
+        }
+        let account = (st.accounts.get_mut(&key.account))
+            .ok_or_else(|| bad(path, "an order of an account the snapshot lacks"))?;
+        let placed = (st.orders.insert(key, order, account.newest.get()))
+            .map_err(|_| bad(path, "an order listed twice"))?;
+        account.newest.set(Some(placed));
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use super::net::{Net, NetConfig};
 use super::ring::{Consumer, Producer, ring};
 use super::worker::{Request, Worker};
 use crate::clock::{Clock, SystemClock};
+use crate::durable::checkpoint::{CHECKPOINT_QUEUE_PIECES_MAX, Piece, write_checkpoint};
 use crate::durable::journal::WalJournal;
 use crate::durable::marker::shard_dir;
 use crate::durable::recovery::{RecoveryReport, recover};
@@ -182,6 +183,11 @@ pub(crate) struct ShardSlot {
     pub waker: mio::Waker,
     /// Tells senders whether the shard sleeps and needs its waker.
     pub doorbell: Doorbell,
+    /// Where the snapshot thread leaves the queue for the shard's next
+    /// checkpoint (`durable/checkpoint.rs`); the shard takes it.
+    pub checkpoint: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Piece>>>,
+    /// Set with `checkpoint`, so the shard looks without taking a lock.
+    pub checkpoint_wanted: crate::sync::AtomicBool,
 }
 
 impl ShardSlot {
@@ -394,6 +400,28 @@ fn lower_own_priority(nice: u8, idle: bool) {
     let _ = (nice, idle);
 }
 
+/// Asks shard `i` for a checkpoint and writes it as its snapshot
+/// (`durable/checkpoint.rs`): the shard copies its own state, so no record
+/// is applied twice.
+fn checkpoint(
+    engine: &Shared,
+    dir: &Path,
+    i: u16,
+    shards: u16,
+    stopping: &dyn Fn() -> bool,
+) -> Result<(), OpenError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHECKPOINT_QUEUE_PIECES_MAX);
+    let slot = &engine.shards[usize::from(i)];
+    *slot.checkpoint.lock().expect("checkpoint lock") = Some(tx);
+    slot.checkpoint_wanted
+        .store(true, crate::sync::Ordering::Release);
+    let _ = slot.waker.wake();
+    let written = write_checkpoint(dir, i, shards, &rx, stopping);
+    // Not taken (the shard stopped first): nobody will.
+    slot.checkpoint.lock().expect("checkpoint lock").take();
+    written.map(|_| ())
+}
+
 impl Snapshotter {
     /// A snapshotter without a thread, for [`Engine::snapshot_now`] only.
     fn without_thread(dir: &Path, shards: u16, keep: bool) -> Snapshotter {
@@ -436,15 +464,17 @@ impl Snapshotter {
                         {
                             continue;
                         }
-                        let mut compactor = sh.busy.lock().expect("snapshot lock");
+                        // Not with `snapshot_now`'s compaction at once.
+                        let busy = sh.busy.lock().expect("snapshot lock");
                         engine
                             .snapshotting
                             .store(true, crate::sync::Ordering::Relaxed);
-                        // A panic in a compaction (a bug, or a state its
+                        let stopping = || *sh.stop.lock().expect("snapshot lock");
+                        // A panic in a snapshot (a bug, or a state its
                         // format cannot hold) must not end snapshots for
                         // good in silence: it counts as a failure.
                         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            compactor.compact(i)
+                            checkpoint(&engine, &d, i, shards, &stopping)
                         }))
                         .unwrap_or_else(|panic| {
                             let why = panic
@@ -454,7 +484,7 @@ impl Snapshotter {
                                 .unwrap_or_else(|| "a panic".into());
                             Err(OpenError::SnapshotPanicked { why })
                         });
-                        drop(compactor);
+                        drop(busy);
                         engine
                             .snapshotting
                             .store(false, crate::sync::Ordering::Relaxed);
@@ -602,6 +632,8 @@ impl Engine {
                 net_unflushed: AtomicUsize::new(0),
                 waker,
                 doorbell: Doorbell::new(),
+                checkpoint: std::sync::Mutex::new(None),
+                checkpoint_wanted: crate::sync::AtomicBool::new(false),
             });
             polls.push(poll);
         }

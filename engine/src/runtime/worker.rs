@@ -14,6 +14,7 @@ use super::ring::{Consumer, Producer};
 use super::route::Missed;
 use crate::audit::AuditPart;
 use crate::command::{Command, Outcome};
+use crate::durable::checkpoint::Piece;
 use crate::error::EngineError;
 use crate::error::Reject;
 use crate::hash::IdSet;
@@ -144,6 +145,25 @@ pub(crate) struct Worker {
     /// Client connections, when the engine serves TCP.
     net: Option<Net>,
     announced_stop: bool,
+    /// The checkpoint this shard is copying for the snapshot thread.
+    checkpoint: Option<CheckpointRun>,
+}
+
+/// Slices of each large table a checkpoint copies per turn, besides those
+/// the turn's writes copy: 64 KiB each, tens of microseconds in all, so a
+/// busy shard's turns stay short and an idle one, turning fast, finishes
+/// in moments.
+const CHECKPOINT_SLICES_PER_TURN: usize = 1;
+
+/// A checkpoint under way (`shard/checkpoint.rs`, `durable/checkpoint.rs`).
+struct CheckpointRun {
+    tx: std::sync::mpsc::SyncSender<Piece>,
+    /// Pieces the queue had no room for yet, oldest first.
+    held: VecDeque<Piece>,
+    /// The shard's copy is complete; `Done` is among what was sent or held.
+    copied: bool,
+    /// The snapshot thread gave up on it: copy on, send nothing.
+    abandoned: bool,
 }
 
 impl Worker {
@@ -187,6 +207,7 @@ impl Worker {
             failed: false,
             net: None,
             announced_stop: false,
+            checkpoint: None,
         }
     }
 
@@ -231,6 +252,7 @@ impl Worker {
             self.flush();
             self.journal.submit();
             work += self.release_held();
+            work += self.checkpoint_turn();
             if stopping && self.may_exit() {
                 break;
             }
@@ -260,6 +282,73 @@ impl Worker {
         }
         self.answer_leftovers(id);
         (self.shard, self.journal)
+    }
+
+    /// Begins a checkpoint the snapshot thread asked for, or copies a few
+    /// more slices of the one under way and sends what was copied. Returns
+    /// whether there was anything to do.
+    fn checkpoint_turn(&mut self) -> usize {
+        let id = self.shard.id() as usize;
+        if self.checkpoint.is_none() {
+            let slot = &self.shared.shards[id];
+            if !slot.checkpoint_wanted.load(Ordering::Acquire) {
+                return 0;
+            }
+            slot.checkpoint_wanted.store(false, Ordering::Relaxed);
+            let Some(tx) = slot.checkpoint.lock().expect("checkpoint lock").take() else {
+                return 0;
+            };
+            if self.failed || self.journal.failed() {
+                // What the log holds is not what the shard holds: no
+                // snapshot of it. Dropping `tx` tells the snapshot thread.
+                return 0;
+            }
+            // Every record this shard applied is in the journal by now
+            // (`flush`), so the state is the state after the last of them.
+            let lsn = self.journal.progress().last;
+            let head = self.shard.begin_checkpoint(lsn);
+            self.checkpoint = Some(CheckpointRun {
+                tx,
+                held: VecDeque::from([Piece::Head(head)]),
+                copied: false,
+                abandoned: false,
+            });
+        }
+        let run = self.checkpoint.as_mut().expect("a checkpoint");
+        // Copy more only once the queue took what was copied: a slow disk
+        // slows the checkpoint, not the shard's memory. Writes still copy
+        // the slices they touch, as they must.
+        if !run.copied && run.held.is_empty() {
+            let mut parts = Vec::new();
+            run.copied = self
+                .shard
+                .checkpoint_step(CHECKPOINT_SLICES_PER_TURN, &mut parts);
+            if !run.abandoned {
+                run.held.extend(parts.into_iter().map(Piece::Part));
+                if run.copied {
+                    run.held.push_back(Piece::Done);
+                }
+            }
+        }
+        while let Some(piece) = run.held.pop_front() {
+            match run.tx.try_send(piece) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(piece)) => {
+                    run.held.push_front(piece);
+                    break;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    run.abandoned = true;
+                    run.held.clear();
+                }
+            }
+        }
+        if run.copied && run.held.is_empty() {
+            self.checkpoint = None;
+            return 1;
+        }
+        // Waiting for room is not work: the loop may sleep meanwhile.
+        usize::from(run.held.is_empty())
     }
 
     fn take_messages(&mut self, now: u64) -> usize {

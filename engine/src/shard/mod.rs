@@ -9,8 +9,6 @@
 
 mod account_table;
 mod apply;
-// Until the runtime takes checkpoints, only the tests use this.
-#[cfg_attr(not(test), allow(dead_code))]
 mod checkpoint;
 mod lifecycle;
 mod order;
@@ -37,7 +35,6 @@ use crate::types::{
 
 use crate::order_lines::OrderLines;
 pub(crate) use account_table::{AccountTable, Newest};
-#[cfg(test)]
 pub(crate) use checkpoint::{CheckpointHead, CheckpointPart};
 pub use order::fingerprint;
 pub(crate) use order_table::OrderTable;
