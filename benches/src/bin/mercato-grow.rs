@@ -7,7 +7,12 @@
 //!
 //! ```sh
 //! cargo run --release -p mercato-benches --bin mercato-grow -- --accounts 10000000
+//! cargo run --release -p mercato-benches --bin mercato-grow -- --accounts 10000000 --checkpoint-every-turns 5000
 //! ```
+//!
+//! With `--checkpoint-every-turns`, checkpoints (`shard/checkpoint.rs`) run
+//! while the tables grow, a slice per table per turn as a shard copies
+//! them, and the turns they ran in are reported apart.
 
 use std::time::Instant;
 
@@ -15,6 +20,9 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use mercato_engine::shard::{Output, Shard};
 use mercato_engine::{Command, LineRequest, Payment, PlaceOrder};
+
+#[global_allocator]
+static ALLOC: mercato_engine::alloc::Mimalloc = mercato_engine::alloc::Mimalloc;
 
 #[derive(Parser)]
 struct Args {
@@ -27,10 +35,23 @@ struct Args {
     /// Worst turns to list.
     #[arg(long, default_value_t = 5)]
     worst: usize,
+    /// Begin a checkpoint every this many turns (when none is running), and
+    /// copy one slice per table per turn as a shard does; 0 for none. Turns
+    /// with a checkpoint running are reported apart.
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every_turns: u64,
+    /// MiB of heap to fault in first (`engine::alloc::prefault_heap`), as
+    /// `mercato serve --heap-prefault-mb` does: without it, each fresh 2 MiB
+    /// of heap costs its turn a huge-page fault of milliseconds on this VM.
+    #[arg(long, default_value_t = 0)]
+    heap_prefault_mb: usize,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.heap_prefault_mb > 0 {
+        mercato_engine::alloc::prefault_heap(args.heap_prefault_mb << 20);
+    }
     let mut shard = Shard::new(0, 1);
     shard.discard_records();
     let mut out = Output::default();
@@ -54,12 +75,24 @@ fn main() {
         &mut out,
     );
     let mut turns = Histogram::<u64>::new(3).expect("a histogram");
+    let mut checkpoint_turns = Histogram::<u64>::new(3).expect("a histogram");
+    let mut parts = Vec::new();
+    let mut copied = 0usize;
+    let mut checkpoints = 0u64;
+    let mut turn_no = 0u64;
     let mut worst: Vec<(u64, u64)> = Vec::new();
     let started = Instant::now();
     let mut next = 0u64;
     while next < args.accounts {
         let end = (next + args.per_turn).min(args.accounts);
         let turn = Instant::now();
+        turn_no += 1;
+        let every = args.checkpoint_every_turns;
+        if every > 0 && turn_no % every == 0 && !shard.is_checkpointing() {
+            shard.begin_checkpoint(turn_no);
+            checkpoints += 1;
+        }
+        let checkpointing = shard.is_checkpointing();
         for account in next..end {
             let deposit = Command::Deposit {
                 account,
@@ -75,8 +108,18 @@ fn main() {
             shard.apply(0, Command::PlaceOrder(order), 1, &mut out);
         }
         out.replies.clear();
+        if checkpointing {
+            // As a shard does each turn (`runtime/worker.rs`).
+            shard.checkpoint_step(16, &mut parts);
+            copied += parts.iter().map(|p| p.len()).sum::<usize>();
+            parts.clear();
+        }
         let ns = turn.elapsed().as_nanos() as u64;
-        turns.record(ns.max(1)).expect("in range");
+        if checkpointing {
+            checkpoint_turns.record(ns.max(1)).expect("in range");
+        } else {
+            turns.record(ns.max(1)).expect("in range");
+        }
         worst.push((ns, next));
         if worst.len() > 4 * args.worst.max(1) {
             worst.sort_unstable_by(|a, b| b.cmp(a));
@@ -105,6 +148,18 @@ fn main() {
         turns.max() as f64 / 1e3,
         turns.len()
     );
+    if checkpoints > 0 {
+        let us = |q: f64| checkpoint_turns.value_at_quantile(q) as f64 / 1e3;
+        println!(
+            "with a checkpoint running: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  turns {}  ({checkpoints} checkpoints begun, {copied} entries copied)",
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            us(0.9999),
+            checkpoint_turns.max() as f64 / 1e3,
+            checkpoint_turns.len()
+        );
+    }
     for (ns, at) in worst {
         println!("  {:>10.1} µs at account {at}", ns as f64 / 1e3);
     }

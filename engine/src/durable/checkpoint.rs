@@ -24,7 +24,7 @@ use super::image::{Image, head_image, part_image};
 use super::marker::shard_dir;
 use super::snapshot::PartsLayout;
 use crate::error::OpenError;
-use crate::shard::{CheckpointHead, CheckpointPart};
+use crate::shard::{CheckpointHead, CheckpointPart, PartKind};
 
 /// Pieces a shard may queue for the snapshot thread before it waits (and
 /// keeps copying only what its writes must).
@@ -115,17 +115,17 @@ pub(crate) fn write_checkpoint(
                 Piece::Done => break,
                 Piece::Head(_) => return Err(gone("a second head in one checkpoint")),
             };
-            if let CheckpointPart::Orders { first, .. } = part {
+            if let PartKind::Orders { first, .. } = part.0 {
                 early.insert(first, part);
             } else {
-                if let CheckpointPart::Accounts(a) = &part {
+                if let PartKind::Accounts(a) = &part.0 {
                     accounts += a.len();
                 }
                 write_image(&mut layout, w, &part_image(i, n, &head, &part))?;
                 parts += 1;
             }
             while let Some(part) = early.remove(&next_order) {
-                let CheckpointPart::Orders { orders, .. } = &part else {
+                let PartKind::Orders { orders, .. } = &part.0 else {
                     unreachable!("only orders wait");
                 };
                 next_order += orders.len();

@@ -17,7 +17,7 @@ use rkyv::{Archive, Place, Serialize};
 use super::codec;
 use crate::message::TxId;
 use crate::record::Record;
-use crate::shard::{CheckpointHead, CheckpointPart, Hold, Order, Shard, Sku};
+use crate::shard::{CheckpointHead, CheckpointPart, Hold, Order, PartKind, Shard, Sku};
 use crate::types::{Line, OrderKey, ShardId};
 use mercato_wal::Lsn;
 
@@ -253,18 +253,18 @@ pub(super) fn part_image(
     part: &CheckpointPart,
 ) -> Image {
     let mut image = blank(shard, shards, head);
-    match part {
-        CheckpointPart::Accounts(a) => {
+    match &part.0 {
+        PartKind::Accounts(a) => {
             image.accounts = (a.iter())
                 .map(|&(id, balance)| AccountImage { id, balance })
                 .collect();
         }
-        CheckpointPart::Purchases(p) => {
+        PartKind::Purchases(p) => {
             image.purchases = (p.iter())
                 .map(|&((sku, account), qty)| PurchaseImage { sku, account, qty })
                 .collect();
         }
-        CheckpointPart::Orders { orders, .. } => {
+        PartKind::Orders { orders, .. } => {
             image.orders = orders.iter().map(|(k, o)| order_image(k, o)).collect();
         }
     }
@@ -766,8 +766,8 @@ pub(super) mod tests {
         parts: &[CheckpointPart],
     ) -> Vec<Image> {
         let mut parts: Vec<&CheckpointPart> = parts.iter().collect();
-        parts.sort_by_key(|p| match p {
-            CheckpointPart::Orders { first, .. } => (1, *first),
+        parts.sort_by_key(|p| match p.0 {
+            PartKind::Orders { first, .. } => (1, first),
             _ => (0, 0),
         });
         let mut images = vec![head_image(shard, shards, head)];

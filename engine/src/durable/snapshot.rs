@@ -607,7 +607,7 @@ mod tests {
         use super::*;
         use crate::command::{Command, PlaceOrder};
         use crate::durable::image::tests::checkpoint_images;
-        use crate::shard::CheckpointPart;
+        use crate::shard::{CheckpointPart, PartKind};
         use crate::sim::Cluster;
         use crate::types::{LineRequest, Payment};
         use proptest::prelude::*;
@@ -760,12 +760,12 @@ mod tests {
             assert!(!shard.is_checkpointing());
             // Every entry copied once.
             let count = |f: fn(&CheckpointPart) -> usize| parts.iter().map(f).sum::<usize>();
-            let accounts = count(|p| match p {
-                CheckpointPart::Accounts(a) => a.len(),
+            let accounts = count(|p| match &p.0 {
+                PartKind::Accounts(a) => a.len(),
                 _ => 0,
             });
-            let orders = count(|p| match p {
-                CheckpointPart::Orders { orders, .. } => orders.len(),
+            let orders = count(|p| match &p.0 {
+                PartKind::Orders { orders, .. } => orders.len(),
                 _ => 0,
             });
             assert_eq!((accounts, orders), (head.accounts, head.orders));

@@ -6,8 +6,8 @@
 //! per 1,000 orders that the log cost (durability.md). Here no record is
 //! applied twice. At the checkpoint's LSN the shard copies its small
 //! tables whole ([`CheckpointHead`]) and marks every slice of its large
-//! ones (accounts, purchases: 64 KiB of slots; orders: 1,024 of them) as
-//! not yet saved. Before a write to an unsaved slice, that slice is copied
+//! ones (accounts, purchases: a 4 KiB page of slots; orders: 64 of them)
+//! as not yet saved. Before a write to an unsaved slice, that slice is copied
 //! as it is; each turn also copies a few more ([`Shard::checkpoint_step`]),
 //! so the checkpoint ends in bounded time whether or not the shard writes.
 //! A slice is copied once, and the copies together are the state at the
@@ -39,7 +39,7 @@ use crate::types::{AccountId, Money, OrderKey, Qty, ShardId, SkuId};
 /// What a checkpoint copies at once when it begins: the tables that stay
 /// small (SKUs, holds, fences, remembered rejections) and the totals.
 #[derive(Clone, Debug)]
-pub(crate) struct CheckpointHead {
+pub struct CheckpointHead {
     pub lsn: u64,
     pub(crate) skus: Vec<(SkuId, Sku)>,
     pub(crate) holds: Vec<(TxId, Hold)>,
@@ -56,7 +56,25 @@ pub(crate) struct CheckpointHead {
 
 /// A slice of a large table as it was at the checkpoint's LSN.
 #[derive(Clone, Debug)]
-pub(crate) enum CheckpointPart {
+pub struct CheckpointPart(pub(crate) PartKind);
+
+impl CheckpointPart {
+    /// Entries the slice holds.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            PartKind::Accounts(a) => a.len(),
+            PartKind::Purchases(p) => p.len(),
+            PartKind::Orders { orders, .. } => orders.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum PartKind {
     Accounts(Vec<(AccountId, Money)>),
     Purchases(Vec<(PurchaseKey, Qty)>),
     /// Orders in the order they were placed, from position `first` on.
@@ -70,7 +88,7 @@ impl Shard {
     /// Begins a checkpoint of the state as it is now, which the caller
     /// knows to be the state after the record at `lsn`. Copies the small
     /// tables now; the large ones come from [`Shard::checkpoint_step`].
-    pub(crate) fn begin_checkpoint(&mut self, lsn: u64) -> CheckpointHead {
+    pub fn begin_checkpoint(&mut self, lsn: u64) -> CheckpointHead {
         assert!(!self.is_checkpointing(), "one checkpoint at a time");
         let st = &mut self.state;
         st.accounts.begin_checkpoint();
@@ -99,7 +117,7 @@ impl Shard {
     /// over every copy made so far (writes' copies included) in `out`.
     /// Whether the checkpoint is complete: then `out` has received the
     /// last of it.
-    pub(crate) fn checkpoint_step(&mut self, slices: usize, out: &mut Vec<CheckpointPart>) -> bool {
+    pub fn checkpoint_step(&mut self, slices: usize, out: &mut Vec<CheckpointPart>) -> bool {
         if !self.checkpointing {
             return true;
         }
@@ -107,19 +125,19 @@ impl Shard {
         let mut accounts = Vec::new();
         let mut done = st.accounts.checkpoint_step(slices, &mut accounts);
         if !accounts.is_empty() {
-            out.push(CheckpointPart::Accounts(accounts));
+            out.push(CheckpointPart(PartKind::Accounts(accounts)));
         }
         let mut purchases = Vec::new();
         done &= st.purchases.checkpoint_step(slices, &mut purchases);
         if !purchases.is_empty() {
-            out.push(CheckpointPart::Purchases(purchases));
+            out.push(CheckpointPart(PartKind::Purchases(purchases)));
         }
         let mut orders = Vec::new();
         done &= st.orders.checkpoint_step(slices, &mut orders);
         out.extend(
             orders
                 .into_iter()
-                .map(|(first, orders)| CheckpointPart::Orders { first, orders }),
+                .map(|(first, orders)| CheckpointPart(PartKind::Orders { first, orders })),
         );
         if done {
             self.checkpointing = false;

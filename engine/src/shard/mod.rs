@@ -35,7 +35,8 @@ use crate::types::{
 
 use crate::order_lines::OrderLines;
 pub(crate) use account_table::{AccountTable, Newest};
-pub(crate) use checkpoint::{CheckpointHead, CheckpointPart};
+pub(crate) use checkpoint::PartKind;
+pub use checkpoint::{CheckpointHead, CheckpointPart};
 pub use order::fingerprint;
 pub(crate) use order_table::OrderTable;
 pub(crate) use purchase_table::PurchaseTable;

@@ -68,10 +68,10 @@ pub(crate) struct OrderTable {
     saving: Option<ArenaSaving>,
 }
 
-/// Orders a checkpoint copies at once: 1,024 entries of 72 bytes, about
-/// the 64 KiB of `probe::CHECKPOINT_SLICE_BYTES`.
+/// Orders a checkpoint copies at once: 64 entries of 72 bytes, about the
+/// page of `probe::CHECKPOINT_SLICE_BYTES`.
 #[cfg(not(test))]
-const SLICE_ORDERS: usize = 1 << 10;
+const SLICE_ORDERS: usize = 64;
 /// A few orders, in tests, so that small tables span many slices.
 #[cfg(test)]
 const SLICE_ORDERS: usize = 8;
@@ -286,7 +286,15 @@ impl OrderTable {
         let Some(saving) = self.saving.as_mut() else {
             return true;
         };
-        into.append(&mut saving.out);
+        // Slices next to each other go as one: the writer makes a part of
+        // each, and the steps copy slices in order.
+        saving.out.sort_unstable_by_key(|(first, _)| *first);
+        for (first, orders) in saving.out.drain(..) {
+            match into.last_mut() {
+                Some((at, run)) if *at + run.len() == first => run.extend(orders),
+                _ => into.push((first, orders)),
+            }
+        }
         let done = saving.next == saving.saved.len();
         if done {
             self.saving = None;

@@ -99,10 +99,13 @@ pub(crate) struct Slots<S: Slot> {
 }
 
 /// Bytes of slots a checkpoint copies at once: a write to a slot whose
-/// slice is not saved yet copies that slice first. Tests use slices of a
-/// few slots, so that small tables span many.
+/// slice is not saved yet copies that slice first. One page: a turn's
+/// writes land on random slices of a large table, and with slices of
+/// 64 KiB the first turns of a checkpoint copied up to 65 ms of them
+/// (`mercato-grow --checkpoint-every-turns`, growth.md). Tests use slices
+/// of a few slots, so that small tables span many.
 #[cfg(not(test))]
-pub(crate) const CHECKPOINT_SLICE_BYTES: usize = 64 << 10;
+pub(crate) const CHECKPOINT_SLICE_BYTES: usize = 4 << 10;
 #[cfg(test)]
 pub(crate) const CHECKPOINT_SLICE_BYTES: usize = 256;
 
