@@ -7,9 +7,12 @@
 //! that the invariants hold. Each round restarts the load on the same
 //! directory, so recovery after a kill is what the next round runs on.
 //!
-//! CI runs 21 kills across the carts, flash-sale and mixed workloads.
+//! CI runs 21 kills across the carts, flash-sale and mixed workloads, and
+//! 12 more with checkpoints running all the time.
 //! `MERCATO_CRASH_KILLS=200 cargo test -p mercato-benches --test crash`
-//! runs the long mode; `MERCATO_CRASH_SEED` replays a run's kill times.
+//! runs the long mode (`MERCATO_CHECKPOINT_KILLS=200` for the second);
+//! `MERCATO_CRASH_SEED` and `MERCATO_CHECKPOINT_SEED` replay a run's kill
+//! times.
 
 mod util;
 
@@ -23,8 +26,33 @@ fn every_acknowledged_order_survives_kill_9() {
     let kills = mercato_engine::workload::env_count("MERCATO_CRASH_KILLS", 21);
     let seed = mercato_engine::workload::env_seed("MERCATO_CRASH_SEED");
     eprintln!("crash test: {kills} kills, MERCATO_CRASH_SEED={seed}");
+    kill_rounds("crash", kills, seed, &[]);
+}
+
+/// The same with log segments of 128 KiB and a snapshot after every closed
+/// one, so that shards are copying checkpoints and the snapshot thread is
+/// writing, renaming and dropping files most of the time, and kills land in
+/// every phase of it. `MERCATO_CHECKPOINT_KILLS=200` for the long mode.
+#[test]
+fn every_acknowledged_order_survives_kills_during_checkpoints() {
+    let kills = mercato_engine::workload::env_count("MERCATO_CHECKPOINT_KILLS", 12);
+    let seed = mercato_engine::workload::env_seed("MERCATO_CHECKPOINT_SEED");
+    eprintln!("checkpoint crash test: {kills} kills, MERCATO_CHECKPOINT_SEED={seed}");
+    let snapshots = kill_rounds(
+        "checkpoint-crash",
+        kills,
+        seed,
+        &["--segment-bytes", "131072", "--snapshot-segments", "1"],
+    );
+    assert!(snapshots > 0, "no checkpoint was ever written");
+}
+
+/// Kills `mercato-load` `kills` times at random moments while it commits
+/// orders, verifying the directory after each; returns how many rounds
+/// found a snapshot on disk after the kill.
+fn kill_rounds(name: &str, kills: u64, seed: u64, extra: &[&str]) -> u64 {
     let mut rng = mercato_engine::workload::Rng::new(seed);
-    let dir = TempDir(std::env::temp_dir().join(format!("mercato-crash-{}", std::process::id())));
+    let dir = TempDir(std::env::temp_dir().join(format!("mercato-{name}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     let data = dir.0.join("data");
     let acks = dir.0.join("acks.log");
@@ -32,6 +60,7 @@ fn every_acknowledged_order_survives_kill_9() {
     // A kill during the first catalog load leaves no acks, which is fine.
     std::fs::write(&acks, b"").unwrap();
     let mut verified_any = false;
+    let mut with_snapshots = 0;
     for round in 0..kills {
         let acked_before = std::fs::metadata(&acks).unwrap().len();
         let workload = ["carts", "flash-sale", "mixed"][(round % 3) as usize];
@@ -40,6 +69,7 @@ fn every_acknowledged_order_survives_kill_9() {
             .args(["--seconds", "60", "--batch", "64", "--json"])
             .args(["--accounts", "100000", "--skus", "2000"])
             .args(["--durability", "always"])
+            .args(extra)
             .arg("--data-dir")
             .arg(&data)
             .arg("--ack-log")
@@ -72,9 +102,18 @@ fn every_acknowledged_order_survives_kill_9() {
         }
         child.kill().expect("SIGKILL mercato-load");
         child.wait().unwrap();
+        let snapshot_files = (0..2)
+            .filter_map(|i| std::fs::read_dir(data.join(format!("shard-{i}"))).ok())
+            .flatten()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".snap")
+            })
+            .count();
+        with_snapshots += u64::from(snapshot_files > 0);
         let summary = verify(&data, &acks);
         eprintln!(
-            "round {round} ({workload}, killed {wait_ms} ms into its orders): {}",
+            "round {round} ({workload}, killed {wait_ms} ms into its orders, {snapshot_files} snapshots): {}",
             summary.trim()
         );
         verified_any |= !summary.starts_with("0 acknowledged");
@@ -83,6 +122,7 @@ fn every_acknowledged_order_survives_kill_9() {
         verified_any,
         "no round acknowledged any order before its kill"
     );
+    with_snapshots
 }
 
 /// The story: in a 200-kill run, round 167's verification reported an

@@ -128,6 +128,10 @@ struct Args {
     /// Snapshot a shard's log once this many segments are closed; 0 never.
     #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_SEGMENTS_DEFAULT)]
     snapshot_segments: usize,
+    /// Bytes per log segment (with --data-dir); small ones make snapshots
+    /// frequent, for the crash tests.
+    #[arg(long, default_value_t = mercato_engine::Config::default().segment_bytes)]
+    segment_bytes: u64,
     /// The snapshot thread's niceness on Linux, 0 (the shards') to 19.
     #[arg(long, default_value_t = mercato_engine::limits::SNAPSHOT_NICE_DEFAULT)]
     snapshot_nice: u8,
@@ -617,6 +621,7 @@ const EMBEDDED_ONLY: &[&str] = &[
     "orders_capacity",
     "heap_prefault_mb",
     "snapshot_segments",
+    "segment_bytes",
     "snapshot_nice",
     "snapshot_keep_state",
     "snapshot_sched_idle",
@@ -712,6 +717,7 @@ fn main() {
         durability: args.durability,
         group_commit_wait_us: args.group_commit_wait_us,
         snapshot_segments: args.snapshot_segments,
+        segment_bytes: args.segment_bytes,
         snapshot_nice: args.snapshot_nice,
         snapshot_keep_state: args.snapshot_keep_state,
         snapshot_sched_idle: args.snapshot_sched_idle,
