@@ -22,6 +22,10 @@ use mercato_engine::{
     Reply,
 };
 
+#[path = "load/postgres.rs"]
+mod postgres;
+#[path = "load/redis.rs"]
+mod redis;
 #[path = "load/tcp.rs"]
 mod tcp;
 
@@ -56,7 +60,10 @@ enum Buyers {
 #[command(name = "mercato-load", about = "Load generator for mercato")]
 struct Args {
     /// `embedded` runs the engine in this process; `tcp://HOST:PORT` drives a
-    /// running `mercato serve`.
+    /// running `mercato serve`; `redis://HOST:PORT` and
+    /// `postgres://USER@HOST:PORT/DB` run the flash-sale and carts workloads
+    /// against Redis (a Lua script per order) and PostgreSQL (a PL/pgSQL
+    /// function per order), for the comparison in `benches/compare.sh`.
     #[arg(long, default_value = "embedded")]
     target: String,
     #[arg(long, value_enum, default_value_t = Workload::FlashSale)]
@@ -216,6 +223,55 @@ impl Counts {
 }
 
 /// Let the load threads run for `--seconds`, then tell them to stop.
+/// What the threads of a run against a server share: the run's id (order
+/// ids are unique per run), the stop flag, the first failure any thread
+/// met (the run stops at it), and the counts.
+struct RunShared {
+    run_id: u64,
+    stop: AtomicBool,
+    failure: Mutex<Option<String>>,
+    total: Mutex<Counts>,
+    started: Instant,
+}
+
+impl RunShared {
+    fn new() -> RunShared {
+        RunShared {
+            run_id: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            total: Mutex::new(Counts::default()),
+            started: Instant::now(),
+        }
+    }
+
+    fn fail(&self, why: impl ToString) {
+        self.failure.lock().unwrap().get_or_insert(why.to_string());
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Prints the figures, and the failure that stopped the run early if
+    /// one did; the exit code.
+    fn finish(self, args: &Args, shards: u16, verdict: &str) -> i32 {
+        let secs = self.started.elapsed().as_secs_f64();
+        let c = self.total.into_inner().unwrap();
+        report(args, shards, &c, secs, "server", None, verdict);
+        match self.failure.into_inner().unwrap() {
+            Some(reason) => {
+                eprintln!("mercato-load: stopped early: {reason}");
+                1
+            }
+            None => 0,
+        }
+    }
+}
+
 fn run_for(args: &Args, stop: &AtomicBool) {
     let until = Instant::now() + Duration::from_secs(args.seconds);
     // A thread that failed sets `stop` too; the run ends at once then.
@@ -611,6 +667,15 @@ fn verify_acks(acks: &Path, dir: &Path) -> Result<String, String> {
     ))
 }
 
+/// What `--target` names: this process's engine, a `mercato serve`, or a
+/// peer the comparison runs against (Redis, PostgreSQL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetKind {
+    Embedded,
+    Tcp,
+    Peer,
+}
+
 /// Flags that only mean something for one kind of target, by their ids.
 const EMBEDDED_ONLY: &[&str] = &[
     "shards",
@@ -631,12 +696,19 @@ const TCP_ONLY: &[&str] = &["connections", "read_balance"];
 /// Refuse a flag given for a target it does nothing for, rather than run
 /// as if it had been taken (an `--ack-log` once went silently unwritten
 /// over TCP). `--data-dir` is how `--verify-acks` finds its directory.
-fn misplaced_flags(m: &clap::ArgMatches, tcp: bool, verifying: bool) -> Vec<String> {
+fn misplaced_flags(m: &clap::ArgMatches, kind: TargetKind, verifying: bool) -> Vec<String> {
     let given = |id: &&&str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-    let (wrong, target) = if tcp {
-        (EMBEDDED_ONLY, "a tcp:// target (the server has its own)")
-    } else {
-        (TCP_ONLY, "the embedded target")
+    let peer_only: &[&str] = &["pipeline", "ack_log"];
+    let (wrong, target): (Vec<&str>, _) = match kind {
+        TargetKind::Tcp => (
+            EMBEDDED_ONLY.to_vec(),
+            "a tcp:// target (the server has its own)",
+        ),
+        TargetKind::Embedded => (TCP_ONLY.to_vec(), "the embedded target"),
+        TargetKind::Peer => (
+            [EMBEDDED_ONLY, TCP_ONLY, peer_only].concat(),
+            "a redis:// or postgres:// target",
+        ),
     };
     wrong
         .iter()
@@ -650,8 +722,17 @@ fn main() {
     let matches = <Args as clap::CommandFactory>::command().get_matches();
     let args =
         <Args as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let tcp = args.target.starts_with("tcp://");
-    let misplaced = misplaced_flags(&matches, tcp, args.verify_acks.is_some());
+    let kind = if args.target.starts_with("tcp://") {
+        TargetKind::Tcp
+    } else if ["redis://", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| args.target.starts_with(p))
+    {
+        TargetKind::Peer
+    } else {
+        TargetKind::Embedded
+    };
+    let misplaced = misplaced_flags(&matches, kind, args.verify_acks.is_some());
     if !misplaced.is_empty() {
         eprintln!("mercato-load: {}", misplaced.join("; "));
         std::process::exit(2);
@@ -686,6 +767,12 @@ fn main() {
             }
         };
         std::process::exit(tcp::run(&args, addr, accounts, skus));
+    }
+    if args.target.starts_with("redis://") {
+        std::process::exit(redis::run(&args, &args.target, accounts, skus));
+    }
+    if kind == TargetKind::Peer {
+        std::process::exit(postgres::run(&args, &args.target, accounts, skus));
     }
     if args.target != "embedded" {
         eprintln!(

@@ -11,8 +11,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mercato_client::{Client, ClientConfig, wire};
@@ -20,8 +18,8 @@ use mercato_engine::Command;
 use mercato_engine::server::convert;
 
 use super::{
-    Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, STOCK_PER_SKU, Workload, append_acks, open_ack_log,
-    report, run_for,
+    Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, RunShared, STOCK_PER_SKU, Workload, append_acks,
+    open_ack_log, run_for,
 };
 
 /// Requests per setup batch.
@@ -96,30 +94,18 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
         eprintln!("mercato-load: setup failed: {e}");
         return 2;
     }
-    let run_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
     let acks = args.ack_log.as_deref().map(open_ack_log);
-    let stop = AtomicBool::new(false);
-    // The first failure any thread met; the run stops at it.
-    let failure: Mutex<Option<String>> = Mutex::new(None);
-    let total = Mutex::new(Counts::default());
-    let started = Instant::now();
+    let run = RunShared::new();
     std::thread::scope(|s| {
         for t in 0..args.threads {
-            let (client, stop, total) = (&clients[t % clients.len()], &stop, &total);
-            let (acks, failure) = (acks.as_ref(), &failure);
-            let fail = move |e: mercato_client::ClientError| {
-                failure.lock().unwrap().get_or_insert(e.to_string());
-                stop.store(true, Ordering::Relaxed);
-            };
+            let (client, run, acks) = (&clients[t % clients.len()], &run, acks.as_ref());
             s.spawn(move || {
-                let mut g = Gen::new(args, accounts, skus, run_id, t);
+                let mut g = Gen::new(args, accounts, skus, run.run_id, t);
                 let mut c = Counts::default();
                 let mut in_flight = VecDeque::new();
                 let mut pacer = Pacer::new(args);
                 loop {
-                    let stopping = stop.load(Ordering::Relaxed);
+                    let stopping = run.stopping();
                     while !stopping && in_flight.len() < args.pipeline.max(1) {
                         pacer.wait();
                         let batch: Vec<Command> = (0..args.batch).map(|_| g.next()).collect();
@@ -131,7 +117,7 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                         match client.submit_ticket(reqs) {
                             Ok(ticket) => in_flight.push_back((Instant::now(), placing, ticket)),
                             Err(e) => {
-                                fail(e);
+                                run.fail(e);
                                 break;
                             }
                         }
@@ -144,7 +130,7 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                         Err(e) => {
                             // Batches still in flight are dropped unread:
                             // nothing in them was acknowledged.
-                            fail(e);
+                            run.fail(e);
                             break;
                         }
                     };
@@ -174,27 +160,14 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
                         }
                     }
                 }
-                c.add_to(total);
+                c.add_to(&run.total);
             });
         }
-        run_for(args, &stop);
+        run_for(args, &run.stop);
     });
-    let secs = started.elapsed().as_secs_f64();
-    let c = total.into_inner().unwrap();
-    report(
+    run.finish(
         args,
         clients[0].shards(),
-        &c,
-        secs,
-        "server",
-        None,
         "not available over tcp; run `mercato audit DIR` on the server's data directory",
-    );
-    match failure.into_inner().unwrap() {
-        Some(reason) => {
-            eprintln!("mercato-load: stopped early: {reason}");
-            1
-        }
-        None => 0,
-    }
+    )
 }
