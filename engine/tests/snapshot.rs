@@ -369,3 +369,46 @@ fn a_failing_snapshot_is_reported_and_retried_while_the_engine_serves() {
     let stopped = engine.shutdown();
     assert!(stopped.log_errors.is_empty(), "{:?}", stopped.log_errors);
 }
+
+/// A checkpoint taken on demand while another thread keeps placing orders:
+/// the snapshot it writes, plus the log after it, reopens as the engine
+/// that stopped, with every segment it covers gone.
+#[test]
+fn a_checkpoint_taken_while_orders_run_reopens_as_the_live_state() {
+    let dir = TempDir::new("checkpoint-now");
+    let engine = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let h = engine.handle();
+    catalog(&h);
+    orders(&h, 0, 6_000);
+    let lsns = std::thread::scope(|s| {
+        let h = h.clone();
+        let busy = s.spawn(move || orders(&h, 6_000, 6_000));
+        let lsns = engine.checkpoint_now().unwrap();
+        busy.join().unwrap();
+        lsns
+    });
+    assert_eq!(lsns.len(), 2);
+    assert!(lsns.iter().all(|&l| l > 0), "{lsns:?}");
+    for i in 0..2u16 {
+        let shard = dir.0.join(format!("shard-{i}"));
+        let snaps = list_snapshots(&shard).unwrap();
+        assert_eq!(snaps.last().map(|s| s.0), Some(lsns[usize::from(i)]));
+    }
+    drop(h);
+    let live = engine.shutdown();
+    let reopened = Engine::open(quiet(&dir.0, 2)).unwrap();
+    let report = reopened.recovery().unwrap().clone();
+    assert!(
+        (0..2).all(|i| report.shards[i].snapshot_lsn == lsns[i]),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.holds_settled, report.corrections),
+        (0, 0),
+        "{report:?}"
+    );
+    let again = reopened.shutdown();
+    for i in 0..2 {
+        assert_eq!(again.shards[i].state(), live.shards[i].state(), "shard {i}");
+    }
+}

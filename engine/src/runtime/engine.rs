@@ -371,9 +371,11 @@ struct SnapshotShared {
     /// Set to stop the thread.
     stop: std::sync::Mutex<bool>,
     wake: std::sync::Condvar,
-    /// One compaction at a time, background or on demand; a compactor that
+    /// One snapshot at a time, background or on demand; a compactor that
     /// keeps states starts each from the one the last left.
     busy: std::sync::Mutex<compact::Compactor>,
+    dir: PathBuf,
+    shards: u16,
 }
 
 /// Sets the calling thread's niceness to `nice` (at most 19) and, if
@@ -409,7 +411,7 @@ fn checkpoint(
     i: u16,
     shards: u16,
     stopping: &dyn Fn() -> bool,
-) -> Result<(), OpenError> {
+) -> Result<u64, OpenError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(CHECKPOINT_QUEUE_PIECES_MAX);
     let slot = &engine.shards[usize::from(i)];
     *slot.checkpoint.lock().expect("checkpoint lock") = Some(tx);
@@ -419,7 +421,7 @@ fn checkpoint(
     let written = write_checkpoint(dir, i, shards, &rx, stopping);
     // Not taken (the shard stopped first): nobody will.
     slot.checkpoint.lock().expect("checkpoint lock").take();
-    written.map(|_| ())
+    written.map(|w| w.lsn)
 }
 
 impl Snapshotter {
@@ -430,6 +432,8 @@ impl Snapshotter {
                 stop: std::sync::Mutex::new(false),
                 wake: std::sync::Condvar::new(),
                 busy: std::sync::Mutex::new(compact::Compactor::new(dir, shards, keep)),
+                dir: dir.to_path_buf(),
+                shards,
             }),
             thread: None,
         }
@@ -802,6 +806,30 @@ impl Engine {
             return Ok(Vec::new());
         };
         s.shared.busy.lock().expect("snapshot lock").compact_all()
+    }
+
+    /// Has every shard copy a checkpoint of its state now and writes each
+    /// as the shard's snapshot, as the background snapshots do
+    /// (ARCHITECTURE.md, "Snapshots are checkpoints the shards copy
+    /// themselves"); returns each shard's snapshot LSN. The shards keep
+    /// serving meanwhile. Nothing to do without a data directory.
+    pub fn checkpoint_now(&self) -> Result<Vec<u64>, OpenError> {
+        let Some(s) = &self.snapshots else {
+            return Ok(Vec::new());
+        };
+        let _busy = s.shared.busy.lock().expect("snapshot lock");
+        let stopping = || *s.shared.stop.lock().expect("snapshot lock");
+        (0..s.shared.shards)
+            .map(|i| {
+                checkpoint(
+                    self.handle.shared(),
+                    &s.shared.dir,
+                    i,
+                    s.shared.shards,
+                    &stopping,
+                )
+            })
+            .collect()
     }
 
     /// The background snapshots failing now: each shard whose last
