@@ -46,6 +46,12 @@ pub trait Journal: Send {
     fn progress(&self) -> Progress {
         Progress::IMMEDIATE
     }
+    /// Records up to here are synced: they survive a power cut, whatever
+    /// the durability policy promises callers. A snapshot may cover only
+    /// these, or a cut could leave it ahead of the log.
+    fn synced(&self) -> u64 {
+        u64::MAX
+    }
     /// The journal can no longer make anything durable.
     fn failed(&self) -> bool {
         false

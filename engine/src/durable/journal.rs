@@ -77,6 +77,10 @@ impl Journal for WalJournal {
         }
     }
 
+    fn synced(&self) -> u64 {
+        self.log.synced_lsn()
+    }
+
     fn failed(&self) -> bool {
         self.broken || self.log.failure().is_some()
     }

@@ -157,12 +157,19 @@ const CHECKPOINT_SLICES_PER_TURN: usize = 16;
 
 /// A checkpoint under way (`shard/checkpoint.rs`, `durable/checkpoint.rs`).
 struct CheckpointRun {
-    tx: std::sync::mpsc::SyncSender<Piece>,
+    /// The LSN it copies the state at.
+    lsn: u64,
+    /// Dropped when the checkpoint is abandoned: the snapshot thread then
+    /// finds the queue closed and writes nothing.
+    tx: Option<std::sync::mpsc::SyncSender<Piece>>,
     /// Pieces the queue had no room for yet, oldest first.
     held: VecDeque<Piece>,
-    /// The shard's copy is complete; `Done` is among what was sent or held.
+    /// The shard's copy is complete.
     copied: bool,
-    /// The snapshot thread gave up on it: copy on, send nothing.
+    /// `Done` is among what was sent or held.
+    done: bool,
+    /// The snapshot thread gave up on it, or the log failed: copy on (the
+    /// tables must finish their copy-on-write), send nothing.
     abandoned: bool,
 }
 
@@ -308,13 +315,22 @@ impl Worker {
             let lsn = self.journal.progress().last;
             let head = self.shard.begin_checkpoint(lsn);
             self.checkpoint = Some(CheckpointRun {
-                tx,
+                lsn,
+                tx: Some(tx),
                 held: VecDeque::from([Piece::Head(head)]),
                 copied: false,
+                done: false,
                 abandoned: false,
             });
         }
         let run = self.checkpoint.as_mut().expect("a checkpoint");
+        if self.failed || self.journal.failed() {
+            // Its records may never be synced, so it may never be
+            // published; and nobody must wait for it.
+            run.abandoned = true;
+            run.held.clear();
+            run.tx = None;
+        }
         // Copy more only once the queue took what was copied: a slow disk
         // slows the checkpoint, not the shard's memory. Writes still copy
         // the slices they touch, as they must.
@@ -325,13 +341,23 @@ impl Worker {
                 .checkpoint_step(CHECKPOINT_SLICES_PER_TURN, &mut parts);
             if !run.abandoned {
                 run.held.extend(parts.into_iter().map(Piece::Part));
-                if run.copied {
-                    run.held.push_back(Piece::Done);
-                }
+            }
+        }
+        // The snapshot may not be published before every record it covers
+        // is synced: a power cut could leave it ahead of the log, and the
+        // log would then go on from an LSN it already covers. Under
+        // `always` the wait is a sync; under `interval` up to an interval.
+        if run.copied && !run.done && self.journal.synced() >= run.lsn {
+            run.done = true;
+            if !run.abandoned {
+                run.held.push_back(Piece::Done);
             }
         }
         while let Some(piece) = run.held.pop_front() {
-            match run.tx.try_send(piece) {
+            let Some(tx) = &run.tx else {
+                break;
+            };
+            match tx.try_send(piece) {
                 Ok(()) => {}
                 Err(std::sync::mpsc::TrySendError::Full(piece)) => {
                     run.held.push_front(piece);
@@ -340,15 +366,21 @@ impl Worker {
                 Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                     run.abandoned = true;
                     run.held.clear();
+                    run.tx = None;
                 }
             }
         }
-        if run.copied && run.held.is_empty() {
+        if run.abandoned && run.copied {
             self.checkpoint = None;
             return 1;
         }
-        // Waiting for room is not work: the loop may sleep meanwhile.
-        usize::from(run.held.is_empty())
+        if run.done && run.held.is_empty() {
+            self.checkpoint = None;
+            return 1;
+        }
+        // Waiting for room, or for the sync, is not work: the loop may
+        // sleep meanwhile.
+        usize::from(run.held.is_empty() && (run.done || !run.copied))
     }
 
     fn take_messages(&mut self, now: u64) -> usize {
