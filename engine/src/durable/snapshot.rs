@@ -185,8 +185,21 @@ fn load(path: &Path, bytes: &[u8], i: u16, n: u16) -> Result<(Shard, Lsn), OpenE
         if *lsn.get_or_insert(at) != at {
             return Err(bad(path, "parts of different LSNs"));
         }
-        load_part(path, img, &mut shard, &mut rejected, i, n)?;
         images.push(img);
+    }
+    // Every table at its full size first. A checkpoint's accounts come in
+    // the order of their slots, which is the order of their hashes: poured
+    // into a table still growing, they all land on its first few slots, and
+    // each insert probed the whole pile (10,000,000 orders reopened in 27 s
+    // instead of about 1).
+    let total = |count: fn(&ArchivedImage) -> usize| images.iter().map(|i| count(i)).sum::<usize>();
+    let st = &mut shard.state;
+    st.accounts.reserve_touched(total(|i| i.accounts.len()));
+    st.purchases.reserve_touched(total(|i| i.purchases.len()));
+    st.orders.reserve(total(|i| i.orders.len()));
+    st.skus.reserve(total(|i| i.skus.len()));
+    for img in &images {
+        load_part(path, img, &mut shard, &mut rejected, i, n)?;
     }
     // Orders last, once every account is in: a checkpoint's parts come in
     // the order its slices were copied, with the orders' parts in the
