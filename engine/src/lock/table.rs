@@ -623,63 +623,29 @@ mod tests {
             id: 1,
             session: None,
         };
+        let req = |ttl_ms, wait, ticket| Acquire {
+            owner: me,
+            ttl_ms,
+            wait,
+            ticket,
+        };
         let long = vec![b'x'; LOCK_NAME_BYTES_MAX + 1];
         assert_eq!(
-            locks.acquire(
-                &long,
-                Acquire {
-                    owner: me,
-                    ttl_ms: 10,
-                    wait: Wait::Try,
-                    ticket: 1
-                },
-                0,
-                &mut out
-            ),
+            locks.acquire(&long, req(10, Wait::Try, 1), 0, &mut out),
             Err(LockError::InvalidName {
                 len: LOCK_NAME_BYTES_MAX + 1
             })
         );
         assert_eq!(
-            locks.acquire(
-                b"",
-                Acquire {
-                    owner: me,
-                    ttl_ms: 10,
-                    wait: Wait::Try,
-                    ticket: 1
-                },
-                0,
-                &mut out
-            ),
+            locks.acquire(b"", req(10, Wait::Try, 1), 0, &mut out),
             Err(LockError::InvalidName { len: 0 })
         );
         assert_eq!(
-            locks.acquire(
-                b"a",
-                Acquire {
-                    owner: me,
-                    ttl_ms: 0,
-                    wait: Wait::Try,
-                    ticket: 1
-                },
-                0,
-                &mut out
-            ),
+            locks.acquire(b"a", req(0, Wait::Try, 1), 0, &mut out),
             Err(LockError::InvalidTtl { ttl_ms: 0 })
         );
         assert_eq!(
-            locks.acquire(
-                b"a",
-                Acquire {
-                    owner: me,
-                    ttl_ms: LEASE_MS_MAX + 1,
-                    wait: Wait::Try,
-                    ticket: 1
-                },
-                0,
-                &mut out
-            ),
+            locks.acquire(b"a", req(LEASE_MS_MAX + 1, Wait::Try, 1), 0, &mut out),
             Err(LockError::InvalidTtl {
                 ttl_ms: LEASE_MS_MAX + 1
             })
@@ -690,17 +656,7 @@ mod tests {
         );
         assert!(out.records.is_empty());
         assert_eq!(
-            locks.acquire(
-                b"a",
-                Acquire {
-                    owner: me,
-                    ttl_ms: 10,
-                    wait: Wait::Try,
-                    ticket: 1
-                },
-                0,
-                &mut out
-            ),
+            locks.acquire(b"a", req(10, Wait::Try, 1), 0, &mut out),
             Ok(Some((1, 10)))
         );
         for t in 0..LOCK_WAITERS_MAX as u64 {
@@ -720,17 +676,7 @@ mod tests {
             );
         }
         assert_eq!(
-            locks.acquire(
-                b"a",
-                Acquire {
-                    owner: me,
-                    ttl_ms: 10,
-                    wait: Wait::Forever,
-                    ticket: 9_999
-                },
-                0,
-                &mut out
-            ),
+            locks.acquire(b"a", req(10, Wait::Forever, 9_999), 0, &mut out),
             Err(LockError::TooManyWaiters)
         );
         assert_eq!(
