@@ -48,3 +48,16 @@ pub fn shard_of(id: u64, shards: u16) -> u16 {
     z ^= z >> 31;
     ((u128::from(z) * u128::from(shards)) >> 64) as u16
 }
+
+/// The id a named object (a lock, a semaphore, a saga) is placed by:
+/// FNV-1a over its name's bytes, then [`shard_of`] like any id. Fixed
+/// here, since clients route by it too.
+#[inline]
+pub fn name_id(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

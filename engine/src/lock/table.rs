@@ -1,95 +1,153 @@
-//! A shard's locks: the durable part (each name's last token and holder)
-//! and the volatile part (each name's waiters).
+//! A shard's locks and semaphores: the durable part (each name's last
+//! token and holders) and the volatile part (each name's waiters, who is
+//! told what, and the fence checks in flight).
+//!
+//! A lock is a semaphore of one permit; both are called locks here.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use thiserror::Error;
 
-use crate::hash::IdMap;
+use crate::hash::{IdMap, IdSet};
 use crate::types::TimestampMs;
 
 /// Longest lock name, in bytes.
-pub(crate) const LOCK_NAME_BYTES_MAX: usize = 256;
-/// Longest lease.
-pub(crate) const LEASE_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+pub const LOCK_NAME_BYTES_MAX: usize = 256;
+/// Longest lease, and longest wait.
+pub const LEASE_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 /// Requests that may wait for one lock at once.
-pub(crate) const LOCK_WAITERS_MAX: usize = 1_024;
+pub const LOCK_WAITERS_MAX: usize = 1_024;
+/// Most permits of one semaphore.
+pub const PERMITS_MAX: u32 = 1_024;
 
-/// Who asks: a caller-chosen owner id, and the session (connection) the
-/// lease ends with, if it is tied to one.
+/// Who asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Owner {
+pub struct Owner {
+    /// Chosen by the caller, shown by `inspect`.
     pub id: u64,
-    pub session: Option<u64>,
+    /// The session (connection) the request came from: its wait ends with
+    /// it, and it is told when a lease it took is lost.
+    pub conn: Option<u64>,
+    /// Whether the lease ends when `conn` ends (ZooKeeper's ephemeral
+    /// nodes); otherwise it lasts its time whatever the connection does.
+    pub bind: bool,
 }
 
-/// One acquire: who, for how long, how long it may wait, and the ticket
-/// its answer comes under if it waits.
+/// One acquire: who, how many permits the name has, for how long, how
+/// long it may wait, and the ticket its later answer comes under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Acquire {
+pub struct Acquire {
     pub owner: Owner,
+    pub permits: u32,
     pub ttl_ms: u64,
     pub wait: Wait,
     pub ticket: u64,
 }
 
 /// What `inspect` shows of a lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LockInfo {
-    /// The holder's token and when its lease ends.
-    pub holder: Option<(u64, TimestampMs)>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    pub permits: u32,
+    /// Each holder: (token, owner, when its lease ends).
+    pub holders: Vec<(u64, u64, TimestampMs)>,
     pub last_token: u64,
     pub waiters: usize,
 }
 
 /// How long an acquire may wait for the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// Answer at once.
     Try,
     /// Until this time on the engine's clock.
     Until(TimestampMs),
-    /// Until granted, or the caller's session ends.
+    /// Until granted, cancelled, or the caller's session ends.
     Forever,
 }
 
 /// A lock request refused. Nothing changed.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub(crate) enum LockError {
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum LockError {
     #[error("lock names are 1 to {LOCK_NAME_BYTES_MAX} bytes, this one is {len}")]
     InvalidName { len: usize },
-    #[error("a lease is 1 to {LEASE_MS_MAX} ms, not {ttl_ms}")]
+    #[error("a lease or wait is 1 to {LEASE_MS_MAX} ms, not {ttl_ms}")]
     InvalidTtl { ttl_ms: u64 },
-    #[error("the lock is held (token {token})")]
+    #[error("a semaphore has 1 to {PERMITS_MAX} permits, not {permits}")]
+    InvalidPermits { permits: u32 },
+    #[error("this name has {permits} permits, not the number asked with")]
+    PermitsMismatch { permits: u32 },
+    #[error("the lock is held (last token {token})")]
     Busy { token: u64 },
     #[error("{LOCK_WAITERS_MAX} requests already wait for this lock")]
     TooManyWaiters,
     #[error("the wait ran out before the lock was free")]
     Timeout,
-    /// The token is not the one holding the lock (or allowed to fence).
+    /// The token does not hold the lock (or may not fence any more).
     #[error("token {token} is stale; the last granted is {last}")]
     Stale { token: u64, last: u64 },
-    #[error("the lock is not held")]
+    #[error("no lease holds the lock under this token")]
     NotHeld,
+    #[error("no such lock")]
+    Unknown,
+    #[error("no such waiting request")]
+    UnknownTicket,
 }
 
 /// The durable changes; nothing else changes a lock's durable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum LockRecord {
+pub enum LockRecord {
     Granted {
         name: Box<[u8]>,
+        permits: u32,
         token: u64,
         owner: u64,
+        /// The session the lease ends with, if bound to one.
         session: Option<u64>,
+        ttl_ms: u64,
         expires_at: TimestampMs,
     },
     Renewed {
         name: Box<[u8]>,
         token: u64,
+        ttl_ms: u64,
         expires_at: TimestampMs,
     },
     /// Released, expired, or ended with its session.
     Ended { name: Box<[u8]>, token: u64 },
+    /// A snapshot's line for a lock: its permits and last token; its
+    /// holders follow as `Granted`.
+    Known {
+        name: Box<[u8]>,
+        permits: u32,
+        last_token: u64,
+    },
+}
+
+/// Why a holder lost its lease without releasing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostBy {
+    Expired,
+    SessionEnded,
+}
+
+/// What a session is told without asking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A waiting acquire got the lock.
+    Granted {
+        ticket: u64,
+        name: Box<[u8]>,
+        token: u64,
+        expires_at: TimestampMs,
+    },
+    /// A waiting acquire's wait ran out (or was cancelled).
+    WaitEnded { ticket: u64, name: Box<[u8]> },
+    /// A lease its holder did not release ended.
+    Lost {
+        name: Box<[u8]>,
+        token: u64,
+        by: LostBy,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +155,10 @@ struct Lease {
     token: u64,
     owner: u64,
     session: Option<u64>,
+    ttl_ms: u64,
     expires_at: TimestampMs,
+    /// Volatile: the session told if the lease is lost.
+    notify: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -108,30 +169,50 @@ struct Waiter {
     wait: Wait,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Lock {
+    /// Numbers the lock in `deadlines` and `sessions`.
+    id: u64,
+    permits: u32,
     last_token: u64,
-    holder: Option<Lease>,
+    holders: Vec<Lease>,
     waiters: VecDeque<Waiter>,
+    /// Fence checks for writes elsewhere that passed and have not been
+    /// decided: no new grant until they are, so that no newer token is
+    /// granted between a fenced write's check and its commit.
+    fence_holds: u32,
+}
+
+impl Lock {
+    fn free(&self) -> bool {
+        self.holders.len() < self.permits as usize && self.fence_holds == 0
+    }
 }
 
 /// What one call decided, besides its own answer.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct LockOut {
+pub struct LockOut {
     pub records: Vec<LockRecord>,
-    /// Waiters granted the lock: (ticket, token, expires_at).
-    pub granted: Vec<(u64, u64, TimestampMs)>,
-    /// Waiters whose wait ran out or whose session ended.
-    pub timed_out: Vec<u64>,
-    /// Holders whose lease ended without their release: (owner, name,
-    /// token), for the lock-lost notice.
-    pub lost: Vec<(u64, Box<[u8]>, u64)>,
+    /// For each session (connection), what it is told.
+    pub notices: Vec<(u64, Notice)>,
 }
 
 /// A shard's locks.
 #[derive(Debug, Default)]
-pub(crate) struct Locks {
+pub struct Locks {
     locks: IdMap<Box<[u8]>, Lock>,
+    names: IdMap<u64, Box<[u8]>>,
+    next_id: u64,
+    /// When a lease or a wait ends, by lock: the earliest first. A count,
+    /// since two may end at the same millisecond.
+    deadlines: BTreeMap<(TimestampMs, u64), u32>,
+    /// Locks each session holds a bound lease of or waits for; may name
+    /// locks it no longer does (checked when the session ends).
+    sessions: IdMap<u64, IdSet<u64>>,
+    /// Which lock each waiting ticket waits for.
+    tickets: IdMap<u64, u64>,
+    /// The latest time seen: the clock a lease runs on never goes back.
+    now: TimestampMs,
 }
 
 fn check_name(name: &[u8]) -> Result<(), LockError> {
@@ -149,57 +230,127 @@ fn check_ttl(ttl_ms: u64) -> Result<(), LockError> {
 }
 
 impl Locks {
-    /// Applies a record: the only way the durable state changes, here and
-    /// at replay.
-    pub fn apply(&mut self, record: &LockRecord) {
-        match record {
-            LockRecord::Granted {
-                name,
-                token,
-                owner,
-                session,
-                expires_at,
-            } => {
-                let lock = self.locks.entry(name.clone()).or_default();
-                debug_assert!(*token > lock.last_token, "tokens only grow");
-                lock.last_token = *token;
-                lock.holder = Some(Lease {
-                    token: *token,
-                    owner: *owner,
-                    session: *session,
-                    expires_at: *expires_at,
-                });
-            }
-            LockRecord::Renewed {
-                name,
-                token,
-                expires_at,
-            } => {
-                if let Some(h) = self.locks.get_mut(name).and_then(|l| l.holder.as_mut())
-                    && h.token == *token
-                {
-                    h.expires_at = *expires_at;
-                }
-            }
-            LockRecord::Ended { name, token } => {
-                if let Some(lock) = self.locks.get_mut(name)
-                    && lock.holder.is_some_and(|h| h.token == *token)
-                {
-                    lock.holder = None;
-                }
+    fn clock(&mut self, now: TimestampMs) -> TimestampMs {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn lock_mut(&mut self, name: &[u8], permits: u32) -> &mut Lock {
+        if !self.locks.contains_key(name) {
+            self.next_id += 1;
+            let id = self.next_id;
+            self.names.insert(id, name.into());
+            self.locks.insert(
+                name.into(),
+                Lock {
+                    id,
+                    permits,
+                    last_token: 0,
+                    holders: Vec::new(),
+                    waiters: VecDeque::new(),
+                    fence_holds: 0,
+                },
+            );
+        }
+        self.locks.get_mut(name).expect("just made")
+    }
+
+    fn add_deadline(&mut self, at: TimestampMs, id: u64) {
+        *self.deadlines.entry((at, id)).or_default() += 1;
+    }
+
+    fn drop_deadline(&mut self, at: TimestampMs, id: u64) {
+        if let std::collections::btree_map::Entry::Occupied(mut e) = self.deadlines.entry((at, id))
+        {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
             }
         }
     }
 
-    fn commit(&mut self, record: LockRecord, out: &mut LockOut) {
-        self.apply(&record);
+    /// Applies a record: the only way the durable state changes, here and
+    /// at replay.
+    pub fn apply(&mut self, record: &LockRecord) {
+        self.apply_notifying(record, None);
+    }
+
+    fn apply_notifying(&mut self, record: &LockRecord, notify: Option<u64>) {
+        match record {
+            LockRecord::Granted {
+                name,
+                permits,
+                token,
+                owner,
+                session,
+                ttl_ms,
+                expires_at,
+            } => {
+                let lock = self.lock_mut(name, *permits);
+                debug_assert!(*token > lock.last_token, "tokens only grow");
+                lock.last_token = *token;
+                lock.holders.push(Lease {
+                    token: *token,
+                    owner: *owner,
+                    session: *session,
+                    ttl_ms: *ttl_ms,
+                    expires_at: *expires_at,
+                    notify,
+                });
+                let id = lock.id;
+                self.add_deadline(*expires_at, id);
+                if let Some(s) = session {
+                    self.sessions.entry(*s).or_default().insert(id);
+                }
+            }
+            LockRecord::Renewed {
+                name,
+                token,
+                ttl_ms,
+                expires_at,
+            } => {
+                let Some(lock) = self.locks.get_mut(name) else {
+                    return;
+                };
+                let id = lock.id;
+                if let Some(h) = lock.holders.iter_mut().find(|h| h.token == *token) {
+                    let old = std::mem::replace(&mut h.expires_at, *expires_at);
+                    h.ttl_ms = *ttl_ms;
+                    self.drop_deadline(old, id);
+                    self.add_deadline(*expires_at, id);
+                }
+            }
+            LockRecord::Ended { name, token } => {
+                let Some(lock) = self.locks.get_mut(name) else {
+                    return;
+                };
+                let id = lock.id;
+                if let Some(at) = lock.holders.iter().position(|h| h.token == *token) {
+                    let h = lock.holders.swap_remove(at);
+                    self.drop_deadline(h.expires_at, id);
+                }
+            }
+            LockRecord::Known {
+                name,
+                permits,
+                last_token,
+            } => {
+                let lock = self.lock_mut(name, *permits);
+                lock.permits = *permits;
+                lock.last_token = lock.last_token.max(*last_token);
+            }
+        }
+    }
+
+    fn commit(&mut self, record: LockRecord, notify: Option<u64>, out: &mut LockOut) {
+        self.apply_notifying(&record, notify);
         out.records.push(record);
     }
 
-    /// Takes `name` for `owner` for `ttl_ms`: the token and the lease's end
-    /// at once if it is free, `Ok(None)` if the request waits (its answer
-    /// comes in a later `LockOut::granted` or `timed_out` under `ticket`),
-    /// or why not.
+    /// Takes a permit of `name` for `req.owner` for `req.ttl_ms`: the token
+    /// and the lease's end at once if one is free, `Ok(None)` if the
+    /// request waits (its answer comes as a notice under `req.ticket`), or
+    /// why not.
     pub fn acquire(
         &mut self,
         name: &[u8],
@@ -207,48 +358,79 @@ impl Locks {
         now: TimestampMs,
         out: &mut LockOut,
     ) -> Result<Option<(u64, TimestampMs)>, LockError> {
-        let Acquire {
-            owner,
-            ttl_ms,
-            wait,
-            ticket,
-        } = req;
+        let now = self.clock(now);
         check_name(name)?;
-        check_ttl(ttl_ms)?;
-        self.expire_one(name, now, out);
-        let lock = self.locks.entry(name.into()).or_default();
-        if let Some(h) = lock.holder {
-            return match wait {
-                Wait::Try => Err(LockError::Busy { token: h.token }),
-                Wait::Until(at) if at <= now => Err(LockError::Timeout),
+        check_ttl(req.ttl_ms)?;
+        if req.permits == 0 || req.permits > PERMITS_MAX {
+            return Err(LockError::InvalidPermits {
+                permits: req.permits,
+            });
+        }
+        if let Wait::Until(at) = req.wait {
+            check_ttl(at.saturating_sub(now).max(1))?;
+        }
+        if req.owner.bind && req.owner.conn.is_none() {
+            // Nothing could ever end it but its time: the same as unbound.
+            debug_assert!(false, "a bound lease needs a session");
+        }
+        if let Some(lock) = self.locks.get(name)
+            && lock.permits != req.permits
+        {
+            return Err(LockError::PermitsMismatch {
+                permits: lock.permits,
+            });
+        }
+        self.expire_due_of(name, now, out);
+        let lock = self.lock_mut(name, req.permits);
+        let id = lock.id;
+        if !lock.free() || !lock.waiters.is_empty() {
+            let token = lock.last_token;
+            return match req.wait {
+                Wait::Try => Err(LockError::Busy { token }),
                 _ if lock.waiters.len() >= LOCK_WAITERS_MAX => Err(LockError::TooManyWaiters),
-                _ => {
+                wait => {
                     lock.waiters.push_back(Waiter {
-                        ticket,
-                        owner,
-                        ttl_ms,
+                        ticket: req.ticket,
+                        owner: req.owner,
+                        ttl_ms: req.ttl_ms,
                         wait,
                     });
+                    self.tickets.insert(req.ticket, id);
+                    if let Wait::Until(at) = wait {
+                        self.add_deadline(at, id);
+                    }
+                    if let Some(s) = req.owner.conn {
+                        self.sessions.entry(s).or_default().insert(id);
+                    }
                     Ok(None)
                 }
             };
         }
-        // Whatever frees a lock hands it to its first waiter at once, so a
-        // free lock has none.
-        debug_assert!(lock.waiters.is_empty());
+        Ok(Some(self.grant(name, req.owner, req.ttl_ms, now, out)))
+    }
+
+    fn grant(
+        &mut self,
+        name: &[u8],
+        owner: Owner,
+        ttl_ms: u64,
+        now: TimestampMs,
+        out: &mut LockOut,
+    ) -> (u64, TimestampMs) {
+        let lock = self.locks.get(name).expect("a lock to grant");
         let token = lock.last_token + 1;
         let expires_at = now + ttl_ms;
-        self.commit(
-            LockRecord::Granted {
-                name: name.into(),
-                token,
-                owner: owner.id,
-                session: owner.session,
-                expires_at,
-            },
-            out,
-        );
-        Ok(Some((token, expires_at)))
+        let record = LockRecord::Granted {
+            name: name.into(),
+            permits: lock.permits,
+            token,
+            owner: owner.id,
+            session: owner.conn.filter(|_| owner.bind),
+            ttl_ms,
+            expires_at,
+        };
+        self.commit(record, owner.conn, out);
+        (token, expires_at)
     }
 
     /// Extends the lease held under `token` to `ttl_ms` from now.
@@ -260,24 +442,24 @@ impl Locks {
         now: TimestampMs,
         out: &mut LockOut,
     ) -> Result<TimestampMs, LockError> {
+        let now = self.clock(now);
         check_name(name)?;
         check_ttl(ttl_ms)?;
-        self.expire_one(name, now, out);
+        self.expire_due_of(name, now, out);
         self.holding(name, token)?;
         let expires_at = now + ttl_ms;
-        self.commit(
-            LockRecord::Renewed {
-                name: name.into(),
-                token,
-                expires_at,
-            },
-            out,
-        );
+        let record = LockRecord::Renewed {
+            name: name.into(),
+            token,
+            ttl_ms,
+            expires_at,
+        };
+        self.commit(record, None, out);
         Ok(expires_at)
     }
 
-    /// Ends the lease held under `token`, and hands the lock to the first
-    /// waiter still waiting.
+    /// Ends the lease held under `token`, and hands the permit to the
+    /// first waiter still waiting.
     pub fn release(
         &mut self,
         name: &[u8],
@@ -285,409 +467,434 @@ impl Locks {
         now: TimestampMs,
         out: &mut LockOut,
     ) -> Result<(), LockError> {
+        let now = self.clock(now);
         check_name(name)?;
-        self.expire_one(name, now, out);
+        self.expire_due_of(name, now, out);
         self.holding(name, token)?;
-        self.commit(
-            LockRecord::Ended {
-                name: name.into(),
-                token,
-            },
-            out,
-        );
+        let record = LockRecord::Ended {
+            name: name.into(),
+            token,
+        };
+        self.commit(record, None, out);
         self.grant_next(name, now, out);
         Ok(())
     }
 
     fn holding(&self, name: &[u8], token: u64) -> Result<(), LockError> {
-        let lock = self.locks.get(name).ok_or(LockError::NotHeld)?;
-        match lock.holder {
-            Some(h) if h.token == token => Ok(()),
-            Some(_) => Err(LockError::Stale {
+        let lock = self.locks.get(name).ok_or(LockError::Unknown)?;
+        if lock.holders.iter().any(|h| h.token == token) {
+            return Ok(());
+        }
+        if token == 0 || token > lock.last_token {
+            return Err(LockError::NotHeld);
+        }
+        if lock.permits == 1 && token == lock.last_token {
+            // Its lease ran out, and nobody took the lock since.
+            return Err(LockError::NotHeld);
+        }
+        Err(LockError::Stale {
+            token,
+            last: lock.last_token,
+        })
+    }
+
+    /// Whether a write fenced by `(name, token)` may go ahead. For a lock:
+    /// while no newer token was granted, even if the lease ran out, since
+    /// nobody else acted under it. For a semaphore: while the permit is
+    /// held.
+    pub fn check_fence(&self, name: &[u8], token: u64) -> Result<(), LockError> {
+        check_name(name)?;
+        let Some(lock) = self.locks.get(name) else {
+            return Err(LockError::Stale { token, last: 0 });
+        };
+        let ok = if lock.permits == 1 {
+            token > 0 && token == lock.last_token
+        } else {
+            lock.holders.iter().any(|h| h.token == token)
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(LockError::Stale {
                 token,
                 last: lock.last_token,
-            }),
-            None if token == lock.last_token => Err(LockError::NotHeld),
-            None => Err(LockError::Stale {
-                token,
-                last: lock.last_token,
-            }),
+            })
         }
     }
 
-    /// Whether a write fenced by `(name, token)` may go ahead: only while
-    /// no newer token was granted for `name`.
-    pub fn check_fence(&self, name: &[u8], token: u64) -> Result<(), LockError> {
-        let last = self.locks.get(name).map_or(0, |l| l.last_token);
-        if token == 0 || token != last {
-            return Err(LockError::Stale { token, last });
-        }
+    /// A fence check for a write on another shard: if it passes, no permit
+    /// of `name` is granted until [`Locks::end_fence_hold`].
+    pub fn hold_fence(&mut self, name: &[u8], token: u64) -> Result<(), LockError> {
+        self.check_fence(name, token)?;
+        self.locks.get_mut(name).expect("checked").fence_holds += 1;
         Ok(())
     }
 
-    /// Ends a lease past its time, and serves the waiters it held up.
-    fn expire_one(&mut self, name: &[u8], now: TimestampMs, out: &mut LockOut) {
-        let Some(lock) = self.locks.get_mut(name) else {
+    /// The fenced write elsewhere is decided: grants may go on.
+    pub fn end_fence_hold(&mut self, name: &[u8], now: TimestampMs, out: &mut LockOut) {
+        let now = self.clock(now);
+        if let Some(lock) = self.locks.get_mut(name) {
+            lock.fence_holds = lock.fence_holds.saturating_sub(1);
+            self.grant_next(name, now, out);
+        }
+    }
+
+    /// Ends the leases of `name` past their time, and serves the waiters
+    /// they held up.
+    fn expire_due_of(&mut self, name: &[u8], now: TimestampMs, out: &mut LockOut) {
+        let Some(lock) = self.locks.get(name) else {
             return;
         };
-        let Some(h) = lock.holder.filter(|h| h.expires_at <= now) else {
+        let due: Vec<Lease> = (lock.holders.iter())
+            .filter(|h| h.expires_at <= now)
+            .copied()
+            .collect();
+        if due.is_empty() {
             return;
-        };
-        out.lost.push((h.owner, name.into(), h.token));
-        self.commit(
-            LockRecord::Ended {
+        }
+        for h in due {
+            if let Some(s) = h.notify {
+                out.notices.push((
+                    s,
+                    Notice::Lost {
+                        name: name.into(),
+                        token: h.token,
+                        by: LostBy::Expired,
+                    },
+                ));
+            }
+            let record = LockRecord::Ended {
                 name: name.into(),
                 token: h.token,
-            },
-            out,
-        );
+            };
+            self.commit(record, None, out);
+        }
         self.grant_next(name, now, out);
     }
 
-    /// Grants a free lock to its first waiter whose wait has not run out;
-    /// those whose wait ran out are answered `Timeout` on the way.
+    /// Grants free permits to the first waiters whose wait has not run
+    /// out; those whose wait ran out are told so on the way.
     fn grant_next(&mut self, name: &[u8], now: TimestampMs, out: &mut LockOut) {
-        let Some(lock) = self.locks.get_mut(name) else {
-            return;
-        };
-        if lock.holder.is_some() {
-            return;
-        }
-        while let Some(w) = lock.waiters.pop_front() {
-            if matches!(w.wait, Wait::Until(at) if at <= now) {
-                out.timed_out.push(w.ticket);
-                continue;
+        loop {
+            let Some(lock) = self.locks.get_mut(name) else {
+                return;
+            };
+            if !lock.free() {
+                return;
             }
-            let token = lock.last_token + 1;
-            let expires_at = now + w.ttl_ms;
-            out.granted.push((w.ticket, token, expires_at));
-            self.commit(
-                LockRecord::Granted {
-                    name: name.into(),
-                    token,
-                    owner: w.owner.id,
-                    session: w.owner.session,
-                    expires_at,
-                },
-                out,
-            );
-            return;
+            let id = lock.id;
+            let Some(w) = lock.waiters.pop_front() else {
+                return;
+            };
+            self.tickets.remove(&w.ticket);
+            if let Wait::Until(at) = w.wait {
+                self.drop_deadline(at, id);
+                if at <= now {
+                    if let Some(s) = w.owner.conn {
+                        out.notices.push((
+                            s,
+                            Notice::WaitEnded {
+                                ticket: w.ticket,
+                                name: name.into(),
+                            },
+                        ));
+                    }
+                    continue;
+                }
+            }
+            let (token, expires_at) = self.grant(name, w.owner, w.ttl_ms, now, out);
+            if let Some(s) = w.owner.conn {
+                out.notices.push((
+                    s,
+                    Notice::Granted {
+                        ticket: w.ticket,
+                        name: name.into(),
+                        token,
+                        expires_at,
+                    },
+                ));
+            }
         }
     }
 
+    /// When the next lease or wait ends, if any does.
+    pub fn next_deadline(&self) -> Option<TimestampMs> {
+        self.deadlines.keys().next().map(|&(at, _)| at)
+    }
+
     /// Time passes: leases past their end end, and waits past theirs are
-    /// answered `Timeout`.
+    /// told so.
     pub fn tick(&mut self, now: TimestampMs, out: &mut LockOut) {
-        let names: Vec<Box<[u8]>> = self.locks.keys().cloned().collect();
-        for name in names {
-            self.expire_one(&name, now, out);
-            let lock = self.locks.get_mut(&name).expect("listed");
-            lock.waiters.retain(|w| {
-                let late = matches!(w.wait, Wait::Until(at) if at <= now);
-                if late {
-                    out.timed_out.push(w.ticket);
-                }
-                !late
-            });
+        let now = self.clock(now);
+        while let Some((&(at, id), _)) = self.deadlines.first_key_value() {
+            if at > now {
+                break;
+            }
+            // Whatever else of this lock is due goes too: what follows
+            // ends all of it.
+            self.deadlines.remove(&(at, id));
+            let Some(name) = self.names.get(&id).cloned() else {
+                continue;
+            };
+            self.expire_due_of(&name, now, out);
+            self.drop_late_waiters(&name, now, out);
             self.grant_next(&name, now, out);
         }
     }
 
-    /// A session ended: its leases end and its waiters leave.
-    pub fn end_session(&mut self, session: u64, now: TimestampMs, out: &mut LockOut) {
-        let names: Vec<Box<[u8]>> = self.locks.keys().cloned().collect();
-        for name in names {
-            let lock = self.locks.get_mut(&name).expect("listed");
-            lock.waiters.retain(|w| {
-                let gone = w.owner.session == Some(session);
-                if gone {
-                    out.timed_out.push(w.ticket);
-                }
-                !gone
-            });
-            if let Some(h) = lock.holder.filter(|h| h.session == Some(session)) {
-                out.lost.push((h.owner, name.clone(), h.token));
-                self.commit(
-                    LockRecord::Ended {
-                        name: name.clone(),
-                        token: h.token,
+    fn drop_late_waiters(&mut self, name: &[u8], now: TimestampMs, out: &mut LockOut) {
+        let Some(lock) = self.locks.get_mut(name) else {
+            return;
+        };
+        let id = lock.id;
+        let mut gone = Vec::new();
+        lock.waiters.retain(|w| {
+            let late = matches!(w.wait, Wait::Until(at) if at <= now);
+            if late {
+                gone.push((w.ticket, w.owner.conn, w.wait));
+            }
+            !late
+        });
+        for (ticket, conn, wait) in gone {
+            self.tickets.remove(&ticket);
+            if let Wait::Until(at) = wait {
+                self.drop_deadline(at, id);
+            }
+            if let Some(s) = conn {
+                out.notices.push((
+                    s,
+                    Notice::WaitEnded {
+                        ticket,
+                        name: name.into(),
                     },
-                    out,
-                );
-                self.grant_next(&name, now, out);
+                ));
             }
         }
     }
 
-    pub fn inspect(&self, name: &[u8]) -> Option<LockInfo> {
-        let lock = self.locks.get(name)?;
-        Some(LockInfo {
-            holder: lock.holder.map(|h| (h.token, h.expires_at)),
+    /// Withdraws the waiting request `ticket` (its caller gave up).
+    pub fn cancel(
+        &mut self,
+        name: &[u8],
+        ticket: u64,
+        now: TimestampMs,
+        out: &mut LockOut,
+    ) -> Result<(), LockError> {
+        let now = self.clock(now);
+        check_name(name)?;
+        let lock = self.locks.get_mut(name).ok_or(LockError::Unknown)?;
+        let id = lock.id;
+        let at = (lock.waiters.iter())
+            .position(|w| w.ticket == ticket)
+            .ok_or(LockError::UnknownTicket)?;
+        let w = lock.waiters.remove(at).expect("found");
+        self.tickets.remove(&ticket);
+        if let Wait::Until(at) = w.wait {
+            self.drop_deadline(at, id);
+        }
+        self.grant_next(name, now, out);
+        Ok(())
+    }
+
+    /// A session ended: its bound leases end and its waiters leave.
+    pub fn end_session(&mut self, session: u64, now: TimestampMs, out: &mut LockOut) {
+        let now = self.clock(now);
+        let Some(ids) = self.sessions.remove(&session) else {
+            return;
+        };
+        for id in ids {
+            let Some(name) = self.names.get(&id).cloned() else {
+                continue;
+            };
+            let lock = self.locks.get_mut(&name).expect("named");
+            let mut gone = Vec::new();
+            lock.waiters.retain(|w| {
+                let mine = w.owner.conn == Some(session);
+                if mine {
+                    gone.push((w.ticket, w.wait));
+                }
+                !mine
+            });
+            let bound: Vec<u64> = (lock.holders.iter())
+                .filter(|h| h.session == Some(session))
+                .map(|h| h.token)
+                .collect();
+            for (ticket, wait) in gone {
+                self.tickets.remove(&ticket);
+                if let Wait::Until(at) = wait {
+                    self.drop_deadline(at, id);
+                }
+            }
+            for token in bound {
+                out.notices.push((
+                    session,
+                    Notice::Lost {
+                        name: name.clone(),
+                        token,
+                        by: LostBy::SessionEnded,
+                    },
+                ));
+                let record = LockRecord::Ended {
+                    name: name.clone(),
+                    token,
+                };
+                self.commit(record, None, out);
+            }
+            self.grant_next(&name, now, out);
+        }
+    }
+
+    /// After a restart: every lease gets its whole time again from `now`,
+    /// so none ends sooner than it would have (what etcd does when a new
+    /// leader takes over its leases). Logged, as any change is.
+    pub fn restart(&mut self, now: TimestampMs, out: &mut LockOut) {
+        let now = self.clock(now);
+        let mut renew = Vec::new();
+        for (name, lock) in &self.locks {
+            for h in &lock.holders {
+                if h.expires_at < now + h.ttl_ms {
+                    renew.push(LockRecord::Renewed {
+                        name: name.clone(),
+                        token: h.token,
+                        ttl_ms: h.ttl_ms,
+                        expires_at: now + h.ttl_ms,
+                    });
+                }
+            }
+        }
+        // In name order, so that two replicas of the state log the same.
+        renew.sort_by(|a, b| match (a, b) {
+            (
+                LockRecord::Renewed { name, token, .. },
+                LockRecord::Renewed {
+                    name: n2,
+                    token: t2,
+                    ..
+                },
+            ) => (name, token).cmp(&(n2, t2)),
+            _ => std::cmp::Ordering::Equal,
+        });
+        for r in renew {
+            self.commit(r, None, out);
+        }
+    }
+
+    pub fn inspect(&self, name: &[u8]) -> Result<LockInfo, LockError> {
+        check_name(name)?;
+        let lock = self.locks.get(name).ok_or(LockError::Unknown)?;
+        let mut holders: Vec<_> = (lock.holders.iter())
+            .map(|h| (h.token, h.owner, h.expires_at))
+            .collect();
+        holders.sort_unstable();
+        Ok(LockInfo {
+            permits: lock.permits,
+            holders,
             last_token: lock.last_token,
             waiters: lock.waiters.len(),
         })
     }
 
+    /// Sessions named in the durable state: new sessions are numbered
+    /// above them, so a new connection never ends an old bound lease.
+    pub fn max_session(&self) -> u64 {
+        (self.locks.values())
+            .flat_map(|l| l.holders.iter().filter_map(|h| h.session))
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.locks.len()
+    }
+
+    /// The durable state as records that rebuild it: each lock's `Known`,
+    /// then its holders' `Granted`, in token order; locks by name.
+    pub fn image(&self) -> Vec<LockRecord> {
+        let mut names: Vec<&Box<[u8]>> = self.locks.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let lock = &self.locks[name];
+            out.push(LockRecord::Known {
+                name: name.clone(),
+                permits: lock.permits,
+                last_token: lock.last_token,
+            });
+            let mut holders = lock.holders.clone();
+            holders.sort_by_key(|h| h.token);
+            for h in holders {
+                out.push(LockRecord::Granted {
+                    name: name.clone(),
+                    permits: lock.permits,
+                    token: h.token,
+                    owner: h.owner,
+                    session: h.session,
+                    ttl_ms: h.ttl_ms,
+                    expires_at: h.expires_at,
+                });
+            }
+        }
+        out
+    }
+
+    /// Applies a snapshot's `image` records: a `Granted` there restores a
+    /// holder whose token is not above the lock's last.
+    pub fn restore(&mut self, record: &LockRecord) {
+        if let LockRecord::Granted {
+            name,
+            permits,
+            token,
+            owner,
+            session,
+            ttl_ms,
+            expires_at,
+        } = record
+        {
+            let lock = self.lock_mut(name, *permits);
+            lock.last_token = lock.last_token.max(*token);
+            lock.holders.push(Lease {
+                token: *token,
+                owner: *owner,
+                session: *session,
+                ttl_ms: *ttl_ms,
+                expires_at: *expires_at,
+                notify: None,
+            });
+            let id = lock.id;
+            self.add_deadline(*expires_at, id);
+            if let Some(s) = session {
+                self.sessions.entry(*s).or_default().insert(id);
+            }
+        } else {
+            self.apply(record);
+        }
+    }
+
     /// The durable state, for comparing a replayed table with a live one.
-    #[cfg(test)]
-    fn durable(&self) -> Vec<(Box<[u8]>, u64, Option<Lease>)> {
-        let mut v: Vec<_> = (self.locks.iter())
-            .filter(|(_, l)| l.last_token > 0)
-            .map(|(n, l)| (n.clone(), l.last_token, l.holder))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+    pub fn durable(&self) -> Vec<LockRecord> {
+        self.image()
+    }
+}
+
+impl PartialEq for Locks {
+    fn eq(&self, other: &Self) -> bool {
+        self.image() == other.image()
+    }
+}
+
+impl Eq for Locks {}
+
+impl Clone for Locks {
+    /// The durable state only: waiters and fence holds are not copied.
+    fn clone(&self) -> Self {
+        let mut l = Locks::default();
+        for r in self.image() {
+            l.restore(&r);
+        }
+        l.now = self.now;
+        l
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[derive(Clone, Debug)]
-    enum Op {
-        Acquire {
-            name: u8,
-            owner: u64,
-            session: Option<u64>,
-            ttl: u64,
-            wait: u8,
-        },
-        Release {
-            name: u8,
-            stale: bool,
-        },
-        Renew {
-            name: u8,
-            ttl: u64,
-        },
-        Later(u64),
-        EndSession(u64),
-        Fence {
-            name: u8,
-            back: u64,
-        },
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            5 => (0u8..3, 0u64..4, prop::option::of(0u64..3), 1u64..50, 0u8..3)
-                .prop_map(|(name, owner, session, ttl, wait)| Op::Acquire { name, owner, session, ttl, wait }),
-            3 => (0u8..3, any::<bool>()).prop_map(|(name, stale)| Op::Release { name, stale }),
-            1 => (0u8..3, 1u64..50).prop_map(|(name, ttl)| Op::Renew { name, ttl }),
-            3 => (1u64..30).prop_map(Op::Later),
-            1 => (0u64..3).prop_map(Op::EndSession),
-            2 => (0u8..3, 0u64..3).prop_map(|(name, back)| Op::Fence { name, back }),
-        ]
-    }
-
-    /// A lock as the model sees it: who holds it under which token until
-    /// when, the last token, and the waiters' tickets in order.
-    #[derive(Default)]
-    struct Model {
-        holder: Option<(u64, u64, TimestampMs)>,
-        last: u64,
-        queue: Vec<u64>,
-    }
-
-    proptest! {
-        /// Random acquires (try, bounded and unbounded waits), releases
-        /// with the right token and stale ones, renewals, time, ended
-        /// sessions and fences, checked step by step: one holder at most,
-        /// tokens strictly increasing, waiters served first come first
-        /// served, stale tokens refused with nothing changed, and the
-        /// records alone rebuilding the durable state.
-        #[test]
-        fn locks_keep_their_promises(ops in prop::collection::vec(op(), 1..300)) {
-            let mut locks = Locks::default();
-            let mut replayed = Locks::default();
-            let mut models: Vec<Model> = (0..3).map(|_| Model::default()).collect();
-            // The ticket a waiting request has, by ticket: its name.
-            let mut waiting: IdMap<u64, u8> = IdMap::default();
-            let mut now = 1_000;
-            let mut ticket = 0;
-            for op in ops {
-                let mut out = LockOut::default();
-                match op {
-                    Op::Acquire { name, owner, session, ttl, wait } => {
-                        ticket += 1;
-                        let wait = match wait { 0 => Wait::Try, 1 => Wait::Until(now + 20), _ => Wait::Forever };
-                        let req = Acquire { owner: Owner { id: owner, session }, ttl_ms: ttl, wait, ticket };
-                        let got = locks.acquire(&[name], req, now, &mut out);
-                        let m = &mut models[usize::from(name)];
-                        match got {
-                            Ok(Some((token, until))) => {
-                                prop_assert!(m.holder.is_none() || m.holder.is_some_and(|h| h.2 <= now), "granted while held");
-                                prop_assert_eq!(token, m.last + 1);
-                                prop_assert_eq!(until, now + ttl);
-                            }
-                            Ok(None) => {
-                                prop_assert!(wait != Wait::Try);
-                                waiting.insert(ticket, name);
-                                m.queue.push(ticket);
-                            }
-                            Err(LockError::Busy { .. }) => prop_assert_eq!(wait, Wait::Try),
-                            Err(e) => prop_assert!(false, "acquire refused: {e}"),
-                        }
-                    }
-                    Op::Release { name, stale } => {
-                        let m = &models[usize::from(name)];
-                        let token = if stale { m.last.saturating_sub(1) } else { m.holder.map_or(m.last, |h| h.0) };
-                        let held = m.holder.is_some_and(|h| h.0 == token && h.2 > now);
-                        let before = locks.durable();
-                        let r = locks.release(&[name], token, now, &mut out);
-                        if held {
-                            prop_assert!(r.is_ok(), "{r:?}");
-                        } else {
-                            prop_assert!(r.is_err());
-                            // A refusal changes nothing, beyond leases
-                            // that ran out on their own.
-                            if out.records.is_empty() {
-                                prop_assert_eq!(before, locks.durable());
-                            }
-                        }
-                    }
-                    Op::Renew { name, ttl } => {
-                        let m = &models[usize::from(name)];
-                        if let Some((token, _, until)) = m.holder && until > now {
-                            prop_assert_eq!(locks.renew(&[name], token, ttl, now, &mut out), Ok(now + ttl));
-                        } else {
-                            prop_assert!(locks.renew(&[name], m.last, ttl, now, &mut out).is_err());
-                        }
-                    }
-                    Op::Later(ms) => {
-                        now += ms;
-                        locks.tick(now, &mut out);
-                    }
-                    Op::EndSession(s) => locks.end_session(s, now, &mut out),
-                    Op::Fence { name, back } => {
-                        let last = models[usize::from(name)].last;
-                        let token = last.saturating_sub(back);
-                        let ok = locks.check_fence(&[name], token).is_ok();
-                        prop_assert_eq!(ok, token == last && last > 0, "fence {} against last {}", token, last);
-                    }
-                }
-                // Fold what happened into the models, in order.
-                for r in &out.records {
-                    replayed.apply(r);
-                    match r {
-                        LockRecord::Granted { name, token, expires_at, owner, .. } => {
-                            let m = &mut models[usize::from(name[0])];
-                            prop_assert!(*token > m.last, "tokens strictly increase");
-                            m.last = *token;
-                            m.holder = Some((*token, *owner, *expires_at));
-                        }
-                        LockRecord::Renewed { name, token, expires_at } => {
-                            let m = &mut models[usize::from(name[0])];
-                            prop_assert_eq!(m.holder.map(|h| h.0), Some(*token));
-                            m.holder.as_mut().unwrap().2 = *expires_at;
-                        }
-                        LockRecord::Ended { name, token } => {
-                            let m = &mut models[usize::from(name[0])];
-                            prop_assert_eq!(m.holder.map(|h| h.0), Some(*token));
-                            m.holder = None;
-                        }
-                    }
-                }
-                for &(t, token, _) in &out.granted {
-                    let name = waiting.remove(&t).expect("a waiting ticket");
-                    let m = &mut models[usize::from(name)];
-                    // First come, first served: every ticket ahead of it
-                    // left the queue (timed out, or its session ended).
-                    let at = m.queue.iter().position(|&q| q == t).expect("queued");
-                    prop_assert!(m.queue[..at].iter().all(|q| out.timed_out.contains(q)), "served out of order");
-                    m.queue.drain(..=at);
-                    prop_assert_eq!(m.holder.map(|h| h.0), Some(token));
-                }
-                for t in &out.timed_out {
-                    if let Some(name) = waiting.remove(t) {
-                        models[usize::from(name)].queue.retain(|q| q != t);
-                    }
-                }
-                for (i, m) in models.iter().enumerate() {
-                    let seen = locks.inspect(&[i as u8]);
-                    prop_assert_eq!(seen.and_then(|s| s.holder), m.holder.map(|h| (h.0, h.2)));
-                    prop_assert_eq!(seen.map_or(0, |s| s.waiters), m.queue.len());
-                }
-                prop_assert_eq!(replayed.durable(), locks.durable(), "the records rebuild the state");
-            }
-        }
-    }
-
-    #[test]
-    fn bad_input_is_refused_and_changes_nothing() {
-        let mut locks = Locks::default();
-        let mut out = LockOut::default();
-        let me = Owner {
-            id: 1,
-            session: None,
-        };
-        let req = |ttl_ms, wait, ticket| Acquire {
-            owner: me,
-            ttl_ms,
-            wait,
-            ticket,
-        };
-        let long = vec![b'x'; LOCK_NAME_BYTES_MAX + 1];
-        assert_eq!(
-            locks.acquire(&long, req(10, Wait::Try, 1), 0, &mut out),
-            Err(LockError::InvalidName {
-                len: LOCK_NAME_BYTES_MAX + 1
-            })
-        );
-        assert_eq!(
-            locks.acquire(b"", req(10, Wait::Try, 1), 0, &mut out),
-            Err(LockError::InvalidName { len: 0 })
-        );
-        assert_eq!(
-            locks.acquire(b"a", req(0, Wait::Try, 1), 0, &mut out),
-            Err(LockError::InvalidTtl { ttl_ms: 0 })
-        );
-        assert_eq!(
-            locks.acquire(b"a", req(LEASE_MS_MAX + 1, Wait::Try, 1), 0, &mut out),
-            Err(LockError::InvalidTtl {
-                ttl_ms: LEASE_MS_MAX + 1
-            })
-        );
-        assert_eq!(
-            locks.release(b"nobody", 1, 0, &mut out),
-            Err(LockError::NotHeld)
-        );
-        assert!(out.records.is_empty());
-        assert_eq!(
-            locks.acquire(b"a", req(10, Wait::Try, 1), 0, &mut out),
-            Ok(Some((1, 10)))
-        );
-        for t in 0..LOCK_WAITERS_MAX as u64 {
-            assert_eq!(
-                locks.acquire(
-                    b"a",
-                    Acquire {
-                        owner: me,
-                        ttl_ms: 10,
-                        wait: Wait::Forever,
-                        ticket: 2 + t
-                    },
-                    0,
-                    &mut out
-                ),
-                Ok(None)
-            );
-        }
-        assert_eq!(
-            locks.acquire(b"a", req(10, Wait::Forever, 9_999), 0, &mut out),
-            Err(LockError::TooManyWaiters)
-        );
-        assert_eq!(
-            locks.release(b"a", 7, 0, &mut out),
-            Err(LockError::Stale { token: 7, last: 1 })
-        );
-        let info = LockInfo {
-            holder: Some((1, 10)),
-            last_token: 1,
-            waiters: LOCK_WAITERS_MAX,
-        };
-        assert_eq!(locks.inspect(b"a"), Some(info));
-    }
-}
+mod tests;
