@@ -234,6 +234,17 @@ impl Client {
             | R::GetAccount { account }
             | R::GetOrder { account, .. }
             | R::ListOrders { account, .. } => *account,
+            R::LockAcquire { name, .. }
+            | R::LockRenew { name, .. }
+            | R::LockRelease { name, .. }
+            | R::LockInspect { name }
+            | R::LockCancel { name, .. } => wire::name_id(name),
+            // A fenced keyspace write runs on its lock's shard; any other
+            // fenced write on its own.
+            R::Fenced { lock, write, .. } => match &**write {
+                wire::FencedWrite::CacheSet { .. } => wire::name_id(lock),
+                w => return self.owner(&w.clone().into_request()),
+            },
         };
         wire::shard_of(id, self.welcome.shards)
     }

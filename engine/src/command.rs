@@ -71,6 +71,93 @@ pub enum Command {
         after: Option<OrderId>,
         limit: u32,
     },
+    /// A lock or semaphore request, run by the shard its name lives on.
+    Lock(LockCommand),
+    /// A write that runs only while `token` may still act under `lock`
+    /// (`Locks::check_fence`), checked in the same transaction: on the
+    /// write's shard, or through a check that holds the lock's next grant
+    /// back until the write is decided. A stale token gets
+    /// `Reject::Lock(LockError::Stale)` and nothing runs.
+    Fenced {
+        lock: Box<[u8]>,
+        token: u64,
+        cmd: Box<Command>,
+    },
+    /// A cache keyspace write; only as a `Fenced` command's write, which
+    /// then runs on the lock's shard (an unfenced one never reaches a
+    /// shard: any thread serves the keyspace).
+    CacheSet {
+        key: Box<[u8]>,
+        value: bytes::Bytes,
+        ttl_ms: u64,
+    },
+}
+
+/// How long a lock acquire may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockWait {
+    /// Answer at once: granted or `Busy`.
+    Try,
+    /// Queue, for at most this many milliseconds.
+    Ms(u64),
+    /// Queue until granted, cancelled, or the session ends.
+    Forever,
+}
+
+/// Requests to a lock or semaphore (`lock/`). A lock is a semaphore of
+/// one permit; a name keeps the permits it was first taken with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockCommand {
+    /// Answered `LockGranted` at once, `LockQueued` with a ticket whose
+    /// grant (or end of wait) comes later as a notice to `session`, or a
+    /// rejection.
+    Acquire {
+        name: Box<[u8]>,
+        /// The caller's own id for itself, shown by `Inspect`.
+        owner: u64,
+        permits: u32,
+        ttl_ms: u64,
+        wait: LockWait,
+        /// The session asking, which is told of grants and losses; the
+        /// server sets it to the connection's, whatever a client sent.
+        session: Option<u64>,
+        /// The lease ends when `session` does.
+        bind: bool,
+    },
+    Renew {
+        name: Box<[u8]>,
+        token: u64,
+        ttl_ms: u64,
+    },
+    Release {
+        name: Box<[u8]>,
+        token: u64,
+    },
+    Inspect {
+        name: Box<[u8]>,
+    },
+    /// Withdraw a queued acquire.
+    Cancel {
+        name: Box<[u8]>,
+        ticket: u64,
+    },
+}
+
+impl LockCommand {
+    pub fn name(&self) -> &[u8] {
+        match self {
+            LockCommand::Acquire { name, .. }
+            | LockCommand::Renew { name, .. }
+            | LockCommand::Release { name, .. }
+            | LockCommand::Inspect { name }
+            | LockCommand::Cancel { name, .. } => name,
+        }
+    }
+}
+
+/// The shard a lock (or any named object) lives on.
+pub fn shard_of_name(name: &[u8], shards: u16) -> ShardId {
+    shard_of(mercato_protocol::name_id(name), shards)
 }
 
 impl Command {
@@ -82,6 +169,24 @@ impl Command {
                 | Command::GetAccount { .. }
                 | Command::GetOrder { .. }
                 | Command::ListOrders { .. }
+                | Command::Lock(LockCommand::Inspect { .. })
+        )
+    }
+
+    /// Whether the command may carry a fence: a write to the shop's state
+    /// or to the cache keyspace.
+    pub fn is_fenceable(&self) -> bool {
+        matches!(
+            self,
+            Command::PutSku { .. }
+                | Command::Restock { .. }
+                | Command::Deposit { .. }
+                | Command::Withdraw { .. }
+                | Command::PlaceOrder(_)
+                | Command::Pay { .. }
+                | Command::Cancel { .. }
+                | Command::Refund { .. }
+                | Command::CacheSet { .. }
         )
     }
 
@@ -101,6 +206,16 @@ impl Command {
             | Command::GetOrder { account, .. }
             | Command::ListOrders { account, .. } => *account,
             Command::PlaceOrder(p) => p.account,
+            Command::Lock(l) => return shard_of_name(l.name(), shards),
+            Command::Fenced { lock, cmd, .. } => {
+                return match **cmd {
+                    // Run where the check is: the keyspace is everyone's.
+                    Command::CacheSet { .. } => shard_of_name(lock, shards),
+                    ref inner => inner.owner(shards),
+                };
+            }
+            // Only a fenced one reaches a shard; any shard may take it.
+            Command::CacheSet { .. } => 0,
         };
         shard_of(key, shards)
     }
@@ -128,6 +243,23 @@ pub enum Reply {
     CacheStats(crate::cache::CacheStats),
     /// The engine's health (`Info`).
     Info(crate::types::ServerInfo),
+    /// A lease: its fencing token, and when it ends on the engine's clock.
+    LockGranted {
+        token: u64,
+        expires_at: u64,
+    },
+    /// The acquire waits; its grant or the end of its wait comes as a
+    /// notice under this ticket.
+    LockQueued {
+        ticket: u64,
+    },
+    /// A renewed lease's new end.
+    LockRenewed {
+        expires_at: u64,
+    },
+    /// Released or cancelled.
+    Done,
+    LockInfo(crate::lock::LockInfo),
 }
 
 /// What one command came to: an answer, or a business rejection.

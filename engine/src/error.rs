@@ -83,6 +83,10 @@ pub enum Reject {
     InvalidKey { len: u64, max: u64 },
     #[error("cache value of {len} bytes is over the {max}-byte limit")]
     ValueTooLarge { len: u64, max: u64 },
+    /// A lock or semaphore request refused, or a fenced write whose token
+    /// is stale.
+    #[error("lock: {0}")]
+    Lock(crate::lock::LockError),
 }
 
 /// A call the engine could not run. Nothing changed.

@@ -43,9 +43,7 @@ pub mod hash;
 pub mod journal;
 pub mod keyspace;
 pub mod limits;
-// The shard, the log and the protocol take it up next (issue 26).
-#[cfg_attr(not(test), allow(dead_code))]
-mod lock;
+pub mod lock;
 pub mod message;
 pub mod order_lines;
 mod prefetch;
@@ -64,5 +62,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Command, Outcome, PlaceOrder, Reply};
 pub use error::{EngineError, OpenError, Reject};
 pub use mercato_wal::Durability;
-pub use runtime::{Config, Engine, Handle, JournalMode, ServeConfig, Stopped};
+pub use runtime::{Config, Engine, Handle, JournalMode, Lease, ServeConfig, Session, Stopped};
 pub use types::*;

@@ -35,6 +35,17 @@ pub enum PeerMsg {
         lines: Box<[(SkuId, Qty)]>,
         settle: Settle,
     },
+    /// To a lock's shard: may a write fenced by `token` go ahead? If so,
+    /// hold the lock's next grant back until `FenceDone`.
+    FenceCheck {
+        fx: u64,
+        name: Box<[u8]>,
+        token: u64,
+    },
+    /// The answer to a `FenceCheck`.
+    FenceVote { fx: u64, result: Result<(), Reject> },
+    /// The fenced write is decided (and durable): grants may go on.
+    FenceDone { fx: u64 },
 }
 
 /// A participant's answer to a Prepare.

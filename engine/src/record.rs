@@ -151,4 +151,6 @@ pub enum Record {
         account: AccountId,
         qty: Qty,
     },
+    /// A lock's or semaphore's lease granted, renewed or ended.
+    Lock(crate::lock::LockRecord),
 }

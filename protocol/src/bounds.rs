@@ -17,8 +17,8 @@
 use core::mem::size_of;
 
 use crate::message::{
-    Answer, ArchivedAnswer, ArchivedAnswers, ArchivedLine, ArchivedLineRequest, ArchivedOrderView,
-    ArchivedRequest, ArchivedRequests, Request,
+    Answer, ArchivedAnswer, ArchivedAnswers, ArchivedLine, ArchivedLineRequest, ArchivedLockHolder,
+    ArchivedOrderView, ArchivedRequest, ArchivedRequests, FencedWrite, Request,
 };
 
 /// Lines in one order; the engine's limit, fixed by the protocol so that
@@ -34,6 +34,10 @@ pub const CACHE_KEY_BYTES_MAX: usize = 1_024;
 pub const LIST_PAGE_BYTES_MAX: usize = 64 << 10;
 /// The longest text an `Info` answer carries in one field.
 pub const INFO_TEXT_BYTES_MAX: usize = 1_024;
+/// The most permits a semaphore has, and so holders `LockInspect` lists.
+pub const LOCK_PERMITS_MAX: usize = 1_024;
+/// The longest lock or semaphore name.
+pub const LOCK_NAME_BYTES_MAX: usize = 256;
 /// The longest `Hello::client` name.
 pub const HELLO_CLIENT_BYTES_MAX: usize = 64;
 /// The longest auth token a `Hello` may carry.
@@ -73,6 +77,22 @@ pub fn answer_bytes_max(r: &Request) -> usize {
         }
         Request::CacheGet { .. } => CACHE_VALUE_BYTES_MAX + BLOCK_SLACK_BYTES,
         Request::Info => INFO_TEXT_BYTES_MAX + BLOCK_SLACK_BYTES,
+        Request::LockInspect { .. } => {
+            LOCK_PERMITS_MAX * size_of::<ArchivedLockHolder>() + BLOCK_SLACK_BYTES
+        }
+        Request::Fenced { write, .. } => match &**write {
+            FencedWrite::PlaceOrder { lines, .. } => {
+                lines.len().min(ORDER_LINES_MAX) * size_of::<ArchivedLine>() + BLOCK_SLACK_BYTES
+            }
+            FencedWrite::Pay { .. } | FencedWrite::Cancel { .. } | FencedWrite::Refund { .. } => {
+                ORDER_LINES_MAX * size_of::<ArchivedLine>() + BLOCK_SLACK_BYTES
+            }
+            _ => 0,
+        },
+        Request::LockAcquire { .. }
+        | Request::LockRenew { .. }
+        | Request::LockRelease { .. }
+        | Request::LockCancel { .. } => 0,
         Request::PutSku { .. }
         | Request::Restock { .. }
         | Request::Deposit { .. }
@@ -104,6 +124,25 @@ pub fn request_bytes_max(r: &Request) -> usize {
         }
         Request::CacheSet { key, value, .. } => key.len() + value.len() + 2 * BLOCK_SLACK_BYTES,
         Request::CacheGet { key } | Request::CacheDel { key } => key.len() + BLOCK_SLACK_BYTES,
+        Request::LockAcquire { name, .. }
+        | Request::LockRenew { name, .. }
+        | Request::LockRelease { name, .. }
+        | Request::LockInspect { name }
+        | Request::LockCancel { name, .. } => name.len() + BLOCK_SLACK_BYTES,
+        Request::Fenced { lock, write, .. } => {
+            let inner = size_of::<crate::message::ArchivedFencedWrite>()
+                + BLOCK_SLACK_BYTES
+                + match &**write {
+                    FencedWrite::PlaceOrder { lines, .. } => {
+                        lines.len() * size_of::<ArchivedLineRequest>() + BLOCK_SLACK_BYTES
+                    }
+                    FencedWrite::CacheSet { key, value, .. } => {
+                        key.len() + value.len() + 2 * BLOCK_SLACK_BYTES
+                    }
+                    _ => 0,
+                };
+            lock.len() + BLOCK_SLACK_BYTES + inner
+        }
         _ => 0,
     };
     size_of::<ArchivedRequest>() + out_of_line
@@ -136,6 +175,9 @@ pub fn answer_bytes(a: &Answer) -> usize {
         }
         Answer::Done(Reply::Value(Some(v))) => v.len() + BLOCK_SLACK_BYTES,
         Answer::Done(Reply::Info(i)) => i.snapshot_error.len() + BLOCK_SLACK_BYTES,
+        Answer::Done(Reply::LockInfo(i)) => {
+            i.holders.len() * size_of::<ArchivedLockHolder>() + BLOCK_SLACK_BYTES
+        }
         _ => 0,
     };
     size_of::<ArchivedAnswer>() + out_of_line

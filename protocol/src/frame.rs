@@ -39,6 +39,8 @@ pub enum Kind {
     Answers = 4,
     /// Server → client: a [`crate::ErrorBody`]; the server may close after it.
     Error = 5,
+    /// Server → client, unasked: a [`crate::Notice`]; request id 0.
+    Notice = 6,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             3 => Kind::Requests,
             4 => Kind::Answers,
             5 => Kind::Error,
+            6 => Kind::Notice,
             _ => return None,
         })
     }

@@ -126,6 +126,184 @@ pub enum Request {
     CacheStats,
     /// The server's health: answered by the shard the connection talks to.
     Info,
+    /// Take a permit of the lock or semaphore `name` (a lock is one of
+    /// `permits: 1`; a name keeps the permits it was first taken with).
+    /// Answered `LockGranted`, `LockQueued` (the grant, or the end of the
+    /// wait, comes later as a `Notice` frame on this connection), or a
+    /// rejection. `bind`: the lease ends when this connection closes.
+    LockAcquire {
+        name: Vec<u8>,
+        owner: u64,
+        permits: u32,
+        ttl_ms: u64,
+        wait: LockWait,
+        bind: bool,
+    },
+    LockRenew {
+        name: Vec<u8>,
+        token: u64,
+        ttl_ms: u64,
+    },
+    LockRelease {
+        name: Vec<u8>,
+        token: u64,
+    },
+    LockInspect {
+        name: Vec<u8>,
+    },
+    /// Withdraw a queued acquire.
+    LockCancel {
+        name: Vec<u8>,
+        ticket: u64,
+    },
+    /// `write`, run only while `token` may still act under the lock
+    /// `lock`: refused with `Reject::Lock(Stale)` once a newer token was
+    /// granted, checked in the same transaction as the write.
+    Fenced {
+        lock: Vec<u8>,
+        token: u64,
+        /// Boxed, so that every other request stays as small as before.
+        write: Box<FencedWrite>,
+    },
+}
+
+/// How long a `LockAcquire` may wait.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockWait {
+    Try,
+    Ms(u64),
+    /// Until granted, cancelled, or the connection closes.
+    Forever,
+}
+
+/// The writes a fence may guard: as the requests of the same names.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FencedWrite {
+    PutSku {
+        sku: u64,
+        price: u64,
+        per_user_limit: u32,
+    },
+    Restock {
+        sku: u64,
+        qty: u32,
+    },
+    Deposit {
+        account: u64,
+        amount: u64,
+    },
+    Withdraw {
+        account: u64,
+        amount: u64,
+    },
+    PlaceOrder {
+        id: u128,
+        account: u64,
+        lines: Vec<LineRequest>,
+        payment: Payment,
+    },
+    Pay {
+        account: u64,
+        order: u128,
+    },
+    Cancel {
+        account: u64,
+        order: u128,
+    },
+    Refund {
+        account: u64,
+        order: u128,
+        restock: bool,
+    },
+    CacheSet {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    },
+}
+
+impl FencedWrite {
+    /// The same write as a plain request.
+    pub fn into_request(self) -> Request {
+        match self {
+            FencedWrite::PutSku {
+                sku,
+                price,
+                per_user_limit,
+            } => Request::PutSku {
+                sku,
+                price,
+                per_user_limit,
+            },
+            FencedWrite::Restock { sku, qty } => Request::Restock { sku, qty },
+            FencedWrite::Deposit { account, amount } => Request::Deposit { account, amount },
+            FencedWrite::Withdraw { account, amount } => Request::Withdraw { account, amount },
+            FencedWrite::PlaceOrder {
+                id,
+                account,
+                lines,
+                payment,
+            } => Request::PlaceOrder {
+                id,
+                account,
+                lines,
+                payment,
+            },
+            FencedWrite::Pay { account, order } => Request::Pay { account, order },
+            FencedWrite::Cancel { account, order } => Request::Cancel { account, order },
+            FencedWrite::Refund {
+                account,
+                order,
+                restock,
+            } => Request::Refund {
+                account,
+                order,
+                restock,
+            },
+            FencedWrite::CacheSet { key, value, ttl_ms } => {
+                Request::CacheSet { key, value, ttl_ms }
+            }
+        }
+    }
+}
+
+/// One holder of a lock or semaphore.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub token: u64,
+    pub owner: u64,
+    pub expires_at: u64,
+}
+
+/// What `LockInspect` shows.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    pub permits: u32,
+    /// At most `permits`, by token.
+    pub holders: Vec<LockHolder>,
+    pub last_token: u64,
+    pub waiters: u32,
+}
+
+/// Server → client, unasked, in a `Notice` frame: what became of a queued
+/// acquire, or a lease lost.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    LockGranted {
+        ticket: u64,
+        name: Vec<u8>,
+        token: u64,
+        expires_at: u64,
+    },
+    /// The wait ran out; the acquire did not get the lock.
+    LockWaitEnded { ticket: u64, name: Vec<u8> },
+    /// A lease this connection took ended without its release: it ran out
+    /// (`expired`), or its session ended.
+    LockLost {
+        name: Vec<u8>,
+        token: u64,
+        expired: bool,
+    },
 }
 
 /// A batch of requests in one frame; answered in order, in one frame.
@@ -196,6 +374,19 @@ pub enum Reply {
     Deleted(bool),
     CacheStats(CacheStats),
     Info(ServerInfo),
+    LockGranted {
+        token: u64,
+        expires_at: u64,
+    },
+    LockQueued {
+        ticket: u64,
+    },
+    LockRenewed {
+        expires_at: u64,
+    },
+    /// Released, or cancelled.
+    Done,
+    LockInfo(LockInfo),
 }
 
 /// What `Info` tells about the server.
@@ -313,6 +504,39 @@ pub enum Reject {
         len: u64,
         max: u64,
     },
+    Lock(LockReject),
+}
+
+/// Why a lock request (or a fenced write) was refused.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockReject {
+    InvalidName {
+        len: u64,
+    },
+    InvalidTtl {
+        ttl_ms: u64,
+    },
+    InvalidPermits {
+        permits: u32,
+    },
+    PermitsMismatch {
+        permits: u32,
+    },
+    Busy {
+        token: u64,
+    },
+    TooManyWaiters,
+    Timeout,
+    /// A newer token was granted: the write or release did not run.
+    Stale {
+        token: u64,
+        last: u64,
+    },
+    NotHeld,
+    Unknown,
+    UnknownTicket,
+    NotFenceable,
+    NoSession,
 }
 
 /// The answer to one request.

@@ -6,6 +6,7 @@
 //! `mercato_wal::format::FORMAT_VERSION`.
 
 use crate::error::Reject;
+use crate::lock::{LockError, LockRecord};
 use crate::message::TxId;
 use crate::record::{NewOrder, Record, Settle};
 use crate::types::{Line, OrderKey, OrderState, Payment};
@@ -41,6 +42,10 @@ mod kind {
     pub const STOCK_SETTLED: u8 = 15;
     pub const STOCK_CORRECTED: u8 = 16;
     pub const PURCHASES_CORRECTED: u8 = 17;
+    pub const LOCK_GRANTED: u8 = 18;
+    pub const LOCK_RENEWED: u8 = 19;
+    pub const LOCK_ENDED: u8 = 20;
+    pub const LOCK_KNOWN: u8 = 21;
 }
 
 /// Bytes before each body in [`encode_framed`]'s output: the kind, then
@@ -193,6 +198,54 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             w.u32(*qty);
             kind::PURCHASES_CORRECTED
         }
+        Record::Lock(l) => match l {
+            LockRecord::Granted {
+                name,
+                permits,
+                token,
+                owner,
+                session,
+                ttl_ms,
+                expires_at,
+            } => {
+                w.name(name);
+                w.u32(*permits);
+                w.u64(*token);
+                w.u64(*owner);
+                // Sessions are numbered from 1.
+                w.u64(session.unwrap_or(0));
+                w.u64(*ttl_ms);
+                w.u64(*expires_at);
+                kind::LOCK_GRANTED
+            }
+            LockRecord::Renewed {
+                name,
+                token,
+                ttl_ms,
+                expires_at,
+            } => {
+                w.name(name);
+                w.u64(*token);
+                w.u64(*ttl_ms);
+                w.u64(*expires_at);
+                kind::LOCK_RENEWED
+            }
+            LockRecord::Ended { name, token } => {
+                w.name(name);
+                w.u64(*token);
+                kind::LOCK_ENDED
+            }
+            LockRecord::Known {
+                name,
+                permits,
+                last_token,
+            } => {
+                w.name(name);
+                w.u32(*permits);
+                w.u64(*last_token);
+                kind::LOCK_KNOWN
+            }
+        },
     }
 }
 
@@ -274,6 +327,30 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
             account: r.u64()?,
             qty: r.u32()?,
         },
+        kind::LOCK_GRANTED => Record::Lock(LockRecord::Granted {
+            name: r.name()?,
+            permits: r.u32()?,
+            token: r.u64()?,
+            owner: r.u64()?,
+            session: Some(r.u64()?).filter(|&s| s != 0),
+            ttl_ms: r.u64()?,
+            expires_at: r.u64()?,
+        }),
+        kind::LOCK_RENEWED => Record::Lock(LockRecord::Renewed {
+            name: r.name()?,
+            token: r.u64()?,
+            ttl_ms: r.u64()?,
+            expires_at: r.u64()?,
+        }),
+        kind::LOCK_ENDED => Record::Lock(LockRecord::Ended {
+            name: r.name()?,
+            token: r.u64()?,
+        }),
+        kind::LOCK_KNOWN => Record::Lock(LockRecord::Known {
+            name: r.name()?,
+            permits: r.u32()?,
+            last_token: r.u64()?,
+        }),
         _ => return Err(r.bad("unknown kind")),
     };
     if !r.b.is_empty() {
@@ -299,6 +376,10 @@ impl Writer<'_> {
     }
     fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn name(&mut self, name: &[u8]) {
+        self.u16(name.len() as u16);
+        self.0.extend_from_slice(name);
     }
     fn key(&mut self, k: OrderKey) {
         self.u64(k.account);
@@ -453,8 +534,54 @@ impl Writer<'_> {
                 self.u64(len);
                 self.u64(max);
             }
+            // Never logged either: a lock refusal changes nothing.
+            Reject::Lock(e) => {
+                self.u8(22);
+                let (code, a, b) = lock_error_parts(e);
+                self.u8(code);
+                self.u64(a);
+                self.u64(b);
+            }
         }
     }
+}
+
+/// A lock error as a code and two numbers, and back.
+pub(crate) fn lock_error_parts(e: LockError) -> (u8, u64, u64) {
+    match e {
+        LockError::InvalidName { len } => (0, len as u64, 0),
+        LockError::InvalidTtl { ttl_ms } => (1, ttl_ms, 0),
+        LockError::InvalidPermits { permits } => (2, u64::from(permits), 0),
+        LockError::PermitsMismatch { permits } => (3, u64::from(permits), 0),
+        LockError::Busy { token } => (4, token, 0),
+        LockError::TooManyWaiters => (5, 0, 0),
+        LockError::Timeout => (6, 0, 0),
+        LockError::Stale { token, last } => (7, token, last),
+        LockError::NotHeld => (8, 0, 0),
+        LockError::Unknown => (9, 0, 0),
+        LockError::UnknownTicket => (10, 0, 0),
+        LockError::NotFenceable => (11, 0, 0),
+        LockError::NoSession => (12, 0, 0),
+    }
+}
+
+pub(crate) fn lock_error_of(code: u8, a: u64, b: u64) -> Option<LockError> {
+    Some(match code {
+        0 => LockError::InvalidName { len: a as usize },
+        1 => LockError::InvalidTtl { ttl_ms: a },
+        2 => LockError::InvalidPermits { permits: a as u32 },
+        3 => LockError::PermitsMismatch { permits: a as u32 },
+        4 => LockError::Busy { token: a },
+        5 => LockError::TooManyWaiters,
+        6 => LockError::Timeout,
+        7 => LockError::Stale { token: a, last: b },
+        8 => LockError::NotHeld,
+        9 => LockError::Unknown,
+        10 => LockError::UnknownTicket,
+        11 => LockError::NotFenceable,
+        12 => LockError::NoSession,
+        _ => return None,
+    })
 }
 
 /// An order state as one byte, in the log and in snapshots.
@@ -521,6 +648,15 @@ impl Reader<'_> {
     }
     fn u128(&mut self) -> Result<u128, DecodeError> {
         Ok(u128::from_le_bytes(self.take()?))
+    }
+    fn name(&mut self) -> Result<Box<[u8]>, DecodeError> {
+        let n = usize::from(self.u16()?);
+        if self.b.len() < n {
+            return Err(self.bad("body too short"));
+        }
+        let (name, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(name.into())
     }
     fn key(&mut self) -> Result<OrderKey, DecodeError> {
         Ok(OrderKey::new(self.u64()?, self.u128()?))
@@ -638,6 +774,12 @@ impl Reader<'_> {
                 len: self.u64()?,
                 max: self.u64()?,
             },
+            22 => {
+                let (code, a, b) = (self.u8()?, self.u64()?, self.u64()?);
+                Reject::Lock(
+                    lock_error_of(code, a, b).ok_or_else(|| self.bad("unknown lock error"))?,
+                )
+            }
             _ => return Err(self.bad("unknown rejection")),
         })
     }
@@ -734,6 +876,8 @@ mod tests {
                 max: 1000,
             },
             Reject::ShardUnavailable { shard: 3 },
+            Reject::Lock(LockError::Stale { token: 3, last: 9 }),
+            Reject::Lock(LockError::InvalidName { len: 300 }),
         ]
     }
 

@@ -37,6 +37,9 @@ pub(super) struct Image {
     /// Remembered rejections, the older generation first, as `OrderRejected`
     /// record bodies.
     pub(super) rejected: Vec<Vec<u8>>,
+    /// Locks and semaphores, as the records that rebuild them
+    /// (`Locks::image`), each its kind byte then its body.
+    pub(super) coordination: Vec<Vec<u8>>,
     pub(super) revenue: u128,
     pub(super) deposited: u128,
     pub(super) withdrawn: u128,
@@ -217,6 +220,7 @@ fn blank(shard: ShardId, shards: u16, head: &CheckpointHead) -> Image {
         holds: Vec::new(),
         prepared_upto: Vec::new(),
         rejected: Vec::new(),
+        coordination: Vec::new(),
         revenue: head.revenue,
         deposited: head.deposited,
         withdrawn: head.withdrawn,
@@ -242,7 +246,15 @@ pub(super) fn head_image(shard: ShardId, shards: u16, head: &CheckpointHead) -> 
     image.rejected = (head.rejected.iter())
         .map(|&(key, r)| rejection_body(key, r))
         .collect();
+    image.coordination = head.locks.iter().map(coordination_bytes).collect();
     image
+}
+
+/// A coordination record as a snapshot keeps it: its kind, then its body.
+pub(super) fn coordination_bytes(r: &crate::lock::LockRecord) -> Vec<u8> {
+    let mut bytes = vec![0];
+    bytes[0] = codec::encode(&Record::Lock(r.clone()), &mut bytes);
+    bytes
 }
 
 /// A part of a checkpoint's snapshot: one slice it copied.
@@ -299,6 +311,7 @@ pub(super) enum Table {
     Holds,
     Prepared,
     Rejected,
+    Coordination,
 }
 
 /// One archive of a snapshot: the items `start..start + len` of `table`.
@@ -319,6 +332,9 @@ const _: () = assert!(PART_BYTES_MAX < i32::MAX as usize);
 /// The largest body of a remembered rejection (`OrderRejected`): a key,
 /// a fingerprint and a rejection of a few words, far below it.
 pub(super) const REJECTION_BODY_BYTES_MAX: usize = 256;
+/// The longest coordination record a snapshot holds: a `Granted` with the
+/// longest name.
+const COORDINATION_BYTES_MAX: usize = 1 + 2 + crate::lock::LOCK_NAME_BYTES_MAX + 64;
 
 /// Padding one out-of-line block may take, at the largest alignment here.
 const BLOCK_SLACK_BYTES: usize = 16;
@@ -336,6 +352,9 @@ fn item_bytes_max(table: Table) -> usize {
         Table::Prepared => size_of::<ArchivedPreparedImage>(),
         Table::Rejected => {
             size_of::<ArchivedVec<u8>>() + REJECTION_BODY_BYTES_MAX + BLOCK_SLACK_BYTES
+        }
+        Table::Coordination => {
+            size_of::<ArchivedVec<u8>>() + COORDINATION_BYTES_MAX + BLOCK_SLACK_BYTES
         }
     }
 }
@@ -355,6 +374,7 @@ pub(super) fn parts(shard: &Shard, part_bytes_max: usize) -> Vec<Part> {
         (Table::Holds, st.holds.len()),
         (Table::Prepared, st.prepared_upto.len()),
         (Table::Rejected, st.rejected.oldest_first().count()),
+        (Table::Coordination, st.locks.image().len()),
     ];
     let mut out = Vec::new();
     for (table, count) in tables {
@@ -395,6 +415,7 @@ pub(super) struct ImageViewResolver {
     holds: Laid,
     prepared_upto: Laid,
     rejected: Laid,
+    coordination: Laid,
 }
 
 impl Archive for ImageView<'_> {
@@ -405,7 +426,7 @@ impl Archive for ImageView<'_> {
         let st = &self.shard.state;
         munge!(let ArchivedImage {
             shard, shards, lsn, skus, accounts, orders, purchases, holds,
-            prepared_upto, rejected, revenue, deposited, withdrawn
+            prepared_upto, rejected, coordination, revenue, deposited, withdrawn
         } = out);
         self.shard.id().resolve((), shard);
         self.shard.shards.resolve((), shards);
@@ -417,6 +438,7 @@ impl Archive for ImageView<'_> {
         ArchivedVec::resolve_from_len(r.holds.len, r.holds.at, holds);
         ArchivedVec::resolve_from_len(r.prepared_upto.len, r.prepared_upto.at, prepared_upto);
         ArchivedVec::resolve_from_len(r.rejected.len, r.rejected.at, rejected);
+        ArchivedVec::resolve_from_len(r.coordination.len, r.coordination.at, coordination);
         st.revenue.resolve((), revenue);
         st.deposited.resolve((), deposited);
         st.withdrawn.resolve((), withdrawn);
@@ -469,6 +491,14 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
             });
         let (skip, take) = pick(Table::Rejected);
         let rejected = vec_of(rejected.skip(skip).take(take), s)?;
+        let (skip, take) = pick(Table::Coordination);
+        let coordination = if take == 0 {
+            Vec::new()
+        } else {
+            st.locks.image()
+        };
+        let coordination = coordination.iter().map(coordination_bytes);
+        let coordination = vec_of(coordination.skip(skip).take(take), s)?;
         Ok(ImageViewResolver {
             skus,
             accounts,
@@ -477,6 +507,7 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
             holds,
             prepared_upto,
             rejected,
+            coordination,
         })
     }
 }
@@ -751,6 +782,7 @@ pub(super) mod tests {
                     body
                 })
                 .collect(),
+            coordination: st.locks.image().iter().map(coordination_bytes).collect(),
             revenue: st.revenue,
             deposited: st.deposited,
             withdrawn: st.withdrawn,

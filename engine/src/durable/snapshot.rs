@@ -284,6 +284,17 @@ fn load_part(
             _ => return Err(bad(path, "a remembered rejection does not decode")),
         }
     }
+    for bytes in img.coordination.iter() {
+        let bytes = bytes.as_slice();
+        let decoded = match bytes.split_first() {
+            Some((&kind, body)) => codec::decode(kind, body).ok(),
+            None => None,
+        };
+        match decoded {
+            Some(Record::Lock(r)) => st.locks.restore(&r),
+            _ => return Err(bad(path, "a coordination record does not decode")),
+        }
+    }
     st.revenue = img.revenue.to_native();
     st.deposited = img.deposited.to_native();
     st.withdrawn = img.withdrawn.to_native();

@@ -66,7 +66,7 @@ pub enum Wait {
 }
 
 /// A lock request refused. Nothing changed.
-#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq, Hash)]
 pub enum LockError {
     #[error("lock names are 1 to {LOCK_NAME_BYTES_MAX} bytes, this one is {len}")]
     InvalidName { len: usize },
@@ -91,6 +91,10 @@ pub enum LockError {
     Unknown,
     #[error("no such waiting request")]
     UnknownTicket,
+    #[error("only a write to the shop's state can carry a fence")]
+    NotFenceable,
+    #[error("a waiting or session-bound acquire needs a session to be told in")]
+    NoSession,
 }
 
 /// The durable changes; nothing else changes a lock's durable state.
@@ -805,6 +809,10 @@ impl Locks {
 
     pub fn len(&self) -> usize {
         self.locks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.locks.is_empty()
     }
 
     /// The durable state as records that rebuild it: each lock's `Known`,

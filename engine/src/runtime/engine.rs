@@ -188,6 +188,9 @@ pub(crate) struct ShardSlot {
     pub checkpoint: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Piece>>>,
     /// Set with `checkpoint`, so the shard looks without taking a lock.
     pub checkpoint_wanted: crate::sync::AtomicBool,
+    /// Lock notices for this shard's client connections, from whichever
+    /// shard decided them (`Shared::notify`).
+    pub notices: std::sync::Mutex<std::collections::VecDeque<(u64, crate::lock::Notice)>>,
 }
 
 impl ShardSlot {
@@ -309,6 +312,67 @@ pub(crate) struct Shared {
     pub keyspace: Arc<crate::keyspace::Keyspace>,
     /// Cached SKU and account views, unless turned off.
     pub views: Option<Arc<crate::views::Views>>,
+    /// Numbers sessions (`Shared::new_session`).
+    pub sessions_made: std::sync::atomic::AtomicU64,
+    /// Embedded sessions (`Handle::session`): where their notices go.
+    pub embedded:
+        std::sync::Mutex<crate::hash::IdMap<u64, std::sync::mpsc::SyncSender<crate::lock::Notice>>>,
+    /// Notices dropped because their session's queue was full.
+    pub notices_dropped: std::sync::atomic::AtomicU64,
+}
+
+/// A session number's low bits say where its notices go: a shard's
+/// network loop (`0..SHARDS_MAX`), or the embedded sessions' registry.
+const SESSION_ROUTE_BITS: u32 = 9;
+const SESSION_EMBEDDED: u64 = SHARDS_MAX as u64;
+const _: () = assert!(SHARDS_MAX < 1 << SESSION_ROUTE_BITS);
+
+/// Notices one shard's connections may have waiting for its loop, and one
+/// embedded session for its owner; past them, notices are dropped and
+/// counted: a waiter that misses its grant sees its wait end on its own
+/// clock, and the lease it was given runs out (fencing keeps that safe).
+pub(crate) const NOTICES_QUEUED_MAX: usize = 1 << 16;
+pub(crate) const SESSION_NOTICES_MAX: usize = 4_096;
+
+impl Shared {
+    /// A new session, for a connection served by `shard` or, with `None`,
+    /// for an embedded caller; numbered above every session the durable
+    /// state names, so no new session ends an old bound lease.
+    pub(crate) fn new_session(&self, shard: Option<usize>) -> u64 {
+        let n = (self.sessions_made).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let route = shard.map_or(SESSION_EMBEDDED, |s| s as u64);
+        n << SESSION_ROUTE_BITS | route
+    }
+
+    /// Hands notices to their sessions.
+    pub(crate) fn notify(&self, notices: &mut Vec<(u64, crate::lock::Notice)>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (session, notice) in notices.drain(..) {
+            let route = session & ((1 << SESSION_ROUTE_BITS) - 1);
+            if route == SESSION_EMBEDDED {
+                let embedded = self.embedded.lock().expect("sessions lock");
+                if let Some(tx) = embedded.get(&session)
+                    && tx.try_send(notice).is_err()
+                {
+                    self.notices_dropped.fetch_add(1, Relaxed);
+                }
+                continue;
+            }
+            let Some(slot) = self.shards.get(route as usize) else {
+                continue;
+            };
+            let mut q = slot.notices.lock().expect("notices lock");
+            if q.len() >= NOTICES_QUEUED_MAX {
+                self.notices_dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            q.push_back((session, notice));
+            drop(q);
+            if slot.doorbell.needs_ring() {
+                let _ = slot.waker.wake();
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -638,6 +702,7 @@ impl Engine {
                 doorbell: Doorbell::new(),
                 checkpoint: std::sync::Mutex::new(None),
                 checkpoint_wanted: crate::sync::AtomicBool::new(false),
+                notices: std::sync::Mutex::default(),
             });
             polls.push(poll);
         }
@@ -658,6 +723,9 @@ impl Engine {
             )),
             views: (config.view_cache_entries > 0)
                 .then(|| Arc::new(crate::views::Views::new(config.view_cache_entries))),
+            sessions_made: std::sync::atomic::AtomicU64::new(1),
+            embedded: std::sync::Mutex::default(),
+            notices_dropped: std::sync::atomic::AtomicU64::new(0),
         });
 
         // rings[from][to]: the producer goes to `from`, the consumer to `to`.
@@ -679,6 +747,11 @@ impl Engine {
             Some(r) => std::mem::take(&mut r.shards),
             None => (0..n).map(|i| Shard::new(i as u16, n as u16)).collect(),
         };
+        let max_session = shards.iter().map(Shard::max_session).max().unwrap_or(0);
+        shared.sessions_made.store(
+            (max_session >> SESSION_ROUTE_BITS) + 1,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // Touching reserved tables takes seconds (2.4 s for 8,000,000
         // orders over 2 shards here); the shards do it side by side.
         if config.capacity != Capacity::default() {
@@ -718,6 +791,11 @@ impl Engine {
                     // What recovery settled goes first, ahead of any new work.
                     let mut settled = r.settlement[i].clone();
                     crate::journal::Journal::append(&mut journal, &mut settled);
+                    // Then every lease gets its whole time again, since the
+                    // time the engine was down is not its holder's fault.
+                    let mut out = crate::shard::Output::default();
+                    shard.restart_leases(config.clock.now_ms(), &mut out);
+                    crate::journal::Journal::append_encoded(&mut journal, &mut out.encoded);
                     crate::journal::Journal::submit(&mut journal);
                     Box::new(journal)
                 }

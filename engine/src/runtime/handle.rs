@@ -201,6 +201,11 @@ impl Handle {
         }
     }
 
+    /// Queues `req` on `shard`, waiting for room.
+    pub(crate) fn push_request(&self, shard: usize, req: Request) -> Result<(), EngineError> {
+        self.push(shard, req, true).map_err(|(_, e)| e)
+    }
+
     fn wake(&self, shard: usize) {
         let slot = &self.shared.shards[shard];
         if slot.doorbell.needs_ring() {

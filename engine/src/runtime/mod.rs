@@ -9,6 +9,7 @@ mod handle;
 mod net;
 pub mod ring;
 mod route;
+mod session;
 mod worker;
 
 pub use collector::Collector;
@@ -16,3 +17,4 @@ pub use doorbell::Doorbell;
 pub use engine::{Config, Engine, JournalMode, ServeConfig, Stopped};
 pub use gate::{Gate, Pass};
 pub use handle::{CallResult, Handle, Ticket};
+pub use session::{Lease, Session};

@@ -18,7 +18,7 @@ use super::collector::Collector;
 use super::engine::Shared;
 use super::route::Split;
 use super::worker::Request;
-use crate::command::{Outcome, Reply};
+use crate::command::{Command, LockCommand, Outcome, Reply};
 use crate::error::EngineError;
 use crate::server::conn::{Conn, ConnLimits, Deadline, Event};
 use crate::server::convert;
@@ -55,6 +55,11 @@ struct Client {
     /// Batches with a write in them, sent and not yet answered: while any
     /// is, this client's reads go to their owners, behind those writes.
     writes_in_flight: usize,
+    /// The connection's session: what its lock waits and bound leases
+    /// end with, and where their notices come.
+    session: u64,
+    /// It sent a lock request, so its end must be told to the shards.
+    locked: bool,
 }
 
 struct InFlight {
@@ -83,6 +88,12 @@ pub(crate) struct Net {
     /// The clock connections' deadlines run on.
     started: std::time::Instant,
     swept_ms: u64,
+    /// Each open connection's slot, by session.
+    sessions: crate::hash::IdMap<u64, usize>,
+    /// Ends of sessions a full inbound queue did not take yet: (session,
+    /// shard), tried again each turn. At most one per closed connection
+    /// and shard.
+    ending: Vec<(u64, usize)>,
 }
 
 impl Net {
@@ -105,6 +116,8 @@ impl Net {
             buf: vec![0; READ_CHUNK_BYTES],
             started: std::time::Instant::now(),
             swept_ms: 0,
+            sessions: crate::hash::IdMap::default(),
+            ending: Vec::new(),
         }
     }
 
@@ -154,6 +167,10 @@ impl Net {
             work += 1;
         }
         work += self.finish(shared);
+        work += self.notices(shared);
+        if !self.ending.is_empty() {
+            self.end_sessions(shared);
+        }
         let now_ms = self.now_ms();
         if now_ms >= self.swept_ms + TIMEOUT_SWEEP_MS {
             self.swept_ms = now_ms;
@@ -246,6 +263,8 @@ impl Net {
             return;
         }
         self.generation += 1;
+        let session = shared.new_session(Some(self.shard));
+        self.sessions.insert(session, slot);
         let mut welcome = self.config.welcome.clone();
         welcome.shard = self.shard as u16;
         self.clients[slot] = Some(Client {
@@ -259,6 +278,8 @@ impl Net {
             unflushed: false,
             generation: self.generation,
             writes_in_flight: 0,
+            session,
+            locked: false,
         });
         shared.shards[self.shard]
             .conns
@@ -323,10 +344,18 @@ impl Net {
                 }
                 continue;
             }
-            let writes_before = self.clients[slot]
-                .as_ref()
-                .is_some_and(|c| c.writes_in_flight > 0);
-            let (collector, writes) = self.dispatch(requests, writes_before, shared);
+            let Some(c) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            let writes_before = c.writes_in_flight > 0;
+            let session = c.session;
+            c.locked |= requests.iter().any(|r| {
+                matches!(
+                    r,
+                    wire::Request::LockAcquire { .. } | wire::Request::LockCancel { .. }
+                )
+            });
+            let (collector, writes) = self.dispatch(requests, writes_before, session, shared);
             if writes {
                 if let Some(c) = self.clients[slot].as_mut() {
                     c.writes_in_flight += 1;
@@ -357,6 +386,7 @@ impl Net {
         &self,
         requests: Vec<wire::Request>,
         writes_before: bool,
+        session: u64,
         shared: &Arc<Shared>,
     ) -> (Arc<Collector<Result<Outcome, EngineError>>>, bool) {
         let n = shared.shards.len();
@@ -380,7 +410,10 @@ impl Net {
         let mut split = Split::new(n, Some(me), writes_before);
         for (i, r) in requests.into_iter().enumerate() {
             match convert::route(r) {
-                convert::Routed::Command(cmd) => {
+                convert::Routed::Command(mut cmd) => {
+                    if let Command::Lock(LockCommand::Acquire { session: s, .. }) = &mut cmd {
+                        *s = Some(session);
+                    }
                     if let Some(reply) = split.add(shared.views.as_deref(), i as u32, cmd) {
                         collector.fill([(i, Ok(Ok(reply)))]);
                     }
@@ -418,7 +451,7 @@ impl Net {
                     };
                     collector.fill(cmds.into_iter().map(|(i, _)| (i as usize, Err(busy))));
                 }
-                Err(Request::Audit { .. }) => unreachable!("only commands are queued here"),
+                Err(_) => unreachable!("only commands are queued here"),
             }
         }
         (collector, split.writes)
@@ -516,8 +549,58 @@ impl Net {
         }
     }
 
+    /// Hands the notices other shards left for this shard's connections to
+    /// them.
+    fn notices(&mut self, shared: &Arc<Shared>) -> usize {
+        let notices = {
+            let mut q = shared.shards[self.shard]
+                .notices
+                .lock()
+                .expect("notices lock");
+            if q.is_empty() {
+                return 0;
+            }
+            std::mem::take(&mut *q)
+        };
+        let n = notices.len();
+        let mut touched = Vec::new();
+        for (session, notice) in notices {
+            let Some(&slot) = self.sessions.get(&session) else {
+                continue; // closed meanwhile: its session's end cleans up
+            };
+            if let Some(c) = self.clients[slot].as_mut() {
+                c.conn.notice(&convert::notice(notice));
+                touched.push(slot);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for slot in touched {
+            self.flush(slot, shared);
+        }
+        n
+    }
+
+    /// Tells every shard that sessions ended, as far as their queues take.
+    fn end_sessions(&mut self, shared: &Arc<Shared>) {
+        self.ending.retain(|&(session, shard)| {
+            let slot = &shared.shards[shard];
+            let queued = slot.inbound.push(Request::EndSession { session }).is_ok();
+            if queued && shard != self.shard && slot.doorbell.needs_ring() {
+                let _ = slot.waker.wake();
+            }
+            !queued
+        });
+    }
+
     fn close(&mut self, slot: usize, shared: &Arc<Shared>) {
         if let Some(c) = self.clients.get_mut(slot).and_then(Option::take) {
+            self.sessions.remove(&c.session);
+            if c.locked {
+                let n = shared.shards.len();
+                self.ending.extend((0..n).map(|shard| (c.session, shard)));
+                self.end_sessions(shared);
+            }
             if c.unflushed {
                 shared.shards[self.shard]
                     .net_unflushed

@@ -43,6 +43,9 @@ pub(crate) enum Request {
         collector: Arc<Collector<AuditPart>>,
         slot: usize,
     },
+    /// A session (a connection, or an embedded `Session`) ended: its
+    /// bound leases end and its waits leave, on every shard.
+    EndSession { session: u64 },
 }
 
 /// The ids a shard filled the view caches with (see `Worker::filled`).
@@ -112,6 +115,9 @@ pub(crate) struct Worker {
     /// durable, each group with the journal number of its last record.
     held_replies: VecDeque<(u64, Vec<(Token, Outcome)>)>,
     held_sends: VecDeque<(u64, Vec<(ShardId, PeerMsg)>)>,
+    /// Lock notices, held like replies: a grant is told only once it is
+    /// as durable as an answer would be.
+    held_notices: VecDeque<(u64, Vec<(u64, crate::lock::Notice)>)>,
     /// Replies to commands or messages that also sent messages (a decided
     /// two-phase order, a cancel settled elsewhere). A caller who hears
     /// one may next ask the shard those messages went to, which must have
@@ -201,6 +207,7 @@ impl Worker {
             journal,
             held_replies: VecDeque::new(),
             held_sends: VecDeque::new(),
+            held_notices: VecDeque::new(),
             after_sends: Vec::new(),
             held_after_sends: VecDeque::new(),
             after_sends_spare: Vec::new(),
@@ -254,6 +261,9 @@ impl Worker {
                 work += self.take_requests();
                 if self.shard.next_expiry().is_some_and(|at| at <= now) {
                     work += self.shard.expire_due(now, &mut self.out);
+                }
+                if self.shard.next_lock_deadline().is_some_and(|at| at <= now) {
+                    work += self.shard.tick_locks(now, &mut self.out).max(1);
                 }
             }
             self.flush();
@@ -464,6 +474,13 @@ impl Worker {
                         for (slot, cmd) in cmds.by_ref().take(WARM_CHUNK_LEN) {
                             let token = idx << 32 | u64::from(slot);
                             let before = out_lens(&self.out);
+                            let cmd = match self.fenced_cache_set(cmd) {
+                                Ok(cmd) => cmd,
+                                Err(outcome) => {
+                                    self.out.replies.push((token, outcome));
+                                    continue;
+                                }
+                            };
                             self.shard.apply(token, cmd, now, &mut self.out);
                             keep_after_sends(&mut self.out, &mut self.after_sends, before);
                             self.unflushed += 1;
@@ -481,10 +498,34 @@ impl Worker {
                 Request::Audit { collector, slot } => {
                     collector.fill([(slot, self.shard.audit_part())]);
                 }
+                Request::EndSession { session } => {
+                    self.shard.end_session(session, now, &mut self.out);
+                }
             }
         }
         self.requests = reqs;
         work
+    }
+
+    /// A fenced keyspace write runs here, on its lock's shard, between
+    /// the fence check and any later grant; any other command goes on.
+    fn fenced_cache_set(&self, cmd: Command) -> Result<Command, Outcome> {
+        let Command::Fenced { lock, token, cmd } = cmd else {
+            return Ok(cmd);
+        };
+        let Command::CacheSet { key, value, ttl_ms } = *cmd else {
+            return Ok(Command::Fenced { lock, token, cmd });
+        };
+        if crate::command::shard_of_name(&lock, self.shared.shards.len() as u16) != self.shard.id()
+        {
+            return Err(Err(Reject::Lock(crate::lock::LockError::NotFenceable)));
+        }
+        let set = self.shard.check_fence(&lock, token).and_then(|()| {
+            let ks = &self.shared.keyspace;
+            ks.set(&key, value, ttl_ms)
+                .map(|()| crate::command::Reply::Stored)
+        });
+        Err(set)
     }
 
     fn park(&mut self, w: Waiter) -> u32 {
@@ -565,7 +606,7 @@ impl Worker {
                     // once saves a sync on the commit path. It may overtake
                     // a held Decide or Settle for another order; neither
                     // depends on it.
-                    if matches!(msg, PeerMsg::Prepare { .. }) {
+                    if matches!(msg, PeerMsg::Prepare { .. } | PeerMsg::FenceCheck { .. }) {
                         self.gather[to as usize].push(msg);
                     } else {
                         held.push((to, msg));
@@ -656,6 +697,7 @@ impl Worker {
         }
         // Never published: the cached views keep the last released state.
         self.held_views.clear();
+        self.held_notices.clear();
     }
 
     fn send_failed(&mut self, sends: Vec<(ShardId, PeerMsg)>) {
@@ -670,6 +712,11 @@ impl Worker {
                     vote: Vote::No(Reject::ShardUnavailable { shard }),
                 },
                 vote @ PeerMsg::Vote { .. } => vote,
+                PeerMsg::FenceVote { fx, result: Ok(()) } => PeerMsg::FenceVote {
+                    fx,
+                    result: Err(Reject::ShardUnavailable { shard }),
+                },
+                vote @ PeerMsg::FenceVote { .. } => vote,
                 _ => continue,
             };
             self.gather[to as usize].push(msg);
@@ -679,6 +726,7 @@ impl Worker {
     /// Release what the journal's progress allows; returns groups released.
     fn release_held(&mut self) -> usize {
         if self.held_replies.is_empty()
+            && self.held_notices.is_empty()
             && self.held_sends.is_empty()
             && self.held_views.is_empty()
             && self.held_after_sends.is_empty()
@@ -732,6 +780,17 @@ impl Worker {
             self.deliver(&mut group);
             released += 1;
         }
+        while self
+            .held_notices
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= p.replies_upto)
+        {
+            let (_, mut group) = self.held_notices.pop_front().expect("a front");
+            if !self.failed {
+                self.shared.notify(&mut group);
+            }
+            released += 1;
+        }
         released
     }
 
@@ -742,6 +801,10 @@ impl Worker {
             .is_some_and(|(lsn, _)| *lsn <= p.sends_upto)
             || self
                 .held_replies
+                .front()
+                .is_some_and(|(lsn, _)| *lsn <= p.replies_upto)
+            || self
+                .held_notices
                 .front()
                 .is_some_and(|(lsn, _)| *lsn <= p.replies_upto)
             || self
@@ -793,6 +856,21 @@ impl Worker {
     fn answer_all(&mut self) {
         self.log_records();
         self.stage_views();
+        if !self.out.notices.is_empty() {
+            let p = self.journal.progress();
+            let mut notices = std::mem::take(&mut self.out.notices);
+            if self.failed {
+                // Not acknowledged: nobody is told of a grant the log may lose.
+                notices.clear();
+            } else if self.held_notices.is_empty() && p.replies_upto >= p.last {
+                self.shared.notify(&mut notices);
+            } else {
+                match self.held_notices.back_mut() {
+                    Some((lsn, group)) if *lsn == p.last => group.append(&mut notices),
+                    _ => self.held_notices.push_back((p.last, notices)),
+                }
+            }
+        }
         if self.out.replies.is_empty() {
             return;
         }
@@ -920,16 +998,21 @@ impl Worker {
             || self.releasable()
             || self.net.as_ref().is_some_and(Net::any_done)
             || !self.shared.shards[id].accepted.is_empty()
+            || (self.net.is_some()
+                && !(self.shared.shards[id].notices.lock())
+                    .expect("notices lock")
+                    .is_empty())
     }
 
     fn sleep(&mut self, id: usize, now: u64) {
         let slot = &self.shared.shards[id];
         slot.doorbell.going_to_sleep();
         if !self.has_input(id) && !self.shared.gate.is_closed() {
-            let until_expiry = self
-                .shard
-                .next_expiry()
-                .map_or(IDLE_SLEEP_MS_MAX, |at| at.saturating_sub(now));
+            let next = match (self.shard.next_expiry(), self.shard.next_lock_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let until_expiry = next.map_or(IDLE_SLEEP_MS_MAX, |at| at.saturating_sub(now));
             let timeout = Duration::from_millis(until_expiry.clamp(1, IDLE_SLEEP_MS_MAX));
             // An error here is EINTR or a spurious wake-up; the loop looks again either way.
             let _ = self.poll.poll(&mut self.events, Some(timeout));
@@ -944,6 +1027,7 @@ impl Worker {
     fn may_exit(&mut self) -> bool {
         if !self.outbox_empty()
             || !self.held_replies.is_empty()
+            || !self.held_notices.is_empty()
             || !self.held_sends.is_empty()
             || !self.held_after_sends.is_empty()
         {
@@ -981,6 +1065,7 @@ impl Worker {
                 Request::Audit { collector, slot } => {
                     collector.fill([(slot, self.shard.audit_part())])
                 }
+                Request::EndSession { .. } => {}
             }
         }
     }

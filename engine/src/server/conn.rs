@@ -356,6 +356,21 @@ impl Conn {
         }
     }
 
+    /// A notice for the client, unasked (a lock granted to a waiting
+    /// acquire, a lease lost): written at once, ahead of answers still
+    /// waiting for earlier ones, since it answers nothing. Its bytes are
+    /// not reserved: notices are small, a connection gets one per lock
+    /// event it caused, and `over_output_limit` still bounds the buffer.
+    pub fn notice(&mut self, notice: &wire::Notice) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        if self.outbuf.is_empty() {
+            self.last_written_ms = self.last_active_ms;
+        }
+        encode_frame(&mut self.outbuf, Kind::Notice, 0, &notice.to_body());
+    }
+
     /// Close a connection whose deadline passed: no `Hello` in time, idle
     /// too long, or answers unread too long.
     pub fn check_timeouts(&mut self, now_ms: u64) -> Deadline {

@@ -5,9 +5,10 @@
 use mercato_protocol as wire;
 
 use crate::cache::PolicyKind;
-use crate::command::{Command, Outcome, PlaceOrder, Reply};
+use crate::command::{Command, LockCommand, LockWait, Outcome, PlaceOrder, Reply};
 use crate::error::{EngineError, Reject};
 use crate::keyspace::Keyspace;
+use crate::lock::{LockError, LostBy, Notice};
 use crate::types::{AccountView, Line, LineRequest, OrderState, OrderView, Payment, SkuView};
 
 /// Where a wire request is answered.
@@ -42,6 +43,63 @@ pub fn route(r: wire::Request) -> Routed {
             return Routed::Keyspace(r);
         }
         W::Info => return Routed::Info,
+        W::LockAcquire {
+            name,
+            owner,
+            permits,
+            ttl_ms,
+            wait,
+            bind,
+        } => Command::Lock(LockCommand::Acquire {
+            name: name.into(),
+            owner,
+            permits,
+            ttl_ms,
+            wait: match wait {
+                wire::LockWait::Try => LockWait::Try,
+                wire::LockWait::Ms(ms) => LockWait::Ms(ms),
+                wire::LockWait::Forever => LockWait::Forever,
+            },
+            // The connection's, set where it is known (`Net::dispatch`).
+            session: None,
+            bind,
+        }),
+        W::LockRenew {
+            name,
+            token,
+            ttl_ms,
+        } => Command::Lock(LockCommand::Renew {
+            name: name.into(),
+            token,
+            ttl_ms,
+        }),
+        W::LockRelease { name, token } => Command::Lock(LockCommand::Release {
+            name: name.into(),
+            token,
+        }),
+        W::LockInspect { name } => Command::Lock(LockCommand::Inspect { name: name.into() }),
+        W::LockCancel { name, ticket } => Command::Lock(LockCommand::Cancel {
+            name: name.into(),
+            ticket,
+        }),
+        W::Fenced { lock, token, write } => {
+            let cmd = match (*write).into_request() {
+                W::CacheSet { key, value, ttl_ms } => Command::CacheSet {
+                    key: key.into(),
+                    value: value.into(),
+                    ttl_ms,
+                },
+                w => match route(w) {
+                    Routed::Command(c) => c,
+                    _ => unreachable!("every other fenced write is a command"),
+                },
+            };
+            Command::Fenced {
+                lock: lock.into(),
+                token,
+                cmd: Box::new(cmd),
+            }
+        }
         W::PutSku {
             sku,
             price,
@@ -158,6 +216,149 @@ pub fn request(c: Command) -> wire::Request {
             after,
             limit,
         },
+        Command::Lock(l) => match l {
+            LockCommand::Acquire {
+                name,
+                owner,
+                permits,
+                ttl_ms,
+                wait,
+                bind,
+                ..
+            } => W::LockAcquire {
+                name: name.into(),
+                owner,
+                permits,
+                ttl_ms,
+                wait: match wait {
+                    LockWait::Try => wire::LockWait::Try,
+                    LockWait::Ms(ms) => wire::LockWait::Ms(ms),
+                    LockWait::Forever => wire::LockWait::Forever,
+                },
+                bind,
+            },
+            LockCommand::Renew {
+                name,
+                token,
+                ttl_ms,
+            } => W::LockRenew {
+                name: name.into(),
+                token,
+                ttl_ms,
+            },
+            LockCommand::Release { name, token } => W::LockRelease {
+                name: name.into(),
+                token,
+            },
+            LockCommand::Inspect { name } => W::LockInspect { name: name.into() },
+            LockCommand::Cancel { name, ticket } => W::LockCancel {
+                name: name.into(),
+                ticket,
+            },
+        },
+        Command::Fenced { lock, token, cmd } => W::Fenced {
+            lock: lock.into(),
+            token,
+            write: Box::new(fenced_write(*cmd)),
+        },
+        Command::CacheSet { key, value, ttl_ms } => W::CacheSet {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl_ms,
+        },
+    }
+}
+
+/// A write a fence guards, in its wire form; what cannot be fenced goes
+/// as a `CacheSet` of an empty key, which the server refuses.
+fn fenced_write(c: Command) -> wire::FencedWrite {
+    use wire::FencedWrite as F;
+    match request(c) {
+        wire::Request::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        } => F::PutSku {
+            sku,
+            price,
+            per_user_limit,
+        },
+        wire::Request::Restock { sku, qty } => F::Restock { sku, qty },
+        wire::Request::Deposit { account, amount } => F::Deposit { account, amount },
+        wire::Request::Withdraw { account, amount } => F::Withdraw { account, amount },
+        wire::Request::PlaceOrder {
+            id,
+            account,
+            lines,
+            payment,
+        } => F::PlaceOrder {
+            id,
+            account,
+            lines,
+            payment,
+        },
+        wire::Request::Pay { account, order } => F::Pay { account, order },
+        wire::Request::Cancel { account, order } => F::Cancel { account, order },
+        wire::Request::Refund {
+            account,
+            order,
+            restock,
+        } => F::Refund {
+            account,
+            order,
+            restock,
+        },
+        wire::Request::CacheSet { key, value, ttl_ms } => F::CacheSet { key, value, ttl_ms },
+        _ => F::CacheSet {
+            key: Vec::new(),
+            value: Vec::new(),
+            ttl_ms: 0,
+        },
+    }
+}
+
+/// A lock notice in its wire form.
+pub fn notice(n: Notice) -> wire::Notice {
+    match n {
+        Notice::Granted {
+            ticket,
+            name,
+            token,
+            expires_at,
+        } => wire::Notice::LockGranted {
+            ticket,
+            name: name.into(),
+            token,
+            expires_at,
+        },
+        Notice::WaitEnded { ticket, name } => wire::Notice::LockWaitEnded {
+            ticket,
+            name: name.into(),
+        },
+        Notice::Lost { name, token, by } => wire::Notice::LockLost {
+            name: name.into(),
+            token,
+            expired: by == LostBy::Expired,
+        },
+    }
+}
+
+fn lock_reject(e: LockError) -> wire::LockReject {
+    use wire::LockReject as W;
+    match e {
+        LockError::InvalidName { len } => W::InvalidName { len: len as u64 },
+        LockError::InvalidTtl { ttl_ms } => W::InvalidTtl { ttl_ms },
+        LockError::InvalidPermits { permits } => W::InvalidPermits { permits },
+        LockError::PermitsMismatch { permits } => W::PermitsMismatch { permits },
+        LockError::Busy { token } => W::Busy { token },
+        LockError::TooManyWaiters => W::TooManyWaiters,
+        LockError::Timeout => W::Timeout,
+        LockError::Stale { token, last } => W::Stale { token, last },
+        LockError::NotHeld => W::NotHeld,
+        LockError::Unknown => W::Unknown,
+        LockError::UnknownTicket => W::UnknownTicket,
+        LockError::NotFenceable => W::NotFenceable,
+        LockError::NoSession => W::NoSession,
     }
 }
 
@@ -266,6 +467,22 @@ fn reply(r: Reply) -> wire::Reply {
             ),
             failed_logs: i.failed_logs,
         }),
+        Reply::LockGranted { token, expires_at } => wire::Reply::LockGranted { token, expires_at },
+        Reply::LockQueued { ticket } => wire::Reply::LockQueued { ticket },
+        Reply::LockRenewed { expires_at } => wire::Reply::LockRenewed { expires_at },
+        Reply::Done => wire::Reply::Done,
+        Reply::LockInfo(i) => wire::Reply::LockInfo(wire::LockInfo {
+            permits: i.permits,
+            holders: (i.holders.into_iter())
+                .map(|(token, owner, expires_at)| wire::LockHolder {
+                    token,
+                    owner,
+                    expires_at,
+                })
+                .collect(),
+            last_token: i.last_token,
+            waiters: i.waiters as u32,
+        }),
     }
 }
 
@@ -355,6 +572,7 @@ fn reject(r: Reject) -> wire::Reject {
         Reject::ShardUnavailable { shard } => W::ShardUnavailable { shard },
         Reject::InvalidKey { len, max } => W::InvalidKey { len, max },
         Reject::ValueTooLarge { len, max } => W::ValueTooLarge { len, max },
+        Reject::Lock(e) => W::Lock(lock_reject(e)),
     }
 }
 

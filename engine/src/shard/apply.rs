@@ -25,6 +25,7 @@ impl Shard {
         }
         let st = &mut self.state;
         match record {
+            Record::Lock(r) => st.locks.apply(&r),
             Record::SkuPut {
                 sku,
                 price,

@@ -11,6 +11,7 @@ mod account_table;
 mod apply;
 mod checkpoint;
 mod lifecycle;
+mod locking;
 mod order;
 mod order_table;
 mod participant;
@@ -83,6 +84,10 @@ pub struct Output {
     /// Records already encoded for the write-ahead log, when the shard was
     /// told to (`Shard::encode_records`): see `durable::codec::encode_framed`.
     pub encoded: Vec<u8>,
+    /// What sessions are told without asking (lock grants to waiters,
+    /// leases lost), by session; held, like replies, until the records
+    /// they follow from are durable.
+    pub notices: Vec<(u64, crate::lock::Notice)>,
 }
 
 /// A SKU with no stock, price or limit is the default: how `put_sku` finds
@@ -162,6 +167,8 @@ pub struct ShardState {
     pub(crate) revenue: u128,
     pub(crate) deposited: u128,
     pub(crate) withdrawn: u128,
+    /// Locks and semaphores whose names hash here (`lock/`).
+    pub(crate) locks: crate::lock::Locks,
 }
 
 /// A two-phase order this shard coordinates, waiting for votes.
@@ -234,6 +241,15 @@ pub struct Shard {
     pub(crate) touched: Option<Touched>,
     /// Whether a checkpoint is copying the state (`checkpoint.rs`).
     checkpointing: bool,
+    /// Numbers lock tickets.
+    next_ticket: u64,
+    /// Fenced writes here waiting for their lock's shard to vote, by
+    /// number; those whose vote passed, by caller, until they are
+    /// answered; and holds this shard's locks keep for writes elsewhere.
+    fence_seq: u64,
+    fence_pending: IdMap<u64, (Token, Command)>,
+    fence_watch: IdMap<Token, (ShardId, u64)>,
+    fence_holds: IdMap<(ShardId, u64), Box<[u8]>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,6 +288,11 @@ impl Shard {
             records_out: RecordsOut::Keep,
             touched: None,
             checkpointing: false,
+            next_ticket: 0,
+            fence_seq: 0,
+            fence_pending: IdMap::default(),
+            fence_watch: IdMap::default(),
+            fence_holds: IdMap::default(),
         }
     }
 
@@ -326,6 +347,15 @@ impl Shard {
             RecordsOut::Discard => {}
         }
         self.apply_record(record);
+    }
+
+    /// Pass a record already applied on to the journal.
+    pub(crate) fn log(&mut self, record: Record, out: &mut Output) {
+        match self.records_out {
+            RecordsOut::Keep => out.records.push(record),
+            RecordsOut::Encode => crate::durable::codec::encode_framed(&record, &mut out.encoded),
+            RecordsOut::Discard => {}
+        }
     }
 
     pub(crate) fn send(&mut self, to: ShardId, msg: PeerMsg, out: &mut Output) {
@@ -415,6 +445,7 @@ impl Shard {
                         touched ^= self.warm_sku(sku);
                     }
                 }
+                _ => {}
             }
         }
         std::hint::black_box(touched);
@@ -460,6 +491,12 @@ impl Shard {
 
     /// Run one client command that this shard owns.
     pub fn apply(&mut self, token: Token, cmd: Command, now: TimestampMs, out: &mut Output) {
+        let before = out.replies.len();
+        self.apply_inner(token, cmd, now, out);
+        self.settle_fences(out, before);
+    }
+
+    fn apply_inner(&mut self, token: Token, cmd: Command, now: TimestampMs, out: &mut Output) {
         debug_assert_eq!(
             cmd.owner(self.shards),
             self.id,
@@ -504,14 +541,32 @@ impl Shard {
                 after,
                 limit,
             } => self.list_orders(account, after, limit),
+            Command::Lock(l) => self.lock_command(l, now, out),
+            Command::Fenced {
+                lock,
+                token: fence,
+                cmd,
+            } => return self.fenced(token, lock, fence, *cmd, now, out),
+            // An unfenced keyspace write never reaches a shard, and the
+            // runtime runs a fenced one itself.
+            Command::CacheSet { .. } => Err(Reject::Lock(crate::lock::LockError::NotFenceable)),
         };
         out.replies.push((token, outcome));
     }
 
     /// Handle one message from shard `from`.
     pub fn deliver(&mut self, from: ShardId, msg: PeerMsg, now: TimestampMs, out: &mut Output) {
+        let before = out.replies.len();
+        self.deliver_inner(from, msg, now, out);
+        self.settle_fences(out, before);
+    }
+
+    fn deliver_inner(&mut self, from: ShardId, msg: PeerMsg, now: TimestampMs, out: &mut Output) {
         self.received[from as usize] += 1;
         match msg {
+            msg @ (PeerMsg::FenceCheck { .. }
+            | PeerMsg::FenceVote { .. }
+            | PeerMsg::FenceDone { .. }) => self.on_fence_msg(from, msg, now, out),
             PeerMsg::Prepare { tx, account, lines } => {
                 let vote = self.prepare(tx, account, &lines, out);
                 self.send(from, PeerMsg::Vote { tx, vote }, out);

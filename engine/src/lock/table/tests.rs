@@ -297,7 +297,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     for (got, want) in refused {
         assert_eq!(got, Err(want));
     }
-    assert_eq!(locks.release(b"nobody", 1, 0, &mut out), Err(LockError::Unknown));
+    assert_eq!(
+        locks.release(b"nobody", 1, 0, &mut out),
+        Err(LockError::Unknown)
+    );
     assert_eq!(locks.inspect(b"nobody"), Err(LockError::Unknown));
     assert!(out.records.is_empty() && out.notices.is_empty());
     assert_eq!(locks.len(), 0, "a refused acquire makes no lock");
@@ -331,7 +334,10 @@ fn bad_input_is_refused_and_changes_nothing() {
         Err(LockError::NotHeld),
         "a token never granted"
     );
-    assert_eq!(locks.renew(b"a", 0, 10, 0, &mut out), Err(LockError::NotHeld));
+    assert_eq!(
+        locks.renew(b"a", 0, 10, 0, &mut out),
+        Err(LockError::NotHeld)
+    );
     assert_eq!(
         locks.cancel(b"a", 9_999, 0, &mut out),
         Err(LockError::UnknownTicket)
