@@ -418,21 +418,37 @@ impl Client {
         result
     }
 
-    fn one(&self, r: wire::Request) -> CallResult<wire::Reply> {
-        let Some(answer) = self.submit(vec![r])?.pop() else {
-            return Err(ClientError::Protocol {
-                what: "no answer to a request".into(),
-            });
-        };
-        match answer {
-            wire::Answer::Done(reply) => Ok(Ok(reply)),
-            wire::Answer::Rejected(reject) => Ok(Err(reject)),
-            wire::Answer::Failed { code } => Err(ClientError::Failed {
-                code: ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
-            }),
-        }
+    /// The connection to `shard`, for calls whose session is it.
+    pub(crate) fn shard_conn(&self, shard: u16) -> Result<Arc<ShardConn>, ClientError> {
+        self.conn(shard)
     }
 
+    /// One request over `shard`'s own connection.
+    pub(crate) fn one_on(&self, shard: u16, r: wire::Request) -> CallResult<wire::Reply> {
+        answer_of(self.submit_to(shard, vec![r])?.pop())
+    }
+
+    pub(crate) fn one(&self, r: wire::Request) -> CallResult<wire::Reply> {
+        answer_of(self.submit(vec![r])?.pop())
+    }
+}
+
+fn answer_of(answer: Option<wire::Answer>) -> CallResult<wire::Reply> {
+    let Some(answer) = answer else {
+        return Err(ClientError::Protocol {
+            what: "no answer to a request".into(),
+        });
+    };
+    match answer {
+        wire::Answer::Done(reply) => Ok(Ok(reply)),
+        wire::Answer::Rejected(reject) => Ok(Err(reject)),
+        wire::Answer::Failed { code } => Err(ClientError::Failed {
+            code: ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
+        }),
+    }
+}
+
+impl Client {
     pub fn put_sku(&self, sku: u64, price: u64, per_user_limit: u32) -> CallResult<wire::SkuView> {
         sku_of(self.one(wire::Request::PutSku {
             sku,

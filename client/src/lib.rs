@@ -20,8 +20,10 @@
 pub mod balance;
 mod client;
 mod error;
+mod lock;
 mod shard_conn;
 
 pub use client::{CallResult, Client, ClientConfig, OrderPage, Ticket};
 pub use error::ClientError;
+pub use lock::{Acquired, LockGuard, LockOptions, LockTicket};
 pub use mercato_protocol as wire;

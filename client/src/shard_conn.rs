@@ -47,6 +47,81 @@ pub(crate) struct ShardConn {
     /// The shard's load from its latest answer.
     pub load: Arc<AtomicU32>,
     pub alive: Arc<AtomicBool>,
+    /// Lock notices this connection's session is sent.
+    pub notices: Arc<Mutex<Notices>>,
+}
+
+/// Notices kept for a caller who has not yet asked for them: a grant can
+/// overtake the `LockQueued` answer it belongs to. Past this many, the
+/// oldest are dropped.
+const UNCLAIMED_NOTICES_MAX: usize = 1_024;
+
+/// Where a connection's lock notices go.
+#[derive(Default)]
+pub(crate) struct Notices {
+    /// Callers waiting for a queued acquire's outcome, by ticket.
+    pub waiting: HashMap<u64, SyncSender<wire::Notice>>,
+    /// Notices nobody waited for yet, oldest first.
+    pub early: std::collections::VecDeque<wire::Notice>,
+    /// Leases held through this connection: set when lost.
+    pub held: HashMap<(Vec<u8>, u64), Arc<AtomicBool>>,
+}
+
+impl Notices {
+    fn take(&mut self, n: wire::Notice) {
+        let ticket = match &n {
+            wire::Notice::LockGranted { ticket, .. }
+            | wire::Notice::LockWaitEnded { ticket, .. } => Some(*ticket),
+            wire::Notice::LockLost { name, token, .. } => {
+                if let Some(flag) = self.held.remove(&(name.clone(), *token)) {
+                    flag.store(true, Ordering::Release);
+                    return;
+                }
+                None
+            }
+        };
+        if let Some(tx) = ticket.and_then(|t| self.waiting.remove(&t)) {
+            let _ = tx.send(n);
+            return;
+        }
+        if self.early.len() >= UNCLAIMED_NOTICES_MAX {
+            self.early.pop_front();
+        }
+        self.early.push_back(n);
+    }
+
+    /// Waits for `ticket`'s notice: at once if it came already.
+    pub fn wait_for(&mut self, ticket: u64) -> Receiver<wire::Notice> {
+        let (tx, rx) = sync_channel(1);
+        let early = self.early.iter().position(|n| {
+            matches!(n, wire::Notice::LockGranted { ticket: t, .. }
+                | wire::Notice::LockWaitEnded { ticket: t, .. } if *t == ticket)
+        });
+        match early {
+            Some(at) => {
+                let _ = tx.send(self.early.remove(at).expect("found"));
+            }
+            None => {
+                self.waiting.insert(ticket, tx);
+            }
+        }
+        rx
+    }
+
+    /// Watches the lease `(name, token)`: the flag is set when it is lost.
+    pub fn watch(&mut self, name: &[u8], token: u64) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let lost_early = self.early.iter().position(|n| {
+            matches!(n, wire::Notice::LockLost { name: n, token: t, .. } if n == name && *t == token)
+        });
+        if let Some(at) = lost_early {
+            self.early.remove(at);
+            flag.store(true, Ordering::Release);
+        } else {
+            self.held.insert((name.to_vec(), token), flag.clone());
+        }
+        flag
+    }
 }
 
 impl ShardConn {
@@ -100,6 +175,7 @@ impl ShardConn {
             outstanding: Arc::default(),
             load: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
+            notices: Arc::default(),
         };
         // Answers may be as large as the server said they may.
         let decoder = FrameDecoder {
@@ -114,12 +190,22 @@ impl ShardConn {
         let alive = self.alive.clone();
         let outstanding = self.outstanding.clone();
         let load = self.load.clone();
+        let notices = self.notices.clone();
         let shard = self.shard;
         std::thread::spawn(move || {
             loop {
                 let Ok(frame) = read_frame(&mut stream, &mut buf, decoder) else {
                     break;
                 };
+                if frame.kind == Kind::Notice {
+                    match wire::Notice::from_body(&frame.body) {
+                        Ok(n) => {
+                            notices.lock().unwrap().take(n);
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let reply = match frame.kind {
                     Kind::Answers => {
                         wire::Answers::from_body(&frame.body).map_err(|e| ClientError::Protocol {
@@ -145,6 +231,16 @@ impl ShardConn {
                 }
             }
             alive.store(false, Ordering::Release);
+            {
+                // The session ended with the connection: its waits are
+                // gone, and so are its bound leases (and any lease's
+                // notices); every lease held through it counts as lost.
+                let mut n = notices.lock().unwrap();
+                n.waiting.clear();
+                for (_, flag) in n.held.drain() {
+                    flag.store(true, Ordering::Release);
+                }
+            }
             for (_, callers) in waiting.lock().unwrap().drain() {
                 for (_, tx) in callers {
                     let _ = tx.send(Err(ClientError::Disconnected { shard }));
