@@ -128,3 +128,84 @@ fn the_cli_drives_the_cache_keyspace() {
         "an empty key is refused"
     );
 }
+
+#[test]
+fn the_cli_takes_and_gives_back_locks_and_permits() {
+    let server = Server::start(2, &[]);
+    let addr = server.main.to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .arg("--server")
+            .arg(&addr)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, out) = run(&["--json", "lock", "acquire", "nightly", "--ttl-ms", "60000"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.starts_with("{\"name\":\"nightly\",\"token\":1,"),
+        "{out}"
+    );
+    // The lease outlived the command that took it.
+    let (code, out) = run(&[
+        "lock",
+        "acquire",
+        "nightly",
+        "--ttl-ms",
+        "1000",
+        "--wait-ms",
+        "50",
+    ]);
+    assert_eq!(code, Some(1), "held, so the wait runs out: {out}");
+    let (code, out) = run(&["--json", "lock", "show", "nightly"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("\"last_token\":1,\"holders\":[{\"token\":1,"),
+        "{out}"
+    );
+    assert_eq!(
+        run(&["lock", "release", "nightly", "--token", "2"]).0,
+        Some(1)
+    );
+    assert_eq!(
+        run(&[
+            "lock", "renew", "nightly", "--token", "1", "--ttl-ms", "5000"
+        ])
+        .0,
+        Some(0)
+    );
+    assert_eq!(
+        run(&["lock", "release", "nightly", "--token", "1"]).0,
+        Some(0)
+    );
+    let (code, out) = run(&["lock", "acquire", "nightly", "--ttl-ms", "1000"]);
+    assert_eq!((code, out.split('\t').next()), (Some(0), Some("2")));
+    for token in ["1", "2"] {
+        let (code, out) = run(&[
+            "semaphore",
+            "acquire",
+            "pool",
+            "--permits",
+            "2",
+            "--ttl-ms",
+            "60000",
+        ]);
+        assert_eq!((code, out.split('\t').next()), (Some(0), Some(token)));
+    }
+    assert_eq!(
+        run(&[
+            "semaphore",
+            "acquire",
+            "pool",
+            "--permits",
+            "2",
+            "--ttl-ms",
+            "60000"
+        ])
+        .0,
+        Some(1),
+        "both permits are out"
+    );
+}

@@ -87,11 +87,16 @@ fn locks_over_tcp_wait_bind_lose_and_fence() {
 
     // A bound lease ends when its client's connection closes.
     let c = Client::connect(server.main, ClientConfig::default()).unwrap();
-    let bound = c.lock(b"z", LockOptions::new(600_000).bind()).unwrap().unwrap();
+    let bound = c
+        .lock(b"z", LockOptions::new(600_000).bind())
+        .unwrap()
+        .unwrap();
     let token = bound.token();
     std::mem::forget(bound);
     drop(c);
-    let next = within(5_000, || a.lock(b"z", LockOptions::new(1_000)).unwrap().ok());
+    let next = within(5_000, || {
+        a.lock(b"z", LockOptions::new(1_000)).unwrap().ok()
+    });
     assert_eq!(next.map(|g| g.token()), Some(token + 1));
 
     // Bad input gets a typed refusal, and the server serves on.

@@ -6,6 +6,8 @@
 //! mercato-cli account deposit 42 10000
 //! mercato-cli order place 1 --account 42 --line 7:1
 //! mercato-cli order get 1 --account 42 --json
+//! mercato-cli lock acquire nightly-report --ttl-ms 30000 --wait-ms 5000
+//! mercato-cli lock release nightly-report --token 3
 //! ```
 //!
 //! Exit status: 0 when the server did it, 1 when it refused (a business
@@ -14,7 +16,7 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use mercato_client::{CallResult, Client, ClientConfig, wire};
+use mercato_client::{CallResult, Client, ClientConfig, LockOptions, wire};
 
 #[derive(Parser)]
 #[command(name = "mercato-cli", about = "A command line for mercato serve")]
@@ -43,10 +45,80 @@ enum Cmd {
     /// as UTF-8 text here; the protocol carries any bytes.
     #[command(subcommand)]
     Cache(CacheCmd),
+    /// Named locks with leases and fencing tokens. A lease taken here is
+    /// not tied to this command's connection: it lasts its TTL unless
+    /// renewed or released by token.
+    #[command(subcommand)]
+    Lock(LockCmd),
+    /// Named semaphores: N permits, each a lease with its own token.
+    #[command(subcommand)]
+    Semaphore(SemaphoreCmd),
     /// Each shard's reported load.
     Stats,
     /// The server's health: connections, snapshot failures, failed logs.
     Info,
+}
+
+#[derive(Subcommand)]
+enum LockCmd {
+    /// Take the lock; prints its fencing token.
+    Acquire {
+        name: String,
+        #[arg(long)]
+        ttl_ms: u64,
+        /// Wait up to this long for the lock; without it, answer at once.
+        #[arg(long)]
+        wait_ms: Option<u64>,
+        /// An id for the holder, shown by `show`.
+        #[arg(long, default_value_t = 0)]
+        owner: u64,
+    },
+    Release {
+        name: String,
+        #[arg(long)]
+        token: u64,
+    },
+    Renew {
+        name: String,
+        #[arg(long)]
+        token: u64,
+        #[arg(long)]
+        ttl_ms: u64,
+    },
+    /// Holders, last token, waiters.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+enum SemaphoreCmd {
+    /// Take a permit; prints its fencing token.
+    Acquire {
+        name: String,
+        /// The semaphore's permits; it keeps those it was first taken with.
+        #[arg(long)]
+        permits: u32,
+        #[arg(long)]
+        ttl_ms: u64,
+        #[arg(long)]
+        wait_ms: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        owner: u64,
+    },
+    Release {
+        name: String,
+        #[arg(long)]
+        token: u64,
+    },
+    Renew {
+        name: String,
+        #[arg(long)]
+        token: u64,
+        #[arg(long)]
+        ttl_ms: u64,
+    },
+    Show {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -413,6 +485,80 @@ fn main() {
                 )
             },
         ),
+        Cmd::Lock(LockCmd::Acquire {
+            name,
+            ttl_ms,
+            wait_ms,
+            owner,
+        }) => acquire(&c, j, &name, 1, ttl_ms, wait_ms, owner),
+        Cmd::Semaphore(SemaphoreCmd::Acquire {
+            name,
+            permits,
+            ttl_ms,
+            wait_ms,
+            owner,
+        }) => acquire(&c, j, &name, permits, ttl_ms, wait_ms, owner),
+        Cmd::Lock(LockCmd::Release { name, token })
+        | Cmd::Semaphore(SemaphoreCmd::Release { name, token }) => show(
+            j,
+            c.lock_release(name.as_bytes(), token),
+            |()| "released".to_string(),
+            |()| "{\"released\":true}".to_string(),
+        ),
+        Cmd::Lock(LockCmd::Renew {
+            name,
+            token,
+            ttl_ms,
+        })
+        | Cmd::Semaphore(SemaphoreCmd::Renew {
+            name,
+            token,
+            ttl_ms,
+        }) => show(
+            j,
+            c.lock_renew(name.as_bytes(), token, ttl_ms),
+            |at| format!("renewed: the lease ends at {at}"),
+            |at| format!("{{\"expires_at\":{at}}}"),
+        ),
+        Cmd::Lock(LockCmd::Show { name }) | Cmd::Semaphore(SemaphoreCmd::Show { name }) => show(
+            j,
+            c.lock_inspect(name.as_bytes()),
+            |i| {
+                let holders: Vec<String> = (i.holders.iter())
+                    .map(|h| {
+                        format!(
+                            "token {} (owner {}) until {}",
+                            h.token, h.owner, h.expires_at
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{name}: {} permit(s), last token {}, held by [{}], {} waiting",
+                    i.permits,
+                    i.last_token,
+                    holders.join("; "),
+                    i.waiters
+                )
+            },
+            |i| {
+                let holders: Vec<String> = (i.holders.iter())
+                    .map(|h| {
+                        format!(
+                            "{{\"token\":{},\"owner\":{},\"expires_at\":{}}}",
+                            h.token, h.owner, h.expires_at
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{{\"name\":{},\"permits\":{},\"last_token\":{},\"holders\":[{}],\"waiters\":{}}}",
+                    json_string(&name),
+                    i.permits,
+                    i.last_token,
+                    holders.join(","),
+                    i.waiters
+                )
+            },
+        ),
         Cmd::Stats => {
             for (shard, load, outstanding) in c.stats() {
                 if j {
@@ -425,6 +571,42 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Takes a permit of `name` and prints its token. The lease outlives this
+/// process: it is not bound to the connection, and the guard is not
+/// dropped (which would release it).
+fn acquire(
+    c: &Client,
+    json: bool,
+    name: &str,
+    permits: u32,
+    ttl_ms: u64,
+    wait_ms: Option<u64>,
+    owner: u64,
+) -> i32 {
+    let mut opts = LockOptions::new(ttl_ms).permits(permits).owner(owner);
+    if let Some(ms) = wait_ms {
+        opts = opts.wait_ms(ms);
+    }
+    let r = c.lock(name.as_bytes(), opts).map(|r| {
+        r.map(|g| {
+            let held = (g.token(), g.expires_at());
+            std::mem::forget(g);
+            held
+        })
+    });
+    show(
+        json,
+        r,
+        |(token, at)| format!("{token}\t(lease ends at {at})"),
+        |(token, at)| {
+            format!(
+                "{{\"name\":{},\"token\":{token},\"expires_at\":{at}}}",
+                json_string(name)
+            )
+        },
+    )
 }
 
 /// `text` as a JSON string literal.
