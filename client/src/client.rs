@@ -241,6 +241,12 @@ impl Client {
             | R::LockCancel { name, .. } => wire::name_id(name),
             // A fenced keyspace write runs on its lock's shard; any other
             // fenced write on its own.
+            R::SagaBegin { id, .. }
+            | R::SagaStep { id, .. }
+            | R::SagaAbort { id }
+            | R::SagaEnd { id }
+            | R::SagaGet { id } => wire::saga_id_key(*id),
+            R::SagaList { shard, .. } => return (*shard).min(self.welcome.shards - 1),
             R::Fenced { lock, write, .. } => match &**write {
                 wire::FencedWrite::CacheSet { .. } => wire::name_id(lock),
                 w => return self.owner(&w.clone().into_request()),

@@ -83,6 +83,8 @@ pub enum Command {
         token: u64,
         cmd: Box<Command>,
     },
+    /// A saga's progress (`saga/`), kept by the shard its id lives on.
+    Saga(SagaCommand),
     /// A cache keyspace write; only as a `Fenced` command's write, which
     /// then runs on the lock's shard (an unfenced one never reaches a
     /// shard: any thread serves the keyspace).
@@ -91,6 +93,51 @@ pub enum Command {
         value: bytes::Bytes,
         ttl_ms: u64,
     },
+}
+
+/// Requests to record or read a saga's progress (`saga/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SagaCommand {
+    Begin {
+        id: u128,
+        name: Box<[u8]>,
+        payload: Box<[u8]>,
+    },
+    Step {
+        id: u128,
+        step: u16,
+        phase: StepPhase,
+    },
+    Abort {
+        id: u128,
+    },
+    End {
+        id: u128,
+    },
+    Get {
+        id: u128,
+    },
+    /// One shard's sagas by id, after `after`.
+    List {
+        shard: ShardId,
+        after: Option<u128>,
+        limit: u32,
+        unfinished: bool,
+    },
+}
+
+/// A saga step's progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepPhase {
+    Started { name: Box<[u8]> },
+    Done { data: Box<[u8]> },
+    Failed,
+    Compensated,
+}
+
+/// The shard a saga lives on.
+pub fn shard_of_saga(id: u128, shards: u16) -> ShardId {
+    shard_of(mercato_protocol::saga_id_key(id), shards)
 }
 
 /// How long a lock acquire may wait.
@@ -170,6 +217,7 @@ impl Command {
                 | Command::GetOrder { .. }
                 | Command::ListOrders { .. }
                 | Command::Lock(LockCommand::Inspect { .. })
+                | Command::Saga(SagaCommand::Get { .. } | SagaCommand::List { .. })
         )
     }
 
@@ -207,6 +255,17 @@ impl Command {
             | Command::ListOrders { account, .. } => *account,
             Command::PlaceOrder(p) => p.account,
             Command::Lock(l) => return shard_of_name(l.name(), shards),
+            Command::Saga(s) => {
+                return match s {
+                    SagaCommand::Begin { id, .. }
+                    | SagaCommand::Step { id, .. }
+                    | SagaCommand::Abort { id }
+                    | SagaCommand::End { id }
+                    | SagaCommand::Get { id } => shard_of_saga(*id, shards),
+                    // A shard past the last is refused where it is run.
+                    SagaCommand::List { shard, .. } => (*shard).min(shards - 1),
+                };
+            }
             Command::Fenced { lock, cmd, .. } => {
                 return match **cmd {
                     // Run where the check is: the keyspace is everyone's.
@@ -260,6 +319,11 @@ pub enum Reply {
     /// Released or cancelled.
     Done,
     LockInfo(crate::lock::LockInfo),
+    Saga(crate::saga::SagaView),
+    Sagas {
+        sagas: Vec<crate::saga::SagaView>,
+        more: bool,
+    },
 }
 
 /// What one command came to: an answer, or a business rejection.

@@ -87,6 +87,8 @@ pub enum Reject {
     /// is stale.
     #[error("lock: {0}")]
     Lock(crate::lock::LockError),
+    #[error("saga: {0}")]
+    Saga(crate::saga::SagaError),
 }
 
 /// A call the engine could not run. Nothing changed.

@@ -49,6 +49,7 @@ pub mod order_lines;
 mod prefetch;
 pub mod record;
 pub mod runtime;
+pub mod saga;
 pub mod server;
 pub mod shard;
 pub mod sim;

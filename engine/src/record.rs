@@ -153,4 +153,6 @@ pub enum Record {
     },
     /// A lock's or semaphore's lease granted, renewed or ended.
     Lock(crate::lock::LockRecord),
+    /// A saga's progress.
+    Saga(crate::saga::SagaRecord),
 }

@@ -38,6 +38,56 @@ pub const INFO_TEXT_BYTES_MAX: usize = 1_024;
 pub const LOCK_PERMITS_MAX: usize = 1_024;
 /// The longest lock or semaphore name.
 pub const LOCK_NAME_BYTES_MAX: usize = 256;
+/// The longest saga or step name.
+pub const SAGA_NAME_BYTES_MAX: usize = 128;
+/// The longest saga payload or step data.
+pub const SAGA_DATA_BYTES_MAX: usize = 1_024;
+/// Most steps of one saga.
+pub const SAGA_STEPS_MAX: usize = 32;
+/// Most sagas one `SagaList` answers.
+pub const SAGA_LIST_LIMIT_MAX: u32 = 100;
+/// Bytes of sagas (as [`saga_view_bytes`] counts them) one `SagaList` page
+/// holds at most; a page stops early, with `more` set, rather than pass
+/// it, and always holds at least one saga.
+pub const SAGA_PAGE_BYTES_MAX: usize = 256 << 10;
+
+/// A saga's view as an answer carries it.
+pub fn saga_view_bytes(v: &crate::message::SagaView) -> usize {
+    let steps = v.steps.iter().map(|s| (s.name.len(), s.data.len()));
+    saga_view_bytes_of(v.name.len(), v.payload.len(), steps)
+}
+
+/// [`saga_view_bytes`] from the lengths alone: its name's, its payload's,
+/// and each step's name's and data's.
+pub fn saga_view_bytes_of(
+    name: usize,
+    payload: usize,
+    steps: impl Iterator<Item = (usize, usize)>,
+) -> usize {
+    size_of::<crate::message::ArchivedSagaView>()
+        + name
+        + payload
+        + 3 * BLOCK_SLACK_BYTES
+        + steps
+            .map(|(name, data)| {
+                size_of::<crate::message::ArchivedStepView>() + name + data + 2 * BLOCK_SLACK_BYTES
+            })
+            .sum::<usize>()
+}
+
+/// The most bytes one saga's view can take.
+pub const SAGA_VIEW_BYTES_MAX: usize = size_of::<crate::message::ArchivedSagaView>()
+    + SAGA_NAME_BYTES_MAX
+    + SAGA_DATA_BYTES_MAX
+    + 3 * BLOCK_SLACK_BYTES
+    + SAGA_STEPS_MAX
+        * (size_of::<crate::message::ArchivedStepView>()
+            + SAGA_NAME_BYTES_MAX
+            + SAGA_DATA_BYTES_MAX
+            + 2 * BLOCK_SLACK_BYTES);
+
+const _: () = assert!(SAGA_VIEW_BYTES_MAX <= SAGA_PAGE_BYTES_MAX);
+
 /// The longest `Hello::client` name.
 pub const HELLO_CLIENT_BYTES_MAX: usize = 64;
 /// The longest auth token a `Hello` may carry.
@@ -93,6 +143,17 @@ pub fn answer_bytes_max(r: &Request) -> usize {
         | Request::LockRenew { .. }
         | Request::LockRelease { .. }
         | Request::LockCancel { .. } => 0,
+        Request::SagaBegin { .. }
+        | Request::SagaStep { .. }
+        | Request::SagaAbort { .. }
+        | Request::SagaEnd { .. }
+        | Request::SagaGet { .. } => SAGA_VIEW_BYTES_MAX,
+        Request::SagaList { limit, .. } => {
+            (*limit as usize)
+                .saturating_mul(SAGA_VIEW_BYTES_MAX)
+                .min(SAGA_PAGE_BYTES_MAX)
+                + BLOCK_SLACK_BYTES
+        }
         Request::PutSku { .. }
         | Request::Restock { .. }
         | Request::Deposit { .. }
@@ -129,6 +190,15 @@ pub fn request_bytes_max(r: &Request) -> usize {
         | Request::LockRelease { name, .. }
         | Request::LockInspect { name }
         | Request::LockCancel { name, .. } => name.len() + BLOCK_SLACK_BYTES,
+        Request::SagaBegin { name, payload, .. } => {
+            name.len() + payload.len() + 2 * BLOCK_SLACK_BYTES
+        }
+        Request::SagaStep {
+            phase:
+                crate::message::StepPhase::Started { name: b }
+                | crate::message::StepPhase::Done { data: b },
+            ..
+        } => b.len() + BLOCK_SLACK_BYTES,
         Request::Fenced { lock, write, .. } => {
             let inner = size_of::<crate::message::ArchivedFencedWrite>()
                 + BLOCK_SLACK_BYTES
@@ -177,6 +247,10 @@ pub fn answer_bytes(a: &Answer) -> usize {
         Answer::Done(Reply::Info(i)) => i.snapshot_error.len() + BLOCK_SLACK_BYTES,
         Answer::Done(Reply::LockInfo(i)) => {
             i.holders.len() * size_of::<ArchivedLockHolder>() + BLOCK_SLACK_BYTES
+        }
+        Answer::Done(Reply::Saga(v)) => saga_view_bytes(v),
+        Answer::Done(Reply::Sagas { sagas, .. }) => {
+            sagas.iter().map(saga_view_bytes).sum::<usize>() + BLOCK_SLACK_BYTES
         }
         _ => 0,
     };

@@ -20,7 +20,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const MAGIC: [u8; 4] = *b"MRCT";
 /// 2: `Welcome::answer_bytes_max`, paged `Reply::Orders`, `Info`, codes
 /// 12 to 15.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 pub const HEADER_BYTES: usize = 24;
 /// The default limit on a frame's body (DESIGN.md: 1 MiB).
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 1 << 20;

@@ -165,6 +165,112 @@ pub enum Request {
         /// Boxed, so that every other request stays as small as before.
         write: Box<FencedWrite>,
     },
+    /// Record a saga's start; answered with the saga (`Reply::Saga`).
+    /// Sagas live on the shard of `saga_id_key(id)`.
+    SagaBegin {
+        id: u128,
+        name: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    /// Record a step's progress.
+    SagaStep {
+        id: u128,
+        step: u16,
+        phase: StepPhase,
+    },
+    /// No more steps: from here the saga can only be compensated.
+    SagaAbort {
+        id: u128,
+    },
+    /// End it: committed when every step is done, compensated when every
+    /// step is compensated after an abort.
+    SagaEnd {
+        id: u128,
+    },
+    SagaGet {
+        id: u128,
+    },
+    /// One shard's sagas by id, after `after`: all, or only those not
+    /// ended (`unfinished`). Answered `Reply::Sagas`.
+    SagaList {
+        shard: u16,
+        after: Option<u128>,
+        limit: u32,
+        unfinished: bool,
+    },
+}
+
+/// A saga step's progress, as `SagaStep` records it.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StepPhase {
+    /// About to run its action.
+    Started {
+        name: Vec<u8>,
+    },
+    /// Its action succeeded; `data` is what its compensation needs.
+    Done {
+        data: Vec<u8>,
+    },
+    Failed,
+    /// Its compensation ran (after an abort; newest step first).
+    Compensated,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SagaState {
+    Running,
+    Compensating,
+    Committed,
+    Compensated,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepState {
+    Started,
+    Done,
+    Failed,
+    Compensated,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StepView {
+    pub name: Vec<u8>,
+    pub state: StepState,
+    pub data: Vec<u8>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SagaView {
+    pub id: u128,
+    pub name: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub state: SagaState,
+    pub steps: Vec<StepView>,
+    pub began_at: u64,
+    /// 0 until it ends.
+    pub ended_at: u64,
+}
+
+/// Why a saga call was refused.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SagaReject {
+    InvalidName { len: u64 },
+    DataTooLarge { len: u64 },
+    Unknown,
+    Conflict,
+    TooManySteps,
+    OutOfOrder { step: u16, next: u16 },
+    StepMismatch { step: u16 },
+    WrongState { state: SagaState },
+    WrongStepState { step: u16, state: StepState },
+    NotReady,
+    InvalidLimit { limit: u32, max: u32 },
+}
+
+/// The id a saga is placed by: its id's bytes, little-endian, through
+/// [`crate::name_id`].
+pub fn saga_id_key(id: u128) -> u64 {
+    crate::name_id(&id.to_le_bytes())
 }
 
 /// How long a `LockAcquire` may wait.
@@ -387,6 +493,12 @@ pub enum Reply {
     /// Released, or cancelled.
     Done,
     LockInfo(LockInfo),
+    Saga(SagaView),
+    /// A page of one shard's sagas by id; `more`: later ids follow.
+    Sagas {
+        sagas: Vec<SagaView>,
+        more: bool,
+    },
 }
 
 /// What `Info` tells about the server.
@@ -505,6 +617,7 @@ pub enum Reject {
         max: u64,
     },
     Lock(LockReject),
+    Saga(SagaReject),
 }
 
 /// Why a lock request (or a fenced write) was refused.

@@ -9,6 +9,7 @@ use crate::error::Reject;
 use crate::lock::{LockError, LockRecord};
 use crate::message::TxId;
 use crate::record::{NewOrder, Record, Settle};
+use crate::saga::{SagaError, SagaRecord, SagaState, StepState};
 use crate::types::{Line, OrderKey, OrderState, Payment};
 
 /// A record body that does not decode: only a bug or a foreign log gets here,
@@ -46,6 +47,13 @@ mod kind {
     pub const LOCK_RENEWED: u8 = 19;
     pub const LOCK_ENDED: u8 = 20;
     pub const LOCK_KNOWN: u8 = 21;
+    pub const SAGA_BEGUN: u8 = 22;
+    pub const SAGA_STEP_STARTED: u8 = 23;
+    pub const SAGA_STEP_DONE: u8 = 24;
+    pub const SAGA_STEP_FAILED: u8 = 25;
+    pub const SAGA_ABORTED: u8 = 26;
+    pub const SAGA_STEP_COMPENSATED: u8 = 27;
+    pub const SAGA_ENDED: u8 = 28;
 }
 
 /// Bytes before each body in [`encode_framed`]'s output: the kind, then
@@ -246,6 +254,52 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
                 kind::LOCK_KNOWN
             }
         },
+        Record::Saga(s) => match s {
+            SagaRecord::Begun {
+                id,
+                name,
+                payload,
+                at,
+            } => {
+                w.u128(*id);
+                w.name(name);
+                w.name(payload);
+                w.u64(*at);
+                kind::SAGA_BEGUN
+            }
+            SagaRecord::StepStarted { id, step, name } => {
+                w.u128(*id);
+                w.u16(*step);
+                w.name(name);
+                kind::SAGA_STEP_STARTED
+            }
+            SagaRecord::StepDone { id, step, data } => {
+                w.u128(*id);
+                w.u16(*step);
+                w.name(data);
+                kind::SAGA_STEP_DONE
+            }
+            SagaRecord::StepFailed { id, step } => {
+                w.u128(*id);
+                w.u16(*step);
+                kind::SAGA_STEP_FAILED
+            }
+            SagaRecord::Aborted { id } => {
+                w.u128(*id);
+                kind::SAGA_ABORTED
+            }
+            SagaRecord::StepCompensated { id, step } => {
+                w.u128(*id);
+                w.u16(*step);
+                kind::SAGA_STEP_COMPENSATED
+            }
+            SagaRecord::Ended { id, committed, at } => {
+                w.u128(*id);
+                w.u8(u8::from(*committed));
+                w.u64(*at);
+                kind::SAGA_ENDED
+            }
+        },
     }
 }
 
@@ -350,6 +404,36 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
             name: r.name()?,
             permits: r.u32()?,
             last_token: r.u64()?,
+        }),
+        kind::SAGA_BEGUN => Record::Saga(SagaRecord::Begun {
+            id: r.u128()?,
+            name: r.name()?,
+            payload: r.name()?,
+            at: r.u64()?,
+        }),
+        kind::SAGA_STEP_STARTED => Record::Saga(SagaRecord::StepStarted {
+            id: r.u128()?,
+            step: r.u16()?,
+            name: r.name()?,
+        }),
+        kind::SAGA_STEP_DONE => Record::Saga(SagaRecord::StepDone {
+            id: r.u128()?,
+            step: r.u16()?,
+            data: r.name()?,
+        }),
+        kind::SAGA_STEP_FAILED => Record::Saga(SagaRecord::StepFailed {
+            id: r.u128()?,
+            step: r.u16()?,
+        }),
+        kind::SAGA_ABORTED => Record::Saga(SagaRecord::Aborted { id: r.u128()? }),
+        kind::SAGA_STEP_COMPENSATED => Record::Saga(SagaRecord::StepCompensated {
+            id: r.u128()?,
+            step: r.u16()?,
+        }),
+        kind::SAGA_ENDED => Record::Saga(SagaRecord::Ended {
+            id: r.u128()?,
+            committed: r.flag()?,
+            at: r.u64()?,
         }),
         _ => return Err(r.bad("unknown kind")),
     };
@@ -542,6 +626,13 @@ impl Writer<'_> {
                 self.u64(a);
                 self.u64(b);
             }
+            Reject::Saga(e) => {
+                self.u8(23);
+                let (code, a, b) = saga_error_parts(e);
+                self.u8(code);
+                self.u64(a);
+                self.u64(b);
+            }
         }
     }
 }
@@ -580,6 +671,89 @@ pub(crate) fn lock_error_of(code: u8, a: u64, b: u64) -> Option<LockError> {
         10 => LockError::UnknownTicket,
         11 => LockError::NotFenceable,
         12 => LockError::NoSession,
+        _ => return None,
+    })
+}
+
+fn saga_state_code(s: SagaState) -> u64 {
+    match s {
+        SagaState::Running => 0,
+        SagaState::Compensating => 1,
+        SagaState::Committed => 2,
+        SagaState::Compensated => 3,
+    }
+}
+
+fn step_state_code(s: StepState) -> u64 {
+    match s {
+        StepState::Started => 0,
+        StepState::Done => 1,
+        StepState::Failed => 2,
+        StepState::Compensated => 3,
+    }
+}
+
+/// A saga error as a code and two numbers, and back.
+fn saga_error_parts(e: SagaError) -> (u8, u64, u64) {
+    match e {
+        SagaError::InvalidName { len } => (0, len as u64, 0),
+        SagaError::DataTooLarge { len } => (1, len as u64, 0),
+        SagaError::Unknown => (2, 0, 0),
+        SagaError::Conflict => (3, 0, 0),
+        SagaError::TooManySteps => (4, 0, 0),
+        SagaError::OutOfOrder { step, next } => (5, u64::from(step), u64::from(next)),
+        SagaError::StepMismatch { step } => (6, u64::from(step), 0),
+        SagaError::WrongState { state } => (7, saga_state_code(state), 0),
+        SagaError::WrongStepState { step, state } => (8, u64::from(step), step_state_code(state)),
+        SagaError::NotReady => (9, 0, 0),
+        SagaError::InvalidLimit { limit, max } => (10, u64::from(limit), u64::from(max)),
+    }
+}
+
+fn saga_error_of(code: u8, a: u64, b: u64) -> Option<SagaError> {
+    let saga_state = |c| {
+        [
+            SagaState::Running,
+            SagaState::Compensating,
+            SagaState::Committed,
+            SagaState::Compensated,
+        ]
+        .get(c as usize)
+        .copied()
+    };
+    let step_state = |c| {
+        [
+            StepState::Started,
+            StepState::Done,
+            StepState::Failed,
+            StepState::Compensated,
+        ]
+        .get(c as usize)
+        .copied()
+    };
+    Some(match code {
+        0 => SagaError::InvalidName { len: a as usize },
+        1 => SagaError::DataTooLarge { len: a as usize },
+        2 => SagaError::Unknown,
+        3 => SagaError::Conflict,
+        4 => SagaError::TooManySteps,
+        5 => SagaError::OutOfOrder {
+            step: a as u16,
+            next: b as u16,
+        },
+        6 => SagaError::StepMismatch { step: a as u16 },
+        7 => SagaError::WrongState {
+            state: saga_state(a)?,
+        },
+        8 => SagaError::WrongStepState {
+            step: a as u16,
+            state: step_state(b)?,
+        },
+        9 => SagaError::NotReady,
+        10 => SagaError::InvalidLimit {
+            limit: a as u32,
+            max: b as u32,
+        },
         _ => return None,
     })
 }
@@ -780,6 +954,12 @@ impl Reader<'_> {
                     lock_error_of(code, a, b).ok_or_else(|| self.bad("unknown lock error"))?,
                 )
             }
+            23 => {
+                let (code, a, b) = (self.u8()?, self.u64()?, self.u64()?);
+                Reject::Saga(
+                    saga_error_of(code, a, b).ok_or_else(|| self.bad("unknown saga error"))?,
+                )
+            }
             _ => return Err(self.bad("unknown rejection")),
         })
     }
@@ -878,6 +1058,13 @@ mod tests {
             Reject::ShardUnavailable { shard: 3 },
             Reject::Lock(LockError::Stale { token: 3, last: 9 }),
             Reject::Lock(LockError::InvalidName { len: 300 }),
+            Reject::Saga(SagaError::WrongStepState {
+                step: 3,
+                state: StepState::Failed,
+            }),
+            Reject::Saga(SagaError::WrongState {
+                state: SagaState::Compensating,
+            }),
         ]
     }
 
@@ -954,6 +1141,75 @@ mod tests {
                 reject,
             });
         }
+        let name: Box<[u8]> = b"a lock".to_vec().into();
+        all.extend(
+            [
+                LockRecord::Granted {
+                    name: name.clone(),
+                    permits: 3,
+                    token: 9,
+                    owner: 4,
+                    session: Some(77),
+                    ttl_ms: 10,
+                    expires_at: 99,
+                },
+                LockRecord::Granted {
+                    name: name.clone(),
+                    permits: 1,
+                    token: 9,
+                    owner: 4,
+                    session: None,
+                    ttl_ms: 10,
+                    expires_at: 99,
+                },
+                LockRecord::Renewed {
+                    name: name.clone(),
+                    token: 9,
+                    ttl_ms: 5,
+                    expires_at: 100,
+                },
+                LockRecord::Ended {
+                    name: name.clone(),
+                    token: 9,
+                },
+                LockRecord::Known {
+                    name: name.clone(),
+                    permits: 2,
+                    last_token: 12,
+                },
+            ]
+            .map(Record::Lock),
+        );
+        let id = u128::MAX - 5;
+        all.extend(
+            [
+                SagaRecord::Begun {
+                    id,
+                    name: name.clone(),
+                    payload: vec![1, 2, 3].into(),
+                    at: 7,
+                },
+                SagaRecord::StepStarted {
+                    id,
+                    step: 2,
+                    name: name.clone(),
+                },
+                SagaRecord::StepDone {
+                    id,
+                    step: 2,
+                    data: vec![9; 1024].into(),
+                },
+                SagaRecord::StepFailed { id, step: 1 },
+                SagaRecord::Aborted { id },
+                SagaRecord::StepCompensated { id, step: 0 },
+                SagaRecord::Ended {
+                    id,
+                    committed: true,
+                    at: 8,
+                },
+            ]
+            .map(Record::Saga),
+        );
         all
     }
 

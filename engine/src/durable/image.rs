@@ -246,14 +246,15 @@ pub(super) fn head_image(shard: ShardId, shards: u16, head: &CheckpointHead) -> 
     image.rejected = (head.rejected.iter())
         .map(|&(key, r)| rejection_body(key, r))
         .collect();
-    image.coordination = head.locks.iter().map(coordination_bytes).collect();
+    image.coordination = head.coordination.iter().map(coordination_bytes).collect();
     image
 }
 
 /// A coordination record as a snapshot keeps it: its kind, then its body.
-pub(super) fn coordination_bytes(r: &crate::lock::LockRecord) -> Vec<u8> {
+pub(super) fn coordination_bytes(r: &Record) -> Vec<u8> {
     let mut bytes = vec![0];
-    bytes[0] = codec::encode(&Record::Lock(r.clone()), &mut bytes);
+    bytes[0] = codec::encode(r, &mut bytes);
+    debug_assert!(bytes.len() <= COORDINATION_BYTES_MAX, "{}", bytes.len());
     bytes
 }
 
@@ -332,9 +333,11 @@ const _: () = assert!(PART_BYTES_MAX < i32::MAX as usize);
 /// The largest body of a remembered rejection (`OrderRejected`): a key,
 /// a fingerprint and a rejection of a few words, far below it.
 pub(super) const REJECTION_BODY_BYTES_MAX: usize = 256;
-/// The longest coordination record a snapshot holds: a `Granted` with the
-/// longest name.
-const COORDINATION_BYTES_MAX: usize = 1 + 2 + crate::lock::LOCK_NAME_BYTES_MAX + 64;
+/// The longest coordination record a snapshot holds: a saga's `Begun`
+/// with the longest name and payload (a lock's `Granted` is shorter).
+const COORDINATION_BYTES_MAX: usize =
+    1 + 16 + 2 + crate::saga::SAGA_NAME_BYTES_MAX + 2 + crate::saga::SAGA_DATA_BYTES_MAX + 8;
+const _: () = assert!(1 + 2 + crate::lock::LOCK_NAME_BYTES_MAX + 64 <= COORDINATION_BYTES_MAX);
 
 /// Padding one out-of-line block may take, at the largest alignment here.
 const BLOCK_SLACK_BYTES: usize = 16;
@@ -374,7 +377,7 @@ pub(super) fn parts(shard: &Shard, part_bytes_max: usize) -> Vec<Part> {
         (Table::Holds, st.holds.len()),
         (Table::Prepared, st.prepared_upto.len()),
         (Table::Rejected, st.rejected.oldest_first().count()),
-        (Table::Coordination, st.locks.image().len()),
+        (Table::Coordination, st.coordination().len()),
     ];
     let mut out = Vec::new();
     for (table, count) in tables {
@@ -495,7 +498,7 @@ impl<S: Fallible + Allocator + Writer + ?Sized> Serialize<S> for ImageView<'_> {
         let coordination = if take == 0 {
             Vec::new()
         } else {
-            st.locks.image()
+            st.coordination()
         };
         let coordination = coordination.iter().map(coordination_bytes);
         let coordination = vec_of(coordination.skip(skip).take(take), s)?;
@@ -698,6 +701,91 @@ pub(super) mod tests {
             );
             run(&mut shards, account, cmd, true);
         }
+        // Locks (held, released, a semaphore) and sagas (running,
+        // compensating, ended) on both shards.
+        for i in 0..6u8 {
+            let name: Box<[u8]> = vec![b'l', i].into();
+            let at = mercato_protocol::name_id(&name);
+            let acquire = |permits| {
+                Command::Lock(crate::command::LockCommand::Acquire {
+                    name: name.clone(),
+                    owner: u64::from(i),
+                    permits,
+                    ttl_ms: 1_000,
+                    wait: crate::command::LockWait::Try,
+                    session: None,
+                    bind: false,
+                })
+            };
+            let permits = if i == 5 { 3 } else { 1 };
+            run(&mut shards, at, acquire(permits), false);
+            if i % 2 == 0 {
+                let release = crate::command::LockCommand::Release {
+                    name: name.clone(),
+                    token: 1,
+                };
+                run(&mut shards, at, Command::Lock(release), false);
+                run(&mut shards, at, acquire(permits), false);
+            }
+            use crate::command::{SagaCommand as S, StepPhase as P};
+            let id = u128::from(i) << 70;
+            let key = mercato_protocol::saga_id_key(id);
+            let saga = |c| Command::Saga(c);
+            run(
+                &mut shards,
+                key,
+                saga(S::Begin {
+                    id,
+                    name: b"checkout".to_vec().into(),
+                    payload: vec![i; 9].into(),
+                }),
+                false,
+            );
+            for step in 0..u16::from(i % 3 + 1) {
+                let started = P::Started {
+                    name: vec![b's', step as u8].into(),
+                };
+                run(
+                    &mut shards,
+                    key,
+                    saga(S::Step {
+                        id,
+                        step,
+                        phase: started,
+                    }),
+                    false,
+                );
+                let done = P::Done {
+                    data: vec![7; usize::from(i)].into(),
+                };
+                run(
+                    &mut shards,
+                    key,
+                    saga(S::Step {
+                        id,
+                        step,
+                        phase: done,
+                    }),
+                    false,
+                );
+            }
+            if i % 3 == 1 {
+                run(&mut shards, key, saga(S::Abort { id }), false);
+                run(
+                    &mut shards,
+                    key,
+                    saga(S::Step {
+                        id,
+                        step: 1,
+                        phase: P::Compensated,
+                    }),
+                    false,
+                );
+            }
+            if i % 3 == 2 {
+                run(&mut shards, key, saga(S::End { id }), false);
+            }
+        }
         shards
     }
 
@@ -782,7 +870,7 @@ pub(super) mod tests {
                     body
                 })
                 .collect(),
-            coordination: st.locks.image().iter().map(coordination_bytes).collect(),
+            coordination: st.coordination().iter().map(coordination_bytes).collect(),
             revenue: st.revenue,
             deposited: st.deposited,
             withdrawn: st.withdrawn,
@@ -817,7 +905,11 @@ pub(super) mod tests {
         for shard in &shards {
             let st = &shard.state;
             assert!(
-                !st.skus.is_empty() && st.orders.len() > 0 && st.rejected.len() > 0,
+                !st.skus.is_empty()
+                    && st.orders.len() > 0
+                    && st.rejected.len() > 0
+                    && !st.locks.is_empty()
+                    && !st.sagas.is_empty(),
                 "a test shard must hold every kind of entry"
             );
             let built = rkyv::to_bytes::<rkyv::rancor::Error>(&image_of(shard, 77)).unwrap();

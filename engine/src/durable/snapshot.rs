@@ -292,6 +292,7 @@ fn load_part(
         };
         match decoded {
             Some(Record::Lock(r)) => st.locks.restore(&r),
+            Some(Record::Saga(r)) => st.sagas.apply(&r),
             _ => return Err(bad(path, "a coordination record does not decode")),
         }
     }

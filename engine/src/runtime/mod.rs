@@ -9,6 +9,7 @@ mod handle;
 mod net;
 pub mod ring;
 mod route;
+mod sagas;
 mod session;
 mod worker;
 

@@ -2,6 +2,8 @@
 //! engine's commands, views and rejections field for field; this is the one
 //! place that knows both.
 
+mod saga;
+
 use mercato_protocol as wire;
 
 use crate::cache::PolicyKind;
@@ -43,6 +45,12 @@ pub fn route(r: wire::Request) -> Routed {
             return Routed::Keyspace(r);
         }
         W::Info => return Routed::Info,
+        r @ (W::SagaBegin { .. }
+        | W::SagaStep { .. }
+        | W::SagaAbort { .. }
+        | W::SagaEnd { .. }
+        | W::SagaGet { .. }
+        | W::SagaList { .. }) => saga::command(r).expect("a saga request"),
         W::LockAcquire {
             name,
             owner,
@@ -256,6 +264,7 @@ pub fn request(c: Command) -> wire::Request {
                 ticket,
             },
         },
+        Command::Saga(s) => saga::request(s),
         Command::Fenced { lock, token, cmd } => W::Fenced {
             lock: lock.into(),
             token,
@@ -471,6 +480,11 @@ fn reply(r: Reply) -> wire::Reply {
         Reply::LockQueued { ticket } => wire::Reply::LockQueued { ticket },
         Reply::LockRenewed { expires_at } => wire::Reply::LockRenewed { expires_at },
         Reply::Done => wire::Reply::Done,
+        Reply::Saga(v) => wire::Reply::Saga(saga::view(v)),
+        Reply::Sagas { sagas, more } => wire::Reply::Sagas {
+            sagas: sagas.into_iter().map(saga::view).collect(),
+            more,
+        },
         Reply::LockInfo(i) => wire::Reply::LockInfo(wire::LockInfo {
             permits: i.permits,
             holders: (i.holders.into_iter())
@@ -573,6 +587,7 @@ fn reject(r: Reject) -> wire::Reject {
         Reject::InvalidKey { len, max } => W::InvalidKey { len, max },
         Reject::ValueTooLarge { len, max } => W::ValueTooLarge { len, max },
         Reject::Lock(e) => W::Lock(lock_reject(e)),
+        Reject::Saga(e) => W::Saga(saga::reject(e)),
     }
 }
 

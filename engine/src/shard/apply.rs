@@ -26,6 +26,7 @@ impl Shard {
         let st = &mut self.state;
         match record {
             Record::Lock(r) => st.locks.apply(&r),
+            Record::Saga(r) => st.sagas.apply(&r),
             Record::SkuPut {
                 sku,
                 price,

@@ -46,8 +46,8 @@ pub struct CheckpointHead {
     pub(crate) prepared_upto: Vec<(ShardId, u64)>,
     /// Oldest first, as `Rejections::from_oldest_first` wants them.
     pub(crate) rejected: Vec<(OrderKey, Remembered)>,
-    /// Locks and semaphores, as `Locks::image` gives them.
-    pub(crate) locks: Vec<crate::lock::LockRecord>,
+    /// Locks, semaphores and sagas, as `ShardState::coordination` gives them.
+    pub(crate) coordination: Vec<crate::record::Record>,
     pub(crate) revenue: u128,
     pub(crate) deposited: u128,
     pub(crate) withdrawn: u128,
@@ -103,7 +103,7 @@ impl Shard {
             holds: st.holds.iter().map(|(&tx, h)| (tx, h.clone())).collect(),
             prepared_upto: st.prepared_upto.iter().map(|(&c, &s)| (c, s)).collect(),
             rejected: st.rejected.oldest_first().map(|(&k, &r)| (k, r)).collect(),
-            locks: st.locks.image(),
+            coordination: st.coordination(),
             revenue: st.revenue,
             deposited: st.deposited,
             withdrawn: st.withdrawn,

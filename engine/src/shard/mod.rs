@@ -19,6 +19,7 @@ mod probe;
 mod purchase_table;
 mod rejections;
 mod reserve;
+mod sagas;
 
 use std::collections::BTreeSet;
 
@@ -169,6 +170,17 @@ pub struct ShardState {
     pub(crate) withdrawn: u128,
     /// Locks and semaphores whose names hash here (`lock/`).
     pub(crate) locks: crate::lock::Locks,
+    /// Sagas whose ids hash here (`saga/`).
+    pub(crate) sagas: crate::saga::Sagas,
+}
+
+impl ShardState {
+    /// Locks and sagas as the records that rebuild them, for snapshots.
+    pub(crate) fn coordination(&self) -> Vec<Record> {
+        let locks = self.locks.image().into_iter().map(Record::Lock);
+        let sagas = self.sagas.image().into_iter().map(Record::Saga);
+        locks.chain(sagas).collect()
+    }
 }
 
 /// A two-phase order this shard coordinates, waiting for votes.
@@ -542,6 +554,7 @@ impl Shard {
                 limit,
             } => self.list_orders(account, after, limit),
             Command::Lock(l) => self.lock_command(l, now, out),
+            Command::Saga(s) => self.saga_command(s, now, out),
             Command::Fenced {
                 lock,
                 token: fence,
