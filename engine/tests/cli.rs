@@ -209,3 +209,39 @@ fn the_cli_takes_and_gives_back_locks_and_permits() {
         "both permits are out"
     );
 }
+
+#[test]
+fn the_cli_lists_and_shows_sagas() {
+    let server = Server::start(2, &[]);
+    let c = mercato_client::Client::connect(server.main, Default::default()).unwrap();
+    let started = mercato_client::wire::StepPhase::Started {
+        name: b"charge".to_vec(),
+    };
+    c.saga_begin(7, b"checkout", b"").unwrap().unwrap();
+    c.saga_step(7, 0, started).unwrap().unwrap();
+    c.saga_begin(8, b"checkout", b"").unwrap().unwrap();
+    c.saga_end(8).unwrap().unwrap();
+    let addr = server.main.to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .arg("--server")
+            .arg(&addr)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, out) = run(&["--json", "saga", "list", "--unfinished"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("[{\"id\":\"7\",\"name\":\"checkout\",\"state\":\"Running\""),
+        "{out}"
+    );
+    assert!(!out.contains("\"id\":\"8\""), "{out}");
+    let (code, out) = run(&["saga", "list"]);
+    assert_eq!((code, out.lines().count()), (Some(0), 2), "{out}");
+    let (code, out) = run(&["saga", "show", "7"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("step 0 charge: Started"), "{out}");
+    assert_eq!(run(&["saga", "show", "9"]).0, Some(1), "no such saga");
+}

@@ -53,6 +53,9 @@ enum Cmd {
     /// Named semaphores: N permits, each a lease with its own token.
     #[command(subcommand)]
     Semaphore(SemaphoreCmd),
+    /// Sagas' progress as mercato records it.
+    #[command(subcommand)]
+    Saga(SagaCmd),
     /// Each shard's reported load.
     Stats,
     /// The server's health: connections, snapshot failures, failed logs.
@@ -119,6 +122,18 @@ enum SemaphoreCmd {
     Show {
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SagaCmd {
+    /// Every saga the server keeps, one a line: all, or only those not
+    /// ended (`--unfinished`), by shard then id.
+    List {
+        #[arg(long)]
+        unfinished: bool,
+    },
+    /// One saga and its steps.
+    Show { id: u128 },
 }
 
 #[derive(Subcommand)]
@@ -559,6 +574,41 @@ fn main() {
                 )
             },
         ),
+        Cmd::Saga(SagaCmd::List { unfinished }) => {
+            let all = if unfinished {
+                c.sagas_unfinished()
+            } else {
+                c.sagas_all()
+            };
+            show(
+                j,
+                all,
+                |v| v.iter().map(saga_text).collect::<Vec<_>>().join("\n"),
+                |v| {
+                    format!(
+                        "[{}]",
+                        v.iter().map(saga_json).collect::<Vec<_>>().join(",")
+                    )
+                },
+            )
+        }
+        Cmd::Saga(SagaCmd::Show { id }) => show(
+            j,
+            c.saga_get(id),
+            |v| {
+                let mut text = vec![saga_text(v)];
+                for (i, s) in v.steps.iter().enumerate() {
+                    text.push(format!(
+                        "  step {i} {}: {:?}, {} bytes of data",
+                        String::from_utf8_lossy(&s.name),
+                        s.state,
+                        s.data.len()
+                    ));
+                }
+                text.join("\n")
+            },
+            saga_json,
+        ),
         Cmd::Stats => {
             for (shard, load, outstanding) in c.stats() {
                 if j {
@@ -606,6 +656,44 @@ fn acquire(
                 json_string(name)
             )
         },
+    )
+}
+
+fn saga_text(v: &wire::SagaView) -> String {
+    format!(
+        "saga {} ({}): {:?}, {} step(s), began {}{}",
+        v.id,
+        String::from_utf8_lossy(&v.name),
+        v.state,
+        v.steps.len(),
+        v.began_at,
+        if v.ended_at > 0 {
+            format!(", ended {}", v.ended_at)
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn saga_json(v: &wire::SagaView) -> String {
+    let steps: Vec<String> = (v.steps.iter())
+        .map(|s| {
+            format!(
+                "{{\"name\":{},\"state\":\"{:?}\",\"data_bytes\":{}}}",
+                json_string(&String::from_utf8_lossy(&s.name)),
+                s.state,
+                s.data.len()
+            )
+        })
+        .collect();
+    format!(
+        "{{\"id\":\"{}\",\"name\":{},\"state\":\"{:?}\",\"began_at\":{},\"ended_at\":{},\"steps\":[{}]}}",
+        v.id,
+        json_string(&String::from_utf8_lossy(&v.name)),
+        v.state,
+        v.began_at,
+        v.ended_at,
+        steps.join(",")
     )
 }
 
