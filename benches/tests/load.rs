@@ -219,3 +219,34 @@ fn a_flag_the_target_does_not_take_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_locks_workload_counts_pairs_and_hand_overs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+        .args(["--workload", "locks", "--shards", "2", "--threads", "2"])
+        .args([
+            "--seconds",
+            "1",
+            "--batch",
+            "64",
+            "--pipeline",
+            "2",
+            "--json",
+        ])
+        .output()
+        .expect("mercato-load runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}", out.status);
+    let field = |name: &str| -> f64 {
+        let at = stdout.find(&format!("\"{name}\":")).expect(name) + name.len() + 3;
+        let rest = &stdout[at..];
+        let end = rest.find([',', '}']).unwrap();
+        rest[..end].parse().expect(name)
+    };
+    assert!(field("pairs") > 1_000.0, "{stdout}");
+    assert!(
+        field("busy") > 0.0,
+        "10% of acquires are contended: {stdout}"
+    );
+    assert!(stdout.contains("\"handoff\":{\"p50_us\":"), "{stdout}");
+}

@@ -162,4 +162,19 @@ fn the_peers_do_the_same_work_all_or_nothing() {
     };
     redis(&redis_url);
     postgres(&pg_url);
+    redis_locks(&redis_url);
+}
+
+/// The locks workload against Redis's SET NX PX and Lua release runs to
+/// its end, and what it holds at the end are its own tokens.
+fn redis_locks(url: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+        .args(["--target", url, "--workload", "locks", "--threads", "2"])
+        .args(["--seconds", "1", "--batch", "64", "--json"])
+        .output()
+        .expect("mercato-load runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}", out.status);
+    assert!(stdout.contains("\"workload\":\"locks\""), "{stdout}");
+    assert!(!stdout.contains("\"pairs\":0,"), "{stdout}");
 }

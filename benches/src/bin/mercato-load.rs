@@ -22,6 +22,8 @@ use mercato_engine::{
     Reply,
 };
 
+#[path = "load/locks.rs"]
+mod locks;
 #[path = "load/postgres.rs"]
 mod postgres;
 #[path = "load/redis.rs"]
@@ -42,6 +44,9 @@ enum Workload {
     Mixed,
     /// Only get_sku, over Zipf(0.99) SKUs: the read path.
     Reads,
+    /// Lock acquire and release pairs, a share of them on contended names
+    /// (`--contended-pct`); also against Redis's SET NX PX and Lua release.
+    Locks,
 }
 
 /// How the flash sale draws its buyers.
@@ -152,6 +157,14 @@ struct Args {
     /// engine acknowledges, as it is acknowledged.
     #[arg(long)]
     ack_log: Option<PathBuf>,
+    /// With --workload locks: the percentage of acquires that go to one of
+    /// a few names every thread shares.
+    #[arg(long, default_value_t = 10)]
+    contended_pct: u64,
+    /// With --workload locks: the names each thread takes in turn, which
+    /// no other thread takes.
+    #[arg(long, default_value_t = 65_536)]
+    lock_names: u64,
     /// Instead of a load: recover --data-dir without changing it and check
     /// every order in this ack log. Exits 1 if one is missing or in a state
     /// that cannot follow the acknowledged one, or if an invariant fails.
@@ -369,6 +382,7 @@ impl Gen {
             Workload::Reads => Command::GetSku {
                 sku: self.zipf.sample(&mut self.rng) - 1,
             },
+            Workload::Locks => unreachable!("the locks workload draws its own (load/locks.rs)"),
             Workload::Mixed => match self.rng.below(10) {
                 0..7 => Command::GetSku {
                     sku: self.zipf.sample(&mut self.rng) - 1,
@@ -766,7 +780,13 @@ fn main() {
                 std::process::exit(2);
             }
         };
+        if args.workload == Workload::Locks {
+            std::process::exit(locks::run_tcp(&args, addr));
+        }
         std::process::exit(tcp::run(&args, addr, accounts, skus));
+    }
+    if args.target.starts_with("redis://") && args.workload == Workload::Locks {
+        std::process::exit(locks::run_redis(&args, &args.target));
     }
     if args.target.starts_with("redis://") {
         std::process::exit(redis::run(&args, &args.target, accounts, skus));
@@ -822,6 +842,11 @@ fn main() {
         mercato_engine::alloc::prefault_heap(args.heap_prefault_mb << 20);
     }
     let h = engine.handle();
+    if args.workload == Workload::Locks {
+        let code = locks::run_embedded(&args, &h);
+        engine.shutdown();
+        std::process::exit(code);
+    }
     // A data directory loaded by an earlier run keeps its catalog; one whose
     // loading was cut short is loaded again (puts and restocks only add).
     let ready = args.data_dir.as_ref().map(|d| {

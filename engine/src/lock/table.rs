@@ -377,12 +377,44 @@ impl Locks {
             // Nothing could ever end it but its time: the same as unbound.
             debug_assert!(false, "a bound lease needs a session");
         }
-        if let Some(lock) = self.locks.get(name)
-            && lock.permits != req.permits
-        {
-            return Err(LockError::PermitsMismatch {
-                permits: lock.permits,
-            });
+        if let Some(lock) = self.locks.get_mut(name) {
+            if lock.permits != req.permits {
+                return Err(LockError::PermitsMismatch {
+                    permits: lock.permits,
+                });
+            }
+            // The common case in one lookup: a known lock, free, nobody
+            // waiting and no lease due to end; exactly what `grant` does.
+            let due = lock.holders.iter().any(|h| h.expires_at <= now);
+            if !due && lock.free() && lock.waiters.is_empty() {
+                let token = lock.last_token + 1;
+                let expires_at = now + req.ttl_ms;
+                let session = req.owner.conn.filter(|_| req.owner.bind);
+                lock.last_token = token;
+                lock.holders.push(Lease {
+                    token,
+                    owner: req.owner.id,
+                    session,
+                    ttl_ms: req.ttl_ms,
+                    expires_at,
+                    notify: req.owner.conn,
+                });
+                let id = lock.id;
+                *self.deadlines.entry((expires_at, id)).or_default() += 1;
+                if let Some(s) = session {
+                    self.sessions.entry(s).or_default().insert(id);
+                }
+                out.records.push(LockRecord::Granted {
+                    name: name.into(),
+                    permits: req.permits,
+                    token,
+                    owner: req.owner.id,
+                    session,
+                    ttl_ms: req.ttl_ms,
+                    expires_at,
+                });
+                return Ok(Some((token, expires_at)));
+            }
         }
         self.expire_due_of(name, now, out);
         let lock = self.lock_mut(name, req.permits);
@@ -473,6 +505,23 @@ impl Locks {
     ) -> Result<(), LockError> {
         let now = self.clock(now);
         check_name(name)?;
+        // The common case in one lookup: the live holder of a lock nobody
+        // waits for; exactly what the records below do.
+        if let Some(lock) = self.locks.get_mut(name)
+            && lock.waiters.is_empty()
+            && lock.fence_holds == 0
+            && !lock.holders.iter().any(|h| h.expires_at <= now)
+            && let Some(at) = lock.holders.iter().position(|h| h.token == token)
+        {
+            let h = lock.holders.swap_remove(at);
+            let id = lock.id;
+            self.drop_deadline(h.expires_at, id);
+            out.records.push(LockRecord::Ended {
+                name: name.into(),
+                token,
+            });
+            return Ok(());
+        }
         self.expire_due_of(name, now, out);
         self.holding(name, token)?;
         let record = LockRecord::Ended {
