@@ -219,3 +219,40 @@ fn tokens_and_leases_survive_restarts_and_snapshots() {
     assert_eq!(h.lock_try(b"a", 1, 100).unwrap().unwrap().token, 5);
     engine.shutdown();
 }
+
+#[test]
+fn sagas_are_kept_per_shard_and_listed_by_each() {
+    use mercato_engine::command::StepPhase;
+    use mercato_engine::saga::{SagaError, SagaState};
+    let engine = Engine::open(Config::with_shards(3)).unwrap();
+    let h = engine.handle();
+    for id in 0..20u128 {
+        h.saga_begin(id, b"checkout", b"").unwrap().unwrap();
+        let started = StepPhase::Started {
+            name: b"reserve".to_vec().into(),
+        };
+        h.saga_step(id, 0, started).unwrap().unwrap();
+        if id % 2 == 0 {
+            let done = StepPhase::Done {
+                data: Box::default(),
+            };
+            h.saga_step(id, 0, done).unwrap().unwrap();
+            assert_eq!(h.saga_end(id).unwrap().unwrap().state, SagaState::Committed);
+        }
+    }
+    let open = h.sagas_unfinished().unwrap().unwrap();
+    let mut ids: Vec<u128> = open.iter().map(|v| v.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+    let past = mercato_engine::command::SagaCommand::List {
+        shard: 3,
+        after: None,
+        limit: 10,
+        unfinished: false,
+    };
+    assert_eq!(
+        h.call(Command::Saga(past)).unwrap(),
+        Err(Reject::Saga(SagaError::NoSuchShard { shard: 3 }))
+    );
+    engine.shutdown();
+}

@@ -265,6 +265,7 @@ pub enum SagaReject {
     WrongStepState { step: u16, state: StepState },
     NotReady,
     InvalidLimit { limit: u32, max: u32 },
+    NoSuchShard { shard: u16 },
 }
 
 /// The id a saga is placed by: its id's bytes, little-endian, through

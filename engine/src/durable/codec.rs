@@ -707,6 +707,7 @@ fn saga_error_parts(e: SagaError) -> (u8, u64, u64) {
         SagaError::WrongStepState { step, state } => (8, u64::from(step), step_state_code(state)),
         SagaError::NotReady => (9, 0, 0),
         SagaError::InvalidLimit { limit, max } => (10, u64::from(limit), u64::from(max)),
+        SagaError::NoSuchShard { shard } => (11, u64::from(shard), 0),
     }
 }
 
@@ -754,6 +755,7 @@ fn saga_error_of(code: u8, a: u64, b: u64) -> Option<SagaError> {
             limit: a as u32,
             max: b as u32,
         },
+        11 => SagaError::NoSuchShard { shard: a as u16 },
         _ => return None,
     })
 }

@@ -84,6 +84,8 @@ pub enum SagaError {
     NotReady,
     #[error("list limit {limit} is outside 1..={max}")]
     InvalidLimit { limit: u32, max: u32 },
+    #[error("there is no shard {shard}")]
+    NoSuchShard { shard: u16 },
 }
 
 /// The durable changes; nothing else changes a saga.

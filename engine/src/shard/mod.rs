@@ -321,7 +321,11 @@ impl Shard {
     /// left by early decisions are not counted: they wait for a Try that may
     /// never come, and hold nothing.
     pub fn in_flight(&self) -> usize {
-        self.pending.len() + self.state.holds.len()
+        self.pending.len()
+            + self.state.holds.len()
+            + self.fence_pending.len()
+            + self.fence_watch.len()
+            + self.fence_holds.len()
     }
 
     /// Rebuild state from a record read back from the log.

@@ -30,6 +30,9 @@ impl Shard {
             SagaCommand::Abort { id } => sagas.abort(id, &mut records).map(Reply::Saga),
             SagaCommand::End { id } => sagas.end(id, now, &mut records).map(Reply::Saga),
             SagaCommand::Get { id } => sagas.get(id).map(Reply::Saga),
+            SagaCommand::List { shard, .. } if shard != self.id => {
+                Err(SagaError::NoSuchShard { shard })
+            }
             SagaCommand::List {
                 after,
                 limit,

@@ -131,5 +131,6 @@ pub(super) fn reject(e: SagaError) -> wire::SagaReject {
         },
         SagaError::NotReady => W::NotReady,
         SagaError::InvalidLimit { limit, max } => W::InvalidLimit { limit, max },
+        SagaError::NoSuchShard { shard } => W::NoSuchShard { shard },
     }
 }
