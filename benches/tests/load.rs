@@ -224,6 +224,7 @@ fn a_flag_the_target_does_not_take_is_refused() {
 fn the_locks_workload_counts_pairs_and_hand_overs() {
     let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
         .args(["--workload", "locks", "--shards", "2", "--threads", "2"])
+        .args(["--handoffs", "200"])
         .args([
             "--seconds",
             "1",

@@ -165,6 +165,10 @@ struct Args {
     /// no other thread takes.
     #[arg(long, default_value_t = 65_536)]
     lock_names: u64,
+    /// With --workload locks, embedded: grants of one contended lock
+    /// between two threads, to time the hand-over.
+    #[arg(long, default_value_t = 20_000)]
+    handoffs: u64,
     /// Instead of a load: recover --data-dir without changing it and check
     /// every order in this ack log. Exits 1 if one is missing or in a state
     /// that cannot follow the acknowledged one, or if an invariant fails.

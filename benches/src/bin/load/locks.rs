@@ -20,8 +20,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use mercato_client::{Client, ClientConfig, wire};
@@ -35,8 +34,6 @@ use super::{Args, RunShared, run_for};
 const HOT_NAMES: u64 = 16;
 /// Every lease; longer than any run's batch takes, so none runs out.
 const LEASE_MS: u64 = 30_000;
-/// Hand-overs the embedded target measures.
-const HANDOFFS: u64 = 20_000;
 
 /// Deletes the lock only if it still holds the caller's token; redis-py's
 /// `Lock.release` script, in effect.
@@ -205,7 +202,7 @@ fn to_request(op: &Op) -> wire::Request {
 
 /// The embedded target, after the engine is open.
 pub fn run_embedded(args: &Args, h: &Handle) -> i32 {
-    let handoff = handoffs(h);
+    let handoff = handoffs(h, args.handoffs);
     let run = RunShared::new();
     let totals = std::sync::Mutex::new(Totals::default());
     std::thread::scope(|s| {
@@ -248,24 +245,23 @@ pub fn run_embedded(args: &Args, h: &Handle) -> i32 {
     finish(args, run, totals)
 }
 
-/// Two threads take turns on one lock: each waits in the engine's queue
-/// while the other holds it, then releases once the other waits.
-fn handoffs(h: &Handle) -> Latency {
+/// Two threads take turns on one lock, `--handoffs` grants in all: each
+/// holds it until the other waits in the engine's queue (or has had all
+/// its turns), then releases it.
+fn handoffs(h: &Handle, turns: u64) -> Latency {
     let name: &[u8] = b"handoff";
-    let released_at = Arc::new(AtomicU64::new(0));
+    let released_at = AtomicU64::new(0);
+    let finished = [AtomicBool::new(false), AtomicBool::new(false)];
     let epoch = Instant::now();
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2u64)
+        let workers: Vec<_> = (0..2usize)
             .map(|me| {
-                let (h, released_at) = (h.clone(), released_at.clone());
+                let (h, released_at, finished) = (h.clone(), &released_at, &finished);
                 s.spawn(move || {
                     let session = h.session();
                     let mut lat = Latency::default();
-                    for round in 0..HANDOFFS {
-                        // Round r: thread r % 2 holds, the other waits.
-                        if round % 2 != me {
-                            continue;
-                        }
+                    let mine = turns / 2 + (turns % 2) * (1 - me as u64);
+                    for turn in 0..mine {
                         let lease = session
                             .acquire(name, 1, LEASE_MS, LockWait::Forever, false)
                             .expect("the engine is up")
@@ -274,18 +270,20 @@ fn handoffs(h: &Handle) -> Latency {
                         // The first grant waited for nobody's release.
                         if since > 0 {
                             let now = epoch.elapsed().as_nanos() as u64;
-                            let us = (now.saturating_sub(since) / 1_000).max(1);
-                            let _ = lat.hist.record(us);
+                            let _ = lat.hist.record((now.saturating_sub(since) / 1_000).max(1));
                         }
-                        // Hand over once the other waits for it.
-                        while round + 1 < HANDOFFS
+                        while !finished[1 - me].load(Ordering::Acquire)
                             && h.lock_inspect(name).unwrap().unwrap().waiters == 0
                         {
                             std::hint::spin_loop();
                         }
+                        if turn + 1 == mine {
+                            finished[me].store(true, Ordering::Release);
+                        }
                         released_at.store(epoch.elapsed().as_nanos() as u64, Ordering::Release);
                         h.lock_release(name, lease.token).unwrap().unwrap();
                     }
+                    finished[me].store(true, Ordering::Release);
                     lat
                 })
             })
