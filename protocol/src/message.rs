@@ -380,6 +380,8 @@ pub struct LockHolder {
     pub token: u64,
     pub owner: u64,
     pub expires_at: u64,
+    /// What is left of the lease when the server looked, in ms.
+    pub remaining_ms: u64,
 }
 
 /// What `LockInspect` shows.

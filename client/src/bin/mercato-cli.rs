@@ -542,8 +542,8 @@ fn main() {
                 let holders: Vec<String> = (i.holders.iter())
                     .map(|h| {
                         format!(
-                            "token {} (owner {}) until {}",
-                            h.token, h.owner, h.expires_at
+                            "token {} (owner {}) for {} ms more, until {}",
+                            h.token, h.owner, h.remaining_ms, h.expires_at
                         )
                     })
                     .collect();
@@ -559,8 +559,8 @@ fn main() {
                 let holders: Vec<String> = (i.holders.iter())
                     .map(|h| {
                         format!(
-                            "{{\"token\":{},\"owner\":{},\"expires_at\":{}}}",
-                            h.token, h.owner, h.expires_at
+                            "{{\"token\":{},\"owner\":{},\"expires_at\":{},\"remaining_ms\":{}}}",
+                            h.token, h.owner, h.expires_at, h.remaining_ms
                         )
                     })
                     .collect();

@@ -52,6 +52,9 @@ pub struct LockInfo {
     pub holders: Vec<(u64, u64, TimestampMs)>,
     pub last_token: u64,
     pub waiters: usize,
+    /// The engine's time when it looked, so each lease's remaining time
+    /// is its end less this.
+    pub now: TimestampMs,
 }
 
 /// How long an acquire may wait for the lock.
@@ -832,7 +835,11 @@ impl Locks {
         }
     }
 
-    pub fn inspect(&self, name: &[u8]) -> Result<LockInfo, LockError> {
+    /// A lock as it is; leases past their end at `now` are still listed
+    /// until something touches the lock (or its deadline passes), with
+    /// no time remaining.
+    pub fn inspect(&mut self, name: &[u8], now: TimestampMs) -> Result<LockInfo, LockError> {
+        self.clock(now);
         check_name(name)?;
         let lock = self.locks.get(name).ok_or(LockError::Unknown)?;
         let mut holders: Vec<_> = (lock.holders.iter())
@@ -844,6 +851,7 @@ impl Locks {
             holders,
             last_token: lock.last_token,
             waiters: lock.waiters.len(),
+            now: self.now,
         })
     }
 

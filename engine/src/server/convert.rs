@@ -492,6 +492,7 @@ fn reply(r: Reply) -> wire::Reply {
                     token,
                     owner,
                     expires_at,
+                    remaining_ms: expires_at.saturating_sub(i.now),
                 })
                 .collect(),
             last_token: i.last_token,

@@ -80,7 +80,7 @@ impl Shard {
             LockCommand::Release { name, token } => locks
                 .release(&name, token, now, &mut lo)
                 .map(|()| Reply::Done),
-            LockCommand::Inspect { name } => locks.inspect(&name).map(Reply::LockInfo),
+            LockCommand::Inspect { name } => locks.inspect(&name, now).map(Reply::LockInfo),
             LockCommand::Cancel { name, ticket } => locks
                 .cancel(&name, ticket, now, &mut lo)
                 .map(|()| Reply::Done),

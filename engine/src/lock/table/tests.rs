@@ -226,7 +226,7 @@ proptest! {
                 }
             }
             for (i, m) in models.iter().enumerate() {
-                let seen = locks.inspect(&[i as u8]).ok();
+                let seen = locks.inspect(&[i as u8], now).ok();
                 let mut holders: Vec<_> = m.holders.clone();
                 holders.sort_unstable();
                 prop_assert_eq!(seen.as_ref().map_or(vec![], |s| s.holders.clone()), holders);
@@ -301,7 +301,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         locks.release(b"nobody", 1, 0, &mut out),
         Err(LockError::Unknown)
     );
-    assert_eq!(locks.inspect(b"nobody"), Err(LockError::Unknown));
+    assert_eq!(locks.inspect(b"nobody", 0), Err(LockError::Unknown));
     assert!(out.records.is_empty() && out.notices.is_empty());
     assert_eq!(locks.len(), 0, "a refused acquire makes no lock");
     assert_eq!(
@@ -343,7 +343,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         Err(LockError::UnknownTicket)
     );
     assert_eq!(locks.durable(), before);
-    let info = locks.inspect(b"a").unwrap();
+    let info = locks.inspect(b"a", 0).unwrap();
     assert_eq!(info.holders, vec![(1, 1, 10)]);
     assert_eq!(info.waiters, LOCK_WAITERS_MAX);
 }
@@ -403,6 +403,6 @@ fn a_restart_gives_every_lease_its_whole_time_again() {
     let mut out = LockOut::default();
     // Down for 90 ms: the lease had 10 left, and gets 100 again.
     fresh.restart(90, &mut out);
-    assert_eq!(fresh.inspect(b"a").unwrap().holders, vec![(1, 1, 190)]);
+    assert_eq!(fresh.inspect(b"a", 90).unwrap().holders, vec![(1, 1, 190)]);
     assert_eq!(out.records.len(), 1);
 }
