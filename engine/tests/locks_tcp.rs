@@ -51,7 +51,10 @@ fn locks_over_tcp_wait_bind_lose_and_fence() {
     let info = a.lock_inspect(b"x").unwrap().unwrap();
     assert_eq!((info.holders.len(), info.waiters), (1, 1));
     let left = info.holders[0].remaining_ms;
-    assert!(left > 50_000 && left <= 60_000, "{left} ms of the lease left");
+    assert!(
+        left > 50_000 && left <= 60_000,
+        "{left} ms of the lease left"
+    );
     held.release().unwrap().unwrap();
     let second = ticket.wait().unwrap().unwrap();
     assert_eq!(second.token(), 2);

@@ -298,9 +298,118 @@ mod tests {
             .collect()
     }
 
+    /// A saga with `steps` steps, every name and blob as long as allowed.
+    fn saga(steps: usize) -> SagaView {
+        SagaView {
+            id: u128::MAX,
+            name: vec![b'n'; SAGA_NAME_BYTES_MAX],
+            payload: vec![1; SAGA_DATA_BYTES_MAX],
+            state: SagaState::Compensating,
+            steps: (0..steps)
+                .map(|_| StepView {
+                    name: vec![b's'; SAGA_NAME_BYTES_MAX],
+                    state: StepState::Done,
+                    data: vec![2; SAGA_DATA_BYTES_MAX],
+                })
+                .collect(),
+            began_at: u64::MAX,
+            ended_at: u64::MAX,
+        }
+    }
+
+    /// Lock, saga and fenced requests, and the largest answers they get.
+    fn coordination() -> impl Strategy<Value = (Request, Answer)> {
+        prop_oneof![
+            (1usize..=LOCK_NAME_BYTES_MAX, 0usize..=LOCK_PERMITS_MAX).prop_map(|(n, h)| (
+                Request::LockInspect {
+                    name: vec![b'l'; n]
+                },
+                Answer::Done(Reply::LockInfo(LockInfo {
+                    permits: h as u32,
+                    holders: (0..h)
+                        .map(|i| LockHolder {
+                            token: i as u64,
+                            owner: u64::MAX,
+                            expires_at: u64::MAX,
+                            remaining_ms: u64::MAX,
+                        })
+                        .collect(),
+                    last_token: u64::MAX,
+                    waiters: u32::MAX,
+                }))
+            )),
+            (1usize..=LOCK_NAME_BYTES_MAX).prop_map(|n| (
+                Request::LockAcquire {
+                    name: vec![b'l'; n],
+                    owner: 1,
+                    permits: 3,
+                    ttl_ms: 10,
+                    wait: LockWait::Ms(5),
+                    bind: true,
+                },
+                Answer::Done(Reply::LockGranted {
+                    token: u64::MAX,
+                    expires_at: u64::MAX
+                })
+            )),
+            (0usize..=SAGA_STEPS_MAX).prop_map(|n| (
+                Request::SagaStep {
+                    id: 1,
+                    step: 2,
+                    phase: StepPhase::Done {
+                        data: vec![3; SAGA_DATA_BYTES_MAX]
+                    },
+                },
+                Answer::Done(Reply::Saga(saga(n)))
+            )),
+            (1u32..=SAGA_LIST_LIMIT_MAX).prop_map(|limit| {
+                let n = (limit as usize)
+                    .min(SAGA_PAGE_BYTES_MAX / saga_view_bytes(&saga(SAGA_STEPS_MAX)));
+                (
+                    Request::SagaList {
+                        shard: 1,
+                        after: Some(u128::MAX),
+                        limit,
+                        unfinished: true,
+                    },
+                    Answer::Done(Reply::Sagas {
+                        sagas: (0..n).map(|_| saga(SAGA_STEPS_MAX)).collect(),
+                        more: true,
+                    }),
+                )
+            }),
+            (0usize..=ORDER_LINES_MAX, 1usize..=LOCK_NAME_BYTES_MAX).prop_map(|(n, l)| (
+                Request::Fenced {
+                    lock: vec![b'l'; l],
+                    token: 9,
+                    write: Box::new(FencedWrite::PlaceOrder {
+                        id: 1,
+                        account: 2,
+                        lines: line_requests(n),
+                        payment: Payment::Immediate,
+                    }),
+                },
+                Answer::Done(Reply::Order(order(n)))
+            )),
+            Just((
+                Request::Fenced {
+                    lock: vec![b'l'; 3],
+                    token: 9,
+                    write: Box::new(FencedWrite::Refund {
+                        account: 2,
+                        order: 4,
+                        restock: true
+                    }),
+                },
+                Answer::Done(Reply::Order(order(ORDER_LINES_MAX)))
+            )),
+        ]
+    }
+
     /// A request, and the largest answer it may get.
     fn request_and_answer() -> impl Strategy<Value = (Request, Answer)> {
         prop_oneof![
+            coordination(),
             (0usize..=ORDER_LINES_MAX).prop_map(|n| (
                 Request::PlaceOrder {
                     id: u128::MAX,
