@@ -9,6 +9,10 @@
 //! - [`Handle`] is the embedded API: one blocking method per command, and
 //!   [`Handle::submit`] for batches.
 //! - [`audit`] checks the invariants of DESIGN.md across all shards.
+//! - [`lock`] holds named locks and semaphores with leases and fencing
+//!   tokens, and [`saga`] the durable progress of sagas; both live in the
+//!   shards' logs like the shop's state ([`Handle::session`],
+//!   [`Handle::fenced`], [`Handle::saga_begin`]).
 //!
 //! ```
 //! use mercato_engine::{Config, Engine, LineRequest, Payment, Reject};
