@@ -355,6 +355,9 @@ impl Net {
                     wire::Request::LockAcquire { .. } | wire::Request::LockCancel { .. }
                 )
             });
+            if c.locked {
+                c.conn.hold_session();
+            }
             let (collector, writes) = self.dispatch(requests, writes_before, session, shared);
             if writes {
                 if let Some(c) = self.clients[slot].as_mut() {

@@ -90,6 +90,8 @@ pub struct Conn {
     last_active_ms: u64,
     /// When output last left for the socket, or last began to wait.
     last_written_ms: u64,
+    /// The connection is a lock session: its silence is not idleness.
+    session: bool,
 }
 
 /// What a connection's deadlines came to.
@@ -133,6 +135,7 @@ impl Conn {
             accepted_ms: now_ms,
             last_active_ms: now_ms,
             last_written_ms: now_ms,
+            session: false,
         }
     }
 
@@ -356,6 +359,15 @@ impl Conn {
         }
     }
 
+    /// The connection asked for a lock: from now on it is never closed
+    /// for idleness, since a client that waits in a lock's queue, or holds
+    /// a lease bound to this connection, may say nothing for a long time,
+    /// and closing it would end both. A client that stops reading is
+    /// still cut off (`Deadline::Abandon`).
+    pub fn hold_session(&mut self) {
+        self.session = true;
+    }
+
     /// A notice for the client, unasked (a lock granted to a waiting
     /// acquire, a lease lost): written at once, ahead of answers still
     /// waiting for earlier ones, since it answers nothing. Its bytes are
@@ -394,7 +406,8 @@ impl Conn {
                     self.parked = None;
                     return Deadline::Abandon;
                 }
-                let idle = self.pending.is_empty()
+                let idle = !self.session
+                    && self.pending.is_empty()
                     && self.parked.is_none()
                     && !waiting
                     && self.inbuf.is_empty();
@@ -847,6 +860,11 @@ mod tests {
         };
         let mut c = ready_with(never, None);
         assert_eq!(c.check_timeouts(u64::MAX), Deadline::Met);
+
+        // A lock session stays, however long it says nothing.
+        let mut c = ready(None);
+        c.hold_session();
+        assert_eq!(c.check_timeouts(u64::MAX / 2), Deadline::Met);
 
         // Answers nobody reads: abandoned after the idle timeout, counted
         // from the last time any of its output left.
