@@ -2,7 +2,7 @@
 
 use crate::error::Reject;
 use crate::record::Settle;
-use crate::types::{AccountId, LineRequest, Money, Qty, ShardId, SkuId};
+use crate::types::{AccountId, LineRequest, Money, OrderId, Qty, ShardId, SkuId};
 
 /// A two-phase transaction: the coordinator's shard and its own sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,6 +19,9 @@ pub enum PeerMsg {
     Prepare {
         tx: TxId,
         account: AccountId,
+        /// The order it is for: the participant's records name it, so
+        /// that its stock changes can be told per order (the change feed).
+        order: OrderId,
         lines: OneOrMany<LineRequest>,
     },
     /// The participant's answer to a Prepare.
@@ -32,6 +35,7 @@ pub enum PeerMsg {
     /// Settle stock an order already holds; cannot fail.
     Settle {
         account: AccountId,
+        order: OrderId,
         lines: Box<[(SkuId, Qty)]>,
         settle: Settle,
     },

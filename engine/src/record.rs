@@ -9,7 +9,7 @@ use crate::error::Reject;
 use crate::message::TxId;
 use crate::order_lines::OrderLines;
 use crate::types::{
-    AccountId, Money, OrderKey, OrderState, OrderView, Payment, Qty, SkuId, TimestampMs,
+    AccountId, Money, OrderId, OrderKey, OrderState, OrderView, Payment, Qty, SkuId, TimestampMs,
 };
 
 /// A fresh order as written by its owner.
@@ -120,6 +120,7 @@ pub enum Record {
     Prepared {
         tx: TxId,
         account: AccountId,
+        order: OrderId,
         lines: OrderLines,
     },
     /// Participant: the hold became the order's reservation, or a sale.
@@ -134,6 +135,7 @@ pub enum Record {
     /// SKU shard: settle stock that an order already holds.
     StockSettled {
         account: AccountId,
+        order: OrderId,
         lines: Box<[(SkuId, Qty)]>,
         settle: Settle,
     },

@@ -58,6 +58,7 @@ fn prepare(s: &mut Shard, tx: TxId, qty: u32) -> Vote {
         PeerMsg::Prepare {
             tx,
             account: ACCOUNT,
+            order: u128::from(tx.seq),
             lines,
         },
         0,

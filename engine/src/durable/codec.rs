@@ -154,9 +154,15 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             w.u8(u8::from(*restock));
             kind::REFUNDED
         }
-        Record::Prepared { tx, account, lines } => {
+        Record::Prepared {
+            tx,
+            account,
+            order,
+            lines,
+        } => {
             w.tx(*tx);
             w.u64(*account);
+            w.u128(*order);
             w.lines(lines.iter());
             kind::PREPARED
         }
@@ -171,10 +177,12 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
         }
         Record::StockSettled {
             account,
+            order,
             lines,
             settle,
         } => {
             w.u64(*account);
+            w.u128(*order);
             w.u8(match settle {
                 Settle::Sell => 0,
                 Settle::Release => 1,
@@ -344,6 +352,7 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
         kind::PREPARED => Record::Prepared {
             tx: r.tx()?,
             account: r.u64()?,
+            order: r.u128()?,
             lines: r.lines()?.into(),
         },
         kind::HOLD_COMMITTED => Record::HoldCommitted {
@@ -353,6 +362,7 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
         kind::HOLD_ABORTED => Record::HoldAborted { tx: r.tx()? },
         kind::STOCK_SETTLED => {
             let account = r.u64()?;
+            let order = r.u128()?;
             let settle = match r.u8()? {
                 0 => Settle::Sell,
                 1 => Settle::Release,
@@ -366,6 +376,7 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
                 .collect::<Result<Box<[_]>, DecodeError>>()?;
             Record::StockSettled {
                 account,
+                order,
                 lines,
                 settle,
             }
@@ -1105,6 +1116,7 @@ mod tests {
             Record::Prepared {
                 tx,
                 account: 8,
+                order: u128::MAX - 1,
                 lines: order(Payment::Immediate).lines,
             },
             Record::HoldCommitted {
@@ -1132,6 +1144,7 @@ mod tests {
         ] {
             all.push(Record::StockSettled {
                 account: 2,
+                order: 1 << 90,
                 lines: vec![(1, 2), (3, 4)].into(),
                 settle,
             });

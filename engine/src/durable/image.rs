@@ -95,6 +95,8 @@ pub(super) struct HoldImage {
     pub(super) coordinator: u16,
     pub(super) seq: u64,
     pub(super) account: u64,
+    /// The order's id, high half first.
+    pub(super) order: [u64; 2],
     pub(super) lines: Vec<LineImage>,
 }
 
@@ -237,6 +239,7 @@ pub(super) fn head_image(shard: ShardId, shards: u16, head: &CheckpointHead) -> 
             coordinator: tx.coordinator,
             seq: tx.seq,
             account: h.account,
+            order: [(h.order >> 64) as u64, h.order as u64],
             lines: lines_image(h.lines.iter()),
         })
         .collect();
@@ -559,10 +562,12 @@ impl Archive for HoldView<'_> {
     type Resolver = Laid;
 
     fn resolve(&self, r: Laid, out: Place<ArchivedHoldImage>) {
-        munge!(let ArchivedHoldImage { coordinator, seq, account, lines } = out);
+        munge!(let ArchivedHoldImage { coordinator, seq, account, order, lines } = out);
         self.tx.coordinator.resolve((), coordinator);
         self.tx.seq.resolve((), seq);
         self.hold.account.resolve((), account);
+        let id = self.hold.order;
+        [(id >> 64) as u64, id as u64].resolve([(), ()], order);
         ArchivedVec::resolve_from_len(r.len, r.at, lines);
     }
 }
@@ -846,6 +851,7 @@ pub(super) mod tests {
                     coordinator: tx.coordinator,
                     seq: tx.seq,
                     account: h.account,
+                    order: [(h.order >> 64) as u64, h.order as u64],
                     lines: lines_image(h.lines.iter()),
                 })
                 .collect(),

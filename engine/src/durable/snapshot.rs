@@ -265,6 +265,8 @@ fn load_part(
             tx,
             Hold {
                 account: h.account.to_native(),
+                order: (u128::from(h.order[0].to_native()) << 64)
+                    | u128::from(h.order[1].to_native()),
                 lines: lines_of(&h.lines).into(),
             },
         );

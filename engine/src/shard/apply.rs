@@ -88,14 +88,26 @@ impl Shard {
                 a.balance += total;
                 st.revenue -= u128::from(total);
             }
-            Record::Prepared { tx, account, lines } => {
+            Record::Prepared {
+                tx,
+                account,
+                order,
+                lines,
+            } => {
                 for line in lines.iter() {
                     self.take_stock(account, &line, false);
                 }
                 let st = &mut self.state;
                 let upto = st.prepared_upto.entry(tx.coordinator).or_insert(0);
                 *upto = (*upto).max(tx.seq);
-                st.holds.insert(tx, Hold { account, lines });
+                st.holds.insert(
+                    tx,
+                    Hold {
+                        account,
+                        order,
+                        lines,
+                    },
+                );
             }
             Record::HoldCommitted { tx, immediate } => {
                 let hold = st.holds.remove(&tx).expect("commit a held tx");
@@ -115,6 +127,7 @@ impl Shard {
                 account,
                 lines,
                 settle,
+                ..
             } => {
                 for &(sku, qty) in lines.iter() {
                     self.settle_line(account, sku, qty, settle);

@@ -133,6 +133,7 @@ impl Shard {
                 self.commit(
                     Record::StockSettled {
                         account: key.account,
+                        order: key.id(),
                         lines,
                         settle,
                     },
@@ -146,6 +147,7 @@ impl Shard {
                     s,
                     PeerMsg::Settle {
                         account: key.account,
+                        order: key.id(),
                         lines,
                         settle,
                     },

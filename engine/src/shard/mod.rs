@@ -149,6 +149,9 @@ impl Order {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Hold {
     pub account: AccountId,
+    /// The order the stock is held for, which the participant's records
+    /// name.
+    pub order: OrderId,
     pub lines: OrderLines,
 }
 
@@ -584,8 +587,13 @@ impl Shard {
             msg @ (PeerMsg::FenceCheck { .. }
             | PeerMsg::FenceVote { .. }
             | PeerMsg::FenceDone { .. }) => self.on_fence_msg(from, msg, now, out),
-            PeerMsg::Prepare { tx, account, lines } => {
-                let vote = self.prepare(tx, account, &lines, out);
+            PeerMsg::Prepare {
+                tx,
+                account,
+                order,
+                lines,
+            } => {
+                let vote = self.prepare(tx, account, order, &lines, out);
                 self.send(from, PeerMsg::Vote { tx, vote }, out);
             }
             PeerMsg::Vote { tx, vote } => self.on_vote(tx, from, vote, now, out),
@@ -601,6 +609,7 @@ impl Shard {
             }
             PeerMsg::Settle {
                 account,
+                order,
                 lines,
                 settle,
             } => {
@@ -610,6 +619,7 @@ impl Shard {
                 self.commit(
                     Record::StockSettled {
                         account,
+                        order,
                         lines,
                         settle,
                     },

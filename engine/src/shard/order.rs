@@ -172,7 +172,7 @@ impl Shard {
         for s in participants.iter() {
             let lines = share_of(&p.lines, s, self.shards);
             if s == self.id {
-                let vote = self.prepare(tx, p.account, &lines, out);
+                let vote = self.prepare(tx, p.account, p.id, &lines, out);
                 self.on_vote(tx, s, vote, now, out);
             } else {
                 self.send(
@@ -180,6 +180,7 @@ impl Shard {
                     PeerMsg::Prepare {
                         tx,
                         account: p.account,
+                        order: p.id,
                         lines,
                     },
                     out,

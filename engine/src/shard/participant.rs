@@ -4,7 +4,7 @@
 use super::{Output, Shard};
 use crate::message::{OneOrMany, TxId, Vote};
 use crate::record::Record;
-use crate::types::{AccountId, LineRequest};
+use crate::types::{AccountId, LineRequest, OrderId};
 
 impl Shard {
     /// The highest sequence this shard prepared for `tx`'s coordinator: any
@@ -22,6 +22,7 @@ impl Shard {
         &mut self,
         tx: TxId,
         account: AccountId,
+        order: OrderId,
         lines: &[LineRequest],
         out: &mut Output,
     ) -> Vote {
@@ -48,6 +49,7 @@ impl Shard {
             Record::Prepared {
                 tx,
                 account,
+                order,
                 lines: held,
             },
             out,
