@@ -43,6 +43,7 @@ pub mod clock;
 pub mod command;
 pub mod durable;
 pub mod error;
+pub mod feed;
 pub mod hash;
 pub mod journal;
 pub mod keyspace;

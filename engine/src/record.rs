@@ -61,8 +61,8 @@ impl NewOrder {
 pub enum Settle {
     /// reserved → sold (a `Deferred` order was paid).
     Sell,
-    /// reserved → available (cancelled or expired).
-    Release,
+    /// reserved → available: the order was cancelled, or it expired.
+    Release { expired: bool },
     /// sold → available when `restock`, else the units stay sold (refund).
     Return { restock: bool },
 }
@@ -103,18 +103,25 @@ pub enum Record {
         fingerprint: u64,
         reject: Reject,
     },
+    // An order's change of state names its lines, though the shard has
+    // them: a reader of the log alone (the change feed, `wal dump`) can
+    // then tell what changed without the state.
     Paid {
         key: OrderKey,
+        lines: OrderLines,
     },
     Cancelled {
         key: OrderKey,
+        lines: OrderLines,
     },
     Expired {
         key: OrderKey,
+        lines: OrderLines,
     },
     Refunded {
         key: OrderKey,
         restock: bool,
+        lines: OrderLines,
     },
     /// Participant: stock moved from available to reserved under a hold.
     Prepared {
@@ -124,13 +131,20 @@ pub enum Record {
         lines: OrderLines,
     },
     /// Participant: the hold became the order's reservation, or a sale.
+    /// The hold's account, order and lines ride along for log readers.
     HoldCommitted {
         tx: TxId,
         immediate: bool,
+        account: AccountId,
+        order: OrderId,
+        lines: OrderLines,
     },
     /// Participant: the hold's stock went back on sale.
     HoldAborted {
         tx: TxId,
+        account: AccountId,
+        order: OrderId,
+        lines: OrderLines,
     },
     /// SKU shard: settle stock that an order already holds.
     StockSettled {

@@ -10,7 +10,7 @@ use mercato_engine::sim::Cluster;
 use mercato_engine::{Command, Reply};
 use proptest::prelude::*;
 use util::model::Model;
-use util::strategy::{Space, stocked_shop, timed_commands};
+use util::strategy::{Space, picker, stocked_shop, timed_commands};
 
 fn compare_views(cluster: &mut Cluster, model: &Model, sp: Space, now: u64) {
     for s in 0..sp.skus {
@@ -53,13 +53,7 @@ fn run(shards: u16, mut cmds: Vec<(u64, Command)>, seed: u64, concurrent: bool) 
     }
     let mut model = Model::default();
     let mut now = 1_000u64;
-    let mut rng = seed | 1;
-    let mut pick = move |n: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % n as u64) as usize
-    };
+    let mut pick = picker(seed);
     let check_step = |c: &Cluster| {
         let r = c.audit();
         assert!(r.ok(), "after a message: {:?}", r.violations);

@@ -61,6 +61,13 @@ fn the_tools_read_a_sound_directory_and_refuse_a_corrupt_one() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("shard 1 lsn 2 "), "{out}");
     assert!(out.lines().all(|l| l.starts_with("shard 1 ")), "{out}");
+    // The feed's decoder: business events, no two-phase bookkeeping.
+    let (code, out) = mercato(&["wal", "dump", path, "--events"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("OrderPlaced(").count(), 8, "{out}");
+    assert_eq!(out.matches("Deposit").count(), 8, "{out}");
+    assert!(out.contains("reason: Restock"), "{out}");
+    assert!(!out.contains("Prepared") && !out.contains("Hold"), "{out}");
     let (code, out) = mercato(&["demo", "--data-dir", path]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("needs a new data directory"), "{out}");

@@ -25,7 +25,8 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"MRCTWAL\0";
 /// Bumped whenever the layout of a segment, a record or a snapshot (its
 /// trailer or the engine's archive inside it) changes. Version 2: a
 /// snapshot's accounts no longer list their order ids. Version 3: lock
-/// records, and a snapshot's table of them.
+/// and saga records and a snapshot's table of them; two-phase records
+/// naming their order; order and hold changes naming their lines.
 pub const FORMAT_VERSION: u32 = 3;
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 pub const RECORD_HEADER_BYTES: usize = 24;

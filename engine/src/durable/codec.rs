@@ -137,21 +137,29 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             w.reject(reject);
             kind::ORDER_REJECTED
         }
-        Record::Paid { key } => {
+        Record::Paid { key, lines } => {
             w.key(*key);
+            w.lines(lines.iter());
             kind::PAID
         }
-        Record::Cancelled { key } => {
+        Record::Cancelled { key, lines } => {
             w.key(*key);
+            w.lines(lines.iter());
             kind::CANCELLED
         }
-        Record::Expired { key } => {
+        Record::Expired { key, lines } => {
             w.key(*key);
+            w.lines(lines.iter());
             kind::EXPIRED
         }
-        Record::Refunded { key, restock } => {
+        Record::Refunded {
+            key,
+            restock,
+            lines,
+        } => {
             w.key(*key);
             w.u8(u8::from(*restock));
+            w.lines(lines.iter());
             kind::REFUNDED
         }
         Record::Prepared {
@@ -166,13 +174,30 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             w.lines(lines.iter());
             kind::PREPARED
         }
-        Record::HoldCommitted { tx, immediate } => {
+        Record::HoldCommitted {
+            tx,
+            immediate,
+            account,
+            order,
+            lines,
+        } => {
             w.tx(*tx);
             w.u8(u8::from(*immediate));
+            w.u64(*account);
+            w.u128(*order);
+            w.lines(lines.iter());
             kind::HOLD_COMMITTED
         }
-        Record::HoldAborted { tx } => {
+        Record::HoldAborted {
+            tx,
+            account,
+            order,
+            lines,
+        } => {
             w.tx(*tx);
+            w.u64(*account);
+            w.u128(*order);
+            w.lines(lines.iter());
             kind::HOLD_ABORTED
         }
         Record::StockSettled {
@@ -185,9 +210,10 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) -> u8 {
             w.u128(*order);
             w.u8(match settle {
                 Settle::Sell => 0,
-                Settle::Release => 1,
+                Settle::Release { expired: false } => 1,
                 Settle::Return { restock: false } => 2,
                 Settle::Return { restock: true } => 3,
+                Settle::Release { expired: true } => 4,
             });
             w.u8(lines.len() as u8);
             for &(sku, qty) in lines.iter() {
@@ -342,12 +368,22 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
             fingerprint: r.u64()?,
             reject: r.reject()?,
         },
-        kind::PAID => Record::Paid { key: r.key()? },
-        kind::CANCELLED => Record::Cancelled { key: r.key()? },
-        kind::EXPIRED => Record::Expired { key: r.key()? },
+        kind::PAID => Record::Paid {
+            key: r.key()?,
+            lines: r.lines()?.into(),
+        },
+        kind::CANCELLED => Record::Cancelled {
+            key: r.key()?,
+            lines: r.lines()?.into(),
+        },
+        kind::EXPIRED => Record::Expired {
+            key: r.key()?,
+            lines: r.lines()?.into(),
+        },
         kind::REFUNDED => Record::Refunded {
             key: r.key()?,
             restock: r.flag()?,
+            lines: r.lines()?.into(),
         },
         kind::PREPARED => Record::Prepared {
             tx: r.tx()?,
@@ -358,16 +394,25 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
         kind::HOLD_COMMITTED => Record::HoldCommitted {
             tx: r.tx()?,
             immediate: r.flag()?,
+            account: r.u64()?,
+            order: r.u128()?,
+            lines: r.lines()?.into(),
         },
-        kind::HOLD_ABORTED => Record::HoldAborted { tx: r.tx()? },
+        kind::HOLD_ABORTED => Record::HoldAborted {
+            tx: r.tx()?,
+            account: r.u64()?,
+            order: r.u128()?,
+            lines: r.lines()?.into(),
+        },
         kind::STOCK_SETTLED => {
             let account = r.u64()?;
             let order = r.u128()?;
             let settle = match r.u8()? {
                 0 => Settle::Sell,
-                1 => Settle::Release,
+                1 => Settle::Release { expired: false },
                 2 => Settle::Return { restock: false },
                 3 => Settle::Return { restock: true },
+                4 => Settle::Release { expired: true },
                 _ => return Err(r.bad("unknown settle")),
             };
             let n = r.u8()?;
@@ -1106,12 +1151,22 @@ mod tests {
                 order: order(Payment::Deferred { ttl_ms: 60_000 }),
                 tx,
             },
-            Record::Paid { key: key() },
-            Record::Cancelled { key: key() },
-            Record::Expired { key: key() },
+            Record::Paid {
+                key: key(),
+                lines: order(Payment::Immediate).lines,
+            },
+            Record::Cancelled {
+                key: key(),
+                lines: order(Payment::Immediate).lines,
+            },
+            Record::Expired {
+                key: key(),
+                lines: order(Payment::Immediate).lines,
+            },
             Record::Refunded {
                 key: key(),
                 restock: true,
+                lines: order(Payment::Immediate).lines,
             },
             Record::Prepared {
                 tx,
@@ -1122,8 +1177,16 @@ mod tests {
             Record::HoldCommitted {
                 tx,
                 immediate: true,
+                account: 8,
+                order: 3,
+                lines: order(Payment::Immediate).lines,
             },
-            Record::HoldAborted { tx },
+            Record::HoldAborted {
+                tx,
+                account: 8,
+                order: 3,
+                lines: order(Payment::Immediate).lines,
+            },
             Record::StockCorrected {
                 sku: 1,
                 available: 2,
@@ -1138,7 +1201,8 @@ mod tests {
         ];
         for settle in [
             Settle::Sell,
-            Settle::Release,
+            Settle::Release { expired: false },
+            Settle::Release { expired: true },
             Settle::Return { restock: true },
             Settle::Return { restock: false },
         ] {

@@ -255,8 +255,15 @@ fn settle(shards: &mut [Shard], report: &mut RecoveryReport) -> Vec<Vec<Record>>
         let mut txs: Vec<_> = shard.state.holds.keys().copied().collect();
         txs.sort();
         for tx in txs {
-            shard.replay(Record::HoldAborted { tx });
-            records.push(Record::HoldAborted { tx });
+            let hold = &shard.state.holds[&tx];
+            let abort = Record::HoldAborted {
+                tx,
+                account: hold.account,
+                order: hold.order,
+                lines: hold.lines.clone(),
+            };
+            shard.replay(abort.clone());
+            records.push(abort);
             report.holds_settled += 1;
         }
     }

@@ -17,7 +17,9 @@ impl Shard {
                 Record::Deposited { account, .. } | Record::Withdrew { account, .. } => {
                     t.accounts.push(*account)
                 }
-                Record::Paid { key } | Record::Refunded { key, .. } => t.accounts.push(key.account),
+                Record::Paid { key, .. } | Record::Refunded { key, .. } => {
+                    t.accounts.push(key.account)
+                }
                 // Stock and balance moves inside orders are noted where they
                 // happen: take_stock, settle_line, insert_order.
                 _ => {}
@@ -66,7 +68,7 @@ impl Shard {
                 fingerprint,
                 reject,
             } => self.remember_rejection(key, fingerprint, reject),
-            Record::Paid { key } => {
+            Record::Paid { key, .. } => {
                 let o = st.orders.get_mut(&key).expect("pay a known order");
                 debug_assert_eq!(o.state, OrderState::Reserved);
                 o.state = OrderState::Paid;
@@ -76,9 +78,9 @@ impl Shard {
                 a.balance -= total;
                 st.revenue += u128::from(total);
             }
-            Record::Cancelled { key } => self.end_reservation(key, OrderState::Cancelled),
-            Record::Expired { key } => self.end_reservation(key, OrderState::Expired),
-            Record::Refunded { key, restock } => {
+            Record::Cancelled { key, .. } => self.end_reservation(key, OrderState::Cancelled),
+            Record::Expired { key, .. } => self.end_reservation(key, OrderState::Expired),
+            Record::Refunded { key, restock, .. } => {
                 let o = st.orders.get_mut(&key).expect("refund a known order");
                 debug_assert_eq!(o.state, OrderState::Paid);
                 o.state = OrderState::Refunded;
@@ -109,7 +111,7 @@ impl Shard {
                     },
                 );
             }
-            Record::HoldCommitted { tx, immediate } => {
+            Record::HoldCommitted { tx, immediate, .. } => {
                 let hold = st.holds.remove(&tx).expect("commit a held tx");
                 if immediate {
                     for line in hold.lines.iter() {
@@ -117,10 +119,11 @@ impl Shard {
                     }
                 }
             }
-            Record::HoldAborted { tx } => {
+            Record::HoldAborted { tx, .. } => {
                 let hold = st.holds.remove(&tx).expect("abort a held tx");
                 for line in hold.lines.iter() {
-                    self.settle_line(hold.account, line.sku, line.qty, Settle::Release);
+                    let release = Settle::Release { expired: false };
+                    self.settle_line(hold.account, line.sku, line.qty, release);
                 }
             }
             Record::StockSettled {
@@ -195,7 +198,7 @@ impl Shard {
                 s.sold += qty;
                 false
             }
-            Settle::Release => {
+            Settle::Release { .. } => {
                 s.reserved -= qty;
                 s.available += qty;
                 true

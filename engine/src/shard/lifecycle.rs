@@ -26,15 +26,17 @@ impl Shard {
                 needed: o,
             });
         }
-        self.commit(Record::Paid { key }, out);
+        let lines = self.state.orders[&key].lines.clone();
+        self.commit(Record::Paid { key, lines }, out);
         self.settle(key, Settle::Sell, out);
         self.order_view(key).map(Reply::Order)
     }
 
     pub(crate) fn cancel(&mut self, key: OrderKey, now: TimestampMs, out: &mut Output) -> Outcome {
         self.live_reserved(key, now, out)?;
-        self.commit(Record::Cancelled { key }, out);
-        self.settle(key, Settle::Release, out);
+        let lines = self.state.orders[&key].lines.clone();
+        self.commit(Record::Cancelled { key, lines }, out);
+        self.settle(key, Settle::Release { expired: false }, out);
         self.order_view(key).map(Reply::Order)
     }
 
@@ -61,7 +63,15 @@ impl Shard {
                 amount: o.total(),
             });
         }
-        self.commit(Record::Refunded { key, restock }, out);
+        let lines = o.lines.clone();
+        self.commit(
+            Record::Refunded {
+                key,
+                restock,
+                lines,
+            },
+            out,
+        );
         self.settle(key, Settle::Return { restock }, out);
         self.order_view(key).map(Reply::Order)
     }
@@ -111,8 +121,9 @@ impl Shard {
     }
 
     fn expire(&mut self, key: OrderKey, out: &mut Output) {
-        self.commit(Record::Expired { key }, out);
-        self.settle(key, Settle::Release, out);
+        let lines = self.state.orders[&key].lines.clone();
+        self.commit(Record::Expired { key, lines }, out);
+        self.settle(key, Settle::Release { expired: true }, out);
     }
 
     /// Tell every SKU shard of the order what to do with the stock it holds:

@@ -491,9 +491,9 @@ impl Shard {
                     }
                 }
                 Record::OrderCommitted { order, .. } => self.warm_order(&order.key),
-                Record::Paid { key }
-                | Record::Cancelled { key }
-                | Record::Expired { key }
+                Record::Paid { key, .. }
+                | Record::Cancelled { key, .. }
+                | Record::Expired { key, .. }
                 | Record::Refunded { key, .. } => self.warm_order(key),
                 Record::Prepared { account, lines, .. } => {
                     for l in lines.iter() {

@@ -59,11 +59,23 @@ impl Shard {
 
     /// Confirm or Cancel a hold.
     pub(crate) fn decide(&mut self, tx: TxId, commit: bool, immediate: bool, out: &mut Output) {
-        if self.state.holds.contains_key(&tx) {
+        if let Some(hold) = self.state.holds.get(&tx) {
+            let (account, order, lines) = (hold.account, hold.order, hold.lines.clone());
             let record = if commit {
-                Record::HoldCommitted { tx, immediate }
+                Record::HoldCommitted {
+                    tx,
+                    immediate,
+                    account,
+                    order,
+                    lines,
+                }
             } else {
-                Record::HoldAborted { tx }
+                Record::HoldAborted {
+                    tx,
+                    account,
+                    order,
+                    lines,
+                }
             };
             self.commit(record, out);
             return;

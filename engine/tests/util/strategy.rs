@@ -166,3 +166,15 @@ pub fn stocked_shop(sp: Space) -> Vec<(u64, Command)> {
     }
     setup
 }
+
+/// A cheap seeded pick of `0..n` (xorshift), for the order in which a
+/// test delivers messages.
+pub fn picker(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut rng = seed | 1;
+    move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    }
+}

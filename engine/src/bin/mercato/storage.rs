@@ -19,13 +19,22 @@ pub enum WalCmd {
         /// Start at this LSN.
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// Print each record's business events, as the change feed tells
+        /// them, instead of the record (two-phase bookkeeping has none).
+        #[arg(long)]
+        events: bool,
     },
 }
 
 pub fn wal(cmd: WalCmd) -> i32 {
     match cmd {
         WalCmd::Check { dir } => check(&dir),
-        WalCmd::Dump { dir, shard, from } => dump(&dir, shard, from),
+        WalCmd::Dump {
+            dir,
+            shard,
+            from,
+            events,
+        } => dump(&dir, shard, from, events),
     }
 }
 
@@ -122,7 +131,7 @@ fn check(dir: &Path) -> i32 {
     if sound { 0 } else { 1 }
 }
 
-fn dump(dir: &Path, only: Option<u16>, from: u64) -> i32 {
+fn dump(dir: &Path, only: Option<u16>, from: u64, events: bool) -> i32 {
     let n = match shards_of(dir) {
         Ok(n) => n,
         Err(e) => {
@@ -154,7 +163,15 @@ fn dump(dir: &Path, only: Option<u16>, from: u64) -> i32 {
                 use std::io::Write;
                 let record = codec::decode(r.kind, r.body)?;
                 // A closed pipe (`| head`) ends the dump quietly.
-                writeln!(out, "shard {i} lsn {} {record:?}", r.lsn)?;
+                if events {
+                    let mut decoded = Vec::new();
+                    mercato_engine::feed::events_of(&record, &mut decoded);
+                    for e in decoded {
+                        writeln!(out, "shard {i} lsn {} {e:?}", r.lsn)?;
+                    }
+                } else {
+                    writeln!(out, "shard {i} lsn {} {record:?}", r.lsn)?;
+                }
                 Ok(())
             },
             |_| {},
