@@ -68,5 +68,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Command, Outcome, PlaceOrder, Reply};
 pub use error::{EngineError, OpenError, Reject};
 pub use mercato_wal::Durability;
-pub use runtime::{Config, Engine, Handle, JournalMode, Lease, ServeConfig, Session, Stopped};
+pub use runtime::{
+    Config, Engine, Feed, FeedError, FeedStart, Handle, JournalMode, Lease, ServeConfig, Session,
+    Stopped,
+};
 pub use types::*;

@@ -43,12 +43,14 @@ mod segment;
 pub mod snapshot;
 pub mod storage;
 mod sync;
+mod tail;
 mod writer;
 
 pub use error::{Corruption, WalError};
 pub use format::{LogId, Lsn, RecordRef};
 pub use reader::{LogEnd, ReadOptions, TornTail, VisitError, read_log};
 pub use segment::{list_segments, segment_name};
+pub use tail::{Tail, TailError};
 pub use writer::{
     Durability, GROUP_COMMIT_WAIT_US_DEFAULT, Log, LogOptions, Notify, SEGMENT_BYTES_DEFAULT,
     SEGMENT_BYTES_MIN,

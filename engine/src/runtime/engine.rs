@@ -33,7 +33,7 @@ use crate::message::PeerMsg;
 use crate::record::Record;
 use crate::server::conn::ConnLimits;
 use crate::shard::{Capacity, Shard};
-use crate::sync::AtomicUsize;
+use crate::sync::{AtomicU64, AtomicUsize};
 
 /// Where each shard's records go until the write-ahead log exists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -188,6 +188,9 @@ pub(crate) struct ShardSlot {
     pub checkpoint: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Piece>>>,
     /// Set with `checkpoint`, so the shard looks without taking a lock.
     pub checkpoint_wanted: crate::sync::AtomicBool,
+    /// Records of this shard's log up to here are as durable as an answer
+    /// needs: what the change feed may tell (`runtime/feed.rs`).
+    pub committed_lsn: AtomicU64,
     /// Lock notices for this shard's client connections, from whichever
     /// shard decided them (`Shared::notify`).
     pub notices: std::sync::Mutex<std::collections::VecDeque<(u64, crate::lock::Notice)>>,
@@ -319,6 +322,8 @@ pub(crate) struct Shared {
         std::sync::Mutex<crate::hash::IdMap<u64, std::sync::mpsc::SyncSender<crate::lock::Notice>>>,
     /// Notices dropped because their session's queue was full.
     pub notices_dropped: std::sync::atomic::AtomicU64,
+    /// Where the shards' logs are, if anywhere: the change feed reads them.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// A session number's low bits say where its notices go: a shard's
@@ -703,6 +708,7 @@ impl Engine {
                 checkpoint: std::sync::Mutex::new(None),
                 checkpoint_wanted: crate::sync::AtomicBool::new(false),
                 notices: std::sync::Mutex::default(),
+                committed_lsn: AtomicU64::new(0),
             });
             polls.push(poll);
         }
@@ -726,6 +732,7 @@ impl Engine {
             sessions_made: std::sync::atomic::AtomicU64::new(1),
             embedded: std::sync::Mutex::default(),
             notices_dropped: std::sync::atomic::AtomicU64::new(0),
+            data_dir: config.data_dir.clone(),
         });
 
         // rings[from][to]: the producer goes to `from`, the consumer to `to`.

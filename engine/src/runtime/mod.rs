@@ -4,6 +4,7 @@
 mod collector;
 mod doorbell;
 mod engine;
+mod feed;
 mod gate;
 mod handle;
 mod net;
@@ -16,6 +17,7 @@ mod worker;
 pub use collector::Collector;
 pub use doorbell::Doorbell;
 pub use engine::{Config, Engine, JournalMode, ServeConfig, Stopped};
+pub use feed::{Feed, FeedError, FeedStart};
 pub use gate::{Gate, Pass};
 pub use handle::{CallResult, Handle, Ticket};
 pub use session::{Lease, Session};

@@ -269,6 +269,11 @@ impl Worker {
             self.flush();
             self.journal.submit();
             work += self.release_held();
+            let committed = self.journal.progress().replies_upto;
+            let slot = &self.shared.shards[id];
+            if slot.committed_lsn.load(Ordering::Relaxed) != committed {
+                slot.committed_lsn.store(committed, Ordering::Release);
+            }
             work += self.checkpoint_turn();
             if stopping && self.may_exit() {
                 break;

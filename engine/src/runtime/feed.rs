@@ -1,0 +1,190 @@
+//! The change feed for an embedded caller: each shard's log, followed from
+//! a position and decoded into events (`feed::events_of`), up to what the
+//! shard has committed (as durable as an answer needs to be).
+//!
+//! Delivery is at least once: a caller saves `Feed::next_positions` with
+//! what it did with the events before them, and a new feed from those
+//! positions goes on from there, perhaps repeating a few.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mercato_wal::{LogId, Tail, TailError};
+
+use super::engine::Shared;
+use super::handle::Handle;
+use crate::durable::codec;
+use crate::feed::{Event, Position, events_of};
+use crate::sync::Ordering;
+
+/// Where a feed starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedStart {
+    /// After everything committed so far.
+    Now,
+    /// At these LSNs, one per shard: a feed's `next_positions`, or 1 for
+    /// a shard's whole log (while it is all kept).
+    At(Vec<u64>),
+}
+
+/// Why a feed cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedError {
+    /// The engine keeps no log (no data directory): there is nothing to follow.
+    #[error("the engine keeps no log, so it has no change feed")]
+    NoLog,
+    #[error("{given} positions for {shards} shards")]
+    Positions { given: usize, shards: usize },
+    /// A position past what the shard has committed.
+    #[error("shard {shard}: LSN {lsn} is past the committed {committed}")]
+    Ahead {
+        shard: u16,
+        lsn: u64,
+        committed: u64,
+    },
+    /// The records from this position on are gone: a snapshot let their
+    /// segments go. Start again from `Now` (with a fresh copy of the
+    /// state) or from `oldest`.
+    #[error("shard {shard}: records from LSN {lsn} are no longer kept (oldest {oldest})")]
+    Lost { shard: u16, lsn: u64, oldest: u64 },
+    #[error("shard {shard}: {what}")]
+    Log { shard: u16, what: String },
+}
+
+/// Events a feed decodes per shard per poll at most, so one busy shard
+/// cannot starve the others' turns.
+const FEED_RECORDS_PER_TURN_MAX: u64 = 4_096;
+/// How often a waiting poll looks at the shards' committed LSNs.
+const FEED_POLL_US: u64 = 200;
+
+/// A follower of every shard's log (see [`Handle::feed`]).
+pub struct Feed {
+    shared: Arc<Shared>,
+    tails: Vec<Tail>,
+    ready: VecDeque<(Position, Event)>,
+}
+
+impl Handle {
+    /// A change feed from `start`. Needs a data directory.
+    pub fn feed(&self, start: FeedStart) -> Result<Feed, FeedError> {
+        let shared = self.shared().clone();
+        let dir = shared.data_dir.clone().ok_or(FeedError::NoLog)?;
+        let n = shared.shards.len();
+        let from: Vec<u64> = match start {
+            FeedStart::Now => (shared.shards.iter())
+                .map(|s| s.committed_lsn.load(Ordering::Acquire) + 1)
+                .collect(),
+            FeedStart::At(v) if v.len() == n => v,
+            FeedStart::At(v) => {
+                return Err(FeedError::Positions {
+                    given: v.len(),
+                    shards: n,
+                });
+            }
+        };
+        let mut tails = Vec::with_capacity(n);
+        for (i, lsn) in from.into_iter().enumerate() {
+            let committed = shared.shards[i].committed_lsn.load(Ordering::Acquire);
+            if lsn > committed + 1 {
+                return Err(FeedError::Ahead {
+                    shard: i as u16,
+                    lsn,
+                    committed,
+                });
+            }
+            let log = LogId {
+                shard: i as u16,
+                shards: n as u16,
+            };
+            let shard_dir = crate::durable::marker::shard_dir(&dir, i as u16);
+            tails.push(Tail::open(&shard_dir, log, lsn).map_err(|e| lost(i, e))?);
+        }
+        Ok(Feed {
+            shared,
+            tails,
+            ready: VecDeque::new(),
+        })
+    }
+}
+
+fn lost(shard: usize, e: TailError) -> FeedError {
+    match e {
+        TailError::Lost { lsn, oldest } => FeedError::Lost {
+            shard: shard as u16,
+            lsn,
+            oldest,
+        },
+        TailError::Wal(e) => FeedError::Log {
+            shard: shard as u16,
+            what: e.to_string(),
+        },
+    }
+}
+
+impl Feed {
+    /// Up to `max` events (more if a record's events would be split), each
+    /// with its position, in log order per shard; waits up to `wait` for
+    /// the first if none is ready. A record's events always come in one
+    /// call, so a consumer that has dealt with a position has dealt with
+    /// all of it, and may skip any event at or before it that comes again.
+    pub fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(Position, Event)>, FeedError> {
+        let until = Instant::now() + wait;
+        loop {
+            if self.ready.is_empty() {
+                self.read_more()?;
+            }
+            if !self.ready.is_empty() || Instant::now() >= until {
+                let mut n = max.min(self.ready.len());
+                // Never half a record.
+                while n > 0 && n < self.ready.len() && self.ready[n].0 == self.ready[n - 1].0 {
+                    n += 1;
+                }
+                return Ok(self.ready.drain(..n).collect());
+            }
+            std::thread::sleep(Duration::from_micros(FEED_POLL_US));
+        }
+    }
+
+    fn read_more(&mut self) -> Result<(), FeedError> {
+        for (i, tail) in self.tails.iter_mut().enumerate() {
+            let committed = self.shared.shards[i].committed_lsn.load(Ordering::Acquire);
+            let upto = committed.min(tail.next_lsn() + FEED_RECORDS_PER_TURN_MAX - 1);
+            let ready = &mut self.ready;
+            let mut events = Vec::new();
+            tail.read(upto, |r| {
+                let record = codec::decode(r.kind, r.body).map_err(|e| {
+                    mercato_wal::WalError::Poisoned(format!("record {}: {e}", r.lsn))
+                })?;
+                events.clear();
+                events_of(&record, &mut events);
+                let at = Position {
+                    shard: i as u16,
+                    lsn: r.lsn,
+                };
+                ready.extend(events.drain(..).map(|e| (at, e)));
+                Ok(())
+            })
+            .map_err(|e| lost(i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Per shard, the LSN the feed reads next, once the events handed out
+    /// so far are dealt with: save these to go on later
+    /// (`FeedStart::At`). Events decoded and not yet handed out count as
+    /// not read.
+    pub fn next_positions(&self) -> Vec<u64> {
+        let mut next: Vec<u64> = self.tails.iter().map(Tail::next_lsn).collect();
+        for (p, _) in &self.ready {
+            let n = &mut next[usize::from(p.shard)];
+            *n = (*n).min(p.lsn);
+        }
+        next
+    }
+}

@@ -1,0 +1,204 @@
+//! The change feed over a durable engine's logs: a feed from the start of
+//! every log, polled while a random workload runs, stopped and started
+//! again from its saved positions, folds into the engine's state; a feed
+//! from `Now` sees only what comes after; and a position whose segments a
+//! checkpoint let go is refused as lost.
+
+mod util;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mercato_engine::feed::{Event, Position};
+use mercato_engine::{Command, Config, Engine, FeedError, FeedStart, ManualClock, Reply};
+use proptest::prelude::*;
+use util::strategy::{Space, stocked_shop, timed_commands};
+use util::{TempDir, durable_config};
+
+#[derive(Default)]
+struct Fold {
+    skus: HashMap<u64, (u64, i64, i64, i64)>,
+    balances: HashMap<u64, i128>,
+    orders: HashMap<(u64, u128), mercato_engine::OrderState>,
+    /// Per shard, the last LSN whose events are all folded: a repeat
+    /// (after a restart from saved positions) is skipped, as the feed's
+    /// consumers are told to.
+    done: HashMap<u16, u64>,
+}
+
+impl Fold {
+    /// Folds one poll's events; a record's events all come in one poll.
+    fn take(&mut self, got: Vec<(Position, Event)>) {
+        let mut newest: HashMap<u16, u64> = HashMap::new();
+        for (p, e) in got {
+            let done = self.done.get(&p.shard).copied().unwrap_or(0);
+            if p.lsn <= done {
+                continue;
+            }
+            let n = newest.entry(p.shard).or_default();
+            assert!(p.lsn >= *n, "positions go back: {p:?} after {n}");
+            *n = p.lsn;
+            self.fold(&e);
+        }
+        for (shard, lsn) in newest {
+            self.done.insert(shard, lsn);
+        }
+    }
+
+    fn fold(&mut self, e: &Event) {
+        match e {
+            Event::SkuPut { sku, price, .. } => self.skus.entry(*sku).or_default().0 = *price,
+            Event::Stock {
+                sku,
+                available,
+                reserved,
+                sold,
+                ..
+            } => {
+                let s = self.skus.get_mut(sku).expect("a known SKU");
+                s.1 += available;
+                s.2 += reserved;
+                s.3 += sold;
+            }
+            Event::StockSet { .. } => unreachable!("no recovery here"),
+            Event::Balance { account, delta, .. } => {
+                *self.balances.entry(*account).or_default() += delta
+            }
+            Event::OrderPlaced(v) => {
+                self.orders.insert((v.account, v.id), v.state);
+            }
+            Event::OrderPaid { key, .. } => {
+                self.orders
+                    .insert((key.account, key.id()), mercato_engine::OrderState::Paid);
+            }
+            Event::OrderCancelled { key, .. } => {
+                self.orders.insert(
+                    (key.account, key.id()),
+                    mercato_engine::OrderState::Cancelled,
+                );
+            }
+            Event::OrderExpired { key, .. } => {
+                self.orders
+                    .insert((key.account, key.id()), mercato_engine::OrderState::Expired);
+            }
+            Event::OrderRefunded { key, .. } => {
+                self.orders.insert(
+                    (key.account, key.id()),
+                    mercato_engine::OrderState::Refunded,
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_feed_stopped_and_resumed_folds_into_the_engine(
+        cmds in timed_commands(Space::small(), 80),
+        stop_at in 0usize..80,
+        batch in 1usize..20,
+    ) {
+        let sp = Space::small();
+        let dir = TempDir::new("feed-log");
+        let clock = Arc::new(ManualClock::new(1_000));
+        let engine = Engine::open(Config {
+            clock: clock.clone(),
+            ..durable_config(&dir.0, 2)
+        })
+        .unwrap();
+        let h = engine.handle();
+        let mut feed = h.feed(FeedStart::At(vec![1, 1])).unwrap();
+        let mut fold = Fold::default();
+        let all: Vec<(u64, Command)> = stocked_shop(sp).into_iter().chain(cmds).collect();
+        for (i, (dt, cmd)) in all.into_iter().enumerate() {
+            clock.advance(dt);
+            let _ = h.call(cmd);
+            fold.take(feed.poll(batch, Duration::ZERO).unwrap());
+            if i == stop_at {
+                // Gone, and back from what was saved.
+                let saved = feed.next_positions();
+                drop(feed);
+                feed = h.feed(FeedStart::At(saved)).unwrap();
+            }
+        }
+        // Whatever is committed by now arrives.
+        loop {
+            let got = feed.poll(64, Duration::from_millis(50)).unwrap();
+            if got.is_empty() {
+                break;
+            }
+            fold.take(got);
+        }
+        for s in 0..sp.skus {
+            let sku = sp.sku_base + s;
+            let want = match h.call(Command::GetSku { sku }).unwrap() {
+                Ok(Reply::Sku(v)) => Some((v.price, i64::from(v.available), i64::from(v.reserved), i64::from(v.sold))),
+                _ => None,
+            };
+            prop_assert_eq!(fold.skus.get(&sku).copied(), want, "sku {}", sku);
+        }
+        for a in 0..sp.accounts {
+            let account = sp.account_base + a;
+            let want = h.get_account(account).unwrap().ok().map(|v| i128::from(v.balance));
+            prop_assert_eq!(fold.balances.get(&account).copied(), want, "account {}", account);
+            for id in 0..sp.orders {
+                let want = h.get_order(account, id).unwrap().ok().map(|v| v.state);
+                prop_assert_eq!(fold.orders.get(&(account, id)).copied(), want, "order {} of {}", id, account);
+            }
+        }
+        engine.shutdown();
+    }
+}
+
+#[test]
+fn a_feed_from_now_sees_what_follows_and_a_lost_position_is_refused() {
+    let dir = TempDir::new("feed-now");
+    let engine = Engine::open(durable_config(&dir.0, 2)).unwrap();
+    let h = engine.handle();
+    h.deposit(1, 100).unwrap().unwrap();
+    let mut feed = h.feed(FeedStart::Now).unwrap();
+    h.deposit(2, 7).unwrap().unwrap();
+    let got = feed.poll(10, Duration::from_secs(5)).unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(matches!(
+        got[0].1,
+        Event::Balance {
+            account: 2,
+            delta: 7,
+            ..
+        }
+    ));
+    assert!(matches!(
+        h.feed(FeedStart::At(vec![1])),
+        Err(FeedError::Positions {
+            given: 1,
+            shards: 2
+        })
+    ));
+    assert!(matches!(
+        h.feed(FeedStart::At(vec![1, 1_000_000])),
+        Err(FeedError::Ahead { shard: 1, .. })
+    ));
+    // Enough records for several small segments, then a checkpoint lets
+    // the covered ones go: the start of the log is lost.
+    for i in 0..20_000u64 {
+        h.deposit(i % 64, 1).unwrap().unwrap();
+    }
+    engine.checkpoint_now().unwrap();
+    let lost = h.feed(FeedStart::At(vec![1, 1]));
+    assert!(
+        matches!(lost, Err(FeedError::Lost { lsn: 1, .. })),
+        "{:?}",
+        lost.err()
+    );
+    engine.shutdown();
+    let memory = Engine::open(Config::with_shards(1)).unwrap();
+    assert!(matches!(
+        memory.handle().feed(FeedStart::Now),
+        Err(FeedError::NoLog)
+    ));
+    memory.shutdown();
+}
