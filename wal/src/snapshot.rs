@@ -192,6 +192,13 @@ pub struct Dropped {
 /// reader may have one mapped), with anything an earlier removal left
 /// behind.
 pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
+    drop_covered_keeping(dir, lsn, Lsn::MAX)
+}
+
+/// [`drop_covered`], keeping every segment that holds a record at or after
+/// `keep_from` (a reader still needs them: the change feed's durable
+/// subscriptions).
+pub fn drop_covered_keeping(dir: &Path, lsn: Lsn, keep_from: Lsn) -> Result<Dropped, WalError> {
     let mut dropped = Dropped::default();
     let mut doomed = leftovers(dir)?;
     let mut recycled = list_recycled(dir)?.len();
@@ -206,7 +213,7 @@ pub fn drop_covered(dir: &Path, lsn: Lsn) -> Result<Dropped, WalError> {
     for pair in segments.windows(2) {
         let (_, path) = &pair[0];
         let (next_first, _) = pair[1];
-        if next_first <= lsn + 1 {
+        if next_first <= lsn + 1 && next_first <= keep_from {
             if recycled < RECYCLED_SEGMENTS_MAX {
                 let to = path.with_file_name(recycled_name(pair[0].0));
                 std::fs::rename(path, &to).map_err(|e| WalError::io("rename", path, e))?;

@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use mercato_wal::Lsn;
-use mercato_wal::snapshot::{drop_covered, write_snapshot_with};
+use mercato_wal::snapshot::write_snapshot_with;
 use rkyv::ser::Positional;
 use rkyv::ser::writer::IoWriter;
 
@@ -139,7 +139,7 @@ pub(crate) fn write_checkpoint(
         }
         layout.finish(w)
     })?;
-    drop_covered(&sdir, head.lsn)?;
+    super::retention::drop_covered(dir, i, head.lsn)?;
     Ok(Written {
         lsn: head.lsn,
         parts,

@@ -13,6 +13,7 @@ pub(crate) mod journal;
 pub mod lock;
 pub mod marker;
 pub mod recovery;
+pub mod retention;
 pub mod snapshot;
 
 pub use recovery::{RecoveryReport, ShardRecovery};

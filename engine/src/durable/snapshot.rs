@@ -31,7 +31,7 @@
 
 use std::path::Path;
 
-use mercato_wal::snapshot::{drop_covered, list_snapshots, map_snapshot, write_snapshot_with};
+use mercato_wal::snapshot::{list_snapshots, map_snapshot, write_snapshot_with};
 use mercato_wal::{LogId, Lsn, ReadOptions, WalError, read_log};
 use rkyv::ser::writer::IoWriter;
 
@@ -526,7 +526,7 @@ fn compact_onto(
     if let Some(k) = kept {
         *k = Some(Kept { shard, lsn: upto });
     }
-    let dropped = drop_covered(&sd, upto)?;
+    let dropped = super::retention::drop_covered(dir, i, upto)?;
     Ok(Some(Compacted {
         shard: i,
         lsn: upto,

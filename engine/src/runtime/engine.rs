@@ -84,6 +84,11 @@ pub struct Config {
     /// core at once, and under a load that fills every core a snapshot
     /// waits for it to ease. Ignored elsewhere. Default false.
     pub snapshot_sched_idle: bool,
+    /// Bytes of log each shard keeps past its snapshots for the change
+    /// feed's durable subscriptions; past it the subscriptions that need
+    /// older records are marked lost. Default 1 GiB
+    /// (`durable::retention::RETENTION_BYTES_DEFAULT`).
+    pub feed_retention_bytes_max: u64,
     /// Keep each shard's state in the snapshot thread between snapshots,
     /// so that a snapshot replays only the log since the last one instead
     /// of first loading the last one. Costs a second copy of every shard's
@@ -152,6 +157,7 @@ impl Default for Config {
             snapshot_nice: crate::limits::SNAPSHOT_NICE_DEFAULT,
             snapshot_keep_state: false,
             snapshot_sched_idle: false,
+            feed_retention_bytes_max: crate::durable::retention::RETENTION_BYTES_DEFAULT,
             serve: None,
             cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
             cache_policy: crate::cache::PolicyKind::Lru,
@@ -659,6 +665,11 @@ impl Engine {
             Some(dir) => Some(recover(dir, config.shards, true)?),
             None => None,
         };
+        if let Some(dir) = &config.data_dir {
+            let limit = config.feed_retention_bytes_max;
+            crate::durable::retention::with(dir, |s| s.retention_bytes_max = limit)
+                .map_err(OpenError::from)?;
+        }
         let n = match (&recovered, config.shards) {
             (Some(r), _) => r.shards.len(),
             (None, 0) => std::thread::available_parallelism()

@@ -51,7 +51,25 @@ pub enum FeedError {
     Lost { shard: u16, lsn: u64, oldest: u64 },
     #[error("shard {shard}: {what}")]
     Log { shard: u16, what: String },
+    /// Subscription names are 1 to 64 ASCII letters, digits, `-`, `_`, `.`.
+    #[error("{name:?} is not a subscription name")]
+    InvalidName { name: String },
+    /// The subscription fell further behind than the log keeps for it
+    /// (`Config::feed_retention_bytes_max`); drop it and start anew.
+    #[error("subscription {name:?} is lost: the log let its records go")]
+    SubscriptionLost { name: String },
+    /// Only a named subscription is acknowledged, and never back or ahead
+    /// of what it read.
+    #[error("cannot acknowledge {positions:?}: {why}")]
+    BadAck {
+        positions: Vec<u64>,
+        why: &'static str,
+    },
+    #[error("the subscriptions file: {0}")]
+    Store(String),
 }
+
+pub use crate::durable::retention::Subscription;
 
 /// Events a feed decodes per shard per poll at most, so one busy shard
 /// cannot starve the others' turns.
@@ -64,11 +82,75 @@ pub struct Feed {
     shared: Arc<Shared>,
     tails: Vec<Tail>,
     ready: VecDeque<(Position, Event)>,
+    /// The durable subscription this feed reads for, if named, and the
+    /// positions acknowledged so far.
+    name: Option<String>,
+    acked: Vec<u64>,
+}
+
+fn store(e: mercato_wal::WalError) -> FeedError {
+    FeedError::Store(e.to_string())
 }
 
 impl Handle {
-    /// A change feed from `start`. Needs a data directory.
+    /// A change feed from `start`, held by nothing: the log keeps its
+    /// records only until a snapshot covers them. Needs a data directory.
     pub fn feed(&self, start: FeedStart) -> Result<Feed, FeedError> {
+        self.open_feed(start, None)
+    }
+
+    /// The durable subscription `name`: created at `start` if it is new,
+    /// else resumed from the positions it acknowledged last (`start` is
+    /// then not used). Its records stay in the log until it acknowledges
+    /// them, up to `Config::feed_retention_bytes_max` per shard.
+    pub fn subscribe(&self, name: &str, start: FeedStart) -> Result<Feed, FeedError> {
+        if !crate::durable::retention::valid_name(name) {
+            return Err(FeedError::InvalidName { name: name.into() });
+        }
+        let dir = self.shared().data_dir.clone().ok_or(FeedError::NoLog)?;
+        let known = crate::durable::retention::with(&dir, |s| {
+            (s.list.iter().find(|x| x.name == name)).cloned()
+        })
+        .map_err(store)?;
+        match known {
+            Some(s) if s.lost => Err(FeedError::SubscriptionLost { name: name.into() }),
+            Some(s) => self.open_feed(FeedStart::At(s.positions), Some(name.into())),
+            None => {
+                let feed = self.open_feed(start, Some(name.into()))?;
+                let positions = feed.next_positions();
+                crate::durable::retention::with(&dir, |s| {
+                    if !s.list.iter().any(|x| x.name == name) {
+                        s.list.push(Subscription {
+                            name: name.into(),
+                            positions,
+                            lost: false,
+                        });
+                    }
+                })
+                .map_err(store)?;
+                Ok(feed)
+            }
+        }
+    }
+
+    /// The durable subscriptions and where each is.
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>, FeedError> {
+        let dir = self.shared().data_dir.clone().ok_or(FeedError::NoLog)?;
+        crate::durable::retention::with(&dir, |s| s.list.clone()).map_err(store)
+    }
+
+    /// Forgets a subscription (its records may go); whether it existed.
+    pub fn drop_subscription(&self, name: &str) -> Result<bool, FeedError> {
+        let dir = self.shared().data_dir.clone().ok_or(FeedError::NoLog)?;
+        crate::durable::retention::with(&dir, |s| {
+            let before = s.list.len();
+            s.list.retain(|x| x.name != name);
+            s.list.len() < before
+        })
+        .map_err(store)
+    }
+
+    fn open_feed(&self, start: FeedStart, name: Option<String>) -> Result<Feed, FeedError> {
         let shared = self.shared().clone();
         let dir = shared.data_dir.clone().ok_or(FeedError::NoLog)?;
         let n = shared.shards.len();
@@ -101,10 +183,13 @@ impl Handle {
             let shard_dir = crate::durable::marker::shard_dir(&dir, i as u16);
             tails.push(Tail::open(&shard_dir, log, lsn).map_err(|e| lost(i, e))?);
         }
+        let acked = tails.iter().map(Tail::next_lsn).collect();
         Ok(Feed {
             shared,
             tails,
             ready: VecDeque::new(),
+            name,
+            acked,
         })
     }
 }
@@ -172,6 +257,45 @@ impl Feed {
             })
             .map_err(|e| lost(i, e))?;
         }
+        Ok(())
+    }
+
+    /// A named feed: saves `positions` (from `next_positions`, once the
+    /// events before them are dealt with) as its subscription's, durably.
+    /// A restart resumes there, and the log may let earlier records go.
+    pub fn ack(&mut self, positions: &[u64]) -> Result<(), FeedError> {
+        let bad = |why| FeedError::BadAck {
+            positions: positions.to_vec(),
+            why,
+        };
+        let Some(name) = &self.name else {
+            return Err(bad("only a named subscription is acknowledged"));
+        };
+        let next = self.next_positions();
+        if positions.len() != next.len() {
+            return Err(bad("one position per shard"));
+        }
+        if positions.iter().zip(&next).any(|(p, n)| p > n) {
+            return Err(bad("ahead of what the feed handed out"));
+        }
+        if positions.iter().zip(&self.acked).any(|(p, a)| p < a) {
+            return Err(bad("behind what was acknowledged before"));
+        }
+        let dir = self.shared.data_dir.clone().ok_or(FeedError::NoLog)?;
+        let lost = crate::durable::retention::with(&dir, |s| {
+            match s.list.iter_mut().find(|x| &x.name == name) {
+                Some(x) if !x.lost => {
+                    x.positions = positions.to_vec();
+                    false
+                }
+                _ => true,
+            }
+        })
+        .map_err(store)?;
+        if lost {
+            return Err(FeedError::SubscriptionLost { name: name.clone() });
+        }
+        self.acked = positions.to_vec();
         Ok(())
     }
 

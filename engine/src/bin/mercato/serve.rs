@@ -124,6 +124,11 @@ pub struct Args {
     /// flag alone turns it on.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     snapshot_sched_idle: Option<bool>,
+    /// Bytes of log each shard keeps past its snapshots for the change
+    /// feed's durable subscriptions; past it they are marked lost. Default
+    /// 1 GiB.
+    #[arg(long)]
+    feed_retention_bytes_max: Option<u64>,
 }
 
 impl Args {
@@ -155,6 +160,8 @@ impl Args {
             snapshot_nice: self.snapshot_nice.or(file.snapshot_nice),
             snapshot_keep_state: self.snapshot_keep_state.or(file.snapshot_keep_state),
             snapshot_sched_idle: self.snapshot_sched_idle.or(file.snapshot_sched_idle),
+            feed_retention_bytes_max: (self.feed_retention_bytes_max)
+                .or(file.feed_retention_bytes_max),
         }
     }
 }
@@ -202,6 +209,8 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
         snapshot_nice: a.snapshot_nice.unwrap_or(SNAPSHOT_NICE_DEFAULT),
         snapshot_keep_state: a.snapshot_keep_state.unwrap_or(false),
         snapshot_sched_idle: a.snapshot_sched_idle.unwrap_or(false),
+        feed_retention_bytes_max: (a.feed_retention_bytes_max)
+            .unwrap_or(mercato_engine::durable::retention::RETENTION_BYTES_DEFAULT),
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
