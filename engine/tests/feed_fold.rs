@@ -83,6 +83,7 @@ impl Fold {
             Event::OrderRefunded { key, restock, .. } => {
                 self.set(key, OrderState::Refunded, *restock)
             }
+            e => unreachable!("a log decodes into no copy: {e:?}"),
         }
     }
 

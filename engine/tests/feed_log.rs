@@ -32,6 +32,16 @@ impl Fold {
     fn take(&mut self, got: Vec<(Position, Event)>) {
         let mut newest: HashMap<u16, u64> = HashMap::new();
         for (p, e) in got {
+            // A copy comes in many polls at one position; each of its
+            // events sets what it names outright, so it is folded as is.
+            if matches!(
+                e,
+                Event::SkuCopy(_) | Event::AccountCopy(_) | Event::OrderCopy(_)
+            ) {
+                self.fold(&e);
+                self.done.insert(p.shard, p.lsn);
+                continue;
+            }
             let done = self.done.get(&p.shard).copied().unwrap_or(0);
             if p.lsn <= done {
                 continue;
@@ -82,6 +92,23 @@ impl Fold {
                 self.orders
                     .insert((key.account, key.id()), mercato_engine::OrderState::Expired);
             }
+            Event::SkuCopy(v) => {
+                self.skus.insert(
+                    v.id,
+                    (
+                        v.price,
+                        i64::from(v.available),
+                        i64::from(v.reserved),
+                        i64::from(v.sold),
+                    ),
+                );
+            }
+            Event::AccountCopy(v) => {
+                self.balances.insert(v.id, i128::from(v.balance));
+            }
+            Event::OrderCopy(v) => {
+                self.orders.insert((v.account, v.id), v.state);
+            }
             Event::OrderRefunded { key, .. } => {
                 self.orders.insert(
                     (key.account, key.id()),
@@ -100,6 +127,7 @@ proptest! {
         cmds in timed_commands(Space::small(), 80),
         stop_at in 0usize..80,
         batch in 1usize..20,
+        copy_at in proptest::option::of(0usize..80),
     ) {
         let sp = Space::small();
         let dir = TempDir::new("feed-log");
@@ -110,21 +138,42 @@ proptest! {
         })
         .unwrap();
         let h = engine.handle();
-        let mut feed = h.feed(FeedStart::At(vec![1, 1])).unwrap();
+        // From the start of every log; or, from a copy of the state a
+        // checkpoint made part of the way through, and the log after it.
+        let mut feed = None;
         let mut fold = Fold::default();
         let all: Vec<(u64, Command)> = stocked_shop(sp).into_iter().chain(cmds).collect();
+        if copy_at.is_none() {
+            feed = Some(h.feed(FeedStart::At(vec![1, 1])).unwrap());
+        }
         for (i, (dt, cmd)) in all.into_iter().enumerate() {
             clock.advance(dt);
             let _ = h.call(cmd);
-            fold.take(feed.poll(batch, Duration::ZERO).unwrap());
+            if copy_at == Some(i) {
+                engine.checkpoint_now().unwrap();
+                feed = Some(h.feed(FeedStart::Snapshot).unwrap());
+            }
+            let Some(f) = feed.as_mut() else { continue };
+            // The copy in its own polls, then the stream.
+            loop {
+                let got = f.poll(batch, Duration::ZERO).unwrap();
+                let copying = got.iter().any(|(_, e)| matches!(e, Event::SkuCopy(_) | Event::AccountCopy(_) | Event::OrderCopy(_)));
+                    fold.take(got);
+                if !copying {
+                    break;
+                }
+            }
             if i == stop_at {
                 // Gone, and back from what was saved.
-                let saved = feed.next_positions();
-                drop(feed);
-                feed = h.feed(FeedStart::At(saved)).unwrap();
+                let saved = f.next_positions();
+                *f = h.feed(FeedStart::At(saved)).unwrap();
             }
         }
         // Whatever is committed by now arrives.
+        let mut feed = match feed {
+            Some(f) => f,
+            None => h.feed(FeedStart::Snapshot).unwrap(),
+        };
         loop {
             let got = feed.poll(64, Duration::from_millis(50)).unwrap();
             if got.is_empty() {

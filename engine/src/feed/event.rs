@@ -90,6 +90,12 @@ pub enum Event {
         restock: bool,
         lines: OrderLines,
     },
+    /// A feed started from a copy of the state (`FeedStart::Snapshot`)
+    /// begins with one of these per SKU, account and order, all at the
+    /// copy's position; the stream goes on from the next LSN.
+    SkuCopy(crate::types::SkuView),
+    AccountCopy(crate::types::AccountView),
+    OrderCopy(OrderView),
 }
 
 impl Event {
@@ -99,6 +105,7 @@ impl Event {
             Event::SkuPut { sku, .. } | Event::Stock { sku, .. } | Event::StockSet { sku, .. } => {
                 Some(*sku)
             }
+            Event::SkuCopy(v) => Some(v.id),
             _ => None,
         }
     }
@@ -107,7 +114,8 @@ impl Event {
     pub fn account(&self) -> Option<AccountId> {
         match self {
             Event::Balance { account, .. } => Some(*account),
-            Event::OrderPlaced(v) => Some(v.account),
+            Event::OrderPlaced(v) | Event::OrderCopy(v) => Some(v.account),
+            Event::AccountCopy(v) => Some(v.id),
             Event::OrderPaid { key, .. }
             | Event::OrderCancelled { key, .. }
             | Event::OrderExpired { key, .. }

@@ -26,6 +26,17 @@ pub enum FeedStart {
     /// At these LSNs, one per shard: a feed's `next_positions`, or 1 for
     /// a shard's whole log (while it is all kept).
     At(Vec<u64>),
+    /// A copy of every SKU, account and order as each shard's newest
+    /// snapshot holds them (`Event::SkuCopy`, ... at the snapshot's
+    /// position), then the stream from the record after it: no gap and no
+    /// overlap. `Engine::checkpoint_now` first makes the copy recent. The
+    /// copy may take many polls, all at one position per shard; each of its
+    /// events sets what it names outright, so a consumer applies them as
+    /// they come and skips by position only in the stream after it. A
+    /// durable subscription started this way is saved at the stream's
+    /// start: one interrupted during its copy should be dropped and
+    /// started again.
+    Snapshot,
 }
 
 /// Why a feed cannot start or go on.
@@ -82,6 +93,8 @@ pub struct Feed {
     shared: Arc<Shared>,
     tails: Vec<Tail>,
     ready: VecDeque<(Position, Event)>,
+    /// A `Snapshot` start's copy, handed out before anything else.
+    copies: VecDeque<(Position, Event)>,
     /// The durable subscription this feed reads for, if named, and the
     /// positions acknowledged so far.
     name: Option<String>,
@@ -154,10 +167,25 @@ impl Handle {
         let shared = self.shared().clone();
         let dir = shared.data_dir.clone().ok_or(FeedError::NoLog)?;
         let n = shared.shards.len();
+        let mut copies = VecDeque::new();
         let from: Vec<u64> = match start {
             FeedStart::Now => (shared.shards.iter())
                 .map(|s| s.committed_lsn.load(Ordering::Acquire) + 1)
                 .collect(),
+            FeedStart::Snapshot => {
+                let mut from = Vec::with_capacity(n);
+                for i in 0..n as u16 {
+                    let (shard, lsn, _) = crate::durable::snapshot::load_newest(&dir, i, n as u16)
+                        .map_err(|e| FeedError::Log {
+                            shard: i,
+                            what: e.to_string(),
+                        })?;
+                    let at = Position { shard: i, lsn };
+                    copies.extend(shard.copy_events().into_iter().map(|e| (at, e)));
+                    from.push(lsn + 1);
+                }
+                from
+            }
             FeedStart::At(v) if v.len() == n => v,
             FeedStart::At(v) => {
                 return Err(FeedError::Positions {
@@ -188,6 +216,7 @@ impl Handle {
             shared,
             tails,
             ready: VecDeque::new(),
+            copies,
             name,
             acked,
         })
@@ -219,6 +248,10 @@ impl Feed {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<(Position, Event)>, FeedError> {
+        if !self.copies.is_empty() {
+            let n = max.max(1).min(self.copies.len());
+            return Ok(self.copies.drain(..n).collect());
+        }
         let until = Instant::now() + wait;
         loop {
             if self.ready.is_empty() {
@@ -271,6 +304,9 @@ impl Feed {
         let Some(name) = &self.name else {
             return Err(bad("only a named subscription is acknowledged"));
         };
+        if !self.copies.is_empty() {
+            return Err(bad("the copy of the state is not all handed out"));
+        }
         let next = self.next_positions();
         if positions.len() != next.len() {
             return Err(bad("one position per shard"));
@@ -302,7 +338,9 @@ impl Feed {
     /// Per shard, the LSN the feed reads next, once the events handed out
     /// so far are dealt with: save these to go on later
     /// (`FeedStart::At`). Events decoded and not yet handed out count as
-    /// not read.
+    /// not read. While a `Snapshot` start's copy is being handed out, these
+    /// are where the stream after it starts, and mean nothing until the
+    /// copy is all dealt with.
     pub fn next_positions(&self) -> Vec<u64> {
         let mut next: Vec<u64> = self.tails.iter().map(Tail::next_lsn).collect();
         for (p, _) in &self.ready {

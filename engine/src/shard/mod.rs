@@ -804,6 +804,31 @@ impl Shard {
         self.state.rejected.insert(key, (fingerprint, reject));
     }
 
+    /// A copy of this shard's SKUs, accounts and orders as change-feed
+    /// events (`feed::Event::SkuCopy`, ...), each SKU and account by id,
+    /// orders by account, then id.
+    pub(crate) fn copy_events(&self) -> Vec<crate::feed::Event> {
+        use crate::feed::Event;
+        let st = &self.state;
+        let mut skus: Vec<SkuId> = st.skus.keys().copied().collect();
+        skus.sort_unstable();
+        let mut accounts: Vec<AccountId> = st.accounts.iter().map(|(&a, _)| a).collect();
+        accounts.sort_unstable();
+        let mut orders: Vec<OrderKey> = st.orders.iter().map(|(&k, _)| k).collect();
+        orders.sort_unstable_by_key(|k| (k.account, k.id()));
+        let skus = skus
+            .into_iter()
+            .filter_map(|s| self.sku_view_of(s))
+            .map(Event::SkuCopy);
+        let accounts = (accounts.into_iter())
+            .filter_map(|a| self.account_view_of(a))
+            .map(Event::AccountCopy);
+        let orders = (orders.into_iter())
+            .filter_map(|k| self.order_view(k).ok())
+            .map(Event::OrderCopy);
+        skus.chain(accounts).chain(orders).collect()
+    }
+
     /// This shard's contribution to a whole-engine audit.
     pub fn audit_part(&self) -> AuditPart {
         AuditPart::of(self)
