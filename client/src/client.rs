@@ -223,7 +223,14 @@ impl Client {
         use wire::Request as R;
         let id = match r {
             R::CacheSet { key, .. } | R::CacheGet { key } | R::CacheDel { key } => key_hash(key),
-            R::CacheStats | R::Info => 0,
+            // Answered by the shard the connection talks to.
+            R::CacheStats
+            | R::Info
+            | R::Subscribe { .. }
+            | R::FeedAck { .. }
+            | R::Unsubscribe
+            | R::SubscriptionList
+            | R::SubscriptionDrop { .. } => return 0,
             R::PutSku { sku, .. } | R::Restock { sku, .. } | R::GetSku { sku } => *sku,
             R::Deposit { account, .. }
             | R::Withdraw { account, .. }
@@ -422,6 +429,13 @@ impl Client {
             self.note(s, ok);
         }
         result
+    }
+
+    /// A new connection to `shard`'s port, not shared with other calls.
+    pub(crate) fn fresh_conn(&self, shard: u16) -> Result<ShardConn, ClientError> {
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        let addr = self.addrs[shard as usize];
+        ShardConn::open(addr, self.config.auth_token.as_deref(), timeout).map(|(c, _)| c)
     }
 
     /// The connection to `shard`, for calls whose session is it.

@@ -20,12 +20,14 @@
 pub mod balance;
 mod client;
 mod error;
+mod feed;
 mod lock;
 mod saga;
 mod shard_conn;
 
 pub use client::{CallResult, Client, ClientConfig, OrderPage, Ticket};
 pub use error::ClientError;
+pub use feed::FeedStream;
 pub use lock::{Acquired, LockGuard, LockOptions, LockTicket};
 pub use mercato_protocol as wire;
 pub use saga::{Orchestrator, SagaDef, SagaOutcome, SagaRunError, StepCtx};

@@ -49,6 +49,8 @@ pub(crate) struct ShardConn {
     pub alive: Arc<AtomicBool>,
     /// Lock notices this connection's session is sent.
     pub notices: Arc<Mutex<Notices>>,
+    /// Where the batches of a change feed on this connection go.
+    pub feed: Arc<Mutex<Option<SyncSender<wire::FeedBatch>>>>,
 }
 
 /// Notices kept for a caller who has not yet asked for them: a grant can
@@ -176,6 +178,7 @@ impl ShardConn {
             load: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
             notices: Arc::default(),
+            feed: Arc::default(),
         };
         // Answers may be as large as the server said they may.
         let decoder = FrameDecoder {
@@ -191,12 +194,25 @@ impl ShardConn {
         let outstanding = self.outstanding.clone();
         let load = self.load.clone();
         let notices = self.notices.clone();
+        let feed = self.feed.clone();
         let shard = self.shard;
         std::thread::spawn(move || {
             loop {
                 let Ok(frame) = read_frame(&mut stream, &mut buf, decoder) else {
                     break;
                 };
+                if frame.kind == Kind::Feed {
+                    let Ok(batch) = wire::FeedBatch::from_body(&frame.body) else {
+                        break;
+                    };
+                    // Blocks while the consumer is behind: the socket fills
+                    // and the server stops reading the feed for it.
+                    let tx = feed.lock().unwrap().clone();
+                    if let Some(tx) = tx {
+                        let _ = tx.send(batch);
+                    }
+                    continue;
+                }
                 if frame.kind == Kind::Notice {
                     match wire::Notice::from_body(&frame.body) {
                         Ok(n) => {
@@ -231,6 +247,8 @@ impl ShardConn {
                 }
             }
             alive.store(false, Ordering::Release);
+            // The feed's receiver sees the end.
+            feed.lock().unwrap().take();
             {
                 // The session ended with the connection: its waits are
                 // gone, and so are its bound leases (and any lease's

@@ -324,6 +324,11 @@ pub enum Reply {
         sagas: Vec<crate::saga::SagaView>,
         more: bool,
     },
+    /// The change feed on this connection starts here, per shard.
+    Subscribed {
+        positions: Vec<u64>,
+    },
+    Subscriptions(Vec<crate::durable::retention::Subscription>),
 }
 
 /// What one command came to: an answer, or a business rejection.

@@ -89,6 +89,39 @@ pub enum Reject {
     Lock(crate::lock::LockError),
     #[error("saga: {0}")]
     Saga(crate::saga::SagaError),
+    #[error("feed: {0}")]
+    Feed(FeedReject),
+}
+
+/// Why a change-feed request over the protocol was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum FeedReject {
+    #[error("the server keeps no log, so it has no change feed")]
+    NoLog,
+    #[error("{given} positions for {shards} shards")]
+    Positions { given: u32, shards: u32 },
+    #[error("shard {shard}: LSN {lsn} is past the committed {committed}")]
+    Ahead {
+        shard: u16,
+        lsn: u64,
+        committed: u64,
+    },
+    #[error("shard {shard}: records from LSN {lsn} are no longer kept (oldest {oldest})")]
+    Lost { shard: u16, lsn: u64, oldest: u64 },
+    #[error("not a subscription name")]
+    InvalidName,
+    #[error("the subscription is lost: the log let its records go")]
+    SubscriptionLost,
+    #[error("those positions cannot be acknowledged")]
+    BadAck,
+    #[error("this connection follows a feed already")]
+    AlreadySubscribed,
+    #[error("this connection follows no feed")]
+    NotSubscribed,
+    #[error("the log or the subscriptions file could not be read")]
+    Storage,
+    #[error("a filter lists at most {max} SKUs and {max} accounts")]
+    FilterTooLong { max: u32 },
 }
 
 /// A call the engine could not run. Nothing changed.

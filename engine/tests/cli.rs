@@ -245,3 +245,54 @@ fn the_cli_lists_and_shows_sagas() {
     assert!(out.contains("step 0 charge: Started"), "{out}");
     assert_eq!(run(&["saga", "show", "9"]).0, Some(1), "no such saga");
 }
+
+#[test]
+fn the_cli_follows_the_change_feed() {
+    let dir = util::TempDir::new("cli-feed");
+    let path = dir.0.to_str().unwrap().to_string();
+    let server = Server::start(2, &["--data-dir", &path]);
+    let c = mercato_client::Client::connect(server.main, Default::default()).unwrap();
+    c.deposit(7, 100).unwrap().unwrap();
+    let addr = server.main.to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .arg("--server")
+            .arg(&addr)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    // A copy of the state: the account, as JSON Lines.
+    let (code, out) = run(&["--json", "feed", "--from", "snapshot", "--max-events", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("\"type\":\"account_copy\"") || out.contains("\"type\":\"balance\""),
+        "{out}"
+    );
+    // From now, durably: it waits for the next change.
+    let follower = Command::new(cli())
+        .args(["--server", &addr, "--json", "feed", "--from", "now"])
+        .args(["--subscription", "tail", "--max-events", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.deposit(8, 5).unwrap().unwrap();
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("{\"shard\":") && text.contains("\"type\":\"balance\",\"account\":8"),
+        "{text}"
+    );
+    let (code, out) = run(&["--json", "subscription", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"name\":\"tail\",\"lost\":false"), "{out}");
+    assert_eq!(run(&["subscription", "drop", "tail"]).0, Some(0));
+    assert_eq!(
+        run(&["feed", "--from", "1,2,3"]).0,
+        Some(1),
+        "three positions for two shards"
+    );
+}

@@ -3,7 +3,7 @@
 //! archived integers need their alignment), validates it with bytecheck, and
 //! only then builds the value.
 
-use crate::message::{Answers, ErrorBody, Hello, Notice, Requests, Welcome};
+use crate::message::{Answers, ErrorBody, FeedBatch, Hello, Notice, Requests, Welcome};
 
 /// A body that is not a valid archive of the type its frame kind says.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,4 +52,6 @@ macro_rules! body {
     )*};
 }
 
-body!(Hello, Welcome, Requests, Answers, ErrorBody, Notice);
+body!(
+    Hello, Welcome, Requests, Answers, ErrorBody, Notice, FeedBatch
+);

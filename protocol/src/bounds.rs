@@ -38,6 +38,16 @@ pub const INFO_TEXT_BYTES_MAX: usize = 1_024;
 pub const LOCK_PERMITS_MAX: usize = 1_024;
 /// The longest lock or semaphore name.
 pub const LOCK_NAME_BYTES_MAX: usize = 256;
+/// Shards a server may run (the engine's `SHARDS_MAX`): positions, one
+/// per shard, are bounded by it.
+pub const SHARDS_MAX: usize = 256;
+/// Subscriptions a `SubscriptionList` answers at most (the first by name).
+pub const SUBSCRIPTIONS_LISTED_MAX: usize = 64;
+/// The longest subscription name.
+pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
+/// SKUs and accounts a `FeedFilter` lists at most, each.
+pub const FEED_FILTER_IDS_MAX: usize = 1_024;
+
 /// The longest saga or step name.
 pub const SAGA_NAME_BYTES_MAX: usize = 128;
 /// The longest saga payload or step data.
@@ -148,6 +158,16 @@ pub fn answer_bytes_max(r: &Request) -> usize {
         | Request::SagaAbort { .. }
         | Request::SagaEnd { .. }
         | Request::SagaGet { .. } => SAGA_VIEW_BYTES_MAX,
+        Request::Subscribe { .. } => SHARDS_MAX * 8 + BLOCK_SLACK_BYTES,
+        Request::SubscriptionList => {
+            SUBSCRIPTIONS_LISTED_MAX
+                * (size_of::<crate::message::ArchivedSubscriptionInfo>()
+                    + SUBSCRIPTION_NAME_BYTES_MAX
+                    + SHARDS_MAX * 8
+                    + 2 * BLOCK_SLACK_BYTES)
+                + BLOCK_SLACK_BYTES
+        }
+        Request::FeedAck { .. } | Request::Unsubscribe | Request::SubscriptionDrop { .. } => 0,
         Request::SagaList { limit, .. } => {
             (*limit as usize)
                 .saturating_mul(SAGA_VIEW_BYTES_MAX)
@@ -190,6 +210,22 @@ pub fn request_bytes_max(r: &Request) -> usize {
         | Request::LockRelease { name, .. }
         | Request::LockInspect { name }
         | Request::LockCancel { name, .. } => name.len() + BLOCK_SLACK_BYTES,
+        Request::Subscribe {
+            name,
+            start,
+            filter,
+        } => {
+            let at = match start {
+                crate::message::FeedStart::At(v) => v.len() * 8,
+                _ => 0,
+            };
+            name.as_ref().map_or(0, String::len)
+                + at
+                + (filter.skus.len() + filter.accounts.len()) * 8
+                + 4 * BLOCK_SLACK_BYTES
+        }
+        Request::FeedAck { positions } => positions.len() * 8 + BLOCK_SLACK_BYTES,
+        Request::SubscriptionDrop { name } => name.len() + BLOCK_SLACK_BYTES,
         Request::SagaBegin { name, payload, .. } => {
             name.len() + payload.len() + 2 * BLOCK_SLACK_BYTES
         }
@@ -249,6 +285,18 @@ pub fn answer_bytes(a: &Answer) -> usize {
             i.holders.len() * size_of::<ArchivedLockHolder>() + BLOCK_SLACK_BYTES
         }
         Answer::Done(Reply::Saga(v)) => saga_view_bytes(v),
+        Answer::Done(Reply::Subscribed { positions }) => positions.len() * 8 + BLOCK_SLACK_BYTES,
+        Answer::Done(Reply::Subscriptions(list)) => {
+            list.iter()
+                .map(|s| {
+                    size_of::<crate::message::ArchivedSubscriptionInfo>()
+                        + s.name.len()
+                        + s.positions.len() * 8
+                        + 2 * BLOCK_SLACK_BYTES
+                })
+                .sum::<usize>()
+                + BLOCK_SLACK_BYTES
+        }
         Answer::Done(Reply::Sagas { sagas, .. }) => {
             sagas.iter().map(saga_view_bytes).sum::<usize>() + BLOCK_SLACK_BYTES
         }

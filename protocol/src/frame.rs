@@ -41,6 +41,9 @@ pub enum Kind {
     Error = 5,
     /// Server → client, unasked: a [`crate::Notice`]; request id 0.
     Notice = 6,
+    /// Server → client, unasked: a [`crate::FeedBatch`] of a subscription
+    /// on this connection; request id 0.
+    Feed = 7,
 }
 
 impl Kind {
@@ -52,6 +55,7 @@ impl Kind {
             4 => Kind::Answers,
             5 => Kind::Error,
             6 => Kind::Notice,
+            7 => Kind::Feed,
             _ => return None,
         })
     }

@@ -198,6 +198,158 @@ pub enum Request {
         limit: u32,
         unfinished: bool,
     },
+    /// Follow the change feed on this connection: answered
+    /// `Reply::Subscribed` with where it starts, then `Feed` frames as
+    /// changes commit. `name` makes it durable (resumed from what it
+    /// acknowledged, held in the log). One subscription per connection.
+    Subscribe {
+        name: Option<String>,
+        start: FeedStart,
+        filter: FeedFilter,
+    },
+    /// Save a named subscription's positions (from a batch's `next`).
+    FeedAck {
+        positions: Vec<u64>,
+    },
+    /// Stop this connection's feed.
+    Unsubscribe,
+    /// The durable subscriptions: `Reply::Subscriptions`.
+    SubscriptionList,
+    /// Forget one: `Reply::Deleted(existed)`.
+    SubscriptionDrop {
+        name: String,
+    },
+}
+
+/// Where a feed starts.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FeedStart {
+    Now,
+    /// The LSN to read next, per shard.
+    At(Vec<u64>),
+    /// A copy of the state, then the stream after it.
+    Snapshot,
+}
+
+/// Which events a subscription is sent; empty lists mean all.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct FeedFilter {
+    /// Bits of `FEED_KIND_*`; 0 means every kind.
+    pub kinds: u32,
+    pub skus: Vec<u64>,
+    pub accounts: Vec<u64>,
+}
+
+/// `FeedFilter::kinds` bits.
+pub const FEED_KIND_SKU: u32 = 1;
+pub const FEED_KIND_STOCK: u32 = 2;
+pub const FEED_KIND_BALANCE: u32 = 4;
+pub const FEED_KIND_ORDER: u32 = 8;
+pub const FEED_KIND_COPY: u32 = 16;
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StockReason {
+    Restock,
+    Order,
+    Paid,
+    Cancel,
+    Expiry,
+    Refund,
+    Released,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalanceReason {
+    Deposit,
+    Withdraw,
+    Order,
+    Refund,
+}
+
+/// One business change (the engine's `feed::Event`).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FeedEvent {
+    SkuPut {
+        sku: u64,
+        price: u64,
+        per_user_limit: u32,
+    },
+    /// Signed changes of a SKU's units.
+    Stock {
+        sku: u64,
+        reason: StockReason,
+        /// (account, order) that caused it, if one did.
+        order: Option<(u64, u128)>,
+        available: i64,
+        reserved: i64,
+        sold: i64,
+    },
+    StockSet {
+        sku: u64,
+        available: u32,
+        reserved: u32,
+        sold: u32,
+    },
+    /// A balance went up (`credit`) or down by `amount`.
+    Balance {
+        account: u64,
+        reason: BalanceReason,
+        order: Option<u128>,
+        amount: u64,
+        credit: bool,
+    },
+    OrderPlaced(OrderView),
+    OrderPaid {
+        account: u64,
+        order: u128,
+        lines: Vec<Line>,
+    },
+    OrderCancelled {
+        account: u64,
+        order: u128,
+        lines: Vec<Line>,
+    },
+    OrderExpired {
+        account: u64,
+        order: u128,
+        lines: Vec<Line>,
+    },
+    OrderRefunded {
+        account: u64,
+        order: u128,
+        restock: bool,
+        lines: Vec<Line>,
+    },
+    SkuCopy(SkuView),
+    AccountCopy(AccountView),
+    OrderCopy(OrderView),
+}
+
+/// An event at its position.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FeedItem {
+    pub shard: u16,
+    pub lsn: u64,
+    pub event: FeedEvent,
+}
+
+/// A `Feed` frame's body: events in log order per shard (a record's
+/// events never split over two frames, except a copy's), and per shard
+/// the LSN to read next once these are dealt with (what to acknowledge).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FeedBatch {
+    pub items: Vec<FeedItem>,
+    pub next: Vec<u64>,
+    /// The subscription ended: `error` says why (it fell behind what the
+    /// log keeps, say); no frame follows.
+    pub error: Option<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    pub name: String,
+    pub positions: Vec<u64>,
+    pub lost: bool,
 }
 
 /// A saga step's progress, as `SagaStep` records it.
@@ -502,6 +654,12 @@ pub enum Reply {
         sagas: Vec<SagaView>,
         more: bool,
     },
+    /// The feed on this connection starts here: the LSN per shard.
+    Subscribed {
+        positions: Vec<u64>,
+    },
+    /// At most `SUBSCRIPTIONS_LISTED_MAX`.
+    Subscriptions(Vec<SubscriptionInfo>),
 }
 
 /// What `Info` tells about the server.
@@ -621,6 +779,36 @@ pub enum Reject {
     },
     Lock(LockReject),
     Saga(SagaReject),
+    Feed(FeedReject),
+}
+
+/// Why a change-feed request was refused.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedReject {
+    NoLog,
+    Positions {
+        given: u32,
+        shards: u32,
+    },
+    Ahead {
+        shard: u16,
+        lsn: u64,
+        committed: u64,
+    },
+    Lost {
+        shard: u16,
+        lsn: u64,
+        oldest: u64,
+    },
+    InvalidName,
+    SubscriptionLost,
+    BadAck,
+    AlreadySubscribed,
+    NotSubscribed,
+    Storage,
+    FilterTooLong {
+        max: u32,
+    },
 }
 
 /// Why a lock request (or a fenced write) was refused.

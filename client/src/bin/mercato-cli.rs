@@ -56,6 +56,25 @@ enum Cmd {
     /// Sagas' progress as mercato records it.
     #[command(subcommand)]
     Saga(SagaCmd),
+    /// Follow the change feed: one line per event (JSON Lines with
+    /// --json) until interrupted.
+    Feed {
+        /// `now`, `snapshot` (a copy of the state, then the stream), or
+        /// the LSN per shard to start at, as `12,40`.
+        #[arg(long, default_value = "now")]
+        from: String,
+        /// A durable subscription: resumed from what it acknowledged
+        /// (--from is then for a new one), and acknowledged after each
+        /// batch printed.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        max_events: Option<u64>,
+    },
+    /// The change feed's durable subscriptions.
+    #[command(subcommand)]
+    Subscription(SubscriptionCmd),
     /// Each shard's reported load.
     Stats,
     /// The server's health: connections, snapshot failures, failed logs.
@@ -122,6 +141,12 @@ enum SemaphoreCmd {
     Show {
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SubscriptionCmd {
+    List,
+    Drop { name: String },
 }
 
 #[derive(Subcommand)]
@@ -609,6 +634,43 @@ fn main() {
             },
             saga_json,
         ),
+        Cmd::Feed {
+            from,
+            subscription,
+            max_events,
+        } => follow(&c, j, &from, subscription.as_deref(), max_events),
+        Cmd::Subscription(SubscriptionCmd::List) => show(
+            j,
+            c.subscriptions(),
+            |list| {
+                (list.iter())
+                    .map(|s| {
+                        let state = if s.lost { "LOST" } else { "live" };
+                        format!("{} {state} at {:?}", s.name, s.positions)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+            |list| {
+                let items: Vec<String> = (list.iter())
+                    .map(|s| {
+                        format!(
+                            "{{\"name\":{},\"lost\":{},\"positions\":{:?}}}",
+                            json_string(&s.name),
+                            s.lost,
+                            s.positions
+                        )
+                    })
+                    .collect();
+                format!("[{}]", items.join(","))
+            },
+        ),
+        Cmd::Subscription(SubscriptionCmd::Drop { name }) => show(
+            j,
+            c.drop_subscription(&name),
+            |found| if *found { "dropped" } else { "(none)" }.to_string(),
+            |found| format!("{{\"dropped\":{found}}}"),
+        ),
         Cmd::Stats => {
             for (shard, load, outstanding) in c.stats() {
                 if j {
@@ -695,6 +757,176 @@ fn saga_json(v: &wire::SagaView) -> String {
         v.ended_at,
         steps.join(",")
     )
+}
+
+/// `mercato-cli feed`: prints events until interrupted or `max` of them.
+fn follow(c: &Client, json: bool, from: &str, name: Option<&str>, max: Option<u64>) -> i32 {
+    let start = match from {
+        "now" => wire::FeedStart::Now,
+        "snapshot" => wire::FeedStart::Snapshot,
+        lsns => match lsns
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<u64>, _>>()
+        {
+            Ok(v) => wire::FeedStart::At(v),
+            Err(_) => {
+                eprintln!("mercato-cli: --from is now, snapshot or LSN,LSN,...; not {lsns:?}");
+                return 2;
+            }
+        },
+    };
+    let stream = match c.subscribe(name, start, wire::FeedFilter::default()) {
+        Ok(Ok(s)) => s,
+        other => {
+            return show(
+                json,
+                other.map(|r| r.map(|_| ())),
+                |()| String::new(),
+                |()| String::new(),
+            );
+        }
+    };
+    let mut printed = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        use std::io::Write;
+        let batch = match stream.next(std::time::Duration::from_secs(1)) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("mercato-cli: {e}");
+                return 2;
+            }
+        };
+        if let Some(why) = &batch.error {
+            eprintln!("mercato-cli: the feed ended: {why}");
+            return 1;
+        }
+        for item in &batch.items {
+            let line = if json {
+                feed_json(item)
+            } else {
+                format!("shard {} lsn {} {:?}", item.shard, item.lsn, item.event)
+            };
+            // A closed pipe (`| head`) ends it quietly.
+            if writeln!(out, "{line}").is_err() {
+                return 0;
+            }
+            printed += 1;
+            if max.is_some_and(|m| printed >= m) {
+                let _ = out.flush();
+                if name.is_some() {
+                    let _ = stream.ack(&batch.next);
+                }
+                return 0;
+            }
+        }
+        let _ = out.flush();
+        if name.is_some()
+            && let Err(e) = stream.ack(&batch.next)
+        {
+            eprintln!("mercato-cli: {e}");
+            return 2;
+        }
+    }
+}
+
+/// One feed event as a JSON object, with its position.
+fn feed_json(item: &wire::FeedItem) -> String {
+    use wire::FeedEvent as E;
+    let lines = |l: &[wire::Line]| {
+        let v: Vec<String> = (l.iter())
+            .map(|l| {
+                format!(
+                    "{{\"sku\":{},\"qty\":{},\"unit_price\":{}}}",
+                    l.sku, l.qty, l.unit_price
+                )
+            })
+            .collect();
+        format!("[{}]", v.join(","))
+    };
+    let body = match &item.event {
+        E::SkuPut {
+            sku,
+            price,
+            per_user_limit,
+        } => {
+            format!(
+                "\"type\":\"sku_put\",\"sku\":{sku},\"price\":{price},\"per_user_limit\":{per_user_limit}"
+            )
+        }
+        E::Stock {
+            sku,
+            reason,
+            order,
+            available,
+            reserved,
+            sold,
+        } => format!(
+            "\"type\":\"stock\",\"sku\":{sku},\"reason\":\"{reason:?}\",\"order\":{},\"available\":{available},\"reserved\":{reserved},\"sold\":{sold}",
+            order.map_or("null".to_string(), |(a, o)| format!(
+                "{{\"account\":{a},\"id\":\"{o}\"}}"
+            ))
+        ),
+        E::StockSet {
+            sku,
+            available,
+            reserved,
+            sold,
+        } => format!(
+            "\"type\":\"stock_set\",\"sku\":{sku},\"available\":{available},\"reserved\":{reserved},\"sold\":{sold}"
+        ),
+        E::Balance {
+            account,
+            reason,
+            order,
+            amount,
+            credit,
+        } => format!(
+            "\"type\":\"balance\",\"account\":{account},\"reason\":\"{reason:?}\",\"order\":{},\"delta\":{}{amount}",
+            order.map_or("null".to_string(), |o| format!("\"{o}\"")),
+            if *credit { "" } else { "-" }
+        ),
+        E::OrderPlaced(v) => format!("\"type\":\"order_placed\",\"order\":{}", order_json(v)),
+        E::OrderPaid {
+            account,
+            order,
+            lines: l,
+        } => format!(
+            "\"type\":\"order_paid\",\"account\":{account},\"id\":\"{order}\",\"lines\":{}",
+            lines(l)
+        ),
+        E::OrderCancelled {
+            account,
+            order,
+            lines: l,
+        } => format!(
+            "\"type\":\"order_cancelled\",\"account\":{account},\"id\":\"{order}\",\"lines\":{}",
+            lines(l)
+        ),
+        E::OrderExpired {
+            account,
+            order,
+            lines: l,
+        } => format!(
+            "\"type\":\"order_expired\",\"account\":{account},\"id\":\"{order}\",\"lines\":{}",
+            lines(l)
+        ),
+        E::OrderRefunded {
+            account,
+            order,
+            restock,
+            lines: l,
+        } => format!(
+            "\"type\":\"order_refunded\",\"account\":{account},\"id\":\"{order}\",\"restock\":{restock},\"lines\":{}",
+            lines(l)
+        ),
+        E::SkuCopy(v) => format!("\"type\":\"sku_copy\",\"sku\":{}", sku_json(v)),
+        E::AccountCopy(v) => format!("\"type\":\"account_copy\",\"account\":{}", account_json(v)),
+        E::OrderCopy(v) => format!("\"type\":\"order_copy\",\"order\":{}", order_json(v)),
+    };
+    format!("{{\"shard\":{},\"lsn\":{},{body}}}", item.shard, item.lsn)
 }
 
 /// `text` as a JSON string literal.

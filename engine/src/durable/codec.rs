@@ -682,6 +682,8 @@ impl Writer<'_> {
                 self.u64(a);
                 self.u64(b);
             }
+            // A feed refusal is never logged, and its data is not kept.
+            Reject::Feed(_) => self.u8(24),
             Reject::Saga(e) => {
                 self.u8(23);
                 let (code, a, b) = saga_error_parts(e);
@@ -1012,6 +1014,7 @@ impl Reader<'_> {
                     lock_error_of(code, a, b).ok_or_else(|| self.bad("unknown lock error"))?,
                 )
             }
+            24 => Reject::Feed(crate::error::FeedReject::Storage),
             23 => {
                 let (code, a, b) = (self.u8()?, self.u64()?, self.u64()?);
                 Reject::Saga(

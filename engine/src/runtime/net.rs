@@ -60,7 +60,22 @@ struct Client {
     session: u64,
     /// It sent a lock request, so its end must be told to the shards.
     locked: bool,
+    /// The change feed it follows, if it subscribed.
+    feed: Option<ConnFeed>,
 }
+
+/// A connection's change feed and what it lets through.
+struct ConnFeed {
+    feed: crate::runtime::Feed,
+    filter: wire::FeedFilter,
+}
+
+/// Output a connection may have waiting before its feed is not read on:
+/// a reader that slows down stops the feed, and the log holds its events.
+const FEED_PAUSE_BYTES: usize = 1 << 20;
+/// Events one connection's feed takes per turn at most, so one frame stays
+/// small and other connections get their turn.
+const FEED_EVENTS_PER_TURN_MAX: usize = 256;
 
 struct InFlight {
     slot: usize,
@@ -168,6 +183,7 @@ impl Net {
         }
         work += self.finish(shared);
         work += self.notices(shared);
+        work += self.push_feeds(shared);
         if !self.ending.is_empty() {
             self.end_sessions(shared);
         }
@@ -280,6 +296,7 @@ impl Net {
             writes_in_flight: 0,
             session,
             locked: false,
+            feed: None,
         });
         shared.shards[self.shard]
             .conns
@@ -358,7 +375,18 @@ impl Net {
             if c.locked {
                 c.conn.hold_session();
             }
-            let (collector, writes) = self.dispatch(requests, writes_before, session, shared);
+            let mut feed = c.feed.take();
+            let subscribing = requests
+                .iter()
+                .any(|r| matches!(r, wire::Request::Subscribe { .. }));
+            let (collector, writes) =
+                self.dispatch(requests, writes_before, session, &mut feed, shared);
+            if let Some(c) = self.clients[slot].as_mut() {
+                if subscribing && feed.is_some() {
+                    c.conn.hold_session();
+                }
+                c.feed = feed;
+            }
             if writes {
                 if let Some(c) = self.clients[slot].as_mut() {
                     c.writes_in_flight += 1;
@@ -390,6 +418,7 @@ impl Net {
         requests: Vec<wire::Request>,
         writes_before: bool,
         session: u64,
+        feed: &mut Option<ConnFeed>,
         shared: &Arc<Shared>,
     ) -> (Arc<Collector<Result<Outcome, EngineError>>>, bool) {
         let n = shared.shards.len();
@@ -427,6 +456,9 @@ impl Net {
                 }
                 convert::Routed::Info => {
                     collector.fill([(i, Ok(Ok(Reply::Info(shared.info()))))]);
+                }
+                convert::Routed::Feed(r) => {
+                    collector.fill([(i, Ok(feed_request(r, feed, shared)))]);
                 }
             }
         }
@@ -584,6 +616,66 @@ impl Net {
         n
     }
 
+    /// Whether a connection follows a feed: then the loop must not sleep
+    /// long, since other shards' commits do not wake it.
+    pub(crate) fn has_feeds(&self) -> bool {
+        self.clients.iter().flatten().any(|c| c.feed.is_some())
+    }
+
+    /// Sends each following connection what its feed has, unless its
+    /// output already waits.
+    fn push_feeds(&mut self, shared: &Arc<Shared>) -> usize {
+        let mut touched = Vec::new();
+        for slot in 0..self.clients.len() {
+            let Some(c) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            let Some(cf) = c.feed.as_mut() else {
+                continue;
+            };
+            if c.conn.closing() || c.conn.output().len() > FEED_PAUSE_BYTES {
+                continue;
+            }
+            let batch = match cf
+                .feed
+                .poll(FEED_EVENTS_PER_TURN_MAX, std::time::Duration::ZERO)
+            {
+                Ok(got) if got.is_empty() => continue,
+                Ok(got) => wire::FeedBatch {
+                    items: (got.into_iter())
+                        .filter(|(_, e)| convert::feed::passes(&cf.filter, e))
+                        .map(|(p, e)| wire::FeedItem {
+                            shard: p.shard,
+                            lsn: p.lsn,
+                            event: convert::feed::event(e),
+                        })
+                        .collect(),
+                    next: cf.feed.next_positions(),
+                    error: None,
+                },
+                Err(e) => {
+                    let batch = wire::FeedBatch {
+                        items: Vec::new(),
+                        next: cf.feed.next_positions(),
+                        error: Some(e.to_string()),
+                    };
+                    c.feed = None;
+                    batch
+                }
+            };
+            if batch.items.is_empty() && batch.error.is_none() {
+                continue;
+            }
+            c.conn.push_feed(&batch);
+            touched.push(slot);
+        }
+        let n = touched.len();
+        for slot in touched {
+            self.flush(slot, shared);
+        }
+        n
+    }
+
     /// Tells every shard that sessions ended, as far as their queues take.
     fn end_sessions(&mut self, shared: &Arc<Shared>) {
         self.ending.retain(|&(session, shard)| {
@@ -629,4 +721,55 @@ fn refuse(stream: &mut mio::net::TcpStream, conns_max: usize) {
     let mut out = bytes::BytesMut::new();
     wire::encode_frame(&mut out, wire::Kind::Error, 0, &wire::Body::to_body(&body));
     let _ = stream.write(&out);
+}
+
+/// A change-feed request, answered by the connection's own shard.
+fn feed_request(r: wire::Request, slot: &mut Option<ConnFeed>, shared: &Arc<Shared>) -> Outcome {
+    use crate::error::{FeedReject, Reject};
+    let refuse = |e: &crate::runtime::FeedError| Reject::Feed(convert::feed::refusal(e));
+    let h = super::handle::Handle::new(shared.clone());
+    match r {
+        wire::Request::Subscribe {
+            name,
+            start,
+            filter,
+        } => {
+            if slot.is_some() {
+                return Err(Reject::Feed(FeedReject::AlreadySubscribed));
+            }
+            let max = wire::FEED_FILTER_IDS_MAX;
+            if filter.skus.len() > max || filter.accounts.len() > max {
+                return Err(Reject::Feed(FeedReject::FilterTooLong { max: max as u32 }));
+            }
+            let start = convert::feed::start(start);
+            let feed = match name {
+                Some(n) => h.subscribe(&n, start),
+                None => h.feed(start),
+            }
+            .map_err(|e| refuse(&e))?;
+            let positions = feed.next_positions();
+            *slot = Some(ConnFeed { feed, filter });
+            Ok(Reply::Subscribed { positions })
+        }
+        wire::Request::FeedAck { positions } => {
+            let cf = slot
+                .as_mut()
+                .ok_or(Reject::Feed(FeedReject::NotSubscribed))?;
+            cf.feed.ack(&positions).map_err(|e| refuse(&e))?;
+            Ok(Reply::Done)
+        }
+        wire::Request::Unsubscribe => {
+            slot.take().ok_or(Reject::Feed(FeedReject::NotSubscribed))?;
+            Ok(Reply::Done)
+        }
+        wire::Request::SubscriptionList => h
+            .subscriptions()
+            .map(Reply::Subscriptions)
+            .map_err(|e| refuse(&e)),
+        wire::Request::SubscriptionDrop { name } => h
+            .drop_subscription(&name)
+            .map(Reply::Deleted)
+            .map_err(|e| refuse(&e)),
+        other => unreachable!("route() sends only feed requests here, not {other:?}"),
+    }
 }

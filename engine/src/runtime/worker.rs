@@ -88,6 +88,9 @@ const NET_EVENTS_MAX: usize = 1_024;
 /// held behind messages; a bigger buffer is freed, not kept.
 const SPARE_REPLIES_MAX: usize = 4_096;
 
+/// The longest a shard with connections that follow a feed sleeps.
+const FEED_IDLE_SLEEP_MS: u64 = 1;
+
 /// Idle turns spent spinning before the shard goes to sleep.
 const IDLE_SPINS_MAX: u32 = 64;
 
@@ -1017,7 +1020,12 @@ impl Worker {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let until_expiry = next.map_or(IDLE_SLEEP_MS_MAX, |at| at.saturating_sub(now));
+            let mut until_expiry = next.map_or(IDLE_SLEEP_MS_MAX, |at| at.saturating_sub(now));
+            // A feed is read from the logs, whose growth on other shards
+            // does not wake this one: look again soon.
+            if self.net.as_ref().is_some_and(Net::has_feeds) {
+                until_expiry = until_expiry.min(FEED_IDLE_SLEEP_MS);
+            }
             let timeout = Duration::from_millis(until_expiry.clamp(1, IDLE_SLEEP_MS_MAX));
             // An error here is EINTR or a spurious wake-up; the loop looks again either way.
             let _ = self.poll.poll(&mut self.events, Some(timeout));

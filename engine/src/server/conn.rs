@@ -383,6 +383,20 @@ impl Conn {
         encode_frame(&mut self.outbuf, Kind::Notice, 0, &notice.to_body());
     }
 
+    /// A batch of the connection's change feed, unasked, written at once
+    /// like a notice. The event loop stops reading the feed while the
+    /// connection's output waits (`FEED_PAUSE_BYTES`), so a slow reader
+    /// holds at most that much.
+    pub fn push_feed(&mut self, batch: &wire::FeedBatch) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        if self.outbuf.is_empty() {
+            self.last_written_ms = self.last_active_ms;
+        }
+        encode_frame(&mut self.outbuf, Kind::Feed, 0, &batch.to_body());
+    }
+
     /// Close a connection whose deadline passed: no `Hello` in time, idle
     /// too long, or answers unread too long.
     pub fn check_timeouts(&mut self, now_ms: u64) -> Deadline {

@@ -2,6 +2,7 @@
 //! engine's commands, views and rejections field for field; this is the one
 //! place that knows both.
 
+pub mod feed;
 mod saga;
 
 use mercato_protocol as wire;
@@ -22,6 +23,9 @@ pub enum Routed {
     Keyspace(wire::Request),
     /// `Info`, answered by whichever shard received it.
     Info,
+    /// A change-feed request, answered by the connection's own shard,
+    /// which pushes its feed.
+    Feed(wire::Request),
 }
 
 /// Runs a keyspace request against the shared keyspace.
@@ -45,6 +49,11 @@ pub fn route(r: wire::Request) -> Routed {
             return Routed::Keyspace(r);
         }
         W::Info => return Routed::Info,
+        W::Subscribe { .. }
+        | W::FeedAck { .. }
+        | W::Unsubscribe
+        | W::SubscriptionList
+        | W::SubscriptionDrop { .. } => return Routed::Feed(r),
         r @ (W::SagaBegin { .. }
         | W::SagaStep { .. }
         | W::SagaAbort { .. }
@@ -481,6 +490,17 @@ fn reply(r: Reply) -> wire::Reply {
         Reply::LockRenewed { expires_at } => wire::Reply::LockRenewed { expires_at },
         Reply::Done => wire::Reply::Done,
         Reply::Saga(v) => wire::Reply::Saga(saga::view(v)),
+        Reply::Subscribed { positions } => wire::Reply::Subscribed { positions },
+        Reply::Subscriptions(list) => wire::Reply::Subscriptions(
+            list.into_iter()
+                .take(wire::SUBSCRIPTIONS_LISTED_MAX)
+                .map(|s| wire::SubscriptionInfo {
+                    name: s.name,
+                    positions: s.positions,
+                    lost: s.lost,
+                })
+                .collect(),
+        ),
         Reply::Sagas { sagas, more } => wire::Reply::Sagas {
             sagas: sagas.into_iter().map(saga::view).collect(),
             more,
@@ -589,6 +609,7 @@ fn reject(r: Reject) -> wire::Reject {
         Reject::ValueTooLarge { len, max } => W::ValueTooLarge { len, max },
         Reject::Lock(e) => W::Lock(lock_reject(e)),
         Reject::Saga(e) => W::Saga(saga::reject(e)),
+        Reject::Feed(e) => W::Feed(feed::reject(e)),
     }
 }
 
@@ -659,6 +680,7 @@ mod tests {
                 Routed::Command(c) => c,
                 Routed::Keyspace(r) => panic!("{r:?} is not an engine command"),
                 Routed::Info => panic!("Info is not an engine command"),
+                Routed::Feed(r) => panic!("{r:?} is not an engine command"),
             })
             .collect();
         let answers: Vec<wire::Answer> = h.submit(cmds).unwrap().into_iter().map(answer).collect();

@@ -1,0 +1,209 @@
+//! The change feed over TCP against a real `mercato serve`: a durable
+//! subscription started from a copy of the state folds into what the
+//! server holds; a filtered one gets only what it asked for; one
+//! acknowledged and dropped resumes after its acknowledgement; bad names
+//! are refused.
+
+mod util;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mercato_client::{Client, ClientConfig, FeedStream, wire};
+use util::{Server, TempDir};
+
+/// Folds batches until `done` says the fold is complete, or 10 s pass.
+fn fold_until(s: &FeedStream, fold: &mut Fold, mut done: impl FnMut(&Fold) -> bool) -> Vec<u64> {
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut next = Vec::new();
+    while !done(fold) {
+        assert!(Instant::now() < until, "the feed never caught up: {fold:?}");
+        if let Some(b) = s.next(Duration::from_millis(100)).unwrap() {
+            assert_eq!(b.error, None);
+            for item in &b.items {
+                fold.take(item);
+            }
+            next = b.next;
+        }
+    }
+    next
+}
+
+#[derive(Default, Debug)]
+struct Fold {
+    stock: HashMap<u64, (i64, i64, i64)>,
+    balances: HashMap<u64, i128>,
+    orders: HashMap<(u64, u128), wire::OrderState>,
+    events: usize,
+}
+
+impl Fold {
+    fn take(&mut self, item: &wire::FeedItem) {
+        use wire::FeedEvent as E;
+        self.events += 1;
+        match &item.event {
+            E::SkuPut { sku, .. } => {
+                self.stock.entry(*sku).or_default();
+            }
+            E::Stock {
+                sku,
+                available,
+                reserved,
+                sold,
+                ..
+            } => {
+                let s = self.stock.entry(*sku).or_default();
+                s.0 += available;
+                s.1 += reserved;
+                s.2 += sold;
+            }
+            E::SkuCopy(v) => {
+                self.stock.insert(
+                    v.id,
+                    (
+                        i64::from(v.available),
+                        i64::from(v.reserved),
+                        i64::from(v.sold),
+                    ),
+                );
+            }
+            E::Balance {
+                account,
+                amount,
+                credit,
+                ..
+            } => {
+                let d = i128::from(*amount);
+                *self.balances.entry(*account).or_default() += if *credit { d } else { -d };
+            }
+            E::AccountCopy(v) => {
+                self.balances.insert(v.id, i128::from(v.balance));
+            }
+            E::OrderPlaced(v) | E::OrderCopy(v) => {
+                self.orders.insert((v.account, v.id), v.state);
+            }
+            E::OrderPaid { account, order, .. } => {
+                self.orders
+                    .insert((*account, *order), wire::OrderState::Paid);
+            }
+            E::OrderCancelled { account, order, .. } => {
+                self.orders
+                    .insert((*account, *order), wire::OrderState::Cancelled);
+            }
+            E::OrderExpired { account, order, .. } => {
+                self.orders
+                    .insert((*account, *order), wire::OrderState::Expired);
+            }
+            E::OrderRefunded { account, order, .. } => {
+                self.orders
+                    .insert((*account, *order), wire::OrderState::Refunded);
+            }
+            E::StockSet { .. } => unreachable!("no recovery here"),
+        }
+    }
+}
+
+fn line(sku: u64) -> wire::LineRequest {
+    wire::LineRequest {
+        sku,
+        qty: 1,
+        expected_unit_price: None,
+    }
+}
+
+#[test]
+fn a_subscription_over_tcp_folds_into_the_shop() {
+    let dir = TempDir::new("feed-tcp");
+    let path = dir.0.to_str().unwrap().to_string();
+    let server = Server::start(2, &["--data-dir", &path]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    for sku in 0..4 {
+        c.put_sku(sku, 10 + sku, 0).unwrap().unwrap();
+        c.restock(sku, 100).unwrap().unwrap();
+    }
+    for account in 1..=4 {
+        c.deposit(account, 1_000).unwrap().unwrap();
+    }
+    let all = wire::FeedFilter::default();
+    let s = c
+        .subscribe(Some("index"), wire::FeedStart::Snapshot, all.clone())
+        .unwrap()
+        .unwrap();
+    let only = wire::FeedFilter {
+        kinds: wire::FEED_KIND_BALANCE,
+        skus: vec![],
+        accounts: vec![2],
+    };
+    let filtered = c
+        .subscribe(None, wire::FeedStart::Now, only)
+        .unwrap()
+        .unwrap();
+    // Orders on both shards, some two-phase, some paid later.
+    for (id, account) in (1..=4u64).enumerate() {
+        let lines = vec![line(id as u64 % 4), line((id as u64 + 1) % 4)];
+        c.place_order(id as u128, account, lines, wire::Payment::Immediate)
+            .unwrap()
+            .unwrap();
+        let deferred = wire::Payment::Deferred { ttl_ms: 600_000 };
+        c.place_order(100 + id as u128, account, vec![line(3)], deferred)
+            .unwrap()
+            .unwrap();
+    }
+    c.pay(2, 101).unwrap().unwrap();
+    c.cancel(3, 102).unwrap().unwrap();
+    c.deposit(2, 5).unwrap().unwrap();
+
+    let want_stock: HashMap<u64, (i64, i64, i64)> = (0..4)
+        .map(|sku| {
+            let v = c.get_sku(sku).unwrap().unwrap();
+            (
+                sku,
+                (
+                    i64::from(v.available),
+                    i64::from(v.reserved),
+                    i64::from(v.sold),
+                ),
+            )
+        })
+        .collect();
+    let want_balances: HashMap<u64, i128> = (1..=4)
+        .map(|a| (a, i128::from(c.get_account(a).unwrap().unwrap().balance)))
+        .collect();
+    let mut fold = Fold::default();
+    let next = fold_until(&s, &mut fold, |f| {
+        f.stock == want_stock && f.balances == want_balances && f.orders.len() == 8
+    });
+    assert_eq!(fold.orders[&(2, 101)], wire::OrderState::Paid);
+    assert_eq!(fold.orders[&(3, 102)], wire::OrderState::Cancelled);
+
+    // The filtered one: account 2's balance changes only.
+    let mut f2 = Fold::default();
+    // Placed at once (11 + 12), the reservation paid (13), then 5 more.
+    fold_until(&filtered, &mut f2, |f| {
+        f.balances.get(&2) == Some(&(5 - 23 - 13))
+    });
+    assert!(f2.stock.is_empty() && f2.orders.is_empty());
+    assert!(f2.balances.keys().all(|&a| a == 2), "{:?}", f2.balances);
+
+    // Acknowledged, dropped, changed meanwhile, resumed: only the new.
+    s.ack(&next).unwrap().unwrap();
+    drop(s);
+    c.deposit(4, 9).unwrap().unwrap();
+    let s = c
+        .subscribe(Some("index"), wire::FeedStart::Now, all)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.started, next);
+    let mut later = Fold::default();
+    fold_until(&s, &mut later, |f| f.events > 0);
+    assert_eq!(later.balances, HashMap::from([(4, 9)]));
+    let subs = c.subscriptions().unwrap().unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].name, "index");
+    assert!(matches!(
+        c.subscribe(Some("no spaces"), wire::FeedStart::Now, Default::default())
+            .unwrap(),
+        Err(wire::Reject::Feed(wire::FeedReject::InvalidName))
+    ));
+    assert!(c.drop_subscription("index").unwrap().unwrap());
+}
