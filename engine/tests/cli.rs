@@ -24,21 +24,24 @@ fn cli() -> PathBuf {
     path
 }
 
+/// `mercato-cli --server ADDR ARGS...`: its exit status and stdout.
+fn cli_at(addr: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(cli())
+        .args(["--server", addr])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn the_cli_drives_a_server() {
     let server = Server::start(2, &[]);
     let addr = server.main.to_string();
-    let run = |args: &[&str]| {
-        let out = Command::new(cli())
-            .args(["--server", &addr])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli_at(&addr, args);
     assert_eq!(
         run(&["sku", "put", "7", "--price", "1999", "--limit", "1"]).0,
         Some(0)
@@ -91,15 +94,7 @@ fn the_cli_drives_a_server() {
 fn the_cli_drives_the_cache_keyspace() {
     let server = Server::start(2, &["--cache-policy", "arc"]);
     let addr = server.main.to_string();
-    let run = |args: &[&str]| {
-        let out = Command::new(cli())
-            .arg("--server")
-            .arg(&addr)
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap())
-    };
+    let run = |args: &[&str]| cli_at(&addr, args);
     assert_eq!(
         run(&["cache", "set", "greeting", "hello", "--ttl-ms", "60000"]).0,
         Some(0)
@@ -133,15 +128,7 @@ fn the_cli_drives_the_cache_keyspace() {
 fn the_cli_takes_and_gives_back_locks_and_permits() {
     let server = Server::start(2, &[]);
     let addr = server.main.to_string();
-    let run = |args: &[&str]| {
-        let out = Command::new(cli())
-            .arg("--server")
-            .arg(&addr)
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap())
-    };
+    let run = |args: &[&str]| cli_at(&addr, args);
     let (code, out) = run(&["--json", "lock", "acquire", "nightly", "--ttl-ms", "60000"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -222,15 +209,7 @@ fn the_cli_lists_and_shows_sagas() {
     c.saga_begin(8, b"checkout", b"").unwrap().unwrap();
     c.saga_end(8).unwrap().unwrap();
     let addr = server.main.to_string();
-    let run = |args: &[&str]| {
-        let out = Command::new(cli())
-            .arg("--server")
-            .arg(&addr)
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap())
-    };
+    let run = |args: &[&str]| cli_at(&addr, args);
     let (code, out) = run(&["--json", "saga", "list", "--unfinished"]);
     assert_eq!(code, Some(0));
     assert!(
@@ -254,15 +233,7 @@ fn the_cli_follows_the_change_feed() {
     let c = mercato_client::Client::connect(server.main, Default::default()).unwrap();
     c.deposit(7, 100).unwrap().unwrap();
     let addr = server.main.to_string();
-    let run = |args: &[&str]| {
-        let out = Command::new(cli())
-            .arg("--server")
-            .arg(&addr)
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap())
-    };
+    let run = |args: &[&str]| cli_at(&addr, args);
     // A copy of the state: the account, as JSON Lines.
     let (code, out) = run(&["--json", "feed", "--from", "snapshot", "--max-events", "1"]);
     assert_eq!(code, Some(0), "{out}");

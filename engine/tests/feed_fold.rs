@@ -8,93 +8,11 @@
 
 mod util;
 
-use std::collections::HashMap;
-
-use mercato_engine::feed::{Event, events_of};
+use mercato_engine::feed::events_of;
 use mercato_engine::sim::Cluster;
-use mercato_engine::{Command, OrderState, Reply};
+use mercato_engine::{Command, Reply};
 use proptest::prelude::*;
 use util::strategy::{Space, picker, stocked_shop, timed_commands};
-
-/// An order as the fold knows it: state, restocked, (SKU, qty, price) lines.
-type OrderFold = (OrderState, bool, Vec<(u64, u32, u64)>);
-
-#[derive(Default)]
-struct Fold {
-    skus: HashMap<u64, (u64, u32, i64, i64, i64)>,
-    balances: HashMap<u64, i128>,
-    orders: HashMap<(u64, u128), OrderFold>,
-}
-
-impl Fold {
-    fn apply(&mut self, e: &Event) {
-        match e {
-            Event::SkuPut {
-                sku,
-                price,
-                per_user_limit,
-            } => {
-                let s = self.skus.entry(*sku).or_default();
-                s.0 = *price;
-                s.1 = *per_user_limit;
-            }
-            Event::Stock {
-                sku,
-                available,
-                reserved,
-                sold,
-                ..
-            } => {
-                let s = self.skus.get_mut(sku).expect("stock of a known SKU");
-                s.2 += available;
-                s.3 += reserved;
-                s.4 += sold;
-            }
-            Event::StockSet {
-                sku,
-                available,
-                reserved,
-                sold,
-            } => {
-                let s = self.skus.get_mut(sku).expect("a known SKU");
-                (s.2, s.3, s.4) = (
-                    i64::from(*available),
-                    i64::from(*reserved),
-                    i64::from(*sold),
-                );
-            }
-            Event::Balance { account, delta, .. } => {
-                *self.balances.entry(*account).or_default() += delta;
-            }
-            Event::OrderPlaced(v) => {
-                let lines = v
-                    .lines
-                    .iter()
-                    .map(|l| (l.sku, l.qty, l.unit_price))
-                    .collect();
-                let old = self
-                    .orders
-                    .insert((v.account, v.id), (v.state, false, lines));
-                assert!(old.is_none(), "order {} placed twice", v.id);
-            }
-            Event::OrderPaid { key, .. } => self.set(key, OrderState::Paid, false),
-            Event::OrderCancelled { key, .. } => self.set(key, OrderState::Cancelled, false),
-            Event::OrderExpired { key, .. } => self.set(key, OrderState::Expired, false),
-            Event::OrderRefunded { key, restock, .. } => {
-                self.set(key, OrderState::Refunded, *restock)
-            }
-            e => unreachable!("a log decodes into no copy: {e:?}"),
-        }
-    }
-
-    fn set(&mut self, key: &mercato_engine::OrderKey, state: OrderState, restocked: bool) {
-        let o = (self.orders)
-            .get_mut(&(key.account, key.id()))
-            .expect("an order placed before");
-        o.0 = state;
-        o.1 = restocked;
-    }
-}
 
 fn run(shards: u16, mut cmds: Vec<(u64, Command)>, seed: u64) {
     let sp = Space::small();
@@ -115,7 +33,7 @@ fn run(shards: u16, mut cmds: Vec<(u64, Command)>, seed: u64) {
     cluster.tick(now);
     cluster.settle(now);
 
-    let mut fold = Fold::default();
+    let mut fold = util::fold::Shop::default();
     let mut events = Vec::new();
     for records in &cluster.records {
         for r in records {

@@ -16,11 +16,10 @@ use proptest::prelude::*;
 use util::strategy::{Space, stocked_shop, timed_commands};
 use util::{TempDir, durable_config};
 
+/// The shop folded from a feed, skipping what comes again.
 #[derive(Default)]
 struct Fold {
-    skus: HashMap<u64, (u64, i64, i64, i64)>,
-    balances: HashMap<u64, i128>,
-    orders: HashMap<(u64, u128), mercato_engine::OrderState>,
+    shop: util::fold::Shop,
     /// Per shard, the last LSN whose events are all folded: a repeat
     /// (after a restart from saved positions) is skipped, as the feed's
     /// consumers are told to.
@@ -55,67 +54,8 @@ impl Fold {
             self.done.insert(shard, lsn);
         }
     }
-
     fn fold(&mut self, e: &Event) {
-        match e {
-            Event::SkuPut { sku, price, .. } => self.skus.entry(*sku).or_default().0 = *price,
-            Event::Stock {
-                sku,
-                available,
-                reserved,
-                sold,
-                ..
-            } => {
-                let s = self.skus.get_mut(sku).expect("a known SKU");
-                s.1 += available;
-                s.2 += reserved;
-                s.3 += sold;
-            }
-            Event::StockSet { .. } => unreachable!("no recovery here"),
-            Event::Balance { account, delta, .. } => {
-                *self.balances.entry(*account).or_default() += delta
-            }
-            Event::OrderPlaced(v) => {
-                self.orders.insert((v.account, v.id), v.state);
-            }
-            Event::OrderPaid { key, .. } => {
-                self.orders
-                    .insert((key.account, key.id()), mercato_engine::OrderState::Paid);
-            }
-            Event::OrderCancelled { key, .. } => {
-                self.orders.insert(
-                    (key.account, key.id()),
-                    mercato_engine::OrderState::Cancelled,
-                );
-            }
-            Event::OrderExpired { key, .. } => {
-                self.orders
-                    .insert((key.account, key.id()), mercato_engine::OrderState::Expired);
-            }
-            Event::SkuCopy(v) => {
-                self.skus.insert(
-                    v.id,
-                    (
-                        v.price,
-                        i64::from(v.available),
-                        i64::from(v.reserved),
-                        i64::from(v.sold),
-                    ),
-                );
-            }
-            Event::AccountCopy(v) => {
-                self.balances.insert(v.id, i128::from(v.balance));
-            }
-            Event::OrderCopy(v) => {
-                self.orders.insert((v.account, v.id), v.state);
-            }
-            Event::OrderRefunded { key, .. } => {
-                self.orders.insert(
-                    (key.account, key.id()),
-                    mercato_engine::OrderState::Refunded,
-                );
-            }
-        }
+        self.shop.apply(e);
     }
 }
 
@@ -184,18 +124,19 @@ proptest! {
         for s in 0..sp.skus {
             let sku = sp.sku_base + s;
             let want = match h.call(Command::GetSku { sku }).unwrap() {
-                Ok(Reply::Sku(v)) => Some((v.price, i64::from(v.available), i64::from(v.reserved), i64::from(v.sold))),
+                Ok(Reply::Sku(v)) => Some((v.price, v.per_user_limit, i64::from(v.available), i64::from(v.reserved), i64::from(v.sold))),
                 _ => None,
             };
-            prop_assert_eq!(fold.skus.get(&sku).copied(), want, "sku {}", sku);
+            prop_assert_eq!(fold.shop.skus.get(&sku).copied(), want, "sku {}", sku);
         }
         for a in 0..sp.accounts {
             let account = sp.account_base + a;
             let want = h.get_account(account).unwrap().ok().map(|v| i128::from(v.balance));
-            prop_assert_eq!(fold.balances.get(&account).copied(), want, "account {}", account);
+            prop_assert_eq!(fold.shop.balances.get(&account).copied(), want, "account {}", account);
             for id in 0..sp.orders {
                 let want = h.get_order(account, id).unwrap().ok().map(|v| v.state);
-                prop_assert_eq!(fold.orders.get(&(account, id)).copied(), want, "order {} of {}", id, account);
+                let got = fold.shop.orders.get(&(account, id)).map(|o| o.0);
+                prop_assert_eq!(got, want, "order {} of {}", id, account);
             }
         }
         engine.shutdown();

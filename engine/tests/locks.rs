@@ -27,18 +27,24 @@ fn account_on(shard: u16, shards: u16) -> u64 {
         .unwrap()
 }
 
-fn stale(r: &Result<Result<mercato_engine::Reply, Reject>, mercato_engine::EngineError>) -> bool {
-    matches!(r, Ok(Err(Reject::Lock(LockError::Stale { .. }))))
-}
-
-#[test]
-fn waiters_are_served_in_order_and_told_by_notice() {
+/// An engine of two shards in memory on a clock the test moves.
+fn manual_engine() -> (Arc<ManualClock>, Engine) {
     let clock = Arc::new(ManualClock::new(1_000));
     let engine = Engine::open(Config {
         clock: clock.clone(),
         ..Config::with_shards(2)
     })
     .unwrap();
+    (clock, engine)
+}
+
+fn stale(r: &Result<Result<mercato_engine::Reply, Reject>, mercato_engine::EngineError>) -> bool {
+    matches!(r, Ok(Err(Reject::Lock(LockError::Stale { .. }))))
+}
+
+#[test]
+fn waiters_are_served_in_order_and_told_by_notice() {
+    let (clock, engine) = manual_engine();
     let h = engine.handle();
     let name = b"job-7";
     let first = h.lock_try(name, 1, 100).unwrap().unwrap();
@@ -94,12 +100,7 @@ fn waiters_are_served_in_order_and_told_by_notice() {
 
 #[test]
 fn a_lease_lost_to_time_or_to_its_session_is_told_and_freed() {
-    let clock = Arc::new(ManualClock::new(1_000));
-    let engine = Engine::open(Config {
-        clock: clock.clone(),
-        ..Config::with_shards(2)
-    })
-    .unwrap();
+    let (clock, engine) = manual_engine();
     let h = engine.handle();
     let s = h.session();
     let lease = s

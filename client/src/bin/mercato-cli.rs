@@ -81,25 +81,30 @@ enum Cmd {
     Info,
 }
 
+/// What taking a lock or a permit says.
+#[derive(clap::Args)]
+struct Take {
+    name: String,
+    #[arg(long)]
+    ttl_ms: u64,
+    /// Wait up to this long; without it, answer at once.
+    #[arg(long)]
+    wait_ms: Option<u64>,
+    /// An id for the holder, shown by `show`.
+    #[arg(long, default_value_t = 0)]
+    owner: u64,
+}
+
+/// Releasing, renewing and showing, for locks and semaphores alike.
 #[derive(Subcommand)]
-enum LockCmd {
-    /// Take the lock; prints its fencing token.
-    Acquire {
-        name: String,
-        #[arg(long)]
-        ttl_ms: u64,
-        /// Wait up to this long for the lock; without it, answer at once.
-        #[arg(long)]
-        wait_ms: Option<u64>,
-        /// An id for the holder, shown by `show`.
-        #[arg(long, default_value_t = 0)]
-        owner: u64,
-    },
+enum LeaseCmd {
+    /// End the lease held under a token.
     Release {
         name: String,
         #[arg(long)]
         token: u64,
     },
+    /// Extend the lease held under a token to TTL from now.
     Renew {
         name: String,
         #[arg(long)]
@@ -112,35 +117,25 @@ enum LockCmd {
 }
 
 #[derive(Subcommand)]
+enum LockCmd {
+    /// Take the lock; prints its fencing token.
+    Acquire(Take),
+    #[command(flatten)]
+    Lease(LeaseCmd),
+}
+
+#[derive(Subcommand)]
 enum SemaphoreCmd {
     /// Take a permit; prints its fencing token.
     Acquire {
-        name: String,
+        #[command(flatten)]
+        take: Take,
         /// The semaphore's permits; it keeps those it was first taken with.
         #[arg(long)]
         permits: u32,
-        #[arg(long)]
-        ttl_ms: u64,
-        #[arg(long)]
-        wait_ms: Option<u64>,
-        #[arg(long, default_value_t = 0)]
-        owner: u64,
     },
-    Release {
-        name: String,
-        #[arg(long)]
-        token: u64,
-    },
-    Renew {
-        name: String,
-        #[arg(long)]
-        token: u64,
-        #[arg(long)]
-        ttl_ms: u64,
-    },
-    Show {
-        name: String,
-    },
+    #[command(flatten)]
+    Lease(LeaseCmd),
 }
 
 #[derive(Subcommand)]
@@ -525,80 +520,9 @@ fn main() {
                 )
             },
         ),
-        Cmd::Lock(LockCmd::Acquire {
-            name,
-            ttl_ms,
-            wait_ms,
-            owner,
-        }) => acquire(&c, j, &name, 1, ttl_ms, wait_ms, owner),
-        Cmd::Semaphore(SemaphoreCmd::Acquire {
-            name,
-            permits,
-            ttl_ms,
-            wait_ms,
-            owner,
-        }) => acquire(&c, j, &name, permits, ttl_ms, wait_ms, owner),
-        Cmd::Lock(LockCmd::Release { name, token })
-        | Cmd::Semaphore(SemaphoreCmd::Release { name, token }) => show(
-            j,
-            c.lock_release(name.as_bytes(), token),
-            |()| "released".to_string(),
-            |()| "{\"released\":true}".to_string(),
-        ),
-        Cmd::Lock(LockCmd::Renew {
-            name,
-            token,
-            ttl_ms,
-        })
-        | Cmd::Semaphore(SemaphoreCmd::Renew {
-            name,
-            token,
-            ttl_ms,
-        }) => show(
-            j,
-            c.lock_renew(name.as_bytes(), token, ttl_ms),
-            |at| format!("renewed: the lease ends at {at}"),
-            |at| format!("{{\"expires_at\":{at}}}"),
-        ),
-        Cmd::Lock(LockCmd::Show { name }) | Cmd::Semaphore(SemaphoreCmd::Show { name }) => show(
-            j,
-            c.lock_inspect(name.as_bytes()),
-            |i| {
-                let holders: Vec<String> = (i.holders.iter())
-                    .map(|h| {
-                        format!(
-                            "token {} (owner {}) for {} ms more, until {}",
-                            h.token, h.owner, h.remaining_ms, h.expires_at
-                        )
-                    })
-                    .collect();
-                format!(
-                    "{name}: {} permit(s), last token {}, held by [{}], {} waiting",
-                    i.permits,
-                    i.last_token,
-                    holders.join("; "),
-                    i.waiters
-                )
-            },
-            |i| {
-                let holders: Vec<String> = (i.holders.iter())
-                    .map(|h| {
-                        format!(
-                            "{{\"token\":{},\"owner\":{},\"expires_at\":{},\"remaining_ms\":{}}}",
-                            h.token, h.owner, h.expires_at, h.remaining_ms
-                        )
-                    })
-                    .collect();
-                format!(
-                    "{{\"name\":{},\"permits\":{},\"last_token\":{},\"holders\":[{}],\"waiters\":{}}}",
-                    json_string(&name),
-                    i.permits,
-                    i.last_token,
-                    holders.join(","),
-                    i.waiters
-                )
-            },
-        ),
+        Cmd::Lock(LockCmd::Acquire(t)) => acquire(&c, j, &t, 1),
+        Cmd::Semaphore(SemaphoreCmd::Acquire { take, permits }) => acquire(&c, j, &take, permits),
+        Cmd::Lock(LockCmd::Lease(l)) | Cmd::Semaphore(SemaphoreCmd::Lease(l)) => lease(&c, j, l),
         Cmd::Saga(SagaCmd::List { unfinished }) => {
             let all = if unfinished {
                 c.sagas_unfinished()
@@ -685,20 +609,76 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Release, renew or show a lock's or semaphore's lease.
+fn lease(c: &Client, j: bool, cmd: LeaseCmd) -> i32 {
+    match cmd {
+        LeaseCmd::Release { name, token } => show(
+            j,
+            c.lock_release(name.as_bytes(), token),
+            |()| "released".to_string(),
+            |()| "{\"released\":true}".to_string(),
+        ),
+        LeaseCmd::Renew {
+            name,
+            token,
+            ttl_ms,
+        } => show(
+            j,
+            c.lock_renew(name.as_bytes(), token, ttl_ms),
+            |at| format!("renewed: the lease ends at {at}"),
+            |at| format!("{{\"expires_at\":{at}}}"),
+        ),
+        LeaseCmd::Show { name } => show(
+            j,
+            c.lock_inspect(name.as_bytes()),
+            |i| {
+                let holders: Vec<String> = (i.holders.iter())
+                    .map(|h| {
+                        format!(
+                            "token {} (owner {}) for {} ms more, until {}",
+                            h.token, h.owner, h.remaining_ms, h.expires_at
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{name}: {} permit(s), last token {}, held by [{}], {} waiting",
+                    i.permits,
+                    i.last_token,
+                    holders.join("; "),
+                    i.waiters
+                )
+            },
+            |i| {
+                let holders: Vec<String> = (i.holders.iter())
+                    .map(|h| {
+                        format!(
+                            "{{\"token\":{},\"owner\":{},\"expires_at\":{},\"remaining_ms\":{}}}",
+                            h.token, h.owner, h.expires_at, h.remaining_ms
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{{\"name\":{},\"permits\":{},\"last_token\":{},\"holders\":[{}],\"waiters\":{}}}",
+                    json_string(&name),
+                    i.permits,
+                    i.last_token,
+                    holders.join(","),
+                    i.waiters
+                )
+            },
+        ),
+    }
+}
+
 /// Takes a permit of `name` and prints its token. The lease outlives this
 /// process: it is not bound to the connection, and the guard is not
 /// dropped (which would release it).
-fn acquire(
-    c: &Client,
-    json: bool,
-    name: &str,
-    permits: u32,
-    ttl_ms: u64,
-    wait_ms: Option<u64>,
-    owner: u64,
-) -> i32 {
-    let mut opts = LockOptions::new(ttl_ms).permits(permits).owner(owner);
-    if let Some(ms) = wait_ms {
+fn acquire(c: &Client, json: bool, take: &Take, permits: u32) -> i32 {
+    let name = &take.name;
+    let mut opts = LockOptions::new(take.ttl_ms)
+        .permits(permits)
+        .owner(take.owner);
+    if let Some(ms) = take.wait_ms {
         opts = opts.wait_ms(ms);
     }
     let r = c.lock(name.as_bytes(), opts).map(|r| {

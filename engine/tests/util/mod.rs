@@ -1,6 +1,7 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod fold;
 pub mod model;
 pub mod strategy;
 

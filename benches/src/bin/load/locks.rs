@@ -200,6 +200,50 @@ fn to_request(op: &Op) -> wire::Request {
     }
 }
 
+/// One thread's load: batches of releases and acquires, `--pipeline` of
+/// them in flight, through `submit` (which sends a batch) and `answers`
+/// (which waits for its answers).
+fn drive<T>(
+    args: &Args,
+    run: &RunShared,
+    thread: usize,
+    submit: impl Fn(&[Op]) -> Result<T, String>,
+    answers: impl Fn(T) -> Result<Vec<Seen>, String>,
+) -> Tally {
+    let mut names = Names::new(args, run.run_id, thread);
+    let mut tally = Tally::default();
+    let mut held = Vec::new();
+    let mut in_flight = VecDeque::new();
+    loop {
+        while !run.stopping() && in_flight.len() < args.pipeline.max(1) {
+            let ops = batch(&mut names, &mut held, args.batch);
+            match submit(&ops) {
+                Ok(ticket) => in_flight.push_back((Instant::now(), ops, ticket)),
+                Err(e) => {
+                    run.fail(e);
+                    break;
+                }
+            }
+        }
+        let Some((at, ops, ticket)) = in_flight.pop_front() else {
+            break;
+        };
+        let seen = match answers(ticket) {
+            Ok(seen) => seen,
+            Err(e) => {
+                run.fail(e);
+                break;
+            }
+        };
+        tally.latency.record_batch(at, ops.len() as u64);
+        if let Err(e) = settle(ops, seen, &mut held, &mut tally) {
+            run.fail(e);
+            break;
+        }
+    }
+    tally
+}
+
 /// The embedded target, after the engine is open.
 pub fn run_embedded(args: &Args, h: &Handle) -> i32 {
     let handoff = handoffs(h, args.handoffs);
@@ -209,33 +253,14 @@ pub fn run_embedded(args: &Args, h: &Handle) -> i32 {
         for t in 0..args.threads {
             let (run, totals, h) = (&run, &totals, h.clone());
             s.spawn(move || {
-                let mut names = Names::new(args, run.run_id, t);
-                let mut tally = Tally::default();
-                let mut held = Vec::new();
-                let mut in_flight = VecDeque::new();
-                loop {
-                    while !run.stopping() && in_flight.len() < args.pipeline.max(1) {
-                        let ops = batch(&mut names, &mut held, args.batch);
-                        let cmds = ops.iter().map(to_command).collect();
-                        match h.submit_ticket(cmds) {
-                            Ok(ticket) => in_flight.push_back((Instant::now(), ops, ticket)),
-                            Err(e) => {
-                                run.fail(e);
-                                break;
-                            }
-                        }
-                    }
-                    let Some((at, ops, ticket)) = in_flight.pop_front() else {
-                        break;
-                    };
-                    let seen: Vec<Seen> = ticket.wait().into_iter().map(seen_engine).collect();
-                    tally.latency.record_batch(at, ops.len() as u64);
-                    if let Err(e) = settle(ops, seen, &mut held, &mut tally) {
-                        run.fail(e);
-                        break;
-                    }
-                }
-                tally.add_to(totals);
+                let submit = |ops: &[Op]| {
+                    let cmds = ops.iter().map(to_command).collect();
+                    h.submit_ticket(cmds).map_err(|e| e.to_string())
+                };
+                let answers = |t: mercato_engine::runtime::Ticket| {
+                    Ok(t.wait().into_iter().map(seen_engine).collect())
+                };
+                drive(args, run, t, submit, answers).add_to(totals);
             });
         }
         run_for(args, &run.stop);
@@ -318,39 +343,15 @@ pub fn run_tcp(args: &Args, addr: SocketAddr) -> i32 {
         for t in 0..args.threads {
             let (client, run, totals) = (&clients[t % clients.len()], &run, &totals);
             s.spawn(move || {
-                let mut names = Names::new(args, run.run_id, t);
-                let mut tally = Tally::default();
-                let mut held = Vec::new();
-                let mut in_flight = VecDeque::new();
-                loop {
-                    while !run.stopping() && in_flight.len() < args.pipeline.max(1) {
-                        let ops = batch(&mut names, &mut held, args.batch);
-                        let reqs = ops.iter().map(to_request).collect();
-                        match client.submit_ticket(reqs) {
-                            Ok(ticket) => in_flight.push_back((Instant::now(), ops, ticket)),
-                            Err(e) => {
-                                run.fail(e);
-                                break;
-                            }
-                        }
-                    }
-                    let Some((at, ops, ticket)) = in_flight.pop_front() else {
-                        break;
-                    };
-                    let seen = match ticket.wait() {
-                        Ok(a) => a.into_iter().map(seen_wire).collect(),
-                        Err(e) => {
-                            run.fail(e);
-                            break;
-                        }
-                    };
-                    tally.latency.record_batch(at, ops.len() as u64);
-                    if let Err(e) = settle(ops, seen, &mut held, &mut tally) {
-                        run.fail(e);
-                        break;
-                    }
-                }
-                tally.add_to(totals);
+                let submit = |ops: &[Op]| {
+                    let reqs = ops.iter().map(to_request).collect();
+                    client.submit_ticket(reqs).map_err(|e| e.to_string())
+                };
+                let answers = |t: mercato_client::Ticket| match t.wait() {
+                    Ok(a) => Ok(a.into_iter().map(seen_wire).collect()),
+                    Err(e) => Err(e.to_string()),
+                };
+                drive(args, run, t, submit, answers).add_to(totals);
             });
         }
         run_for(args, &run.stop);
