@@ -22,6 +22,7 @@ mod client;
 mod error;
 mod feed;
 mod lock;
+mod near;
 mod saga;
 mod shard_conn;
 
@@ -30,4 +31,5 @@ pub use error::ClientError;
 pub use feed::FeedStream;
 pub use lock::{Acquired, LockGuard, LockOptions, LockTicket};
 pub use mercato_protocol as wire;
+pub use near::{NearCache, NearStats};
 pub use saga::{Orchestrator, SagaDef, SagaOutcome, SagaRunError, StepCtx};
