@@ -785,9 +785,9 @@ impl Engine {
             let journal: Box<dyn JournalBox> = match (&recovered, config.journal) {
                 (Some(r), _) => {
                     let dir = config.data_dir.as_ref().expect("recovered from a data_dir");
-                    let shared = shared.clone();
+                    let ringer = shared.clone();
                     let notify = Arc::new(move || {
-                        let slot = &shared.shards[i];
+                        let slot = &ringer.shards[i];
                         if slot.doorbell.needs_ring() {
                             let _ = slot.waker.wake();
                         }
@@ -803,6 +803,11 @@ impl Engine {
                         shards: n as u16,
                     };
                     let end = &r.report.shards[i].end;
+                    // What the log held before this open is committed:
+                    // a feed from `Now` starts after it, even before the
+                    // shard's first turn says so.
+                    (shared.shards[i].committed_lsn)
+                        .store(end.next_lsn.saturating_sub(1), crate::sync::Ordering::Release);
                     let log = Log::start(&shard_dir(dir, i as u16), id, end, opts, notify)?;
                     let mut journal = WalJournal::new(log);
                     shard.encode_records();

@@ -272,11 +272,7 @@ impl Worker {
             self.flush();
             self.journal.submit();
             work += self.release_held();
-            let committed = self.journal.progress().replies_upto;
-            let slot = &self.shared.shards[id];
-            if slot.committed_lsn.load(Ordering::Relaxed) != committed {
-                slot.committed_lsn.store(committed, Ordering::Release);
-            }
+            self.publish_committed();
             work += self.checkpoint_turn();
             if stopping && self.may_exit() {
                 break;
@@ -969,7 +965,19 @@ impl Worker {
     /// Hand replies to their callers, grouped by request so a collector is
     /// locked once per group. After a log failure every answer is
     /// `Unavailable`: nothing more is acknowledged.
+    /// Tells the change feed how far this shard's log is committed: before
+    /// any answer leaves, so that a caller who heard one and then follows
+    /// the feed from `Now` starts after it.
+    fn publish_committed(&self) {
+        let committed = self.journal.progress().replies_upto;
+        let slot = &self.shared.shards[self.shard.id() as usize];
+        if slot.committed_lsn.load(Ordering::Relaxed) < committed {
+            slot.committed_lsn.store(committed, Ordering::Release);
+        }
+    }
+
     fn deliver(&mut self, replies: &mut Vec<(Token, Outcome)>) {
+        self.publish_committed();
         let mut group = std::mem::take(&mut self.group);
         let mut current = None;
         let shard = self.shard.id();
