@@ -806,8 +806,10 @@ impl Engine {
                     // What the log held before this open is committed:
                     // a feed from `Now` starts after it, even before the
                     // shard's first turn says so.
-                    (shared.shards[i].committed_lsn)
-                        .store(end.next_lsn.saturating_sub(1), crate::sync::Ordering::Release);
+                    (shared.shards[i].committed_lsn).store(
+                        end.next_lsn.saturating_sub(1),
+                        crate::sync::Ordering::Release,
+                    );
                     let log = Log::start(&shard_dir(dir, i as u16), id, end, opts, notify)?;
                     let mut journal = WalJournal::new(log);
                     shard.encode_records();
