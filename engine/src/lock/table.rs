@@ -283,6 +283,12 @@ impl Locks {
     }
 
     fn apply_notifying(&mut self, record: &LockRecord, notify: Option<u64>) {
+        self.apply_from(record, notify, false);
+    }
+
+    /// `apply`, telling `notify` of the lease's loss later; `restoring` a
+    /// snapshot, a grant's token may be the lock's last already.
+    fn apply_from(&mut self, record: &LockRecord, notify: Option<u64>, restoring: bool) {
         match record {
             LockRecord::Granted {
                 name,
@@ -294,8 +300,8 @@ impl Locks {
                 expires_at,
             } => {
                 let lock = self.lock_mut(name, *permits);
-                debug_assert!(*token > lock.last_token, "tokens only grow");
-                lock.last_token = *token;
+                debug_assert!(restoring || *token > lock.last_token, "tokens only grow");
+                lock.last_token = lock.last_token.max(*token);
                 lock.holders.push(Lease {
                     token: *token,
                     owner: *owner,
@@ -903,36 +909,10 @@ impl Locks {
     }
 
     /// Applies a snapshot's `image` records: a `Granted` there restores a
-    /// holder whose token is not above the lock's last.
+    /// holder whose token is not above the lock's last (its `Known` came
+    /// first).
     pub fn restore(&mut self, record: &LockRecord) {
-        if let LockRecord::Granted {
-            name,
-            permits,
-            token,
-            owner,
-            session,
-            ttl_ms,
-            expires_at,
-        } = record
-        {
-            let lock = self.lock_mut(name, *permits);
-            lock.last_token = lock.last_token.max(*token);
-            lock.holders.push(Lease {
-                token: *token,
-                owner: *owner,
-                session: *session,
-                ttl_ms: *ttl_ms,
-                expires_at: *expires_at,
-                notify: None,
-            });
-            let id = lock.id;
-            self.add_deadline(*expires_at, id);
-            if let Some(s) = session {
-                self.sessions.entry(*s).or_default().insert(id);
-            }
-        } else {
-            self.apply(record);
-        }
+        self.apply_from(record, None, true);
     }
 
     /// The durable state, for comparing a replayed table with a live one.
