@@ -969,7 +969,11 @@ impl Worker {
     /// any answer leaves, so that a caller who heard one and then follows
     /// the feed from `Now` starts after it.
     fn publish_committed(&self) {
-        let committed = self.journal.progress().replies_upto;
+        // Under `interval` and `never` replies need nothing (`replies_upto`
+        // is unbounded); the feed reads the log's files, so it may tell
+        // only what reached them: `sends_upto`, the written (or synced) LSN.
+        let p = self.journal.progress();
+        let committed = p.replies_upto.min(p.sends_upto);
         let slot = &self.shared.shards[self.shard.id() as usize];
         if slot.committed_lsn.load(Ordering::Relaxed) < committed {
             slot.committed_lsn.store(committed, Ordering::Release);
