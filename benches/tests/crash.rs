@@ -14,6 +14,8 @@
 //! `MERCATO_CRASH_SEED` and `MERCATO_CHECKPOINT_SEED` replay a run's kill
 //! times.
 
+// Not every helper is used here.
+#[allow(dead_code)]
 mod util;
 
 use std::process::{Command, Stdio};

@@ -18,63 +18,11 @@
 
 mod util;
 
-use std::io::{BufRead, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{TempDir, check, verify};
-
-/// A child killed on drop, so a failed assertion leaves no server behind.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The `mercato` binary. `cargo test --workspace` builds it beside
-/// `mercato-load`; a run of this package alone builds it here.
-fn mercato_bin() -> PathBuf {
-    let load = PathBuf::from(env!("CARGO_BIN_EXE_mercato-load"));
-    let bin = load.with_file_name(format!("mercato{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "mercato-engine", "--bin", "mercato"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success(), "build mercato");
-    }
-    bin
-}
-
-/// `mercato serve` on ephemeral loopback ports; returns it and its main
-/// address once it says it listens.
-fn serve(data: &Path) -> (Killed, String) {
-    let mut child = Command::new(mercato_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
-        .args(["--durability", "always"])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mercato serve");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let rest = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("mercato serve said {line:?}"));
-    let main = rest.split_once(';').unwrap().0.to_string();
-    (Killed(child), main)
-}
+use util::{Killed, TempDir, check, mercato_bin, serve_durable, verify};
 
 #[test]
 fn every_acknowledged_order_survives_a_killed_server() {
@@ -91,7 +39,7 @@ fn every_acknowledged_order_survives_a_killed_server() {
     std::fs::write(&acks, b"").unwrap();
     let mut verified_any = false;
     for round in 0..kills {
-        let (mut server, main) = serve(&data);
+        let (mut server, main) = serve_durable(&data, "127.0.0.1:0");
         let acked_before = std::fs::metadata(&acks).unwrap().len();
         let workload = ["carts", "flash-sale"][(round % 2) as usize];
         // A flash-sale buyer buys once: each flash-sale round brings 20,000

@@ -3,8 +3,9 @@
 //! in log order per shard, at least once; acknowledge a named
 //! subscription's `next` positions once a batch is dealt with.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mercato_protocol as wire;
@@ -21,6 +22,9 @@ const FEED_BATCHES_QUEUED_MAX: usize = 64;
 pub struct FeedStream {
     conn: Arc<ShardConn>,
     rx: Receiver<wire::FeedBatch>,
+    /// Batches taken off the queue while an acknowledgement waited for its
+    /// answer, which the server sends behind them: handed out first.
+    held: Mutex<VecDeque<wire::FeedBatch>>,
     /// Where the feed started, per shard.
     pub started: Vec<u64>,
 }
@@ -30,6 +34,10 @@ fn answer(conn: &ShardConn, r: wire::Request) -> CallResult<wire::Reply> {
     let got = rx
         .recv()
         .map_err(|_| ClientError::Disconnected { shard: conn.shard })??;
+    answer_of(got)
+}
+
+fn answer_of(got: wire::Answers) -> CallResult<wire::Reply> {
     match got.answers.into_iter().next() {
         Some(wire::Answer::Done(reply)) => Ok(Ok(reply)),
         Some(wire::Answer::Rejected(r)) => Ok(Err(r)),
@@ -47,6 +55,9 @@ impl FeedStream {
     /// with an `error` is the last: the subscription ended (it fell behind
     /// what the log keeps, say).
     pub fn next(&self, wait: Duration) -> Result<Option<wire::FeedBatch>, ClientError> {
+        if let Some(b) = self.held.lock().unwrap().pop_front() {
+            return Ok(Some(b));
+        }
         match self.rx.recv_timeout(wait) {
             Ok(b) => Ok(Some(b)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
@@ -59,15 +70,35 @@ impl FeedStream {
     /// Saves a named subscription's positions: a batch's `next`, once it
     /// and those before it are dealt with.
     pub fn ack(&self, positions: &[u64]) -> CallResult<()> {
-        let r = answer(
-            &self.conn,
-            wire::Request::FeedAck {
-                positions: positions.to_vec(),
-            },
-        )?;
-        Ok(r.map(|_| ()))
+        let rx = self.conn.send(vec![wire::Request::FeedAck {
+            positions: positions.to_vec(),
+        }])?;
+        // The answer comes behind the batches pushed before it; the
+        // connection's reader blocks on a full queue, so keep taking them.
+        // They are at most what the server had sent before it read the
+        // acknowledgement: it stops reading the feed while 1 MiB waits.
+        let got = loop {
+            match rx.recv_timeout(Duration::from_millis(ACK_DRAIN_MS)) {
+                Ok(got) => break got?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ClientError::Disconnected {
+                        shard: self.conn.shard,
+                    });
+                }
+            }
+            let mut held = self.held.lock().unwrap();
+            while let Ok(b) = self.rx.try_recv() {
+                held.push_back(b);
+            }
+        };
+        Ok(answer_of(got)?.map(|_| ()))
     }
 }
+
+/// How long an acknowledgement waits for its answer before it takes the
+/// feed batches queued ahead of it.
+const ACK_DRAIN_MS: u64 = 5;
 
 impl Drop for FeedStream {
     fn drop(&mut self) {
@@ -100,6 +131,7 @@ impl Client {
             Ok(wire::Reply::Subscribed { positions }) => Ok(Ok(FeedStream {
                 conn,
                 rx,
+                held: Mutex::new(VecDeque::new()),
                 started: positions,
             })),
             Ok(other) => Err(ClientError::Protocol {

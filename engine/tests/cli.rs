@@ -8,10 +8,13 @@ use std::process::Command;
 
 use util::Server;
 
-/// The mercato-cli binary, next to mercato's; built if this test run did not.
+/// The mercato-cli binary, next to mercato's. It belongs to another
+/// package, which this test run may not have built, or built before a
+/// change: cargo brings it up to date (at once, if it is).
 fn cli() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let path = PathBuf::from(env!("CARGO_BIN_EXE_mercato")).with_file_name("mercato-cli");
-    if !path.exists() {
+    BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let profile_release = path.components().any(|c| c.as_os_str() == "release");
         let mut build = Command::new(cargo);
@@ -20,7 +23,7 @@ fn cli() -> PathBuf {
             build.arg("--release");
         }
         assert!(build.status().unwrap().success());
-    }
+    });
     path
 }
 

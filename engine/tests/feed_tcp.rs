@@ -207,3 +207,123 @@ fn a_subscription_over_tcp_folds_into_the_shop() {
     ));
     assert!(c.drop_subscription("index").unwrap().unwrap());
 }
+
+/// A `Snapshot` start marks the end of its copy on exactly one batch, even
+/// when the copy is empty; copy events come only up to it, and only the
+/// stream after it.
+#[test]
+fn a_snapshot_start_marks_where_its_copy_ends() {
+    let dir = TempDir::new("feed-copy-end");
+    let path = dir.0.to_str().unwrap().to_string();
+    let server = Server::start(2, &["--data-dir", &path]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    let is_copy = |e: &wire::FeedEvent| {
+        matches!(
+            e,
+            wire::FeedEvent::SkuCopy(_)
+                | wire::FeedEvent::AccountCopy(_)
+                | wire::FeedEvent::OrderCopy(_)
+        )
+    };
+    for round in 0..2 {
+        let s = c
+            .subscribe(None, wire::FeedStart::Snapshot, wire::FeedFilter::default())
+            .unwrap()
+            .unwrap();
+        // Something for the stream after the copy.
+        c.put_sku(100 + round, 5, 0).unwrap().unwrap();
+        let (mut ends, mut copies, mut after) = (0, 0, 0);
+        let until = Instant::now() + Duration::from_secs(10);
+        while after == 0 {
+            assert!(
+                Instant::now() < until,
+                "round {round}: no stream after the copy"
+            );
+            let Some(b) = s.next(Duration::from_millis(100)).unwrap() else {
+                continue;
+            };
+            for item in &b.items {
+                if is_copy(&item.event) {
+                    assert_eq!(ends, 0, "round {round}: a copy event after the copy's end");
+                    copies += 1;
+                } else {
+                    assert_eq!(
+                        ends, 1,
+                        "round {round}: a stream event before the copy's end"
+                    );
+                    after += 1;
+                }
+            }
+            ends += usize::from(b.copy_done);
+            assert!(ends <= 1, "round {round}: two ends of one copy");
+        }
+        assert_eq!(ends, 1);
+        eprintln!("round {round}: {copies} copy events, then the stream");
+        // The second round copies what the first wrote, once a snapshot
+        // holds it; the first may copy nothing.
+        for sku in 0..50 {
+            c.put_sku(sku, 10, 0).unwrap().unwrap();
+        }
+    }
+}
+
+/// An acknowledgement's answer comes behind the batches pushed before it:
+/// acknowledging while far more batches wait than the stream queues must
+/// still be answered, not wait forever behind them.
+#[test]
+fn an_acknowledgement_is_answered_behind_a_full_queue() {
+    let dir = TempDir::new("feed-ack-full");
+    let path = dir.0.to_str().unwrap().to_string();
+    let server = Server::start(1, &["--data-dir", &path]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    let s = c
+        .subscribe(
+            Some("slow"),
+            wire::FeedStart::Now,
+            wire::FeedFilter::default(),
+        )
+        .unwrap()
+        .unwrap();
+    // One record per request, pipelined: far more batches than the 64 the
+    // stream queues, none read.
+    for chunk in 0..200u64 {
+        let puts = (0..200)
+            .map(|i| wire::Request::PutSku {
+                sku: chunk * 200 + i,
+                price: 5,
+                per_user_limit: 0,
+            })
+            .collect();
+        c.submit(puts).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The stream moves to a thread, so a hang fails the test instead.
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = s.started.clone();
+        let _ = acked_tx.send(
+            s.ack(&started)
+                .map(|r| r.is_ok())
+                .map_err(|e| e.to_string()),
+        );
+        // Nothing taken off the queue meanwhile is lost: all 40,000 come.
+        let mut seen = 0;
+        while seen < 40_000 {
+            match s.next(Duration::from_millis(100)) {
+                Ok(Some(b)) => seen += b.items.len(),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = seen_tx.send(seen);
+    });
+    let acked = acked_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the acknowledgement was never answered");
+    assert_eq!(acked, Ok(true), "the acknowledgement was refused");
+    let seen = seen_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the events never all came");
+    assert_eq!(seen, 40_000);
+}

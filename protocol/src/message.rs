@@ -343,6 +343,11 @@ pub struct FeedBatch {
     /// The subscription ended: `error` says why (it fell behind what the
     /// log keeps, say); no frame follows.
     pub error: Option<String>,
+    /// Set on exactly one batch of a feed that began with a copy of the
+    /// state (`FeedStart::Snapshot`): the last that holds copy items. It
+    /// may hold none, when the state is empty or filtered out. What comes
+    /// before it, it included, is the copy; what follows is the stream.
+    pub copy_done: bool,
 }
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

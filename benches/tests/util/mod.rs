@@ -2,7 +2,7 @@
 //! on a directory after a kill.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 /// A scratch directory, removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -36,4 +36,61 @@ pub fn verify(dir: &Path, acks: &Path) -> String {
         .output()
         .expect("run mercato-load --verify-acks");
     check("verification", out)
+}
+
+/// A child killed on drop, so a failed assertion leaves no server behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `mercato` binary. `cargo test --workspace` builds it beside
+/// `mercato-load`; a run of this package alone builds it here.
+pub fn mercato_bin() -> PathBuf {
+    let load = PathBuf::from(env!("CARGO_BIN_EXE_mercato-load"));
+    let bin = load.with_file_name(format!("mercato{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "mercato-engine", "--bin", "mercato"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "build mercato");
+    }
+    bin
+}
+
+/// `mercato serve` with 2 shards and durability `always` on `listen`
+/// (`127.0.0.1:0` lets the system choose), once it says it listens;
+/// returns it and its main address. A port a killed server just held can
+/// take a moment to bind again, so a refusal is tried again for 10 s.
+pub fn serve_durable(data: &Path, listen: &str) -> (Killed, String) {
+    use std::io::BufRead;
+    for _ in 0..100 {
+        let mut child = Command::new(mercato_bin())
+            .args(["serve", "--listen", listen, "--shards", "2"])
+            .args(["--durability", "always"])
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start mercato serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if let Some(rest) = line.trim().strip_prefix("listening on ") {
+            let main = rest.split_once(';').unwrap().0.to_string();
+            return (Killed(child), main);
+        }
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("mercato serve never listened on {listen}");
 }

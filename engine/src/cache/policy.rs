@@ -20,8 +20,7 @@ use super::ghosts::Ghosts;
 use super::list::{Handle, Lists, Tag};
 
 /// Which replacement policy a cache runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PolicyKind {
     #[default]
     Lru,

@@ -143,7 +143,28 @@ pub(crate) fn recover(dir: &Path, shards_asked: u16, repair: bool) -> Result<Rec
     })
 }
 
-fn progress_bar(dir: &Path, n: u16) -> indicatif::ProgressBar {
+/// A bar on stderr while a long log replays, drawn by the `mercato`
+/// binary (the `cli` feature); an embedding program sees nothing.
+#[cfg(feature = "cli")]
+type Bar = indicatif::ProgressBar;
+
+#[cfg(not(feature = "cli"))]
+#[derive(Clone)]
+struct Bar;
+
+#[cfg(not(feature = "cli"))]
+impl Bar {
+    fn inc(&self, _bytes: u64) {}
+    fn finish_and_clear(&self) {}
+}
+
+#[cfg(not(feature = "cli"))]
+fn progress_bar(_dir: &Path, _n: u16) -> Bar {
+    Bar
+}
+
+#[cfg(feature = "cli")]
+fn progress_bar(dir: &Path, n: u16) -> Bar {
     let total: u64 = (0..n)
         .flat_map(|i| mercato_wal::list_segments(&marker::shard_dir(dir, i)).unwrap_or_default())
         .filter_map(|(_, p)| std::fs::metadata(p).ok())
@@ -168,7 +189,7 @@ fn replay_shard(
     i: u16,
     n: u16,
     repair: bool,
-    bar: &indicatif::ProgressBar,
+    bar: &Bar,
 ) -> Result<(Shard, ShardRecovery), OpenError> {
     let (mut shard, snapshot_lsn, skipped) = super::snapshot::load_newest(dir, i, n)?;
     let opts = ReadOptions {

@@ -95,6 +95,11 @@ pub struct Feed {
     ready: VecDeque<(Position, Event)>,
     /// A `Snapshot` start's copy, handed out before anything else.
     copies: VecDeque<(Position, Event)>,
+    /// Started from a copy not yet all handed out.
+    copy_open: bool,
+    /// The last `poll` handed out the copy's end, and `copy_ended` has not
+    /// said so yet.
+    copy_end_untold: bool,
     /// The durable subscription this feed reads for, if named, and the
     /// positions acknowledged so far.
     name: Option<String>,
@@ -168,6 +173,7 @@ impl Handle {
         let dir = shared.data_dir.clone().ok_or(FeedError::NoLog)?;
         let n = shared.shards.len();
         let mut copies = VecDeque::new();
+        let start_is_copy = start == FeedStart::Snapshot;
         let from: Vec<u64> = match start {
             FeedStart::Now => (shared.shards.iter())
                 .map(|s| s.committed_lsn.load(Ordering::Acquire) + 1)
@@ -217,6 +223,8 @@ impl Handle {
             tails,
             ready: VecDeque::new(),
             copies,
+            copy_open: start_is_copy,
+            copy_end_untold: false,
             name,
             acked,
         })
@@ -248,9 +256,16 @@ impl Feed {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<(Position, Event)>, FeedError> {
-        if !self.copies.is_empty() {
+        if self.copy_open {
+            // The copy goes alone, so the call that hands out its last
+            // events (none, if it is empty) is where it ends.
             let n = max.max(1).min(self.copies.len());
-            return Ok(self.copies.drain(..n).collect());
+            let out = self.copies.drain(..n).collect();
+            if self.copies.is_empty() {
+                self.copy_open = false;
+                self.copy_end_untold = true;
+            }
+            return Ok(out);
         }
         let until = Instant::now() + wait;
         loop {
@@ -293,6 +308,15 @@ impl Feed {
         Ok(())
     }
 
+    /// True once, for a feed started from a copy of the state: right
+    /// after the `poll` that handed out the copy's last events (or, for an
+    /// empty copy, nothing). Until then `poll` hands out only the copy, so
+    /// a consumer that must load it whole (in one database transaction,
+    /// say) learns here where it ends.
+    pub fn copy_ended(&mut self) -> bool {
+        std::mem::take(&mut self.copy_end_untold)
+    }
+
     /// A named feed: saves `positions` (from `next_positions`, once the
     /// events before them are dealt with) as its subscription's, durably.
     /// A restart resumes there, and the log may let earlier records go.
@@ -304,7 +328,7 @@ impl Feed {
         let Some(name) = &self.name else {
             return Err(bad("only a named subscription is acknowledged"));
         };
-        if !self.copies.is_empty() {
+        if self.copy_open {
             return Err(bad("the copy of the state is not all handed out"));
         }
         let next = self.next_positions();

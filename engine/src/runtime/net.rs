@@ -640,30 +640,37 @@ impl Net {
                 .feed
                 .poll(FEED_EVENTS_PER_TURN_MAX, std::time::Duration::ZERO)
             {
-                Ok(got) if got.is_empty() => continue,
-                Ok(got) => wire::FeedBatch {
-                    items: (got.into_iter())
-                        .filter(|(_, e)| convert::feed::passes(&cf.filter, e))
-                        .map(|(p, e)| wire::FeedItem {
-                            shard: p.shard,
-                            lsn: p.lsn,
-                            event: convert::feed::event(e),
-                        })
-                        .collect(),
-                    next: cf.feed.next_positions(),
-                    error: None,
-                },
+                Ok(got) => {
+                    let copy_done = cf.feed.copy_ended();
+                    if got.is_empty() && !copy_done {
+                        continue;
+                    }
+                    wire::FeedBatch {
+                        items: (got.into_iter())
+                            .filter(|(_, e)| convert::feed::passes(&cf.filter, e))
+                            .map(|(p, e)| wire::FeedItem {
+                                shard: p.shard,
+                                lsn: p.lsn,
+                                event: convert::feed::event(e),
+                            })
+                            .collect(),
+                        next: cf.feed.next_positions(),
+                        error: None,
+                        copy_done,
+                    }
+                }
                 Err(e) => {
                     let batch = wire::FeedBatch {
                         items: Vec::new(),
                         next: cf.feed.next_positions(),
                         error: Some(e.to_string()),
+                        copy_done: false,
                     };
                     c.feed = None;
                     batch
                 }
             };
-            if batch.items.is_empty() && batch.error.is_none() {
+            if batch.items.is_empty() && batch.error.is_none() && !batch.copy_done {
                 continue;
             }
             c.conn.push_feed(&batch);

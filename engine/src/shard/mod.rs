@@ -807,7 +807,7 @@ impl Shard {
     /// A copy of this shard's SKUs, accounts and orders as change-feed
     /// events (`feed::Event::SkuCopy`, ...), each SKU and account by id,
     /// orders by account, then id.
-    pub(crate) fn copy_events(&self) -> Vec<crate::feed::Event> {
+    pub fn copy_events(&self) -> Vec<crate::feed::Event> {
         use crate::feed::Event;
         let st = &self.state;
         let mut skus: Vec<SkuId> = st.skus.keys().copied().collect();

@@ -1,0 +1,231 @@
+//! The PostgreSQL sink under kills: a real `mercato serve` (durability
+//! `always`) under `mercato-load` over TCP, and `mercato sink postgres`
+//! following it with a durable subscription. Each round SIGKILLs the
+//! server, the sink or both at a random moment, and restarts what died;
+//! the server comes back on the same port, so the sink also rides out a
+//! server that goes away under it. After every round the positions the
+//! database holds never went back. At the end the sink catches up and
+//! `mercato sink compare` finds the tables equal, row for row, to the
+//! state `mercato audit --rows` recovers from the data directory: every
+//! SKU's figures, every balance, every order and its lines. An event lost,
+//! or applied twice, would show there.
+//!
+//! PostgreSQL comes from `benches/peers.sh` (installed from Debian if
+//! missing, on loopback, stopped at the end); the test runs itself under
+//! it. CI runs 6 kills; `MERCATO_SINK_KILLS=100 cargo test --release -p
+//! mercato-benches --test sink_crash` is the long mode, and
+//! `MERCATO_CRASH_SEED` replays a run's choices.
+
+#[allow(dead_code)]
+mod util;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mercato_client::{Client, ClientConfig, wire};
+use util::{Killed, TempDir, check, mercato_bin, serve_durable};
+
+/// What `serve_durable` starts.
+const SHARDS: u16 = 2;
+
+/// A main port with the shard ports after it free too.
+fn free_ports() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let all_free = (0..=SHARDS).all(|i| {
+            port.checked_add(i)
+                .is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if all_free {
+            return port;
+        }
+    }
+}
+
+fn serve(data: &Path, port: u16) -> Killed {
+    serve_durable(data, &format!("127.0.0.1:{port}")).0
+}
+
+fn sink(port: u16, dsn: &str) -> Killed {
+    Killed(
+        Command::new(mercato_bin())
+            .args(["sink", "postgres", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--dsn", dsn, "--subscription", "crash"])
+            .args(["--batch-wait-ms", "20", "--batch-events-max", "20000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mercato sink"),
+    )
+}
+
+fn load(port: u16, round: u64) -> Killed {
+    let workload = ["carts", "flash-sale"][(round % 2) as usize];
+    let accounts = 5_000 * (1 + round / 2);
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+            .args(["--target", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--workload", workload, "--threads", "2"])
+            .args(["--connections", "1", "--seconds", "60", "--batch", "64"])
+            .args(["--accounts", &accounts.to_string(), "--skus", "500"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mercato-load"),
+    )
+}
+
+fn positions(db: &mut postgres::Client) -> Vec<u64> {
+    // The sink makes the table; before its first commit there is none.
+    db.query(
+        "SELECT next_lsn FROM mercato_feed_positions ORDER BY shard",
+        &[],
+    )
+    .map(|rows| rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    .unwrap_or_default()
+}
+
+/// Where the server's feed would start now: what it has committed, plus 1.
+fn committed(port: u16) -> Vec<u64> {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = Client::connect(addr, ClientConfig::default()).expect("connect");
+    let stream = client
+        .subscribe(None, wire::FeedStart::Now, wire::FeedFilter::default())
+        .expect("subscribe")
+        .expect("subscribe");
+    stream.started.clone()
+}
+
+#[test]
+fn the_sink_keeps_postgres_equal_to_the_engine_through_kills() {
+    let Ok(url) = std::env::var("MERCATO_POSTGRES_URL") else {
+        // Run again under benches/peers.sh, which starts PostgreSQL.
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/peers.sh"))
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_sink_keeps_postgres_equal_to_the_engine_through_kills",
+                "--nocapture",
+            ])
+            .status()
+            .expect("run benches/peers.sh");
+        assert!(
+            status.success(),
+            "the sink test under benches/peers.sh failed"
+        );
+        return;
+    };
+    let kills = mercato_engine::workload::env_count("MERCATO_SINK_KILLS", 6);
+    let seed = mercato_engine::workload::env_seed("MERCATO_CRASH_SEED");
+    eprintln!("sink crash test: {kills} kills, MERCATO_CRASH_SEED={seed}");
+    let mut rng = mercato_engine::workload::Rng::new(seed);
+
+    let db_name = format!("sink_crash_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db_name}"))
+        .unwrap();
+    let dsn = format!("{}/{db_name}", url.rsplit_once('/').unwrap().0);
+    let mut db = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("mercato-sink-crash-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let data = dir.0.join("data");
+    let port = free_ports();
+
+    let mut server = serve(&data, port);
+    let mut follower = sink(port, &dsn);
+    let mut seen = vec![0u64; usize::from(SHARDS)];
+    for round in 0..kills {
+        let orders = load(port, round);
+        let wait_ms = 300 + rng.below(1_200);
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let victim = ["server", "sink", "both"][rng.below(3) as usize];
+        if victim != "sink" {
+            server.0.kill().unwrap();
+            server.0.wait().unwrap();
+        }
+        if victim != "server" {
+            follower.0.kill().unwrap();
+            follower.0.wait().unwrap();
+        }
+        // The load stops by itself when its server dies; else here.
+        drop(orders);
+        if victim != "sink" {
+            server = serve(&data, port);
+        }
+        if victim != "server" {
+            follower = sink(port, &dsn);
+        }
+        let now = positions(&mut db);
+        if !now.is_empty() {
+            assert!(
+                now.iter().zip(&seen).all(|(n, s)| n >= s),
+                "round {round}: positions went back from {seen:?} to {now:?}"
+            );
+            seen = now;
+        }
+        eprintln!("round {round}: killed {victim} {wait_ms} ms in; positions {seen:?}");
+    }
+
+    // Quiet now: the sink catches up with everything committed.
+    let want = committed(port);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let now = positions(&mut db);
+        if now.len() == want.len() && now.iter().zip(&want).all(|(n, w)| n >= w) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink never caught up: at {now:?}, the server at {want:?}"
+        );
+        assert!(follower.0.try_wait().unwrap().is_none(), "the sink exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(follower);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(
+        server.0.wait().unwrap().success(),
+        "mercato serve stops cleanly"
+    );
+
+    let compared = check(
+        "mercato sink compare",
+        Command::new(mercato_bin())
+            .args(["sink", "compare", "--dsn", &dsn])
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    eprintln!("{}", compared.trim());
+    let orders: i64 = db
+        .query_one("SELECT count(*) FROM orders", &[])
+        .unwrap()
+        .get(0);
+    assert!(orders > 0, "the load placed orders");
+    check(
+        "audit",
+        Command::new(mercato_bin())
+            .arg("audit")
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    drop(db);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db_name}"))
+        .unwrap();
+}
