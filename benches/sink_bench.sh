@@ -30,7 +30,7 @@ wait_port "$port"
 
 echo "== load: carts over TCP for $secs s"
 "$bin/mercato-load" --target "tcp://127.0.0.1:$port" --workload carts \
-    --seconds "$secs" --threads 2 --json
+    --seconds "$secs" --threads 2 --json ${LOAD_FLAGS:-}
 echo "== sink: the whole log into an empty database"
 "$bin/mercato" sink postgres --addr "127.0.0.1:$port" --dsn "$MERCATO_POSTGRES_URL" \
     --reset --exit-idle-ms 2000

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
 use crate::format::{
-    LogId, Lsn, NotARecord, RECORD_HEADER_BYTES, RecordRef, SEGMENT_HEADER_BYTES, SegmentHeader,
-    decode_record, frame_bytes,
+    LogId, Lsn, NotARecord, RECORD_BODY_BYTES_MAX, RECORD_HEADER_BYTES, RecordRef,
+    SEGMENT_HEADER_BYTES, SegmentHeader, decode_record, frame_bytes,
 };
 use crate::segment::list_segments;
 
@@ -39,8 +39,6 @@ pub struct Tail {
     log: LogId,
     file: File,
     path: PathBuf,
-    /// The segment's first LSN.
-    first: Lsn,
     /// Where the next record starts in the segment.
     offset: u64,
     next_lsn: Lsn,
@@ -93,7 +91,6 @@ impl Tail {
             log,
             file,
             path: path.to_path_buf(),
-            first,
             offset: SEGMENT_HEADER_BYTES as u64,
             next_lsn: first,
             buf: Vec::new(),
@@ -146,12 +143,19 @@ impl Tail {
             } else {
                 0
             };
-            let (next, first) = (self.next_lsn, self.first);
-            let bytes = self.bytes(frame_bytes(len).max(RECORD_HEADER_BYTES))?;
+            let next = self.next_lsn;
+            // Past a segment's last record may lie anything (a recycled
+            // segment's old bytes, out of step with the new records): a
+            // length no record has is not read, only judged.
+            let want = if len <= RECORD_BODY_BYTES_MAX {
+                frame_bytes(len)
+            } else {
+                RECORD_HEADER_BYTES
+            };
+            let bytes = self.bytes(want)?;
             enum Then {
                 Read(u64),
                 NextSegment,
-                Lost,
             }
             let then = match decode_record(bytes) {
                 Ok(r) if r.lsn == next => {
@@ -159,13 +163,13 @@ impl Tail {
                     visit(r)?;
                     Then::Read(step)
                 }
-                // The end of this segment's records: what follows is the
-                // next segment's, which starts at `next_lsn`.
-                Ok(r) if r.lsn < first => Then::NextSegment,
-                Err(NotARecord::Zeros) => Then::NextSegment,
-                // Out of order, or damaged: the segment was recycled and
-                // written again under this tail.
-                Ok(_) | Err(NotARecord::Damaged) => Then::Lost,
+                // Anything else ends this segment's records: the caller
+                // asks only for what is written, so `next_lsn` starts the
+                // next segment. Past the end lie zeros, or a recycled
+                // segment's old bytes; if this segment was itself recycled
+                // and written again under the tail, no segment starts at
+                // `next_lsn` and it is lost.
+                Ok(_) | Err(NotARecord::Zeros | NotARecord::Damaged) => Then::NextSegment,
             };
             // What the buffer held may predate the writer's latest bytes:
             // read the file again before taking an end for one.
@@ -182,12 +186,6 @@ impl Tail {
                     visited += 1;
                 }
                 Then::NextSegment => self.next_segment()?,
-                Then::Lost => {
-                    return Err(TailError::Lost {
-                        lsn: self.next_lsn,
-                        oldest: oldest(&self.dir)?,
-                    });
-                }
             }
         }
         Ok(visited)
@@ -282,6 +280,68 @@ mod tests {
             Tail::open(&dir, id, 1),
             Err(TailError::Lost { lsn: 1, .. })
         ));
+        log.close().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Past a segment's last record a recycled segment holds its old
+    /// bytes, out of step with the new records: the tail takes them for
+    /// the end and goes on in the next segment, without reading a length
+    /// they happen to spell.
+    #[test]
+    fn a_tail_goes_past_old_bytes_after_a_segments_last_record() {
+        let dir = std::env::temp_dir().join(format!("mercato-tail-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let id = LogId {
+            shard: 0,
+            shards: 1,
+        };
+        let opts = ReadOptions {
+            from_lsn: 1,
+            to_lsn: u64::MAX,
+            repair: true,
+        };
+        let end = read_log(&dir, id, opts, |_| Ok(()), |_| {}).unwrap();
+        let log_opts = LogOptions {
+            segment_bytes: SEGMENT_BYTES_MIN,
+            durability: Durability::Always,
+            ..LogOptions::default()
+        };
+        let mut log = Log::start(&dir, id, &end, log_opts, Arc::new(|| {})).unwrap();
+        let mut last = 0;
+        while list_segments(&dir).unwrap().len() < 3 {
+            for _ in 0..100 {
+                last = log.append(7, &[0x5a; 200]).unwrap();
+            }
+            log.submit();
+            while log.synced_lsn() < last {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        // Fill the first segment's unused end as an old segment's would be:
+        // bytes whose first word reads as a length of gigabytes.
+        let (_, path) = list_segments(&dir).unwrap()[0].clone();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut at = SEGMENT_HEADER_BYTES;
+        while let Ok(r) = decode_record(&bytes[at..]) {
+            at += r.frame_bytes();
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let old = vec![0xf7u8; bytes.len() - at];
+        file.write_all_at(&old, at as u64).unwrap();
+        let mut tail = Tail::open(&dir, id, 1).unwrap();
+        let mut seen = 0u64;
+        tail.read(last, |r| {
+            seen += 1;
+            assert_eq!(r.lsn, seen);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, last);
+        assert!(
+            tail.buf.len() <= TAIL_READ_BYTES,
+            "it read what the old bytes spelled"
+        );
         log.close().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

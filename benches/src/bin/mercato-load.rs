@@ -22,6 +22,8 @@ use mercato_engine::{
     Reply,
 };
 
+#[path = "load/feed.rs"]
+mod feed;
 #[path = "load/locks.rs"]
 mod locks;
 #[path = "load/postgres.rs"]
@@ -169,6 +171,11 @@ struct Args {
     /// between two threads, to time the hand-over.
     #[arg(long, default_value_t = 20_000)]
     handoffs: u64,
+    /// With a tcp:// target (whose server keeps a log): one change-feed
+    /// subscriber follows the server from the load's start; its lag and
+    /// what it received are reported (`feed_*` in the JSON).
+    #[arg(long)]
+    subscribe: bool,
     /// Instead of a load: recover --data-dir without changing it and check
     /// every order in this ack log. Exits 1 if one is missing or in a state
     /// that cannot follow the acknowledged one, or if an invariant fails.
@@ -219,6 +226,8 @@ struct Counts {
     /// Hits over lookups in the SKU and account views, embedded with the
     /// views on.
     view_hit_ratio: Option<f64>,
+    /// What `--subscribe`'s subscriber saw.
+    feed: Option<feed::FeedFigures>,
 }
 
 impl Counts {
@@ -249,6 +258,9 @@ struct RunShared {
     failure: Mutex<Option<String>>,
     total: Mutex<Counts>,
     started: Instant,
+    /// When the load stopped, if what follows it (`--subscribe` draining
+    /// its feed) is not to count in its time.
+    ended: Mutex<Option<Instant>>,
 }
 
 impl RunShared {
@@ -261,6 +273,7 @@ impl RunShared {
             failure: Mutex::new(None),
             total: Mutex::new(Counts::default()),
             started: Instant::now(),
+            ended: Mutex::new(None),
         }
     }
 
@@ -276,7 +289,12 @@ impl RunShared {
     /// Prints the figures, and the failure that stopped the run early if
     /// one did; the exit code.
     fn finish(self, args: &Args, shards: u16, verdict: &str) -> i32 {
-        let secs = self.started.elapsed().as_secs_f64();
+        let ended = self
+            .ended
+            .into_inner()
+            .unwrap()
+            .unwrap_or_else(Instant::now);
+        let secs = ended.duration_since(self.started).as_secs_f64();
         let c = self.total.into_inner().unwrap();
         report(args, shards, &c, secs, "server", None, verdict);
         match self.failure.into_inner().unwrap() {
@@ -709,7 +727,7 @@ const EMBEDDED_ONLY: &[&str] = &[
     "snapshot_keep_state",
     "snapshot_sched_idle",
 ];
-const TCP_ONLY: &[&str] = &["connections", "read_balance"];
+const TCP_ONLY: &[&str] = &["connections", "read_balance", "subscribe"];
 
 /// Refuse a flag given for a target it does nothing for, rather than run
 /// as if it had been taken (an `--ack-log` once went silently unwritten
@@ -911,11 +929,22 @@ fn report(
     let views = c
         .view_hit_ratio
         .map_or("null".to_string(), |r| format!("{r:.4}"));
+    let feed_json = c.feed.as_ref().map_or(String::new(), |f| {
+        format!(
+            ",\"feed_events\":{},\"feed_orders\":{},\"feed_lag_p50_us\":{},\"feed_lag_p99_us\":{},\"feed_lag_max_us\":{},\"feed_drain_ms\":{}",
+            f.events,
+            f.orders,
+            f.lag.p(0.5),
+            f.lag.p(0.99),
+            f.lag.hist.max(),
+            f.drain_ms
+        )
+    });
     if args.json {
         println!(
             "{{\"workload\":\"{workload}\",\"buyers\":\"{buyers}\",\"target\":\"{}\",\"shards\":{shards},\"threads\":{},\"batch\":{},\"pipeline\":{},\"durability\":\"{durability}\",\"seconds\":{secs:.3},\
              \"orders_committed\":{},\"orders_rejected\":{},\"orders_per_sec\":{:.0},\"requests_per_sec\":{:.0},\
-             \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"view_hit_ratio\":{views},\"invariants_ok\":{ok}}}",
+             \"p50_us\":{p50},\"p99_us\":{p99},\"p999_us\":{p999},\"view_hit_ratio\":{views},\"invariants_ok\":{ok}{feed_json}}}",
             args.target,
             args.threads,
             args.batch,
@@ -944,6 +973,17 @@ fn report(
         );
         if let Some(r) = c.view_hit_ratio {
             println!("  view cache hit ratio: {:.1}%", r * 100.0);
+        }
+        if let Some(f) = &c.feed {
+            println!(
+                "  feed: {} events, {} orders placed; lag from an order's stamp p50 {} us, p99 {} us, max {} us; {} ms behind when the load stopped",
+                f.events,
+                f.orders,
+                f.lag.p(0.5),
+                f.lag.p(0.99),
+                f.lag.hist.max(),
+                f.drain_ms
+            );
         }
         println!("  audit: {verdict}");
     }

@@ -48,12 +48,14 @@ impl Drop for Killed {
     }
 }
 
-/// The `mercato` binary. `cargo test --workspace` builds it beside
-/// `mercato-load`; a run of this package alone builds it here.
+/// The `mercato` binary, beside `mercato-load`. It belongs to another
+/// package, which a run of this one alone may not have built, or built
+/// before a change: cargo brings it up to date (at once, if it is).
 pub fn mercato_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let load = PathBuf::from(env!("CARGO_BIN_EXE_mercato-load"));
     let bin = load.with_file_name(format!("mercato{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
+    BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "-p", "mercato-engine", "--bin", "mercato"]);
@@ -61,7 +63,7 @@ pub fn mercato_bin() -> PathBuf {
             build.arg("--release");
         }
         assert!(build.status().unwrap().success(), "build mercato");
-    }
+    });
     bin
 }
 
@@ -70,11 +72,17 @@ pub fn mercato_bin() -> PathBuf {
 /// returns it and its main address. A port a killed server just held can
 /// take a moment to bind again, so a refusal is tried again for 10 s.
 pub fn serve_durable(data: &Path, listen: &str) -> (Killed, String) {
+    serve_durable_with(data, listen, &[])
+}
+
+/// `serve_durable` with more flags.
+pub fn serve_durable_with(data: &Path, listen: &str, flags: &[&str]) -> (Killed, String) {
     use std::io::BufRead;
     for _ in 0..100 {
         let mut child = Command::new(mercato_bin())
             .args(["serve", "--listen", listen, "--shards", "2"])
             .args(["--durability", "always"])
+            .args(flags)
             .arg("--data-dir")
             .arg(data)
             .stdout(std::process::Stdio::piped())

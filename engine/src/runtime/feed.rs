@@ -93,6 +93,9 @@ pub struct Feed {
     shared: Arc<Shared>,
     tails: Vec<Tail>,
     ready: VecDeque<(Position, Event)>,
+    /// Events of each shard in `ready`, so `next_positions` stops looking
+    /// once it has found each shard's first.
+    ready_per_shard: Vec<usize>,
     /// A `Snapshot` start's copy, handed out before anything else.
     copies: VecDeque<(Position, Event)>,
     /// Started from a copy not yet all handed out.
@@ -222,6 +225,7 @@ impl Handle {
             shared,
             tails,
             ready: VecDeque::new(),
+            ready_per_shard: vec![0; n],
             copies,
             copy_open: start_is_copy,
             copy_end_untold: false,
@@ -278,7 +282,11 @@ impl Feed {
                 while n > 0 && n < self.ready.len() && self.ready[n].0 == self.ready[n - 1].0 {
                     n += 1;
                 }
-                return Ok(self.ready.drain(..n).collect());
+                let out: Vec<(Position, Event)> = self.ready.drain(..n).collect();
+                for (p, _) in &out {
+                    self.ready_per_shard[usize::from(p.shard)] -= 1;
+                }
+                return Ok(out);
             }
             std::thread::sleep(Duration::from_micros(FEED_POLL_US));
         }
@@ -289,6 +297,7 @@ impl Feed {
             let committed = self.shared.shards[i].committed_lsn.load(Ordering::Acquire);
             let upto = committed.min(tail.next_lsn() + FEED_RECORDS_PER_TURN_MAX - 1);
             let ready = &mut self.ready;
+            let ready_per_shard = &mut self.ready_per_shard;
             let mut events = Vec::new();
             tail.read(upto, |r| {
                 let record = codec::decode(r.kind, r.body).map_err(|e| {
@@ -300,6 +309,7 @@ impl Feed {
                     shard: i as u16,
                     lsn: r.lsn,
                 };
+                ready_per_shard[i] += events.len();
                 ready.extend(events.drain(..).map(|e| (at, e)));
                 Ok(())
             })
@@ -367,9 +377,19 @@ impl Feed {
     /// copy is all dealt with.
     pub fn next_positions(&self) -> Vec<u64> {
         let mut next: Vec<u64> = self.tails.iter().map(Tail::next_lsn).collect();
+        // Each shard's events are in log order: its first is its least.
+        let mut unseen = self.ready_per_shard.iter().filter(|&&c| c > 0).count();
+        let mut seen = vec![false; next.len()];
         for (p, _) in &self.ready {
-            let n = &mut next[usize::from(p.shard)];
-            *n = (*n).min(p.lsn);
+            if unseen == 0 {
+                break;
+            }
+            let i = usize::from(p.shard);
+            if !seen[i] {
+                seen[i] = true;
+                unseen -= 1;
+                next[i] = next[i].min(p.lsn);
+            }
         }
         next
     }

@@ -75,7 +75,7 @@ struct ConnFeed {
 const FEED_PAUSE_BYTES: usize = 1 << 20;
 /// Events one connection's feed takes per turn at most, so one frame stays
 /// small and other connections get their turn.
-const FEED_EVENTS_PER_TURN_MAX: usize = 256;
+const FEED_EVENTS_PER_TURN_MAX: usize = 1_024;
 
 struct InFlight {
     slot: usize,

@@ -19,7 +19,7 @@ use mercato_engine::server::convert;
 
 use super::{
     Args, Counts, FUNDS, Gen, HOT_SKU, Pacer, RunShared, STOCK_PER_SKU, Workload, append_acks,
-    open_ack_log, run_for,
+    feed, open_ack_log, run_for,
 };
 
 /// Requests per setup batch.
@@ -95,8 +95,21 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
         return 2;
     }
     let acks = args.ack_log.as_deref().map(open_ack_log);
+    let subscriber = match args.subscribe.then(|| feed::subscribe(addr)).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mercato-load: --subscribe: {e}");
+            return 2;
+        }
+    };
+    // The subscriber's client outlives the scope; its stream moves in.
+    let (_feed_client, stream) = subscriber.unzip();
     let run = RunShared::new();
     std::thread::scope(|s| {
+        let follower = stream.map(|stream| {
+            let stop = &run.stop;
+            s.spawn(move || feed::follow(&stream, stop))
+        });
         for t in 0..args.threads {
             let (client, run, acks) = (&clients[t % clients.len()], &run, acks.as_ref());
             s.spawn(move || {
@@ -164,6 +177,13 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
             });
         }
         run_for(args, &run.stop);
+        if let Some(f) = follower {
+            *run.ended.lock().unwrap() = Some(Instant::now());
+            match f.join().expect("the feed thread") {
+                Ok(figures) => run.total.lock().unwrap().feed = Some(figures),
+                Err(e) => run.fail(format!("--subscribe: {e}")),
+            }
+        }
     });
     run.finish(
         args,

@@ -109,6 +109,10 @@ pub struct Args {
     /// 0 never snapshots, and the log then grows without bound. Default 4.
     #[arg(long)]
     snapshot_segments: Option<usize>,
+    /// Bytes per log segment, at least 131072 (128 KiB). Default 64 MiB
+    /// (67108864).
+    #[arg(long)]
+    segment_bytes: Option<u64>,
     /// The snapshot thread's niceness on Linux, 0 (the shards') to 19.
     /// Default 10.
     #[arg(long)]
@@ -157,6 +161,7 @@ impl Args {
             rejections_capacity: self.rejections_capacity.or(file.rejections_capacity),
             heap_prefault_mb: self.heap_prefault_mb.or(file.heap_prefault_mb),
             snapshot_segments: self.snapshot_segments.or(file.snapshot_segments),
+            segment_bytes: self.segment_bytes.or(file.segment_bytes),
             snapshot_nice: self.snapshot_nice.or(file.snapshot_nice),
             snapshot_keep_state: self.snapshot_keep_state.or(file.snapshot_keep_state),
             snapshot_sched_idle: self.snapshot_sched_idle.or(file.snapshot_sched_idle),
@@ -206,6 +211,9 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
             rejections: a.rejections_capacity.unwrap_or(0),
         },
         snapshot_segments: a.snapshot_segments.unwrap_or(SNAPSHOT_SEGMENTS_DEFAULT),
+        segment_bytes: a
+            .segment_bytes
+            .unwrap_or(mercato_wal::SEGMENT_BYTES_DEFAULT),
         snapshot_nice: a.snapshot_nice.unwrap_or(SNAPSHOT_NICE_DEFAULT),
         snapshot_keep_state: a.snapshot_keep_state.unwrap_or(false),
         snapshot_sched_idle: a.snapshot_sched_idle.unwrap_or(false),

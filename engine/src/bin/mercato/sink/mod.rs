@@ -327,7 +327,7 @@ fn commit(
     applied: &mut Applied,
 ) -> Result<(), SinkError> {
     let mut tx = db.transaction()?;
-    pg::apply(&mut tx, pending)?;
+    pg::apply(&mut tx, pending, false)?;
     pg::save_positions(&mut tx, next)?;
     tx.commit()?;
     tally(pending, applied);
@@ -369,7 +369,7 @@ fn load_copy(
             pending.add(&item.event);
         }
         if pending.events >= args.batch_events_max || batch.copy_done {
-            pg::apply(&mut tx, &pending)?;
+            pg::apply(&mut tx, &pending, total.events > 0)?;
             total.events += pending.events;
             total.orders_new += pending.orders_new;
             pending = Pending::default();

@@ -98,9 +98,26 @@ fn tf(b: bool) -> char {
     if b { 't' } else { 'f' }
 }
 
+/// Staged rows past which the planner is told how many there are: without
+/// statistics it takes a temporary table for small and may join it row by
+/// row against a large one.
+const STAGED_ANALYZE_MIN: usize = 1_000;
+
 /// Applies `p` inside `tx`: upserts SKUs and accounts, inserts new orders
-/// and their lines, updates the states of older ones.
-pub fn apply(tx: &mut Transaction, p: &Pending) -> Result<(), postgres::Error> {
+/// and their lines, updates the states of older ones. `again`: an earlier
+/// call in the same transaction left its rows staged (they go only at
+/// commit), so they are cleared first.
+pub fn apply(tx: &mut Transaction, p: &Pending, again: bool) -> Result<(), postgres::Error> {
+    if again {
+        tx.batch_execute("TRUNCATE sink_skus, sink_accounts, sink_order_states")?;
+    }
+    let analyze = |tx: &mut Transaction, table: &str, rows: usize| {
+        if rows >= STAGED_ANALYZE_MIN {
+            tx.batch_execute(&format!("ANALYZE {table}"))
+        } else {
+            Ok(())
+        }
+    };
     if !p.skus.is_empty() {
         let mut rows = String::new();
         for (sku, c) in &p.skus {
@@ -116,6 +133,7 @@ pub fn apply(tx: &mut Transaction, p: &Pending) -> Result<(), postgres::Error> {
             );
         }
         copy(tx, "COPY sink_skus FROM STDIN", &rows)?;
+        analyze(tx, "sink_skus", p.skus.len())?;
         tx.batch_execute(
             "INSERT INTO skus (sku, price, per_user_limit, available, reserved, sold)
                  SELECT sku, price, per_user_limit, 0, 0, 0 FROM sink_skus WHERE has_put
@@ -136,6 +154,7 @@ pub fn apply(tx: &mut Transaction, p: &Pending) -> Result<(), postgres::Error> {
             let _ = writeln!(rows, "{account}\t{}\t{}", tf(c.set), c.amount);
         }
         copy(tx, "COPY sink_accounts FROM STDIN", &rows)?;
+        analyze(tx, "sink_accounts", p.accounts.len())?;
         // An account appears with its first deposit, so a move may insert.
         tx.batch_execute(
             "INSERT INTO accounts (account, balance)
@@ -185,6 +204,7 @@ pub fn apply(tx: &mut Transaction, p: &Pending) -> Result<(), postgres::Error> {
     }
     if !states.is_empty() {
         copy(tx, "COPY sink_order_states FROM STDIN", &states)?;
+        analyze(tx, "sink_order_states", states.lines().count())?;
         tx.batch_execute(
             "UPDATE orders SET state = t.state, restocked = t.restocked
                  FROM sink_order_states t
