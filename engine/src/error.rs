@@ -91,6 +91,12 @@ pub enum Reject {
     Saga(crate::saga::SagaError),
     #[error("feed: {0}")]
     Feed(FeedReject),
+    /// The connection's token does not allow the request (`access`).
+    #[error("a {} token may not do this; it needs {}", role.name(), needs.name())]
+    Forbidden {
+        role: crate::access::Role,
+        needs: crate::access::Role,
+    },
 }
 
 /// Why a change-feed request over the protocol was refused.

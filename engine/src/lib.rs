@@ -36,6 +36,7 @@
 #![deny(unsafe_code)]
 
 #[cfg(feature = "mimalloc")]
+pub mod access;
 pub mod alloc;
 pub mod audit;
 pub mod cache;

@@ -785,6 +785,23 @@ pub enum Reject {
     Lock(LockReject),
     Saga(SagaReject),
     Feed(FeedReject),
+    /// The connection's token does not allow this request: `role` is the
+    /// token's, `needs` the least that would. Nothing changed.
+    Forbidden {
+        role: Role,
+        needs: Role,
+    },
+}
+
+/// What a token lets its connection do; each role holds the ones before it.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads and the change feed.
+    Reader,
+    /// Orders (place, pay, cancel), cache writes, locks and sagas.
+    Trader,
+    /// The catalogue, stock, money in and out, refunds, subscriptions.
+    Admin,
 }
 
 /// Why a change-feed request was refused.

@@ -24,8 +24,13 @@ struct Cli {
     /// Any of the server's ports.
     #[arg(long, default_value = "127.0.0.1:7070", global = true)]
     server: SocketAddr,
+    /// The token, if the server wants one. Prefer `MERCATO_TOKEN` or
+    /// `--token-file`: a token on the command line shows in `ps`.
     #[arg(long, global = true)]
     auth_token: Option<String>,
+    /// A file whose first line is the token.
+    #[arg(long, global = true)]
+    token_file: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -340,7 +345,13 @@ fn parse_line(s: &str) -> Result<wire::LineRequest, String> {
 fn main() {
     let cli = Cli::parse();
     let config = ClientConfig {
-        auth_token: cli.auth_token.clone(),
+        auth_token: match token(&cli) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("mercato-cli: {e}");
+                std::process::exit(2);
+            }
+        },
         ..ClientConfig::default()
     };
     let c = match Client::connect(cli.server, config) {
@@ -922,4 +933,24 @@ fn json_string(text: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The token: `--auth-token`, else the first line of `--token-file`, else
+/// `MERCATO_TOKEN`.
+fn token(cli: &Cli) -> Result<Option<String>, String> {
+    if let Some(t) = &cli.auth_token {
+        return Ok(Some(t.clone()));
+    }
+    if let Some(path) = &cli.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+        let first = text.lines().next().unwrap_or("").trim();
+        if first.is_empty() {
+            return Err(format!("--token-file {}: no token in it", path.display()));
+        }
+        return Ok(Some(first.to_string()));
+    }
+    Ok(std::env::var("MERCATO_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty()))
 }

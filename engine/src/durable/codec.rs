@@ -684,6 +684,8 @@ impl Writer<'_> {
             }
             // A feed refusal is never logged, and its data is not kept.
             Reject::Feed(_) => self.u8(24),
+            // Nor is a refusal by role, decided before any shard sees it.
+            Reject::Forbidden { .. } => self.u8(25),
             Reject::Saga(e) => {
                 self.u8(23);
                 let (code, a, b) = saga_error_parts(e);
@@ -1015,6 +1017,10 @@ impl Reader<'_> {
                 )
             }
             24 => Reject::Feed(crate::error::FeedReject::Storage),
+            25 => Reject::Forbidden {
+                role: crate::access::Role::Reader,
+                needs: crate::access::Role::Admin,
+            },
             23 => {
                 let (code, a, b) = (self.u8()?, self.u64()?, self.u64()?);
                 Reject::Saga(

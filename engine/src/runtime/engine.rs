@@ -110,7 +110,11 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: std::net::SocketAddr,
+    /// One token with the `admin` role (`--auth-token`).
     pub auth_token: Option<String>,
+    /// Tokens with roles (`--tokens-file`, `access`); with neither these
+    /// nor `auth_token`, every connection acts as `admin`.
+    pub tokens: crate::access::Tokens,
     /// Connections per shard.
     pub conns_max: usize,
     /// Requests one connection may have unanswered.
@@ -130,6 +134,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7070)),
             auth_token: None,
+            tokens: crate::access::Tokens::default(),
             conns_max: crate::limits::CONNS_PER_SHARD_MAX,
             in_flight_max: crate::limits::IN_FLIGHT_PER_CONN_MAX,
             answer_bytes_max: crate::limits::ANSWER_BYTES_PER_CONN_MAX,
@@ -271,8 +276,12 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
         order_lines_max: crate::limits::ORDER_LINES_MAX as u32,
         answer_bytes_max: sc.answer_bytes_max as u32,
     };
+    let mut tokens = sc.tokens.clone();
+    if let Some(admin) = &sc.auth_token {
+        tokens.add(crate::access::Tokens::admin(admin));
+    }
     let config = NetConfig {
-        auth_token: sc.auth_token.clone(),
+        tokens: Arc::new(tokens),
         limits: ConnLimits {
             frame_bytes_max: sc.frame_bytes_max,
             batch_len_max: crate::limits::BATCH_LEN_MAX,

@@ -261,15 +261,20 @@ impl Feed {
         wait: Duration,
     ) -> Result<Vec<(Position, Event)>, FeedError> {
         if self.copy_open {
-            // The copy goes alone, so the call that hands out its last
-            // events (none, if it is empty) is where it ends.
-            let n = max.max(1).min(self.copies.len());
-            let out = self.copies.drain(..n).collect();
             if self.copies.is_empty() {
+                // An empty copy ends before anything is handed out.
                 self.copy_open = false;
-                self.copy_end_untold = true;
+            } else {
+                // The copy goes alone, so the call that hands out its last
+                // events is where it ends.
+                let n = max.max(1).min(self.copies.len());
+                let out = self.copies.drain(..n).collect();
+                if self.copies.is_empty() {
+                    self.copy_open = false;
+                    self.copy_end_untold = true;
+                }
+                return Ok(out);
             }
-            return Ok(out);
         }
         let until = Instant::now() + wait;
         loop {
@@ -319,11 +324,15 @@ impl Feed {
     }
 
     /// True once, for a feed started from a copy of the state: right
-    /// after the `poll` that handed out the copy's last events (or, for an
-    /// empty copy, nothing). Until then `poll` hands out only the copy, so
-    /// a consumer that must load it whole (in one database transaction,
-    /// say) learns here where it ends.
+    /// after the `poll` that handed out the copy's last events, or, for an
+    /// empty copy, before the first `poll`. Until then `poll` hands out
+    /// only the copy, so a consumer that must load it whole (in one
+    /// database transaction, say) learns here where it ends.
     pub fn copy_ended(&mut self) -> bool {
+        if self.copy_open && self.copies.is_empty() {
+            self.copy_open = false;
+            return true;
+        }
         std::mem::take(&mut self.copy_end_untold)
     }
 

@@ -36,7 +36,7 @@ const TIMEOUT_SWEEP_MS: u64 = 100;
 /// How a shard serves clients.
 #[derive(Clone, Debug)]
 pub(crate) struct NetConfig {
-    pub auth_token: Option<String>,
+    pub tokens: Arc<crate::access::Tokens>,
     pub limits: ConnLimits,
     /// Connections one shard keeps; past it a new one is told
     /// `TooManyConnections` and closed.
@@ -287,7 +287,7 @@ impl Net {
             stream,
             conn: Conn::new(
                 self.config.limits,
-                self.config.auth_token.clone(),
+                self.config.tokens.clone(),
                 welcome,
                 self.now_ms(),
             ),
@@ -366,6 +366,7 @@ impl Net {
             };
             let writes_before = c.writes_in_flight > 0;
             let session = c.session;
+            let role = c.conn.role();
             c.locked |= requests.iter().any(|r| {
                 matches!(
                     r,
@@ -380,7 +381,7 @@ impl Net {
                 .iter()
                 .any(|r| matches!(r, wire::Request::Subscribe { .. }));
             let (collector, writes) =
-                self.dispatch(requests, writes_before, session, &mut feed, shared);
+                self.dispatch(requests, writes_before, session, role, &mut feed, shared);
             if let Some(c) = self.clients[slot].as_mut() {
                 if subscribing && feed.is_some() {
                     c.conn.hold_session();
@@ -418,6 +419,7 @@ impl Net {
         requests: Vec<wire::Request>,
         writes_before: bool,
         session: u64,
+        role: crate::access::Role,
         feed: &mut Option<ConnFeed>,
         shared: &Arc<Shared>,
     ) -> (Arc<Collector<Result<Outcome, EngineError>>>, bool) {
@@ -441,6 +443,13 @@ impl Net {
         let collector = Arc::new(Collector::with_on_done(requests.len(), ring));
         let mut split = Split::new(n, Some(me), writes_before);
         for (i, r) in requests.into_iter().enumerate() {
+            // Refused before it goes anywhere, so nothing changes.
+            let needs = crate::access::needs(&r);
+            if needs > role {
+                let forbidden = crate::error::Reject::Forbidden { role, needs };
+                collector.fill([(i, Ok(Err(forbidden)))]);
+                continue;
+            }
             match convert::route(r) {
                 convert::Routed::Command(mut cmd) => {
                     if let Command::Lock(LockCommand::Acquire { session: s, .. }) = &mut cmd {
@@ -636,38 +645,48 @@ impl Net {
             if c.conn.closing() || c.conn.output().len() > FEED_PAUSE_BYTES {
                 continue;
             }
-            let batch = match cf
-                .feed
-                .poll(FEED_EVENTS_PER_TURN_MAX, std::time::Duration::ZERO)
-            {
-                Ok(got) => {
-                    let copy_done = cf.feed.copy_ended();
-                    if got.is_empty() && !copy_done {
-                        continue;
-                    }
-                    wire::FeedBatch {
-                        items: (got.into_iter())
-                            .filter(|(_, e)| convert::feed::passes(&cf.filter, e))
-                            .map(|(p, e)| wire::FeedItem {
-                                shard: p.shard,
-                                lsn: p.lsn,
-                                event: convert::feed::event(e),
-                            })
-                            .collect(),
-                        next: cf.feed.next_positions(),
-                        error: None,
-                        copy_done,
-                    }
+            // An empty copy ends before the stream: in a batch of its own.
+            let batch = if cf.feed.copy_ended() {
+                wire::FeedBatch {
+                    items: Vec::new(),
+                    next: cf.feed.next_positions(),
+                    error: None,
+                    copy_done: true,
                 }
-                Err(e) => {
-                    let batch = wire::FeedBatch {
-                        items: Vec::new(),
-                        next: cf.feed.next_positions(),
-                        error: Some(e.to_string()),
-                        copy_done: false,
-                    };
-                    c.feed = None;
-                    batch
+            } else {
+                match cf
+                    .feed
+                    .poll(FEED_EVENTS_PER_TURN_MAX, std::time::Duration::ZERO)
+                {
+                    Ok(got) => {
+                        let copy_done = cf.feed.copy_ended();
+                        if got.is_empty() && !copy_done {
+                            continue;
+                        }
+                        wire::FeedBatch {
+                            items: (got.into_iter())
+                                .filter(|(_, e)| convert::feed::passes(&cf.filter, e))
+                                .map(|(p, e)| wire::FeedItem {
+                                    shard: p.shard,
+                                    lsn: p.lsn,
+                                    event: convert::feed::event(e),
+                                })
+                                .collect(),
+                            next: cf.feed.next_positions(),
+                            error: None,
+                            copy_done,
+                        }
+                    }
+                    Err(e) => {
+                        let batch = wire::FeedBatch {
+                            items: Vec::new(),
+                            next: cf.feed.next_positions(),
+                            error: Some(e.to_string()),
+                            copy_done: false,
+                        };
+                        c.feed = None;
+                        batch
+                    }
                 }
             };
             if batch.items.is_empty() && batch.error.is_none() && !batch.copy_done {

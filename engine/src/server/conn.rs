@@ -72,7 +72,11 @@ pub struct Conn {
     phase: Phase,
     limits: ConnLimits,
     decoder: FrameDecoder,
-    auth_token: Option<String>,
+    /// The tokens the server accepts; none lets every connection in as
+    /// `admin`.
+    tokens: std::sync::Arc<crate::access::Tokens>,
+    /// What this connection's token allows, once its `Hello` is in.
+    role: crate::access::Role,
     welcome: wire::Welcome,
     inbuf: BytesMut,
     outbuf: BytesMut,
@@ -110,7 +114,7 @@ impl Conn {
     /// milliseconds, the same one later calls pass).
     pub fn new(
         limits: ConnLimits,
-        auth_token: Option<String>,
+        tokens: std::sync::Arc<crate::access::Tokens>,
         welcome: wire::Welcome,
         now_ms: u64,
     ) -> Self {
@@ -123,7 +127,8 @@ impl Conn {
             decoder: FrameDecoder {
                 frame_bytes_max: wire::HELLO_FRAME_BYTES_MAX.min(limits.frame_bytes_max),
             },
-            auth_token,
+            tokens,
+            role: crate::access::Role::Reader,
             welcome,
             inbuf: BytesMut::new(),
             outbuf: BytesMut::new(),
@@ -217,16 +222,28 @@ impl Conn {
                 ),
             );
         }
-        if self.auth_token.is_some() && hello.auth_token != self.auth_token {
-            return self.fail(
-                id,
-                ErrorCode::AuthFailed,
-                "missing or wrong auth token".into(),
-            );
-        }
+        self.role = if self.tokens.is_empty() {
+            crate::access::Role::Admin
+        } else {
+            match self.tokens.role_of(hello.auth_token.as_deref()) {
+                Some(role) => role,
+                None => {
+                    return self.fail(
+                        id,
+                        ErrorCode::AuthFailed,
+                        "missing or wrong auth token".into(),
+                    );
+                }
+            }
+        };
         encode_frame(&mut self.outbuf, Kind::Welcome, id, &self.welcome.to_body());
         self.decoder.frame_bytes_max = self.limits.frame_bytes_max;
         self.phase = Phase::Ready;
+    }
+
+    /// What this connection's token allows.
+    pub fn role(&self) -> crate::access::Role {
+        self.role
     }
 
     fn requests(&mut self, id: u64, body: &[u8]) -> Option<Event> {
@@ -528,6 +545,10 @@ mod tests {
         b.to_vec()
     }
 
+    fn tokens(admin: Option<&str>) -> std::sync::Arc<crate::access::Tokens> {
+        std::sync::Arc::new(admin.map(crate::access::Tokens::admin).unwrap_or_default())
+    }
+
     fn hello(token: Option<&str>) -> Vec<u8> {
         let h = wire::Hello {
             version: wire::VERSION,
@@ -567,7 +588,7 @@ mod tests {
 
     /// A connection past its handshake at time 0, with nothing to write.
     fn ready_with(limits: ConnLimits, token: Option<&str>) -> Conn {
-        let mut c = Conn::new(limits, token.map(String::from), welcome(), 0);
+        let mut c = Conn::new(limits, tokens(token), welcome(), 0);
         assert!(c.receive(&hello(token), 0).is_empty());
         let w = written(&mut c);
         assert_eq!(w.len(), 1);
@@ -631,7 +652,7 @@ mod tests {
             ),
         ];
         for (token, bytes, code) in cases {
-            let mut c = Conn::new(LIMITS, token.map(String::from), welcome(), 0);
+            let mut c = Conn::new(LIMITS, tokens(token), welcome(), 0);
             assert!(c.receive(&bytes, 0).is_empty());
             let w = written(&mut c);
             assert_eq!(error_code(w.last().unwrap()), code as u16, "{code:?}");
@@ -745,7 +766,7 @@ mod tests {
             auth_token: None,
             client: "x".repeat(wire::HELLO_CLIENT_BYTES_MAX + 1),
         };
-        let mut c = Conn::new(LIMITS, None, welcome(), 0);
+        let mut c = Conn::new(LIMITS, tokens(None), welcome(), 0);
         assert!(
             c.receive(&frame(Kind::Hello, 0, &h.to_body()), 0)
                 .is_empty()
@@ -760,7 +781,7 @@ mod tests {
             frame_bytes_max: 1 << 20,
             ..LIMITS
         };
-        let mut c = Conn::new(limits, None, welcome(), 0);
+        let mut c = Conn::new(limits, tokens(None), welcome(), 0);
         let mut big = frame(Kind::Hello, 0, &vec![0; wire::HELLO_FRAME_BYTES_MAX + 1]);
         big.truncate(wire::HEADER_BYTES);
         assert!(c.receive(&big, 0).is_empty());
@@ -840,7 +861,7 @@ mod tests {
 
     #[test]
     fn silent_and_idle_connections_time_out() {
-        let mut c = Conn::new(LIMITS, None, welcome(), 100);
+        let mut c = Conn::new(LIMITS, tokens(None), welcome(), 100);
         assert_eq!(c.check_timeouts(1_099), Deadline::Met);
         assert_eq!(c.check_timeouts(1_100), Deadline::Closing);
         assert_eq!(
@@ -848,7 +869,7 @@ mod tests {
             ErrorCode::HandshakeTimeout as u16
         );
 
-        let mut c = Conn::new(LIMITS, None, welcome(), 0);
+        let mut c = Conn::new(LIMITS, tokens(None), welcome(), 0);
         c.receive(&hello(None), 10);
         written(&mut c);
         // Busy connections are not idle, however long their batch runs.
@@ -882,7 +903,7 @@ mod tests {
 
         // Answers nobody reads: abandoned after the idle timeout, counted
         // from the last time any of its output left.
-        let mut c = Conn::new(LIMITS, None, welcome(), 0);
+        let mut c = Conn::new(LIMITS, tokens(None), welcome(), 0);
         // Its Welcome is never written: output waits.
         c.receive(&hello(None), 0);
         c.wrote(1_000);

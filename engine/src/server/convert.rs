@@ -610,6 +610,10 @@ fn reject(r: Reject) -> wire::Reject {
         Reject::Lock(e) => W::Lock(lock_reject(e)),
         Reject::Saga(e) => W::Saga(saga::reject(e)),
         Reject::Feed(e) => W::Feed(feed::reject(e)),
+        Reject::Forbidden { role, needs } => W::Forbidden {
+            role: role.to_wire(),
+            needs: needs.to_wire(),
+        },
     }
 }
 

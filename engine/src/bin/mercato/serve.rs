@@ -45,9 +45,17 @@ pub struct Args {
     /// synced at once. 0 syncs as soon as records arrive. Default 2000.
     #[arg(long)]
     group_commit_wait_us: Option<u64>,
-    /// Clients must send this token in their Hello.
+    /// One token with the `admin` role, which clients must send in their
+    /// Hello. Prefer `--tokens-file`: a token on the command line shows in
+    /// `ps`.
     #[arg(long)]
     auth_token: Option<String>,
+    /// Tokens with roles, one `ROLE TOKEN` per line (admin, trader or
+    /// reader; tokens of at least 16 bytes; `#` starts a comment). The
+    /// environment variable `MERCATO_TOKENS` may hold the same lines.
+    /// Without tokens, every client acts as admin.
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
     /// Client connections per shard; past it a new one is told
     /// TooManyConnections and closed. Default 4096.
     #[arg(long)]
@@ -146,6 +154,7 @@ impl Args {
             durability: self.durability.or(file.durability),
             group_commit_wait_us: self.group_commit_wait_us.or(file.group_commit_wait_us),
             auth_token: self.auth_token.or(file.auth_token),
+            tokens_file: self.tokens_file.or(file.tokens_file),
             conns_max: self.conns_max.or(file.conns_max),
             in_flight_max: self.in_flight_max.or(file.in_flight_max),
             answer_bytes_max: self.answer_bytes_max.or(file.answer_bytes_max),
@@ -194,6 +203,18 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
         .map_err(|e: mercato_wal::WalError| e.to_string())?;
     let cache_policy: PolicyKind = a.cache_policy.as_deref().unwrap_or("lru").parse()?;
     let heap_prefault_mb = a.heap_prefault_mb.unwrap_or(0);
+    let mut tokens = mercato_engine::access::Tokens::default();
+    if let Some(path) = &a.tokens_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let t = mercato_engine::access::Tokens::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        tokens.add(t);
+    }
+    if let Ok(text) = std::env::var("MERCATO_TOKENS") {
+        let t = mercato_engine::access::Tokens::parse(&text)
+            .map_err(|e| format!("MERCATO_TOKENS: {e}"))?;
+        tokens.add(t);
+    }
     let config = Config {
         data_dir: a.data_dir,
         durability,
@@ -222,6 +243,7 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
         serve: Some(ServeConfig {
             listen: a.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070))),
             auth_token: a.auth_token,
+            tokens,
             conns_max: a.conns_max.unwrap_or(CONNS_PER_SHARD_MAX),
             in_flight_max: a.in_flight_max.unwrap_or(IN_FLIGHT_PER_CONN_MAX),
             answer_bytes_max: a.answer_bytes_max.unwrap_or(ANSWER_BYTES_PER_CONN_MAX),
