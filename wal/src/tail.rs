@@ -212,9 +212,9 @@ mod tests {
     use crate::{Durability, Log, LogOptions, ReadOptions, SEGMENT_BYTES_MIN, read_log};
     use std::sync::Arc;
 
-    #[test]
-    fn a_tail_follows_a_log_through_its_segments_while_it_is_written() {
-        let dir = std::env::temp_dir().join(format!("mercato-tail-{}", std::process::id()));
+    /// A new log of one shard, in the smallest segments, synced always.
+    fn small_log(name: &str) -> (PathBuf, LogId, Log) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let id = LogId {
             shard: 0,
@@ -231,7 +231,13 @@ mod tests {
             durability: Durability::Always,
             ..LogOptions::default()
         };
-        let mut log = Log::start(&dir, id, &end, log_opts, Arc::new(|| {})).unwrap();
+        let log = Log::start(&dir, id, &end, log_opts, Arc::new(|| {})).unwrap();
+        (dir, id, log)
+    }
+
+    #[test]
+    fn a_tail_follows_a_log_through_its_segments_while_it_is_written() {
+        let (dir, id, mut log) = small_log("mercato-tail");
         let body = |i: u64| format!("record {i} {}", "x".repeat((i % 300) as usize)).into_bytes();
         let mut tail: Option<Tail> = None;
         let mut seen = Vec::new();
@@ -290,24 +296,7 @@ mod tests {
     /// they happen to spell.
     #[test]
     fn a_tail_goes_past_old_bytes_after_a_segments_last_record() {
-        let dir = std::env::temp_dir().join(format!("mercato-tail-old-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let id = LogId {
-            shard: 0,
-            shards: 1,
-        };
-        let opts = ReadOptions {
-            from_lsn: 1,
-            to_lsn: u64::MAX,
-            repair: true,
-        };
-        let end = read_log(&dir, id, opts, |_| Ok(()), |_| {}).unwrap();
-        let log_opts = LogOptions {
-            segment_bytes: SEGMENT_BYTES_MIN,
-            durability: Durability::Always,
-            ..LogOptions::default()
-        };
-        let mut log = Log::start(&dir, id, &end, log_opts, Arc::new(|| {})).unwrap();
+        let (dir, id, mut log) = small_log("mercato-tail-old");
         let mut last = 0;
         while list_segments(&dir).unwrap().len() < 3 {
             for _ in 0..100 {
