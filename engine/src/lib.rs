@@ -35,8 +35,8 @@
 
 #![deny(unsafe_code)]
 
-#[cfg(feature = "mimalloc")]
 pub mod access;
+#[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod audit;
 pub mod cache;
