@@ -283,6 +283,9 @@ fn a_copy_loaded_in_many_pieces_equals_the_engine() {
     std::thread::sleep(Duration::from_millis(500));
     let out = Command::new(mercato_bin())
         .args(["sink", "postgres", "--addr", &main, "--dsn", &dsn])
+        // Checkpoints go on, and only a subscription holds the log after
+        // the copy: without one the stream may find it gone (`Lost`).
+        .args(["--subscription", "copy"])
         .args(["--batch-events-max", "100", "--exit-idle-ms", "1500"])
         .output()
         .unwrap();

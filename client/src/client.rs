@@ -614,7 +614,7 @@ impl Client {
     /// server): connections, snapshot failures, failed logs.
     pub fn info(&self) -> Result<wire::ServerInfo, ClientError> {
         match self.submit_to(0, vec![wire::Request::Info])?.pop() {
-            Some(wire::Answer::Done(wire::Reply::Info(i))) => Ok(i),
+            Some(wire::Answer::Done(wire::Reply::Info(i))) => Ok(*i),
             other => Err(ClientError::Protocol {
                 what: format!("info answered {other:?}"),
             }),

@@ -301,7 +301,8 @@ pub enum Reply {
     Deleted(bool),
     CacheStats(crate::cache::CacheStats),
     /// The engine's health (`Info`).
-    Info(crate::types::ServerInfo),
+    /// Boxed: the largest reply, whose size every outcome would carry.
+    Info(Box<crate::types::ServerInfo>),
     /// A lease: its fencing token, and when it ends on the engine's clock.
     LockGranted {
         token: u64,

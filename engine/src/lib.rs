@@ -74,3 +74,21 @@ pub use runtime::{
     Stopped,
 };
 pub use types::*;
+
+/// The process's resident set in bytes, from `/proc/self/statm` (Linux);
+/// 0 where that cannot be read.
+pub(crate) fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf reads a configuration value; it takes no pointers
+    // and touches no memory of ours.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}

@@ -130,6 +130,25 @@ pub struct ServerInfo {
     pub snapshot_error: Option<String>,
     /// Shards whose log failed.
     pub failed_logs: u16,
+    pub version: String,
+    /// Since the engine opened.
+    pub uptime_ms: u64,
+    /// `always`, `interval=MS`, `never`, or `in memory`.
+    pub durability: String,
+    /// The process's resident memory (Linux; 0 elsewhere).
+    pub rss_bytes: u64,
+    /// Each shard's committed LSN and table sizes, as it last published
+    /// them.
+    pub shard_states: Vec<ShardInfo>,
+}
+
+/// One shard, as `Info` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ShardInfo {
+    pub committed_lsn: u64,
+    pub skus: u64,
+    pub accounts: u64,
+    pub orders: u64,
 }
 
 /// One page of `list_orders`: the orders, newest first, and whether the

@@ -270,3 +270,52 @@ fn the_cli_follows_the_change_feed() {
         "three positions for two shards"
     );
 }
+
+/// `info`, like Redis' INFO: version, uptime, durability, memory, and a
+/// line per shard with its committed LSN and table sizes, which follow
+/// what was written; `--json` carries the same.
+#[test]
+fn the_cli_shows_info_per_shard() {
+    let dir = util::TempDir::new("cli-info");
+    let path = dir.0.to_str().unwrap().to_string();
+    let server = Server::start(2, &["--data-dir", &path, "--durability", "always"]);
+    let c = mercato_client::Client::connect(server.main, Default::default()).unwrap();
+    for sku in 0..10 {
+        c.put_sku(sku, 100, 0).unwrap().unwrap();
+    }
+    c.deposit(7, 100).unwrap().unwrap();
+    let addr = server.main.to_string();
+    let (code, out) = cli_at(&addr, &["info"]);
+    assert_eq!(code, Some(0), "{out}");
+    for key in [
+        "version: ",
+        "uptime_s: ",
+        "shards: 2",
+        "durability: always",
+        "rss_bytes: ",
+    ] {
+        assert!(out.contains(key), "{key}: {out}");
+    }
+    assert!(!out.contains("rss_bytes: 0\n"), "{out}");
+    let shard_lines: Vec<&str> = out.lines().filter(|l| l.starts_with("shard ")).collect();
+    assert_eq!(shard_lines.len(), 2, "{out}");
+    // Every SKU and the account are counted on some shard, and each shard
+    // that holds one has committed records.
+    let (mut skus, mut accounts) = (0, 0);
+    for l in &shard_lines {
+        let n = |key: &str| -> u64 {
+            let at = l.find(key).unwrap() + key.len();
+            l[at..].split(',').next().unwrap().trim().parse().unwrap()
+        };
+        skus += n("skus ");
+        accounts += n("accounts ");
+        if n("skus ") + n("accounts ") > 0 {
+            assert!(n("committed_lsn ") > 0, "{l}");
+        }
+    }
+    assert_eq!((skus, accounts), (10, 1), "{out}");
+    let (code, json) = cli_at(&addr, &["--json", "info"]);
+    assert_eq!(code, Some(0));
+    assert!(json.contains("\"durability\":\"always\""), "{json}");
+    assert_eq!(json.matches("\"committed_lsn\":").count(), 2, "{json}");
+}

@@ -136,7 +136,14 @@ pub fn answer_bytes_max(r: &Request) -> usize {
                 + BLOCK_SLACK_BYTES
         }
         Request::CacheGet { .. } => CACHE_VALUE_BYTES_MAX + BLOCK_SLACK_BYTES,
-        Request::Info => INFO_TEXT_BYTES_MAX + BLOCK_SLACK_BYTES,
+        // Three texts and the shards, each its own block.
+        // Out of line itself; three texts and the shards, each its own block.
+        Request::Info => {
+            size_of::<crate::message::ArchivedServerInfo>()
+                + 3 * INFO_TEXT_BYTES_MAX
+                + SHARDS_MAX * size_of::<crate::message::ArchivedShardInfo>()
+                + 5 * BLOCK_SLACK_BYTES
+        }
         Request::LockInspect { .. } => {
             LOCK_PERMITS_MAX * size_of::<ArchivedLockHolder>() + BLOCK_SLACK_BYTES
         }
@@ -280,7 +287,15 @@ pub fn answer_bytes(a: &Answer) -> usize {
                 + BLOCK_SLACK_BYTES
         }
         Answer::Done(Reply::Value(Some(v))) => v.len() + BLOCK_SLACK_BYTES,
-        Answer::Done(Reply::Info(i)) => i.snapshot_error.len() + BLOCK_SLACK_BYTES,
+        Answer::Done(Reply::Info(i)) => {
+            size_of::<crate::message::ArchivedServerInfo>()
+                + BLOCK_SLACK_BYTES
+                + i.snapshot_error.len()
+                + i.version.len()
+                + i.durability.len()
+                + i.shard_states.len() * size_of::<crate::message::ArchivedShardInfo>()
+                + 4 * BLOCK_SLACK_BYTES
+        }
         Answer::Done(Reply::LockInfo(i)) => {
             i.holders.len() * size_of::<ArchivedLockHolder>() + BLOCK_SLACK_BYTES
         }
@@ -516,16 +531,34 @@ mod tests {
                     policy: 1
                 }))
             )),
-            (0usize..=INFO_TEXT_BYTES_MAX).prop_map(|n| (
-                Request::Info,
-                Answer::Done(Reply::Info(ServerInfo {
-                    shards: 4,
-                    connections: 9,
-                    snapshot_failures: 3,
-                    snapshot_error: "e".repeat(n),
-                    failed_logs: 1,
-                }))
-            )),
+            (
+                0usize..=INFO_TEXT_BYTES_MAX,
+                0usize..=INFO_TEXT_BYTES_MAX,
+                0usize..=SHARDS_MAX
+            )
+                .prop_map(|(n, v, shards)| (
+                    Request::Info,
+                    Answer::Done(Reply::Info(Box::new(ServerInfo {
+                        shards: shards as u16,
+                        connections: 9,
+                        snapshot_failures: 3,
+                        snapshot_error: "e".repeat(n),
+                        failed_logs: 1,
+                        version: "v".repeat(v),
+                        uptime_ms: u64::MAX,
+                        durability: "d".repeat(INFO_TEXT_BYTES_MAX - v),
+                        rss_bytes: u64::MAX,
+                        shard_states: vec![
+                            crate::message::ShardInfo {
+                                committed_lsn: u64::MAX,
+                                skus: 1,
+                                accounts: 2,
+                                orders: 3,
+                            };
+                            shards
+                        ],
+                    })))
+                )),
             Just((
                 Request::GetSku { sku: 1 },
                 Answer::Rejected(Reject::PerUserLimit {

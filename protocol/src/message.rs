@@ -639,7 +639,8 @@ pub enum Reply {
     Stored,
     Deleted(bool),
     CacheStats(CacheStats),
-    Info(ServerInfo),
+    /// Boxed: it is the largest reply, and every answer would carry its size.
+    Info(Box<ServerInfo>),
     LockGranted {
         token: u64,
         expires_at: u64,
@@ -681,6 +682,26 @@ pub struct ServerInfo {
     pub snapshot_error: String,
     /// Shards whose log failed: they answer `Unavailable` until restarted.
     pub failed_logs: u16,
+    /// The server's version; at most [`crate::INFO_TEXT_BYTES_MAX`] bytes.
+    pub version: String,
+    pub uptime_ms: u64,
+    /// `always`, `interval=MS`, `never` or `in memory`; at most
+    /// [`crate::INFO_TEXT_BYTES_MAX`] bytes.
+    pub durability: String,
+    /// The server process's resident memory (0 where unknown).
+    pub rss_bytes: u64,
+    /// Per shard, at most [`crate::SHARDS_MAX`].
+    pub shard_states: Vec<ShardInfo>,
+}
+
+/// One shard in `Info`: its committed LSN and table sizes, as it last
+/// published them.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub committed_lsn: u64,
+    pub skus: u64,
+    pub accounts: u64,
+    pub orders: u64,
 }
 
 /// The cache keyspace's counters and size.

@@ -506,31 +506,7 @@ fn main() {
                 )
             },
         ),
-        Cmd::Info => show(
-            j,
-            c.info().map(Ok),
-            |i| {
-                let snapshots = if i.snapshot_error.is_empty() {
-                    "snapshots ok".to_string()
-                } else {
-                    format!("snapshots FAILING: {}", i.snapshot_error)
-                };
-                format!(
-                    "{} shards, {} connections, {} failed logs, {} snapshot failures since start; {snapshots}",
-                    i.shards, i.connections, i.failed_logs, i.snapshot_failures
-                )
-            },
-            |i| {
-                format!(
-                    "{{\"shards\":{},\"connections\":{},\"failed_logs\":{},\"snapshot_failures\":{},\"snapshot_error\":{}}}",
-                    i.shards,
-                    i.connections,
-                    i.failed_logs,
-                    i.snapshot_failures,
-                    json_string(&i.snapshot_error)
-                )
-            },
-        ),
+        Cmd::Info => show(j, c.info().map(Ok), info_text, info_json),
         Cmd::Lock(LockCmd::Acquire(t)) => acquire(&c, j, &t, 1),
         Cmd::Semaphore(SemaphoreCmd::Acquire { take, permits }) => acquire(&c, j, &take, permits),
         Cmd::Lock(LockCmd::Lease(l)) | Cmd::Semaphore(SemaphoreCmd::Lease(l)) => lease(&c, j, l),
@@ -953,4 +929,59 @@ fn token(cli: &Cli) -> Result<Option<String>, String> {
     Ok(std::env::var("MERCATO_TOKEN")
         .ok()
         .filter(|t| !t.is_empty()))
+}
+
+/// `info` as text, like Redis' INFO: one `key: value` per line, then a line
+/// per shard.
+fn info_text(i: &wire::ServerInfo) -> String {
+    let snapshots = if i.snapshot_error.is_empty() {
+        "ok".to_string()
+    } else {
+        format!("FAILING: {}", i.snapshot_error)
+    };
+    let mut out = format!(
+        "version: {}\nuptime_s: {}\nshards: {}\ndurability: {}\nconnections: {}\n\
+         rss_bytes: {}\nfailed_logs: {}\nsnapshot_failures: {}\nsnapshots: {snapshots}",
+        i.version,
+        i.uptime_ms / 1_000,
+        i.shards,
+        i.durability,
+        i.connections,
+        i.rss_bytes,
+        i.failed_logs,
+        i.snapshot_failures
+    );
+    for (n, s) in i.shard_states.iter().enumerate() {
+        out.push_str(&format!(
+            "\nshard {n}: committed_lsn {}, skus {}, accounts {}, orders {}",
+            s.committed_lsn, s.skus, s.accounts, s.orders
+        ));
+    }
+    out
+}
+
+fn info_json(i: &wire::ServerInfo) -> String {
+    let shards: Vec<String> = (i.shard_states.iter())
+        .map(|s| {
+            format!(
+                "{{\"committed_lsn\":{},\"skus\":{},\"accounts\":{},\"orders\":{}}}",
+                s.committed_lsn, s.skus, s.accounts, s.orders
+            )
+        })
+        .collect();
+    format!(
+        "{{\"version\":{},\"uptime_ms\":{},\"shards\":{},\"durability\":{},\"connections\":{},\
+         \"rss_bytes\":{},\"failed_logs\":{},\"snapshot_failures\":{},\"snapshot_error\":{},\
+         \"shard_states\":[{}]}}",
+        json_string(&i.version),
+        i.uptime_ms,
+        i.shards,
+        json_string(&i.durability),
+        i.connections,
+        i.rss_bytes,
+        i.failed_logs,
+        i.snapshot_failures,
+        json_string(&i.snapshot_error),
+        shards.join(",")
+    )
 }

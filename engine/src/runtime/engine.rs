@@ -202,6 +202,9 @@ pub(crate) struct ShardSlot {
     /// Records of this shard's log up to here are as durable as an answer
     /// needs: what the change feed may tell (`runtime/feed.rs`).
     pub committed_lsn: AtomicU64,
+    /// The shard's SKUs, accounts and orders, as it last published them
+    /// (with `committed_lsn`): for `Info`.
+    pub rows: [AtomicU64; 3],
     /// Lock notices for this shard's client connections, from whichever
     /// shard decided them (`Shared::notify`).
     pub notices: std::sync::Mutex<std::collections::VecDeque<(u64, crate::lock::Notice)>>,
@@ -339,6 +342,10 @@ pub(crate) struct Shared {
     pub notices_dropped: std::sync::atomic::AtomicU64,
     /// Where the shards' logs are, if anywhere: the change feed reads them.
     pub data_dir: Option<std::path::PathBuf>,
+    /// For `Info`: when the engine opened, and how its logs sync
+    /// (`None`: in memory).
+    pub opened: std::time::Instant,
+    pub durability: Option<Durability>,
 }
 
 /// A session number's low bits say where its notices go: a shard's
@@ -417,6 +424,20 @@ impl Shared {
                 .load(std::sync::atomic::Ordering::Relaxed),
             snapshot_error: self.snapshot_error(),
             failed_logs: self.failed_logs.load(Ordering::Relaxed) as u16,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_ms: self.opened.elapsed().as_millis() as u64,
+            durability: self
+                .durability
+                .map_or_else(|| "in memory".to_string(), |d| d.to_string()),
+            rss_bytes: crate::rss_bytes(),
+            shard_states: (self.shards.iter())
+                .map(|s| crate::types::ShardInfo {
+                    committed_lsn: s.committed_lsn.load(Ordering::Relaxed),
+                    skus: s.rows[0].load(Ordering::Relaxed),
+                    accounts: s.rows[1].load(Ordering::Relaxed),
+                    orders: s.rows[2].load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 }
@@ -729,6 +750,7 @@ impl Engine {
                 checkpoint_wanted: crate::sync::AtomicBool::new(false),
                 notices: std::sync::Mutex::default(),
                 committed_lsn: AtomicU64::new(0),
+                rows: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             });
             polls.push(poll);
         }
@@ -753,6 +775,8 @@ impl Engine {
             embedded: std::sync::Mutex::default(),
             notices_dropped: std::sync::atomic::AtomicU64::new(0),
             data_dir: config.data_dir.clone(),
+            opened: std::time::Instant::now(),
+            durability: config.data_dir.is_some().then_some(config.durability),
         });
 
         // rings[from][to]: the producer goes to `from`, the consumer to `to`.

@@ -464,7 +464,7 @@ impl Net {
                     collector.fill([(i, Ok(convert::keyspace(r, &shared.keyspace)))]);
                 }
                 convert::Routed::Info => {
-                    collector.fill([(i, Ok(Ok(Reply::Info(shared.info()))))]);
+                    collector.fill([(i, Ok(Ok(Reply::Info(Box::new(shared.info())))))]);
                 }
                 convert::Routed::Feed(r) => {
                     collector.fill([(i, Ok(feed_request(r, feed, shared)))]);

@@ -475,7 +475,7 @@ fn reply(r: Reply) -> wire::Reply {
                 PolicyKind::Arc => 1,
             },
         }),
-        Reply::Info(i) => wire::Reply::Info(wire::ServerInfo {
+        Reply::Info(i) => wire::Reply::Info(Box::new(wire::ServerInfo {
             shards: i.shards,
             connections: i.connections,
             snapshot_failures: i.snapshot_failures,
@@ -484,7 +484,20 @@ fn reply(r: Reply) -> wire::Reply {
                 wire::INFO_TEXT_BYTES_MAX,
             ),
             failed_logs: i.failed_logs,
-        }),
+            version: text_within(i.version.clone(), wire::INFO_TEXT_BYTES_MAX),
+            uptime_ms: i.uptime_ms,
+            durability: text_within(i.durability.clone(), wire::INFO_TEXT_BYTES_MAX),
+            rss_bytes: i.rss_bytes,
+            shard_states: (i.shard_states.iter())
+                .take(wire::SHARDS_MAX)
+                .map(|s| wire::ShardInfo {
+                    committed_lsn: s.committed_lsn,
+                    skus: s.skus,
+                    accounts: s.accounts,
+                    orders: s.orders,
+                })
+                .collect(),
+        })),
         Reply::LockGranted { token, expires_at } => wire::Reply::LockGranted { token, expires_at },
         Reply::LockQueued { ticket } => wire::Reply::LockQueued { ticket },
         Reply::LockRenewed { expires_at } => wire::Reply::LockRenewed { expires_at },
