@@ -318,4 +318,19 @@ fn the_cli_shows_info_per_shard() {
     assert_eq!(code, Some(0));
     assert!(json.contains("\"durability\":\"always\""), "{json}");
     assert_eq!(json.matches("\"committed_lsn\":").count(), 2, "{json}");
+
+    // In memory: no log, so no LSN, and the sizes still follow.
+    let memory = Server::start(2, &[]);
+    let c = mercato_client::Client::connect(memory.main, Default::default()).unwrap();
+    for sku in 0..3 {
+        c.put_sku(sku, 100, 0).unwrap().unwrap();
+    }
+    let (code, json) = cli_at(&memory.main.to_string(), &["--json", "info"]);
+    assert_eq!(code, Some(0));
+    assert!(json.contains("\"durability\":\"in memory\""), "{json}");
+    assert_eq!(json.matches("\"committed_lsn\":0,").count(), 2, "{json}");
+    let skus: u64 = (json.split("\"skus\":").skip(1))
+        .map(|r| r.split(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(skus, 3, "{json}");
 }

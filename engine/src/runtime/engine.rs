@@ -432,7 +432,12 @@ impl Shared {
             rss_bytes: crate::rss_bytes(),
             shard_states: (self.shards.iter())
                 .map(|s| crate::types::ShardInfo {
-                    committed_lsn: s.committed_lsn.load(Ordering::Relaxed),
+                    // In memory there is no log, and no LSN to show.
+                    committed_lsn: if self.durability.is_some() {
+                        s.committed_lsn.load(Ordering::Relaxed)
+                    } else {
+                        0
+                    },
                     skus: s.rows[0].load(Ordering::Relaxed),
                     accounts: s.rows[1].load(Ordering::Relaxed),
                     orders: s.rows[2].load(Ordering::Relaxed),

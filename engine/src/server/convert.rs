@@ -484,9 +484,9 @@ fn reply(r: Reply) -> wire::Reply {
                 wire::INFO_TEXT_BYTES_MAX,
             ),
             failed_logs: i.failed_logs,
-            version: text_within(i.version.clone(), wire::INFO_TEXT_BYTES_MAX),
+            version: text_within(i.version, wire::INFO_TEXT_BYTES_MAX),
             uptime_ms: i.uptime_ms,
-            durability: text_within(i.durability.clone(), wire::INFO_TEXT_BYTES_MAX),
+            durability: text_within(i.durability, wire::INFO_TEXT_BYTES_MAX),
             rss_bytes: i.rss_bytes,
             shard_states: (i.shard_states.iter())
                 .take(wire::SHARDS_MAX)
