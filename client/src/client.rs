@@ -43,6 +43,9 @@ pub struct ClientConfig {
     /// Each shard's share of balanced reads. `None`: follow the load each
     /// shard reports in its answers (`balance::weight_from_load`).
     pub read_weights: Option<Vec<u32>>,
+    /// Connect with TLS, checking the server as these settings say;
+    /// `None` (the default) speaks plain TCP.
+    pub tls: Option<crate::TlsSettings>,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +60,7 @@ impl Default for ClientConfig {
             shard_aware: true,
             read_balance: None,
             read_weights: None,
+            tls: None,
         }
     }
 }
@@ -107,8 +111,12 @@ impl Client {
     /// layout, and connect to every shard's own port.
     pub fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, ClientError> {
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-        let (first, welcome) =
-            ShardConn::open(addr, config.auth_token.as_deref(), connect_timeout)?;
+        let (first, welcome) = ShardConn::open(
+            addr,
+            config.auth_token.as_deref(),
+            connect_timeout,
+            config.tls.as_ref(),
+        )?;
         first.close();
         let addrs: Vec<SocketAddr> = if config.shard_aware {
             welcome
@@ -193,6 +201,7 @@ impl Client {
             self.addrs[shard as usize],
             self.config.auth_token.as_deref(),
             timeout,
+            self.config.tls.as_ref(),
         ) {
             Ok((c, _)) => {
                 let c = Arc::new(c);
@@ -435,7 +444,13 @@ impl Client {
     pub(crate) fn fresh_conn(&self, shard: u16) -> Result<ShardConn, ClientError> {
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
         let addr = self.addrs[shard as usize];
-        ShardConn::open(addr, self.config.auth_token.as_deref(), timeout).map(|(c, _)| c)
+        ShardConn::open(
+            addr,
+            self.config.auth_token.as_deref(),
+            timeout,
+            self.config.tls.as_ref(),
+        )
+        .map(|(c, _)| c)
     }
 
     /// The connection to `shard`, for calls whose session is it.

@@ -16,6 +16,10 @@ pub enum ClientError {
     /// The server refused the handshake or closed with an error frame.
     #[error("the server refused: {code:?}: {message}")]
     Refused { code: ErrorCode, message: String },
+    /// TLS could not be set up: a certificate or key that does not load,
+    /// a handshake that failed, or a server that does not speak TLS.
+    #[error("TLS: {what}")]
+    Tls { what: String },
     /// The server sent something this client cannot read.
     #[error("protocol violation from the server: {what}")]
     Protocol { what: String },

@@ -25,6 +25,7 @@ mod lock;
 mod near;
 mod saga;
 mod shard_conn;
+mod tls;
 
 pub use client::{CallResult, Client, ClientConfig, OrderPage, Ticket};
 pub use error::ClientError;
@@ -33,3 +34,4 @@ pub use lock::{Acquired, LockGuard, LockOptions, LockTicket};
 pub use mercato_protocol as wire;
 pub use near::{NearCache, NearStats};
 pub use saga::{Orchestrator, SagaDef, SagaOutcome, SagaRunError, StepCtx};
+pub use tls::TlsSettings;

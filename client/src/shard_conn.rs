@@ -8,7 +8,7 @@
 //! splits each frame's answers back among its callers.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -19,6 +19,7 @@ use bytes::BytesMut;
 use mercato_protocol::{self as wire, Body, ErrorCode, FrameDecoder, Kind, encode_frame};
 
 use crate::error::ClientError;
+use crate::tls::{Reader, TlsSettings, Writer};
 
 /// What a waiting caller receives.
 pub(crate) type Reply = Result<wire::Answers, ClientError>;
@@ -28,7 +29,7 @@ type Callers = Vec<(usize, SyncSender<Reply>)>;
 
 pub(crate) struct ShardConn {
     pub shard: u16,
-    writer: Mutex<TcpStream>,
+    writer: Mutex<Writer>,
     /// Requests queued by callers and not yet written.
     queued: Mutex<Vec<(Vec<wire::Request>, SyncSender<Reply>)>>,
     /// Requests one frame may carry (the server's `batch_len_max`).
@@ -132,10 +133,25 @@ impl ShardConn {
         addr: SocketAddr,
         token: Option<&str>,
         connect_timeout: Duration,
+        tls: Option<&TlsSettings>,
     ) -> Result<(ShardConn, wire::Welcome), ClientError> {
         let connect = |source| ClientError::Connect { addr, source };
-        let mut stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(connect)?;
+        let stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(connect)?;
         stream.set_nodelay(true).map_err(connect)?;
+        // Bounds the handshake, TLS's included, and the wait for Welcome.
+        stream
+            .set_read_timeout(Some(connect_timeout))
+            .map_err(connect)?;
+        let sock = stream.try_clone().map_err(connect)?;
+        let (mut writer, mut reader) = match tls {
+            None => (
+                Writer::Plain(stream.try_clone().map_err(connect)?),
+                Reader::Plain(stream.try_clone().map_err(connect)?),
+            ),
+            Some(settings) => {
+                crate::tls::handshake(stream.try_clone().map_err(connect)?, settings)?
+            }
+        };
         let hello = wire::Hello {
             version: wire::VERSION,
             auth_token: token.map(String::from),
@@ -143,13 +159,10 @@ impl ShardConn {
         };
         let mut out = BytesMut::new();
         encode_frame(&mut out, Kind::Hello, 0, &hello.to_body());
-        stream.write_all(&out).map_err(connect)?;
-        stream
-            .set_read_timeout(Some(connect_timeout))
-            .map_err(connect)?;
+        writer.write_all(&out).map_err(connect)?;
         let mut buf = BytesMut::new();
         // A Welcome is small; until it comes, the default limit is plenty.
-        let first = read_frame(&mut stream, &mut buf, FrameDecoder::default()).map_err(connect)?;
+        let first = read_frame(&mut reader, &mut buf, FrameDecoder::default()).map_err(connect)?;
         let welcome = match first.kind {
             Kind::Welcome => {
                 wire::Welcome::from_body(&first.body).map_err(|e| ClientError::Protocol {
@@ -163,10 +176,10 @@ impl ShardConn {
                 });
             }
         };
-        stream.set_read_timeout(None).map_err(connect)?;
+        sock.set_read_timeout(None).map_err(connect)?;
         let conn = ShardConn {
             shard: welcome.shard,
-            writer: Mutex::new(stream.try_clone().map_err(connect)?),
+            writer: Mutex::new(writer),
             queued: Mutex::default(),
             batch_len_max: welcome.batch_len_max.max(1) as usize,
             frame_bytes_max: welcome.frame_bytes_max as usize,
@@ -184,11 +197,11 @@ impl ShardConn {
         let decoder = FrameDecoder {
             frame_bytes_max: (welcome.answer_bytes_max as usize).max(wire::FRAME_BYTES_MAX_DEFAULT),
         };
-        conn.spawn_reader(stream, buf, decoder);
+        conn.spawn_reader(reader, buf, decoder);
         Ok((conn, welcome))
     }
 
-    fn spawn_reader(&self, mut stream: TcpStream, mut buf: BytesMut, decoder: FrameDecoder) {
+    fn spawn_reader(&self, mut stream: Reader, mut buf: BytesMut, decoder: FrameDecoder) {
         let waiting = self.waiting.clone();
         let alive = self.alive.clone();
         let outstanding = self.outstanding.clone();
@@ -342,11 +355,7 @@ impl ShardConn {
 
     pub(crate) fn close(&self) {
         self.alive.store(false, Ordering::Release);
-        let _ = self
-            .writer
-            .lock()
-            .unwrap()
-            .shutdown(std::net::Shutdown::Both);
+        self.writer.lock().unwrap().shutdown();
     }
 }
 
@@ -363,7 +372,7 @@ fn refused(body: &[u8]) -> ClientError {
 }
 
 fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     buf: &mut BytesMut,
     d: FrameDecoder,
 ) -> std::io::Result<wire::Frame> {

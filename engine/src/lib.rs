@@ -51,6 +51,7 @@ pub mod keyspace;
 pub mod limits;
 pub mod lock;
 pub mod message;
+pub mod metrics;
 pub mod order_lines;
 mod prefetch;
 pub mod record;

@@ -125,3 +125,9 @@ const _: () = assert!(ANSWER_BYTES_PER_CONN_MAX <= i32::MAX as usize);
 /// The smallest answer budget a server may be configured with: a batch of
 /// one request of the largest answer (a cache value) fits it.
 pub const ANSWER_BYTES_MIN: usize = 2 * CACHE_VALUE_BYTES_MAX;
+
+/// A shard loop turn this long is slow (`Config::slow_turn_ms`): a turn
+/// takes at most a few hundred requests and normally well under a
+/// millisecond, so 50 ms is a stall an operator wants to hear of (a page
+/// fault storm, a snapshot's copy, a huge order list), not noise.
+pub const SLOW_TURN_MS_DEFAULT: u64 = 50;

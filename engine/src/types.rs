@@ -149,6 +149,10 @@ pub struct ShardInfo {
     pub skus: u64,
     pub accounts: u64,
     pub orders: u64,
+    /// The LSN the shard's last checkpoint this run covers (0: none yet).
+    pub checkpoint_lsn: u64,
+    /// Since that checkpoint was written; `None` before one.
+    pub checkpoint_age_ms: Option<u64>,
 }
 
 /// One page of `list_orders`: the orders, newest first, and whether the

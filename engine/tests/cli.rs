@@ -3,33 +3,13 @@
 
 mod util;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use util::Server;
 
-/// The mercato-cli binary, next to mercato's. It belongs to another
-/// package, which this test run may not have built, or built before a
-/// change: cargo brings it up to date (at once, if it is).
-fn cli() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_mercato")).with_file_name("mercato-cli");
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile_release = path.components().any(|c| c.as_os_str() == "release");
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "mercato-client", "--bin", "mercato-cli"]);
-        if profile_release {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success());
-    });
-    path
-}
-
 /// `mercato-cli --server ADDR ARGS...`: its exit status and stdout.
 fn cli_at(addr: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(cli())
+    let out = Command::new(util::mercato_cli())
         .args(["--server", addr])
         .args(args)
         .output()
@@ -245,7 +225,7 @@ fn the_cli_follows_the_change_feed() {
         "{out}"
     );
     // From now, durably: it waits for the next change.
-    let follower = Command::new(cli())
+    let follower = Command::new(util::mercato_cli())
         .args(["--server", &addr, "--json", "feed", "--from", "now"])
         .args(["--subscription", "tail", "--max-events", "1"])
         .stdout(std::process::Stdio::piped())

@@ -554,6 +554,8 @@ mod tests {
                                 skus: 1,
                                 accounts: 2,
                                 orders: 3,
+                                checkpoint_lsn: u64::MAX,
+                                checkpoint_age_ms: Some(u64::MAX),
                             };
                             shards
                         ],

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     HandshakeTimeout = 14,
     /// Nothing sent or received within the server's idle timeout.
     IdleTimeout = 15,
+    /// A plain connection to a port that serves TLS only.
+    TlsRequired = 16,
     // Per request, in `Answer::Failed`: the request did not run.
     Busy = 100,
     Shutdown = 101,
@@ -56,6 +58,7 @@ impl ErrorCode {
             13 => TooManyConnections,
             14 => HandshakeTimeout,
             15 => IdleTimeout,
+            16 => TlsRequired,
             100 => Busy,
             101 => Shutdown,
             102 => Unavailable,

@@ -702,6 +702,10 @@ pub struct ShardInfo {
     pub skus: u64,
     pub accounts: u64,
     pub orders: u64,
+    /// The LSN the shard's last checkpoint this run covers (0: none yet).
+    pub checkpoint_lsn: u64,
+    /// Milliseconds since that checkpoint was written; `None` before one.
+    pub checkpoint_age_ms: Option<u64>,
 }
 
 /// The cache keyspace's counters and size.

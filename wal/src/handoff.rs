@@ -97,6 +97,8 @@ pub struct Handoff {
     /// gathering flusher would only add latency. Set under the exchange
     /// lock (see [`Handoff::producer_idle`]).
     producer_idle: AtomicBool,
+    /// The flusher's syncs, for metrics; written by the flusher only.
+    pub stats: crate::stats::SyncStats,
 }
 
 impl Handoff {
@@ -111,6 +113,7 @@ impl Handoff {
             poisoned: AtomicBool::new(false),
             failure: Mutex::new(None),
             producer_idle: AtomicBool::new(false),
+            stats: crate::stats::SyncStats::default(),
         }
     }
 

@@ -41,6 +41,7 @@ pub mod power_loss;
 mod reader;
 mod segment;
 pub mod snapshot;
+pub mod stats;
 pub mod storage;
 mod sync;
 mod tail;
@@ -52,6 +53,6 @@ pub use reader::{LogEnd, ReadOptions, TornTail, VisitError, read_log};
 pub use segment::{list_segments, segment_name};
 pub use tail::{Tail, TailError};
 pub use writer::{
-    Durability, GROUP_COMMIT_WAIT_US_DEFAULT, Log, LogOptions, Notify, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_BYTES_MIN,
+    Durability, GROUP_COMMIT_WAIT_US_DEFAULT, Log, LogMonitor, LogOptions, Notify,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
 };

@@ -123,6 +123,32 @@ impl Default for LogOptions {
 /// Called by the flusher after it publishes progress, to wake the shard.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
 
+/// What anyone may watch of a log while its shard appends: its LSNs and
+/// its flusher's counters.
+#[derive(Clone, Debug)]
+pub struct LogMonitor {
+    handoff: Arc<Handoff>,
+}
+
+impl LogMonitor {
+    pub fn written_lsn(&self) -> Lsn {
+        self.handoff.written_lsn()
+    }
+
+    pub fn synced_lsn(&self) -> Lsn {
+        self.handoff.synced_lsn()
+    }
+
+    pub fn stats(&self) -> &crate::stats::SyncStats {
+        &self.handoff.stats
+    }
+
+    /// Why the log failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.handoff.failure()
+    }
+}
+
 /// The shard's end of one log.
 pub struct Log {
     handoff: Arc<Handoff>,
@@ -251,6 +277,12 @@ impl Log {
     /// see [`LogOptions::group_commit_wait_us`].
     pub fn producer_idle(&self, idle: bool) {
         self.handoff.producer_idle(idle);
+    }
+
+    pub fn monitor(&self) -> LogMonitor {
+        LogMonitor {
+            handoff: self.handoff.clone(),
+        }
     }
 
     /// LSN of the last record appended.
@@ -400,6 +432,13 @@ impl Flusher {
     fn sync(&mut self) -> std::io::Result<()> {
         let started = Instant::now();
         self.file.as_mut().expect("an open segment").sync_data()?;
+        let stats = &self.handoff.stats;
+        stats.syncs.add(1);
+        stats.records_synced.add(self.written - self.synced);
+        let us = started.elapsed().as_micros();
+        stats
+            .sync_latency
+            .observe_n(u64::try_from(us).unwrap_or(u64::MAX), 1);
         self.synced = self.written;
         self.last_sync = started;
         Ok(())
@@ -459,6 +498,7 @@ impl Flusher {
             .expect("an open segment")
             .write_at(bytes, self.offset)?;
         self.offset += bytes.len() as u64;
+        self.handoff.stats.bytes_written.add(bytes.len() as u64);
         Ok(())
     }
 

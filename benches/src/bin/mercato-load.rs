@@ -176,6 +176,10 @@ struct Args {
     /// what it received are reported (`feed_*` in the JSON).
     #[arg(long)]
     subscribe: bool,
+    /// With a tcp:// target served over TLS: trust the certificates in
+    /// this PEM file (the server's name is taken to be its IP address).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
     /// Instead of a load: recover --data-dir without changing it and check
     /// every order in this ack log. Exits 1 if one is missing or in a state
     /// that cannot follow the acknowledged one, or if an invariant fails.

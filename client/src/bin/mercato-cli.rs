@@ -31,6 +31,21 @@ struct Cli {
     /// A file whose first line is the token.
     #[arg(long, global = true)]
     token_file: Option<std::path::PathBuf>,
+    /// Connect with TLS, trusting the certificates in this PEM file (the
+    /// server's, or its authority's). `MERCATO_TLS_CA` may name it instead.
+    #[arg(long, global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry. Default: the IP
+    /// address of `--server`.
+    #[arg(long, global = true)]
+    tls_server_name: Option<String>,
+    /// A client certificate (PEM), for a server started with
+    /// `--tls-client-ca`; with `--tls-key`.
+    #[arg(long, global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -346,6 +361,13 @@ fn main() {
     let cli = Cli::parse();
     let config = ClientConfig {
         auth_token: match token(&cli) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("mercato-cli: {e}");
+                std::process::exit(2);
+            }
+        },
+        tls: match tls(&cli) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("mercato-cli: {e}");
@@ -931,6 +953,26 @@ fn token(cli: &Cli) -> Result<Option<String>, String> {
         .filter(|t| !t.is_empty()))
 }
 
+/// TLS settings from `--tls-ca` (or `MERCATO_TLS_CA`) and the flags with it.
+fn tls(cli: &Cli) -> Result<Option<mercato_client::TlsSettings>, String> {
+    let ca = cli.tls_ca.clone().or_else(|| {
+        std::env::var_os("MERCATO_TLS_CA")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    let Some(ca) = ca else {
+        if cli.tls_cert.is_some() || cli.tls_server_name.is_some() {
+            return Err("--tls-cert and --tls-server-name need --tls-ca".into());
+        }
+        return Ok(None);
+    };
+    let name = (cli.tls_server_name.clone()).unwrap_or_else(|| cli.server.ip().to_string());
+    let client = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
+    mercato_client::TlsSettings::from_files(&ca, &name, client)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// `info` as text, like Redis' INFO: one `key: value` per line, then a line
 /// per shard.
 fn info_text(i: &wire::ServerInfo) -> String {
@@ -952,8 +994,12 @@ fn info_text(i: &wire::ServerInfo) -> String {
         i.snapshot_failures
     );
     for (n, s) in i.shard_states.iter().enumerate() {
+        let checkpoint = match s.checkpoint_age_ms {
+            Some(age) => format!("lsn {} written {} s ago", s.checkpoint_lsn, age / 1_000),
+            None => "none this run".into(),
+        };
         out.push_str(&format!(
-            "\nshard {n}: committed_lsn {}, skus {}, accounts {}, orders {}",
+            "\nshard {n}: committed_lsn {}, skus {}, accounts {}, orders {}, last checkpoint {checkpoint}",
             s.committed_lsn, s.skus, s.accounts, s.orders
         ));
     }
@@ -963,9 +1009,12 @@ fn info_text(i: &wire::ServerInfo) -> String {
 fn info_json(i: &wire::ServerInfo) -> String {
     let shards: Vec<String> = (i.shard_states.iter())
         .map(|s| {
+            let age = s
+                .checkpoint_age_ms
+                .map_or_else(|| "null".to_string(), |a| a.to_string());
             format!(
-                "{{\"committed_lsn\":{},\"skus\":{},\"accounts\":{},\"orders\":{}}}",
-                s.committed_lsn, s.skus, s.accounts, s.orders
+                "{{\"committed_lsn\":{},\"skus\":{},\"accounts\":{},\"orders\":{},                 \"checkpoint_lsn\":{},\"checkpoint_age_ms\":{age}}}",
+                s.committed_lsn, s.skus, s.accounts, s.orders, s.checkpoint_lsn
             )
         })
         .collect();

@@ -113,6 +113,10 @@ impl Tokens {
         self.list.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
     pub fn add(&mut self, other: Tokens) {
         self.list.extend(other.list);
     }

@@ -103,6 +103,10 @@ pub struct Config {
     /// SKU views and account views the shared view caches hold (each); 0
     /// turns them off, and every read goes to its owner.
     pub view_cache_entries: u64,
+    /// A shard loop turn that takes this long is counted and logged (at
+    /// most once a second per shard); 0 turns this off. Default
+    /// [`crate::limits::SLOW_TURN_MS_DEFAULT`].
+    pub slow_turn_ms: u64,
 }
 
 /// How `mercato serve` listens. Shard `i` listens on the main port + 1 + `i`
@@ -127,6 +131,8 @@ pub struct ServeConfig {
     pub handshake_timeout_ms: u64,
     /// An idle connection is closed after this long; 0: never.
     pub idle_timeout_ms: u64,
+    /// Serve TLS only, on every port (`--tls-cert`, `--tls-key`).
+    pub tls: Option<crate::server::tls::TlsConfig>,
 }
 
 impl Default for ServeConfig {
@@ -141,6 +147,7 @@ impl Default for ServeConfig {
             frame_bytes_max: mercato_protocol::FRAME_BYTES_MAX_DEFAULT,
             handshake_timeout_ms: crate::limits::HANDSHAKE_TIMEOUT_MS_DEFAULT,
             idle_timeout_ms: crate::limits::IDLE_TIMEOUT_MS_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -167,6 +174,7 @@ impl Default for Config {
             cache_budget_bytes: crate::limits::CACHE_BUDGET_BYTES_DEFAULT,
             cache_policy: crate::cache::PolicyKind::Lru,
             view_cache_entries: crate::limits::VIEW_CACHE_ENTRIES_DEFAULT,
+            slow_turn_ms: crate::limits::SLOW_TURN_MS_DEFAULT,
         }
     }
 }
@@ -208,6 +216,10 @@ pub(crate) struct ShardSlot {
     /// Lock notices for this shard's client connections, from whichever
     /// shard decided them (`Shared::notify`).
     pub notices: std::sync::Mutex<std::collections::VecDeque<(u64, crate::lock::Notice)>>,
+    /// This shard's counters, written by its thread only (`metrics`).
+    pub metrics: crossbeam_utils::CachePadded<crate::metrics::ShardMetrics>,
+    /// The shard's log, for metrics, once it has one.
+    pub log: std::sync::OnceLock<mercato_wal::LogMonitor>,
 }
 
 impl ShardSlot {
@@ -295,6 +307,7 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
         },
         conns_max: sc.conns_max,
         welcome,
+        tls: sc.tls.clone(),
     };
     let mut main = Some(mio::net::TcpListener::from_std(main));
     let nets = own
@@ -346,6 +359,22 @@ pub(crate) struct Shared {
     /// (`None`: in memory).
     pub opened: std::time::Instant,
     pub durability: Option<Durability>,
+    /// Per shard: its checkpoints this run, for `Info` and metrics.
+    pub checkpoints: std::sync::Mutex<Vec<CheckpointLog>>,
+    /// Change feeds open (`Feed`s not yet dropped).
+    pub feeds_open: AtomicUsize,
+    /// `Config::slow_turn_ms`, `None` when off.
+    pub slow_turn: Option<std::time::Duration>,
+}
+
+/// One shard's checkpoints this run.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CheckpointLog {
+    pub last_at: Option<std::time::Instant>,
+    pub duration_ms: u64,
+    pub lsn: u64,
+    pub written: u64,
+    pub failures: u64,
 }
 
 /// A session number's low bits say where its notices go: a shard's
@@ -431,7 +460,8 @@ impl Shared {
                 .map_or_else(|| "in memory".to_string(), |d| d.to_string()),
             rss_bytes: crate::rss_bytes(),
             shard_states: (self.shards.iter())
-                .map(|s| crate::types::ShardInfo {
+                .zip(self.checkpoints.lock().expect("checkpoints lock").iter())
+                .map(|(s, c)| crate::types::ShardInfo {
                     // In memory there is no log, and no LSN to show.
                     committed_lsn: if self.durability.is_some() {
                         s.committed_lsn.load(Ordering::Relaxed)
@@ -441,8 +471,106 @@ impl Shared {
                     skus: s.rows[0].load(Ordering::Relaxed),
                     accounts: s.rows[1].load(Ordering::Relaxed),
                     orders: s.rows[2].load(Ordering::Relaxed),
+                    checkpoint_lsn: c.lsn,
+                    checkpoint_age_ms: c.last_at.map(|at| at.elapsed().as_millis() as u64),
                 })
                 .collect(),
+        }
+    }
+}
+
+impl Shared {
+    /// Every figure a metrics scrape reports (`metrics`).
+    pub(crate) fn metrics(&self) -> crate::metrics::Metrics {
+        use crate::metrics::{CacheFigures, CheckpointFigures, LogFigures, Metrics};
+        use crate::sync::Ordering;
+        let durable = self.durability.is_some();
+        let shards = (self.shards.iter())
+            .map(|s| {
+                let mut f = s.metrics.figures();
+                f.conns_open = s.conns.load(Ordering::Relaxed) as u64;
+                f.mailbox_depth = s.inbound.len() as u64;
+                f.mailbox_capacity = s.inbound.capacity() as u64;
+                f.net_batches = s.net_batches.load(Ordering::Relaxed) as u64;
+                [f.skus, f.accounts, f.orders] =
+                    [0, 1, 2].map(|i| s.rows[i].load(Ordering::Relaxed));
+                f.committed_lsn = if durable {
+                    s.committed_lsn.load(Ordering::Relaxed)
+                } else {
+                    0
+                };
+                f.log = s.log.get().map(|log| {
+                    let st = log.stats();
+                    LogFigures {
+                        written_lsn: log.written_lsn(),
+                        synced_lsn: log.synced_lsn(),
+                        syncs: st.syncs.get(),
+                        records_synced: st.records_synced.get(),
+                        bytes_written: st.bytes_written.get(),
+                        sync_latency: st.sync_latency.counts(),
+                        failed: log.failure().is_some(),
+                    }
+                });
+                f
+            })
+            .collect();
+        let cache = |name, c: crate::cache::CacheStats| CacheFigures {
+            name,
+            hits: c.hits,
+            misses: c.misses,
+            evictions: c.evictions,
+            entries: c.entries,
+            weight: c.weight,
+            capacity: c.capacity,
+        };
+        let mut caches = vec![cache("keyspace", self.keyspace.stats())];
+        if let Some(v) = &self.views {
+            caches.push(cache("sku_views", v.skus.stats()));
+            caches.push(cache("account_views", v.accounts.stats()));
+        }
+        let checkpoints = (self.checkpoints.lock().expect("checkpoints lock").iter())
+            .map(|c| CheckpointFigures {
+                age_ms: c.last_at.map(|at| at.elapsed().as_millis() as u64),
+                duration_ms: c.duration_ms,
+                lsn: c.lsn,
+                written: c.written,
+                failures: c.failures,
+            })
+            .collect();
+        // What each durable subscription has not acknowledged, per shard:
+        // records committed past the position it reads next.
+        let subscriptions = match &self.data_dir {
+            Some(dir) => {
+                crate::durable::retention::with(dir, |s| s.list.clone()).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let feed_lag = (subscriptions.into_iter())
+            .take(crate::metrics::SUBSCRIPTIONS_REPORTED_MAX)
+            .map(|sub| {
+                let lag = (sub.positions.iter().zip(&self.shards))
+                    .map(|(&next, s)| {
+                        (s.committed_lsn.load(Ordering::Relaxed) + 1).saturating_sub(next)
+                    })
+                    .collect();
+                (sub.name, lag)
+            })
+            .collect();
+        Metrics {
+            uptime_ms: self.opened.elapsed().as_millis() as u64,
+            rss_bytes: crate::rss_bytes(),
+            durable,
+            shards,
+            caches,
+            snapshot_failures: self
+                .snapshot_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            checkpoints,
+            feeds_open: self.feeds_open.load(Ordering::Relaxed) as u64,
+            feed_lag,
+            notices_dropped: self
+                .notices_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -528,9 +656,29 @@ fn checkpoint(
     slot.checkpoint_wanted
         .store(true, crate::sync::Ordering::Release);
     let _ = slot.waker.wake();
+    let started = std::time::Instant::now();
     let written = write_checkpoint(dir, i, shards, &rx, stopping);
     // Not taken (the shard stopped first): nobody will.
     slot.checkpoint.lock().expect("checkpoint lock").take();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let mut logs = engine.checkpoints.lock().expect("checkpoints lock");
+    let log = &mut logs[usize::from(i)];
+    match &written {
+        Ok(w) => {
+            *log = CheckpointLog {
+                last_at: Some(std::time::Instant::now()),
+                duration_ms,
+                lsn: w.lsn,
+                written: log.written + 1,
+                failures: log.failures,
+            };
+            tracing::info!(shard = i, lsn = w.lsn, duration_ms, "checkpoint written");
+        }
+        Err(e) => {
+            log.failures += 1;
+            tracing::error!(shard = i, duration_ms, error = %e, "checkpoint failed; the log keeps everything, serving on");
+        }
+    }
     written.map(|w| w.lsn)
 }
 
@@ -612,6 +760,17 @@ impl Snapshotter {
                                 backoff_ms[s] = SNAPSHOT_RETRY_MS_MIN;
                             }
                             Err(e) => {
+                                if matches!(e, OpenError::SnapshotPanicked { .. }) {
+                                    let mut logs =
+                                        engine.checkpoints.lock().expect("checkpoints lock");
+                                    logs[s].failures += 1;
+                                    tracing::error!(shard = i, error = %e, "checkpoint panicked");
+                                }
+                                tracing::warn!(
+                                    shard = i,
+                                    retry_ms = backoff_ms[s],
+                                    "snapshot will be tried again"
+                                );
                                 errors[s] = Some(format!(
                                     "shard {i}: {e}; retrying in {} ms",
                                     backoff_ms[s]
@@ -756,6 +915,8 @@ impl Engine {
                 notices: std::sync::Mutex::default(),
                 committed_lsn: AtomicU64::new(0),
                 rows: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+                metrics: Default::default(),
+                log: std::sync::OnceLock::new(),
             });
             polls.push(poll);
         }
@@ -782,6 +943,10 @@ impl Engine {
             data_dir: config.data_dir.clone(),
             opened: std::time::Instant::now(),
             durability: config.data_dir.is_some().then_some(config.durability),
+            checkpoints: std::sync::Mutex::new(vec![CheckpointLog::default(); n]),
+            feeds_open: AtomicUsize::new(0),
+            slow_turn: (config.slow_turn_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.slow_turn_ms)),
         });
 
         // rings[from][to]: the producer goes to `from`, the consumer to `to`.
@@ -849,6 +1014,7 @@ impl Engine {
                         crate::sync::Ordering::Release,
                     );
                     let log = Log::start(&shard_dir(dir, i as u16), id, end, opts, notify)?;
+                    let _ = shared.shards[i].log.set(log.monitor());
                     let mut journal = WalJournal::new(log);
                     shard.encode_records();
                     // What recovery settled goes first, ahead of any new work.

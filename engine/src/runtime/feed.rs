@@ -221,6 +221,7 @@ impl Handle {
             tails.push(Tail::open(&shard_dir, log, lsn).map_err(|e| lost(i, e))?);
         }
         let acked = tails.iter().map(Tail::next_lsn).collect();
+        shared.feeds_open.fetch_add(1, Ordering::Relaxed);
         Ok(Feed {
             shared,
             tails,
@@ -232,6 +233,12 @@ impl Handle {
             name,
             acked,
         })
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.shared.feeds_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

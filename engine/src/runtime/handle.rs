@@ -333,6 +333,14 @@ impl Handle {
         self.shared.info()
     }
 
+    /// Every figure an operator's metrics show (`metrics`): per shard
+    /// requests, answers, latencies, queues, log and tables, and the
+    /// caches, checkpoints and feeds. Reads counters; costs the shards
+    /// nothing.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.shared.metrics()
+    }
+
     /// The SKU and account view caches' counters, if they are on.
     pub fn view_stats(&self) -> Option<(crate::cache::CacheStats, crate::cache::CacheStats)> {
         self.shared.views.as_ref().map(|v| v.stats())

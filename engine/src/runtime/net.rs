@@ -9,7 +9,7 @@
 //! own port serves shard-aware clients; the main port, watched by shard 0,
 //! hands each new connection to the shard with the least load.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use mercato_protocol as wire;
@@ -22,6 +22,7 @@ use crate::command::{Command, LockCommand, Outcome, Reply};
 use crate::error::EngineError;
 use crate::server::conn::{Conn, ConnLimits, Deadline, Event};
 use crate::server::convert;
+use crate::server::tls::{Stream, TlsConfig};
 use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) const LISTENER: mio::Token = mio::Token(1);
@@ -42,10 +43,11 @@ pub(crate) struct NetConfig {
     /// `TooManyConnections` and closed.
     pub conns_max: usize,
     pub welcome: wire::Welcome,
+    pub tls: Option<TlsConfig>,
 }
 
 struct Client {
-    stream: mio::net::TcpStream,
+    stream: Stream,
     conn: Conn,
     /// Answer bytes wait for the socket; counted in the shard's
     /// `net_unflushed` so a drain waits for them to leave.
@@ -85,6 +87,8 @@ struct InFlight {
     collector: Arc<Collector<Result<Outcome, EngineError>>>,
     /// The batch holds a write.
     writes: bool,
+    /// When it was read, for the reply latency.
+    read_at: std::time::Instant,
 }
 
 pub(crate) struct Net {
@@ -262,6 +266,7 @@ impl Net {
     ) {
         let live = self.clients.len() - self.free.len();
         if live >= self.config.conns_max {
+            shared.shards[self.shard].metrics.conn_refused();
             refuse(&mut stream, self.config.conns_max);
             return; // dropped: closed
         }
@@ -278,6 +283,10 @@ impl Net {
             self.free.push(slot);
             return;
         }
+        let Ok(stream) = Stream::new(stream, self.config.tls.as_ref()) else {
+            self.free.push(slot);
+            return;
+        };
         self.generation += 1;
         let session = shared.new_session(Some(self.shard));
         self.sessions.insert(session, slot);
@@ -301,6 +310,7 @@ impl Net {
         shared.shards[self.shard]
             .conns
             .fetch_add(1, Ordering::Relaxed);
+        shared.shards[self.shard].metrics.conn_opened();
     }
 
     fn on_socket(&mut self, slot: usize, shared: &Arc<Shared>) {
@@ -333,7 +343,10 @@ impl Net {
                     eof = true;
                     break;
                 }
-                Ok(n) => events.extend(client.conn.receive(&self.buf[..n], now_ms)),
+                Ok(n) => {
+                    shared.shards[self.shard].metrics.read(n);
+                    events.extend(client.conn.receive(&self.buf[..n], now_ms));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -343,11 +356,22 @@ impl Net {
             }
         }
         let generation = client.generation;
+        let read_at = std::time::Instant::now();
+        let metrics = &shared.shards[self.shard].metrics;
         for Event::Batch { seq, requests } in events {
+            for r in &requests {
+                metrics.request(r);
+            }
             if shared.draining.load(Ordering::Relaxed) {
                 // Read, so answered: nothing ran, the client may resend
                 // elsewhere or later.
                 let n = requests.len();
+                metrics.replied(0, n as u64);
+                for _ in 0..n {
+                    metrics.answer(&wire::Answer::Failed {
+                        code: wire::ErrorCode::Shutdown as u16,
+                    });
+                }
                 let answers = wire::Answers {
                     load: 0,
                     answers: (0..n)
@@ -402,6 +426,7 @@ impl Net {
                 seq,
                 collector,
                 writes,
+                read_at,
             });
         }
         if eof {
@@ -512,6 +537,8 @@ impl Net {
         let mut i = 0;
         let load = shared.shards[self.shard].load() as u32;
         let now_ms = self.now_ms();
+        let now = std::time::Instant::now();
+        let metrics = &shared.shards[self.shard].metrics;
         let mut touched = Vec::new();
         while i < self.batches.len() {
             let Some(answers) = self.batches[i].collector.try_take() else {
@@ -527,6 +554,12 @@ impl Net {
                         load,
                         answers: answers.into_iter().map(convert::answer).collect(),
                     };
+                    for a in &answers.answers {
+                        metrics.answer(a);
+                    }
+                    let waited = now.saturating_duration_since(b.read_at).as_micros();
+                    let us = u64::try_from(waited).unwrap_or(u64::MAX);
+                    metrics.replied(us, answers.answers.len() as u64);
                     c.conn.answer(b.seq, answers, now_ms);
                     touched.push(b.slot);
                 }
@@ -560,6 +593,10 @@ impl Net {
             return;
         };
         let mut wrote = false;
+        if client.stream.pending() && client.stream.flush_pending().is_err() {
+            self.close(slot, shared);
+            return;
+        }
         let out = client.conn.output();
         while !out.is_empty() {
             match client.stream.write(out) {
@@ -567,6 +604,7 @@ impl Net {
                 Ok(n) => {
                     let _ = out.split_to(n);
                     wrote = true;
+                    shared.shards[self.shard].metrics.wrote(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
@@ -577,7 +615,7 @@ impl Net {
             let now_ms = self.started.elapsed().as_millis() as u64;
             client.conn.wrote(now_ms);
         }
-        let unflushed = !client.conn.output().is_empty();
+        let unflushed = !client.conn.output().is_empty() || client.stream.pending();
         if unflushed != client.unflushed {
             client.unflushed = unflushed;
             let counter = &shared.shards[self.shard].net_unflushed;
@@ -587,7 +625,7 @@ impl Net {
                 counter.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        let finished = client.conn.closing() && client.conn.output().is_empty();
+        let finished = client.conn.closing() && !unflushed;
         if finished || client.conn.over_output_limit() {
             self.close(slot, shared);
         }

@@ -94,6 +94,47 @@ const FEED_IDLE_SLEEP_MS: u64 = 1;
 /// Idle turns spent spinning before the shard goes to sleep.
 const IDLE_SPINS_MAX: u32 = 64;
 
+/// Slow turns since the last was logged: one warning a second at most,
+/// so a shard in trouble does not also flood its log.
+#[derive(Default)]
+struct SlowTurns {
+    logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+const SLOW_TURN_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl SlowTurns {
+    fn check(
+        &mut self,
+        shard: usize,
+        started: std::time::Instant,
+        limit: Duration,
+        shared: &Shared,
+    ) {
+        let took = started.elapsed();
+        if took < limit {
+            return;
+        }
+        shared.shards[shard].metrics.slow_turn();
+        self.unlogged += 1;
+        if self
+            .logged
+            .is_none_or(|at| at.elapsed() >= SLOW_TURN_LOG_EVERY)
+        {
+            tracing::warn!(
+                shard,
+                took_ms = took.as_millis() as u64,
+                limit_ms = limit.as_millis() as u64,
+                slow_turns = self.unlogged,
+                "slow shard turn"
+            );
+            self.logged = Some(std::time::Instant::now());
+            self.unlogged = 0;
+        }
+    }
+}
+
 pub(crate) struct Worker {
     shard: Shard,
     shared: Arc<Shared>,
@@ -255,7 +296,9 @@ impl Worker {
         // idle turn, so a log gathering records for its next sync starts it
         // as soon as nothing more is coming.
         let mut told_idle = false;
+        let mut slow = SlowTurns::default();
         loop {
+            let turn_started = std::time::Instant::now();
             let now = self.shared.clock.now_ms();
             let mut work = self.take_messages(now);
             work += self.net_turn(Some(Duration::ZERO));
@@ -274,6 +317,9 @@ impl Worker {
             work += self.release_held();
             self.publish_committed();
             work += self.checkpoint_turn();
+            if let Some(limit) = self.shared.slow_turn {
+                slow.check(id, turn_started, limit, &self.shared);
+            }
             if stopping && self.may_exit() {
                 break;
             }
@@ -684,6 +730,14 @@ impl Worker {
         self.shared.failed_logs.fetch_add(1, Ordering::SeqCst);
         // Orders this shard coordinates can no longer commit here.
         let shard = self.shard.id();
+        let why = (self.shared.shards[shard as usize].log.get())
+            .and_then(mercato_wal::LogMonitor::failure)
+            .unwrap_or_else(|| "unknown".into());
+        tracing::error!(
+            shard,
+            why = %why,
+            "the shard's log failed: it answers Unavailable until the server restarts and recovers"
+        );
         let abandoned = self.shard.abandon_pending();
         let mut answers: Vec<(Token, Outcome)> = abandoned
             .into_iter()
@@ -986,6 +1040,8 @@ impl Worker {
         for (slot, n) in slot.rows.iter().zip(rows) {
             slot.store(n as u64, Ordering::Relaxed);
         }
+        let outbox = self.outbox.iter().map(VecDeque::len).sum();
+        (slot.metrics).depths(outbox, self.held_replies.len(), st.table_bytes());
     }
 
     fn deliver(&mut self, replies: &mut Vec<(Token, Outcome)>) {

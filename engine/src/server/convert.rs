@@ -495,6 +495,8 @@ fn reply(r: Reply) -> wire::Reply {
                     skus: s.skus,
                     accounts: s.accounts,
                     orders: s.orders,
+                    checkpoint_lsn: s.checkpoint_lsn,
+                    checkpoint_age_ms: s.checkpoint_age_ms,
                 })
                 .collect(),
         })),

@@ -1,7 +1,8 @@
-//! The network face, as far as it is built: converting between the wire
-//! protocol's types and the engine's ([`convert`]), and one connection's
-//! protocol state without its socket ([`conn`]). The mio event loops of
-//! `mercato serve` come next; see issue 4.
+//! The network face: converting between the wire protocol's types and the
+//! engine's ([`convert`]), one connection's protocol state without its
+//! socket ([`conn`]), and TLS between that state and the socket ([`tls`]).
+//! The mio loops that drive them are the shards' (`runtime/net.rs`).
 
 pub mod conn;
 pub mod convert;
+pub mod tls;

@@ -178,6 +178,16 @@ pub struct ShardState {
 }
 
 impl ShardState {
+    /// The main tables' entries at their in-memory size, for metrics: a
+    /// floor on what they take (their spare room and the smaller tables
+    /// are not counted).
+    pub(crate) fn table_bytes(&self) -> u64 {
+        let skus = self.skus.len() * std::mem::size_of::<(SkuId, Sku)>();
+        let accounts = self.accounts.len() * std::mem::size_of::<(AccountId, Account)>();
+        let orders = self.orders.len() * std::mem::size_of::<(OrderKey, Order)>();
+        (skus + accounts + orders) as u64
+    }
+
     /// Locks and sagas as the records that rebuild them, for snapshots.
     pub(crate) fn coordination(&self) -> Vec<Record> {
         let locks = self.locks.image().into_iter().map(Record::Lock);

@@ -82,6 +82,26 @@ pub fn rebase(cmd: Command, sp: Space) -> Command {
     }
 }
 
+/// The mercato-cli binary, next to mercato's. It belongs to another
+/// package, which this test run may not have built, or built before a
+/// change: cargo brings it up to date (at once, if it is).
+pub fn mercato_cli() -> std::path::PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let path =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_mercato")).with_file_name("mercato-cli");
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile_release = path.components().any(|c| c.as_os_str() == "release");
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "-p", "mercato-client", "--bin", "mercato-cli"]);
+        if profile_release {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success());
+    });
+    path
+}
+
 /// A directory under the system's temp dir, removed when dropped.
 pub struct TempDir(pub std::path::PathBuf);
 

@@ -75,9 +75,21 @@ fn setup(c: &Client, args: &Args, accounts: u64, skus: u64) -> Result<(), String
 }
 
 pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => match mercato_client::TlsSettings::from_files(ca, &addr.ip().to_string(), None)
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("mercato-load: {e}");
+                return 2;
+            }
+        },
+    };
     let config = ClientConfig {
         timeout_ms: 60_000,
         read_balance: args.read_balance,
+        tls,
         ..ClientConfig::default()
     };
     let clients: Vec<Client> = match (0..args.connections.max(1))

@@ -4,6 +4,7 @@
 //! `mercato sink postgres` keeps PostgreSQL tables current from the feed.
 
 mod demo;
+mod metrics;
 mod serve;
 mod sink;
 mod storage;

@@ -141,6 +141,33 @@ pub struct Args {
     /// 1 GiB.
     #[arg(long)]
     feed_retention_bytes_max: Option<u64>,
+    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics,
+    /// e.g. 127.0.0.1:9464. Off by default.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// error, warn, info (default), debug, trace or off; the environment
+    /// variable `MERCATO_LOG` sets it when this flag is not given.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// text (default) or json: one JSON object per line, for a log shipper.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Serve TLS only, on every port, with this PEM certificate chain (and
+    /// `--tls-key`). Off by default: plain TCP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Ask every client for a certificate signed by one in this PEM file,
+    /// and refuse those without. Needs `--tls-cert`.
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// A shard loop turn that takes this many milliseconds is counted
+    /// (`mercato_slow_turns_total`) and logged, once a second at most per
+    /// shard; 0 turns it off. Default 50.
+    #[arg(long)]
+    slow_turn_ms: Option<u64>,
 }
 
 impl Args {
@@ -176,6 +203,13 @@ impl Args {
             snapshot_sched_idle: self.snapshot_sched_idle.or(file.snapshot_sched_idle),
             feed_retention_bytes_max: (self.feed_retention_bytes_max)
                 .or(file.feed_retention_bytes_max),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            log_level: self.log_level.or(file.log_level),
+            log_format: self.log_format.or(file.log_format),
+            slow_turn_ms: self.slow_turn_ms.or(file.slow_turn_ms),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
         }
     }
 }
@@ -183,8 +217,16 @@ impl Args {
 /// How long a stopping server waits for requests in flight.
 const DRAIN_MS_MAX: u64 = 10_000;
 
-/// The engine's configuration, and the MiB of heap to fault in once it is open.
-fn settings(a: Args) -> Result<(Config, usize), String> {
+/// What `mercato serve` does around the engine.
+struct Outside {
+    heap_prefault_mb: usize,
+    metrics_listen: Option<SocketAddr>,
+    log_level: tracing_subscriber::filter::LevelFilter,
+    log_json: bool,
+}
+
+/// The engine's configuration, and what the binary does around it.
+fn settings(a: Args) -> Result<(Config, Outside), String> {
     let a = match &a.config {
         Some(path) => {
             let text =
@@ -203,6 +245,40 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
         .map_err(|e: mercato_wal::WalError| e.to_string())?;
     let cache_policy: PolicyKind = a.cache_policy.as_deref().unwrap_or("lru").parse()?;
     let heap_prefault_mb = a.heap_prefault_mb.unwrap_or(0);
+    let level = match (&a.log_level, std::env::var("MERCATO_LOG")) {
+        (Some(l), _) => l.clone(),
+        (None, Ok(l)) if !l.is_empty() => l,
+        _ => "info".into(),
+    };
+    let log_level = level.parse().map_err(|_| {
+        format!("log level {level:?}: expected error, warn, info, debug, trace or off")
+    })?;
+    let log_json = match a.log_format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => return Err(format!("log format {other:?}: expected text or json")),
+    };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            mercato_engine::server::tls::TlsConfig::from_files(
+                cert,
+                key,
+                a.tls_client_ca.as_deref(),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        (None, None) if a.tls_client_ca.is_some() => {
+            return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
+        }
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    let outside = Outside {
+        heap_prefault_mb,
+        metrics_listen: a.metrics_listen,
+        log_level,
+        log_json,
+    };
     let mut tokens = mercato_engine::access::Tokens::default();
     if let Some(path) = &a.tokens_file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -251,21 +327,79 @@ fn settings(a: Args) -> Result<(Config, usize), String> {
                 .handshake_timeout_ms
                 .unwrap_or(HANDSHAKE_TIMEOUT_MS_DEFAULT),
             idle_timeout_ms: a.idle_timeout_ms.unwrap_or(IDLE_TIMEOUT_MS_DEFAULT),
+            tls,
             ..ServeConfig::default()
         }),
+        slow_turn_ms: a
+            .slow_turn_ms
+            .unwrap_or(mercato_engine::limits::SLOW_TURN_MS_DEFAULT),
         ..Config::with_shards(a.shards.unwrap_or(0))
     };
-    Ok((config, heap_prefault_mb))
+    Ok((config, outside))
+}
+
+/// Logs go to stderr, as text or one JSON object per line.
+fn start_logging(level: tracing_subscriber::filter::LevelFilter, json: bool) {
+    let fmt = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = if json {
+        fmt.json().try_init()
+    } else {
+        fmt.try_init()
+    };
+}
+
+/// One line per shard on what recovery found, and one for the whole.
+fn log_recovery(report: &mercato_engine::durable::recovery::RecoveryReport, took: Duration) {
+    if report.created {
+        tracing::info!("new data directory");
+        return;
+    }
+    for s in &report.shards {
+        let torn_bytes = s.torn.as_ref().map_or(0, |t| t.bytes);
+        tracing::info!(
+            shard = s.shard,
+            snapshot_lsn = s.snapshot_lsn,
+            records_replayed = s.records,
+            torn_tail_cut_bytes = torn_bytes,
+            "shard recovered"
+        );
+        for why in &s.snapshots_skipped {
+            tracing::warn!(shard = s.shard, why = %why, "a newer snapshot could not be loaded; recovered from an older one");
+        }
+    }
+    tracing::info!(
+        records_replayed = report.shards.iter().map(|s| s.records).sum::<u64>(),
+        holds_settled = report.holds_settled,
+        corrections = report.corrections,
+        took_ms = took.as_millis() as u64,
+        "recovery done"
+    );
 }
 
 pub fn run(a: Args) -> i32 {
-    let (config, heap_prefault_mb) = match settings(a) {
+    let (config, outside) = match settings(a) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mercato serve: {e}");
             return 2;
         }
     };
+    start_logging(outside.log_level, outside.log_json);
+    let sc = config.serve.as_ref().expect("serve settings");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %sc.listen,
+        shards = config.shards,
+        data_dir = config.data_dir.as_ref().map(|d| d.display().to_string()),
+        durability = %config.durability,
+        tokens = sc.tokens.len() + usize::from(sc.auth_token.is_some()),
+        tls = sc.tls.is_some(),
+        metrics_listen = outside.metrics_listen.map(|a| a.to_string()),
+        "mercato serve starting"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
@@ -273,20 +407,43 @@ pub fn run(a: Args) -> i32 {
             return 2;
         }
     }
+    let opening = std::time::Instant::now();
     let engine = match Engine::open(config) {
         Ok(e) => e,
         Err(e) => {
+            tracing::error!(error = %e, "cannot start");
             eprintln!("mercato serve: {e}");
             return 2;
         }
     };
-    if heap_prefault_mb > 0 {
-        mercato_engine::alloc::prefault_heap(heap_prefault_mb << 20);
+    if let Some(report) = engine.recovery() {
+        log_recovery(report, opening.elapsed());
     }
+    if outside.heap_prefault_mb > 0 {
+        mercato_engine::alloc::prefault_heap(outside.heap_prefault_mb << 20);
+    }
+
     let (main, shards) = engine.addrs().expect("a serving engine has addresses");
     let ports: Vec<String> = shards.iter().map(|a| a.port().to_string()).collect();
     // One line a script can wait for and parse.
+    let metrics = match outside
+        .metrics_listen
+        .map(|a| (a, crate::metrics::start(a, engine.handle())))
+    {
+        None => None,
+        Some((_, Ok(bound))) => Some(bound),
+        Some((addr, Err(e))) => {
+            tracing::error!(addr = %addr, error = %e, "cannot serve metrics");
+            eprintln!("mercato serve: metrics on {addr}: {e}");
+            return 2;
+        }
+    };
     println!("listening on {main}; shard ports {}", ports.join(","));
+    // A second line, after the one scripts wait for.
+    if let Some(bound) = metrics {
+        println!("metrics on http://{bound}/metrics");
+    }
+    tracing::info!(addr = %main, shard_ports = %ports.join(","), metrics = metrics.map(|m| m.to_string()), "serving");
     // Each new snapshot failure goes to the log, with the shards still
     // failing and when each is tried again; the server serves on.
     let mut failures_seen = 0;
@@ -296,20 +453,24 @@ pub fn run(a: Args) -> i32 {
         if failures > failures_seen {
             failures_seen = failures;
             let why = engine.snapshot_error().unwrap_or_default();
-            eprintln!("mercato serve: snapshot failed ({failures} so far); still serving: {why}");
+            tracing::warn!(failures, why = %why, "snapshot failed; still serving");
         }
     }
-    eprintln!("mercato serve: stopping; finishing requests in flight");
+    tracing::info!("stopping; finishing requests in flight");
     if !engine.drain_clients(Duration::from_millis(DRAIN_MS_MAX)) {
-        eprintln!("mercato serve: some requests were still in flight after {DRAIN_MS_MAX} ms");
+        tracing::warn!(
+            drain_ms = DRAIN_MS_MAX,
+            "some requests were still in flight"
+        );
     }
     // Shutting down syncs every shard's log, whatever the policy; a log
     // that could not be synced may have lost what it held, so say so and
     // exit 1.
     let stopped = engine.shutdown();
     for why in &stopped.log_errors {
-        eprintln!("mercato serve: the log did not close cleanly: {why}");
+        tracing::error!(why = %why, "the log did not close cleanly");
     }
+    tracing::info!(clean = stopped.log_errors.is_empty(), "stopped");
     i32::from(!stopped.log_errors.is_empty())
 }
 

@@ -1,0 +1,310 @@
+//! What an operator sees of a real `mercato serve`: its Prometheus metrics,
+//! scraped over HTTP while clients work, checked against what the clients
+//! did and by `promtool check metrics` (from `ops/promtool.sh`, which
+//! fetches Debian's package when promtool is missing); and its logs, where
+//! a checkpoint that cannot be written shows as an error line with its
+//! shard and cause.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mercato_client::{Client, ClientConfig, wire};
+use util::TempDir;
+
+/// `mercato serve` with stderr (its log) in `log`, killed when dropped.
+struct Served {
+    child: Child,
+    main: SocketAddr,
+    metrics: Option<SocketAddr>,
+}
+
+impl Served {
+    fn start(args: &[&str], log: &std::path::Path) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start mercato serve");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let rest = line.trim().strip_prefix("listening on ").expect(&line);
+        let main = rest.split_once(';').unwrap().0.parse().unwrap();
+        let metrics = args.contains(&"--metrics-listen").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let url = line.trim().strip_prefix("metrics on http://").expect(&line);
+            url.strip_suffix("/metrics").unwrap().parse().unwrap()
+        });
+        Served {
+            child,
+            main,
+            metrics,
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 GET; the status line and the body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect(&text);
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// Samples by their full name with labels, e.g.
+/// `mercato_requests_total{shard="0",kind="info"}`.
+fn samples(text: &str) -> HashMap<String, f64> {
+    (text.lines())
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, v) = l.rsplit_once(' ').unwrap();
+            (name.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The sum of every sample of `name` whose labels include all of `with`.
+fn sum(s: &HashMap<String, f64>, name: &str, with: &[&str]) -> f64 {
+    (s.iter())
+        .filter(|(k, _)| {
+            let base = k.split('{').next().unwrap();
+            base == name && with.iter().all(|w| k.contains(w))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn promtool_check(text: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/promtool.sh");
+    let mut child = Command::new(script)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ops/promtool.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn line(sku: u64, qty: u32) -> wire::LineRequest {
+    wire::LineRequest {
+        sku,
+        qty,
+        expected_unit_price: None,
+    }
+}
+
+#[test]
+fn metrics_count_what_clients_did_and_pass_promtool() {
+    let dir = TempDir::new("metrics");
+    let log = std::env::temp_dir().join(format!("mercato-metrics-{}.log", std::process::id()));
+    let data = dir.0.join("data");
+    let server = Served::start(
+        &[
+            "--shards",
+            "2",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--segment-bytes",
+            "131072",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &log,
+    );
+    let metrics = server.metrics.unwrap();
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    for sku in 0..4 {
+        c.put_sku(sku, 100, 0).unwrap().unwrap();
+        c.restock(sku, 10).unwrap().unwrap();
+    }
+    c.deposit(1, 1_000_000).unwrap().unwrap();
+    // 20 orders of one unit of SKU 0..4 (40 units in stock), then 30 more
+    // of SKU 0 alone, 5 of which find stock: 25 rejected.
+    let mut placed = 0;
+    let mut rejected = 0;
+    for i in 0..50u128 {
+        let sku = if i < 20 { (i % 4) as u64 } else { 0 };
+        match c
+            .place_order(i + 1, 1, vec![line(sku, 1)], wire::Payment::Immediate)
+            .unwrap()
+        {
+            Ok(_) => placed += 1,
+            Err(wire::Reject::OutOfStock { .. }) => rejected += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((placed, rejected), (25, 25));
+    for sku in 0..4 {
+        c.get_sku(sku).unwrap().unwrap();
+    }
+    let info_before = c.info().unwrap();
+
+    let (status, text) = get(metrics, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let s = samples(&text);
+    let requests = |kind: &str| sum(&s, "mercato_requests_total", &[&format!("kind=\"{kind}\"")]);
+    assert_eq!(requests("put_sku"), 4.0, "{text}");
+    assert_eq!(requests("place_order"), 50.0, "{text}");
+    // Reads the view cache answered count too: they were requests.
+    assert_eq!(requests("get_sku"), 4.0, "{text}");
+    let out_of_stock = "reason=\"out_of_stock\"";
+    assert_eq!(
+        sum(&s, "mercato_answers_rejected_total", &[out_of_stock]),
+        25.0
+    );
+    let answered = sum(&s, "mercato_answers_done_total", &[])
+        + sum(&s, "mercato_answers_rejected_total", &[])
+        + sum(&s, "mercato_answers_failed_total", &[]);
+    let asked = sum(&s, "mercato_requests_total", &[]);
+    // Every request read has its answer counted, and the latency
+    // histogram has one observation per answer (the scrape's own `info`
+    // call came before the scrape).
+    assert_eq!(answered, asked, "{text}");
+    assert_eq!(
+        sum(&s, "mercato_reply_latency_seconds_count", &[]),
+        answered
+    );
+    assert_eq!(
+        sum(&s, "mercato_reply_latency_seconds_bucket", &["le=\"+Inf\""]),
+        answered
+    );
+    // Table sizes as the shards published them, and as `info` says.
+    let orders: u64 = info_before.shard_states.iter().map(|x| x.orders).sum();
+    assert_eq!(orders, 25);
+    assert_eq!(sum(&s, "mercato_table_rows", &["table=\"orders\""]), 25.0);
+    assert_eq!(sum(&s, "mercato_table_rows", &["table=\"skus\""]), 4.0);
+    assert!(sum(&s, "mercato_table_bytes", &[]) > 0.0);
+    // The log: synced as far as written, at least one sync per write
+    // request's records under `always`, and records per sync counted.
+    assert!(sum(&s, "mercato_log_syncs_total", &[]) > 0.0, "{text}");
+    assert!(
+        sum(&s, "mercato_log_records_synced_total", &[]) >= 34.0,
+        "{text}"
+    );
+    for shard in ["shard=\"0\"", "shard=\"1\""] {
+        let written = sum(&s, "mercato_log_written_lsn", &[shard]);
+        assert!(written > 0.0);
+        assert_eq!(sum(&s, "mercato_log_synced_lsn", &[shard]), written);
+    }
+    assert!(sum(&s, "mercato_log_sync_latency_seconds_count", &[]) > 0.0);
+    assert_eq!(sum(&s, "mercato_connections_open", &[]), 2.0, "{text}");
+    assert!(sum(&s, "mercato_received_bytes_total", &[]) > 0.0);
+    assert!(sum(&s, "mercato_sent_bytes_total", &[]) > 0.0);
+    assert!(sum(&s, "mercato_resident_memory_bytes", &[]) > 1e6);
+    assert!(sum(&s, "mercato_cache_hits_total", &["cache=\"keyspace\""]) >= 0.0);
+    assert!(
+        text.contains("mercato_mailbox_depth{shard=\"1\"}"),
+        "{text}"
+    );
+    promtool_check(&text);
+
+    // Anything but GET /metrics is refused, and the port keeps serving.
+    assert_eq!(get(metrics, "/").0, "HTTP/1.1 404 Not Found");
+    let mut s = TcpStream::connect(metrics).unwrap();
+    s.write_all(b"POST /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert_eq!(get(metrics, "/metrics?x=1").0, "HTTP/1.1 200 OK");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
+fn a_failed_checkpoint_is_logged_with_its_shard_and_cause() {
+    let dir = TempDir::new("checkpoint-log");
+    let data = dir.0.join("data");
+    let log = dir.0.join("server.log");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let server = Served::start(
+        &[
+            "--shards",
+            "1",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--segment-bytes",
+            "131072",
+            "--snapshot-segments",
+            "1",
+            "--log-format",
+            "json",
+        ],
+        &log,
+    );
+    // A directory where the snapshot's temporary file goes: writing the
+    // checkpoint fails, as a full or read-only disk would.
+    std::fs::create_dir_all(data.join("shard-0").join("snapshot.tmp").join("in-the-way")).unwrap();
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    c.put_sku(1, 1, 0).unwrap().unwrap();
+    c.restock(1, 1_000_000).unwrap().unwrap();
+    c.deposit(1, u64::MAX / 2).unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut next = 1u128;
+    let failure = loop {
+        assert!(Instant::now() < deadline, "no failed checkpoint logged");
+        // Enough records to close a 128 KiB segment now and then.
+        let batch: Vec<wire::Request> = (0..200)
+            .map(|i| wire::Request::PlaceOrder {
+                id: next + i,
+                account: 1,
+                lines: vec![line(1, 1)],
+                payment: wire::Payment::Immediate,
+            })
+            .collect();
+        next += 200;
+        c.submit(batch).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(l) = text.lines().find(|l| l.contains("checkpoint failed")) {
+            break l.to_string();
+        }
+    };
+    // One JSON object: its level, its shard and the cause.
+    assert!(
+        failure.starts_with('{') && failure.ends_with('}'),
+        "{failure}"
+    );
+    assert!(failure.contains("\"level\":\"ERROR\""), "{failure}");
+    assert!(failure.contains("\"shard\":0"), "{failure}");
+    assert!(
+        failure.contains("snapshot.tmp"),
+        "the cause names the file: {failure}"
+    );
+    // The server served on.
+    assert!(c.get_sku(1).unwrap().is_ok());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("mercato serve starting")),
+        "{text}"
+    );
+}
