@@ -92,13 +92,16 @@ for workload in flash-sale carts; do
         --workload "$workload" --threads "$pg_clients" --batch 16
 done
 
-table=$("$root/target/release/mercato-compare" --runs "$runs" --svg "$root/docs/compare.svg")
+# The runs behind the table and charts are kept, so they can be redrawn.
+cp "$runs" "$root/docs/compare-runs.tsv"
+table=$("$root/target/release/mercato-compare" --runs "$runs" --svg "$root/docs/compare.svg" \
+    --latency-svg "$root/docs/compare-latency.svg")
 echo "$table"
 
 # Replace the generated section of BENCHMARKS.md.
 begin='<!-- compare.sh: begin -->'
 end='<!-- compare.sh: end -->'
-section=$(printf '%s\n\n%s\n\n%s\n\n![requests per second](docs/compare.svg)\n%s' "$begin" \
+section=$(printf '%s\n\n%s\n\n%s\n\n![requests per second](docs/compare.svg)\n\n![latency percentiles](docs/compare-latency.svg)\n%s' "$begin" \
     "Measured $(date -u +%Y-%m-%d) by \`benches/compare.sh\` ($seconds s a run, $accounts accounts, $skus SKUs; mercato over TCP with 2 shards, 2 threads, batch 256, pipeline 8; Redis $redis_clients clients, pipelines of 16; PostgreSQL $pg_clients clients). Server and load share this machine's two cores." \
     "$table" "$end")
 if grep -qF "$begin" BENCHMARKS.md; then

@@ -117,6 +117,74 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// The expressions of `ops/grafana-dashboard.json`, unescaped.
+fn dashboard_exprs() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/grafana-dashboard.json");
+    let json = std::fs::read_to_string(path).unwrap();
+    let mut exprs = Vec::new();
+    let mut rest = json.as_str();
+    while let Some(at) = rest.find("\"expr\": \"") {
+        rest = &rest[at + 9..];
+        let mut expr = String::new();
+        let mut chars = rest.char_indices();
+        loop {
+            let (i, c) = chars.next().expect("an expression's end");
+            match c {
+                '\\' => expr.push(chars.next().unwrap().1),
+                '"' => {
+                    rest = &rest[i + 1..];
+                    break;
+                }
+                c => expr.push(c),
+            }
+        }
+        exprs.push(expr);
+    }
+    exprs
+}
+
+/// Every dashboard query parses (`promtool check rules`, each written as
+/// a recording rule) and names only metrics the scrape describes.
+fn dashboard_matches(scrape: &str, dir: &std::path::Path) {
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() >= 16, "{} expressions", exprs.len());
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        // Grafana's variable, as Grafana would fill it in.
+        let e = e.replace("$instance", ".*").replace('\'', "''");
+        rules.push_str(&format!(
+            "      - record: dashboard:expr_{i}\n        expr: '{e}'\n"
+        ));
+        for name in e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !name.starts_with("mercato_") {
+                continue;
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                scrape.contains(&format!("# TYPE {family} ")),
+                "the dashboard's {name} is not in the scrape"
+            );
+        }
+    }
+    let file = dir.join("dashboard-rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/promtool.sh");
+    let out = Command::new(script)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn line(sku: u64, qty: u32) -> wire::LineRequest {
     wire::LineRequest {
         sku,
@@ -229,6 +297,7 @@ fn metrics_count_what_clients_did_and_pass_promtool() {
         "{text}"
     );
     promtool_check(&text);
+    dashboard_matches(&text, &dir.0);
 
     // Anything but GET /metrics is refused, and the port keeps serving.
     assert_eq!(get(metrics, "/").0, "HTTP/1.1 404 Not Found");

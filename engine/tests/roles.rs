@@ -261,9 +261,15 @@ fn every_request_kind_is_refused_below_its_role_and_changes_nothing() {
     let dir = TempDir::new("roles");
     let tokens = dir.0.join("tokens");
     std::fs::create_dir_all(&dir.0).unwrap();
+    // The trader's token is given by its SHA-256 only.
+    let trader_digest: String = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(TRADER.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    };
     std::fs::write(
         &tokens,
-        format!("# role token\nadmin {ADMIN}\ntrader {TRADER}\nreader {READER}\n"),
+        format!("# role token\nadmin {ADMIN}\ntrader sha256:{trader_digest}\nreader {READER}\n"),
     )
     .unwrap();
     let server = Server::start(2, &["--tokens-file", tokens.to_str().unwrap()]);

@@ -7,8 +7,11 @@
 //! memory against Redis in memory, mercato `always` against Redis with
 //! AOF `always` and against PostgreSQL.
 //!
+//! A second chart, with `--latency-svg`, shows each run's p50 and p99.
+//!
 //! ```sh
-//! mercato-compare --runs runs.tsv --svg docs/compare.svg > table.md
+//! mercato-compare --runs runs.tsv --svg docs/compare.svg \
+//!     --latency-svg docs/compare-latency.svg > table.md
 //! ```
 
 use std::path::PathBuf;
@@ -21,9 +24,12 @@ struct Args {
     /// The runs, as `benches/compare.sh` writes them.
     #[arg(long)]
     runs: PathBuf,
-    /// Where to write the chart.
+    /// Where to write the throughput chart.
     #[arg(long)]
     svg: PathBuf,
+    /// Where to write the latency chart, if anywhere.
+    #[arg(long)]
+    latency_svg: Option<PathBuf>,
 }
 
 struct Run {
@@ -119,6 +125,73 @@ fn main() {
         eprintln!("mercato-compare: chart: {e}");
         std::process::exit(1);
     }
+    if let Some(path) = &args.latency_svg
+        && let Err(e) = latency_chart(path, &runs)
+    {
+        eprintln!("mercato-compare: latency chart: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Each run's p50 and p99 as two thin bars under the run's name, one row
+/// per run, on a log scale of microseconds.
+fn latency_chart(path: &PathBuf, runs: &[Run]) -> Result<(), Box<dyn std::error::Error>> {
+    let rows = runs.len();
+    let root = SVGBackend::new(path, (900, 80 + 44 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = runs.iter().map(|r| r.p99_us).fold(10.0, f64::max) * 3.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "latency per run: p50 and p99 (µs, log scale)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(10)
+        .build_cartesian_2d((10f64..top).log_scale(), 0f64..rows as f64)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc("microseconds")
+        .draw()?;
+    for (i, r) in runs.iter().enumerate() {
+        // The first run on top.
+        let y = (rows - 1 - i) as f64;
+        let bars = [
+            (r.p99_us, y + 0.08, y + 0.3, RED),
+            (r.p50_us, y + 0.3, y + 0.52, BLUE),
+        ];
+        for (us, lo, hi, color) in bars {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(10.0, lo), (us.max(10.0), hi)],
+                color.filled(),
+            )))?;
+        }
+        let label = format!(
+            "{} · {} {}: p50 {:.0} µs, p99 {:.0} µs",
+            r.workload, r.system, r.persistence, r.p50_us, r.p99_us
+        );
+        chart.draw_series(std::iter::once(Text::new(
+            label,
+            (11.0, y + 0.92),
+            ("sans-serif", 13),
+        )))?;
+    }
+    for (name, color) in [("p50", BLUE), ("p99", RED)] {
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// Bars of each run's rate, grouped by workload, on a log scale: the

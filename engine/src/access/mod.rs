@@ -11,6 +11,12 @@
 //!
 //! A server without tokens lets every connection act as `admin`, as Redis
 //! without `requirepass` does; `--auth-token` alone is one `admin` token.
+//!
+//! A tokens file may give a token as `sha256:HEX`, the SHA-256 of the
+//! token in 64 hex digits (`printf %s "$TOKEN" | sha256sum`), so the file
+//! need not hold the token itself, as PostgreSQL keeps SCRAM verifiers
+//! and not passwords. The server keeps every token only as its digest and
+//! compares digests.
 
 use mercato_protocol as wire;
 
@@ -58,22 +64,44 @@ pub enum TokensError {
     TooShort { line: usize, len: usize, min: usize },
     #[error("line {line}: the same token as line {first}")]
     Repeated { line: usize, first: usize },
+    #[error("line {line}: `sha256:` needs 64 hex digits after it")]
+    BadDigest { line: usize },
+}
+
+/// A token's SHA-256.
+type Digest = [u8; 32];
+
+fn digest(token: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token).into()
+}
+
+/// `sha256:` and 64 hex digits, as a digest.
+fn parse_digest(hex: &str) -> Option<Digest> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Tokens shorter than this are refused: a guessable token is no lock.
 pub const TOKEN_BYTES_MIN: usize = 16;
 
-/// The tokens a server accepts, each with its role.
+/// The tokens a server accepts, each with its role, kept as digests.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
-    list: Vec<(Role, Vec<u8>)>,
+    list: Vec<(Role, Digest)>,
 }
 
 impl Tokens {
-    /// One `ROLE TOKEN` per line; blank lines and lines starting with `#`
-    /// are skipped.
+    /// One `ROLE TOKEN` or `ROLE sha256:HEX` per line; blank lines and
+    /// lines starting with `#` are skipped.
     pub fn parse(text: &str) -> Result<Tokens, TokensError> {
-        let mut list: Vec<(Role, Vec<u8>, usize)> = Vec::new();
+        let mut list: Vec<(Role, Digest, usize)> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let l = raw.trim();
@@ -85,17 +113,21 @@ impl Tokens {
                 return Err(TokensError::Malformed { line });
             };
             let role = Role::parse(role).ok_or(TokensError::Malformed { line })?;
-            if token.len() < TOKEN_BYTES_MIN {
-                return Err(TokensError::TooShort {
-                    line,
-                    len: token.len(),
-                    min: TOKEN_BYTES_MIN,
-                });
-            }
-            if let Some(&(_, _, first)) = list.iter().find(|(_, t, _)| t == token.as_bytes()) {
+            let d = match token.strip_prefix("sha256:") {
+                Some(hex) => parse_digest(hex).ok_or(TokensError::BadDigest { line })?,
+                None if token.len() < TOKEN_BYTES_MIN => {
+                    return Err(TokensError::TooShort {
+                        line,
+                        len: token.len(),
+                        min: TOKEN_BYTES_MIN,
+                    });
+                }
+                None => digest(token.as_bytes()),
+            };
+            if let Some(&(_, _, first)) = list.iter().find(|(_, t, _)| *t == d) {
                 return Err(TokensError::Repeated { line, first });
             }
-            list.push((role, token.as_bytes().to_vec(), line));
+            list.push((role, d, line));
         }
         Ok(Tokens {
             list: list.into_iter().map(|(r, t, _)| (r, t)).collect(),
@@ -105,7 +137,7 @@ impl Tokens {
     /// One token with the `admin` role (`--auth-token`).
     pub fn admin(token: &str) -> Tokens {
         Tokens {
-            list: vec![(Role::Admin, token.as_bytes().to_vec())],
+            list: vec![(Role::Admin, digest(token.as_bytes()))],
         }
     }
 
@@ -121,14 +153,14 @@ impl Tokens {
         self.list.extend(other.list);
     }
 
-    /// The role of `given`, if it is one of the tokens. Every token is
-    /// compared, each in time that depends on its length only, so the time
-    /// taken tells nothing of which bytes matched.
+    /// The role of `given`, if it is one of the tokens. Its digest is
+    /// compared with every token's, each comparison reading all 32 bytes,
+    /// so the time taken tells nothing of which token or bytes matched.
     pub fn role_of(&self, given: Option<&str>) -> Option<Role> {
-        let given = given?.as_bytes();
+        let given = digest(given?.as_bytes());
         let mut found = None;
         for (role, token) in &self.list {
-            if equal_in_constant_time(token, given) {
+            if equal_in_constant_time(token, &given) {
                 found = Some(*role);
             }
         }
@@ -240,6 +272,34 @@ mod tests {
         assert_eq!(
             Tokens::parse(&format!("admin {A} extra")).unwrap_err(),
             TokensError::Malformed { line: 1 }
+        );
+    }
+
+    #[test]
+    fn a_token_may_be_given_by_its_sha256() {
+        // SHA-256("abc"), FIPS 180-2's first example, in upper case.
+        let abc = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
+        assert_eq!(digest(b"abc"), parse_digest(abc).unwrap());
+        let hashed: String = digest(T.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let t = Tokens::parse(&format!("admin {A}\ntrader sha256:{hashed}")).unwrap();
+        assert_eq!(t.role_of(Some(T)), Some(Role::Trader));
+        // The digest is not a token that works.
+        assert_eq!(t.role_of(Some(&format!("sha256:{hashed}"))), None);
+        assert_eq!(
+            Tokens::parse(&format!("trader sha256:{}", &hashed[1..])).unwrap_err(),
+            TokensError::BadDigest { line: 1 }
+        );
+        assert_eq!(
+            Tokens::parse(&format!("trader sha256:{}g", &hashed[1..])).unwrap_err(),
+            TokensError::BadDigest { line: 1 }
+        );
+        // A token given both ways is one token twice.
+        assert_eq!(
+            Tokens::parse(&format!("trader {T}\nadmin sha256:{hashed}")).unwrap_err(),
+            TokensError::Repeated { line: 2, first: 1 }
         );
     }
 

@@ -51,9 +51,10 @@ pub struct Args {
     #[arg(long)]
     auth_token: Option<String>,
     /// Tokens with roles, one `ROLE TOKEN` per line (admin, trader or
-    /// reader; tokens of at least 16 bytes; `#` starts a comment). The
-    /// environment variable `MERCATO_TOKENS` may hold the same lines.
-    /// Without tokens, every client acts as admin.
+    /// reader; tokens of at least 16 bytes, or `sha256:HEX`, the token's
+    /// SHA-256 in hex; `#` starts a comment). The environment variable
+    /// `MERCATO_TOKENS` may hold the same lines. Without tokens, every
+    /// client acts as admin.
     #[arg(long)]
     tokens_file: Option<PathBuf>,
     /// Client connections per shard; past it a new one is told
