@@ -406,6 +406,16 @@ fn a_checkpoint_taken_while_orders_run_reopens_as_the_live_state() {
         let snaps = list_snapshots(&shard).unwrap();
         assert_eq!(snaps.last().map(|s| s.0), Some(lsns[usize::from(i)]));
     }
+    // `Info` and the metrics name each shard's last checkpoint.
+    let info = h.info();
+    let metrics = h.metrics();
+    for (i, &lsn) in lsns.iter().enumerate() {
+        let s = &info.shard_states[i];
+        assert_eq!(s.checkpoint_lsn, lsn);
+        assert!(s.checkpoint_age_ms.is_some_and(|ms| ms < 60_000), "{s:?}");
+        let c = &metrics.checkpoints[i];
+        assert_eq!((c.lsn, c.written, c.failures), (lsn, 1, 0), "{c:?}");
+    }
     drop(h);
     let live = engine.shutdown();
     let report = reopens_as(quiet(&dir.0, 2), &live);
