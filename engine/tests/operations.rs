@@ -377,3 +377,46 @@ fn a_failed_checkpoint_is_logged_with_its_shard_and_cause() {
         "{text}"
     );
 }
+
+/// A turn over `Config::slow_turn_ms` is counted on its shard. A limit of
+/// one millisecond and a few batches of thousands of orders make some
+/// turns slow in an unoptimised build (the one `cargo test` makes); an
+/// optimised one may finish every turn within it, so there only the off
+/// case is checked. With the check off, nothing is counted.
+#[test]
+fn slow_turns_are_counted_per_shard() {
+    use mercato_engine::{Config, Engine, LineRequest, Payment, PlaceOrder};
+    let run = |slow_turn_ms: u64| {
+        let engine = Engine::open(Config {
+            slow_turn_ms,
+            ..Config::with_shards(1)
+        })
+        .unwrap();
+        let h = engine.handle();
+        h.put_sku(1, 1, 0).unwrap().unwrap();
+        h.restock(1, 1_000_000).unwrap().unwrap();
+        h.deposit(1, 1 << 40).unwrap().unwrap();
+        for round in 0..5u128 {
+            let batch = (0..4_000u128)
+                .map(|i| {
+                    mercato_engine::Command::PlaceOrder(PlaceOrder {
+                        id: round * 4_000 + i + 1,
+                        account: 1,
+                        lines: vec![LineRequest {
+                            sku: 1,
+                            qty: 1,
+                            expected_unit_price: None,
+                        }],
+                        payment: Payment::Immediate,
+                    })
+                })
+                .collect();
+            h.submit(batch).unwrap();
+        }
+        h.metrics().shards[0].slow_turns
+    };
+    if cfg!(debug_assertions) {
+        assert!(run(1) > 0, "no turn of 4,000 orders took 1 ms");
+    }
+    assert_eq!(run(0), 0);
+}

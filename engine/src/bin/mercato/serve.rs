@@ -389,6 +389,16 @@ pub fn run(a: Args) -> i32 {
         }
     };
     start_logging(outside.log_level, outside.log_json);
+    // A reason to stop goes to the log; with logs off, to stderr as plain
+    // text, so it is never lost (and a JSON log gets no plain line).
+    let logs_off = outside.log_level == tracing_subscriber::filter::LevelFilter::OFF;
+    let fatal = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "{what}");
+        if logs_off {
+            eprintln!("mercato serve: {what}: {e}");
+        }
+        2
+    };
     let sc = config.serve.as_ref().expect("serve settings");
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -404,18 +414,13 @@ pub fn run(a: Args) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("mercato serve: cannot handle signal {signal}: {e}");
-            return 2;
+            return fatal(&format!("cannot handle signal {signal}"), &e);
         }
     }
     let opening = std::time::Instant::now();
     let engine = match Engine::open(config) {
         Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("mercato serve: {e}");
-            return 2;
-        }
+        Err(e) => return fatal("cannot start", &e),
     };
     if let Some(report) = engine.recovery() {
         log_recovery(report, opening.elapsed());
@@ -433,11 +438,7 @@ pub fn run(a: Args) -> i32 {
     {
         None => None,
         Some((_, Ok(bound))) => Some(bound),
-        Some((addr, Err(e))) => {
-            tracing::error!(addr = %addr, error = %e, "cannot serve metrics");
-            eprintln!("mercato serve: metrics on {addr}: {e}");
-            return 2;
-        }
+        Some((addr, Err(e))) => return fatal(&format!("cannot serve metrics on {addr}"), &e),
     };
     println!("listening on {main}; shard ports {}", ports.join(","));
     // A second line, after the one scripts wait for.
