@@ -32,9 +32,10 @@ pub struct FeedFigures {
     pub drain_ms: u64,
 }
 
-/// A subscriber from now, on a client of its own, before the load starts.
-pub fn subscribe(addr: SocketAddr) -> Result<(Client, FeedStream), String> {
-    let client = Client::connect(addr, ClientConfig::default()).map_err(|e| e.to_string())?;
+/// A subscriber from now, on a client of its own (with the load's TLS
+/// settings), before the load starts.
+pub fn subscribe(addr: SocketAddr, config: ClientConfig) -> Result<(Client, FeedStream), String> {
+    let client = Client::connect(addr, config).map_err(|e| e.to_string())?;
     let stream = client
         .subscribe(None, wire::FeedStart::Now, wire::FeedFilter::default())
         .map_err(|e| e.to_string())?

@@ -107,7 +107,11 @@ pub fn run(args: &Args, addr: SocketAddr, accounts: u64, skus: u64) -> i32 {
         return 2;
     }
     let acks = args.ack_log.as_deref().map(open_ack_log);
-    let subscriber = match args.subscribe.then(|| feed::subscribe(addr)).transpose() {
+    let subscriber = match args
+        .subscribe
+        .then(|| feed::subscribe(addr, config.clone()))
+        .transpose()
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mercato-load: --subscribe: {e}");

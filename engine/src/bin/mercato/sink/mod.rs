@@ -74,6 +74,15 @@ pub struct PostgresArgs {
     /// benchmarks. Default: never.
     #[arg(long)]
     exit_idle_ms: Option<u64>,
+    /// Connect to a server that serves TLS, trusting the certificates in
+    /// this PEM file; `MERCATO_TLS_CA` may name it instead. The token
+    /// comes from `MERCATO_TOKEN`.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry. Default: the IP
+    /// address `--addr` resolves to.
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 /// Why a session of the sink ended.
@@ -214,11 +223,25 @@ fn session(args: &PostgresArgs, reset: &mut bool, applied: &mut Applied) -> Resu
         *reset = false;
     }
     let positions = pg::positions(&mut db)?;
+    let addr = resolve(&args.addr)?;
+    let ca = (args.tls_ca.clone()).or_else(|| {
+        std::env::var_os("MERCATO_TLS_CA")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    let tls = match ca {
+        None => None,
+        Some(ca) => {
+            let name = (args.tls_server_name.clone()).unwrap_or_else(|| addr.ip().to_string());
+            Some(mercato_client::TlsSettings::from_files(&ca, &name, None)?)
+        }
+    };
     let config = ClientConfig {
         auth_token: std::env::var("MERCATO_TOKEN").ok(),
+        tls,
         ..ClientConfig::default()
     };
-    let client = Client::connect(resolve(&args.addr)?, config)?;
+    let client = Client::connect(addr, config)?;
     let shards = usize::from(client.shards());
     let name = args.subscription.as_deref();
     let (stream, mut next) = if positions.is_empty() {
