@@ -1,15 +1,20 @@
 //! `mercato serve --metrics-listen ADDR`: the engine's figures
 //! (`Handle::metrics`) in Prometheus' text format at `GET /metrics`, over
-//! plain HTTP, from one small thread of its own.
+//! plain HTTP, from a small thread of its own.
 //!
-//! The thread answers one connection at a time and closes it: a scraper
-//! asks every few seconds, so there is nothing to keep open, and a client
-//! that stalls holds it for at most `HTTP_TIMEOUT_MS`. Each scrape reads
-//! the shards' own counters, so the shards do no work for it.
+//! The thread accepts; each connection gets a short-lived thread that
+//! answers one request and closes it (a scraper asks every few seconds,
+//! so there is nothing to keep open). At most `HTTP_CONNS_MAX` are served
+//! at once, each for at most `HTTP_TIMEOUT_MS`: clients that connect and
+//! stall cannot keep a scrape out for long, and more of them are told 503
+//! at once. Each scrape reads the shards' own counters, so the shards do
+//! no work for it.
 
 use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mercato_engine::metrics::{
@@ -28,27 +33,81 @@ const HTTP_REQUEST_BYTES_MAX: usize = 8 << 10;
 /// How long one connection may take to send its request or read the
 /// answer.
 const HTTP_TIMEOUT_MS: u64 = 5_000;
+/// Connections served at once; past it a new one is answered 503.
+const HTTP_CONNS_MAX: usize = 8;
+/// Connections waiting for their 503; past it one is closed unanswered.
+const HTTP_REFUSALS_QUEUED_MAX: usize = 64;
+/// How long a refused connection's request is read for, so the 503 is
+/// not lost to a reset by closing on unread bytes.
+const HTTP_REFUSAL_READ_MS: u64 = 100;
 
 /// Binds `addr` and serves scrapes from a thread named `mercato-metrics`
 /// until the process ends. Returns the bound address.
 pub fn start(addr: SocketAddr, handle: Handle) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let refusals = refuser()?;
     std::thread::Builder::new()
         .name("mercato-metrics".into())
         .spawn(move || {
+            let serving = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => {
+                let s = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics port could not accept");
+                        continue;
+                    }
+                };
+                if serving.fetch_add(1, Ordering::AcqRel) >= HTTP_CONNS_MAX {
+                    serving.fetch_sub(1, Ordering::AcqRel);
+                    // Closed unanswered when even the refusals queue up.
+                    let _ = refusals.try_send(s);
+                    continue;
+                }
+                let (handle, ours) = (handle.clone(), serving.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("mercato-metrics-conn".into())
+                    .spawn(move || {
                         if let Err(e) = serve(s, &handle) {
                             tracing::debug!(error = %e, "metrics connection ended early");
                         }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "metrics port could not accept"),
+                        ours.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "no thread for a metrics connection");
+                    serving.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         })?;
     Ok(bound)
+}
+
+/// A thread that answers 503 to the connections past `HTTP_CONNS_MAX`,
+/// one after another, so the accepting thread never waits on them.
+fn refuser() -> std::io::Result<std::sync::mpsc::SyncSender<TcpStream>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<TcpStream>(HTTP_REFUSALS_QUEUED_MAX);
+    std::thread::Builder::new()
+        .name("mercato-metrics-busy".into())
+        .spawn(move || {
+            for mut s in rx {
+                let wait = Some(Duration::from_millis(HTTP_REFUSAL_READ_MS));
+                let _ = s.set_read_timeout(wait);
+                let _ = s.set_write_timeout(wait);
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n")
+                    && head.len() < HTTP_REQUEST_BYTES_MAX
+                {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                let _ = respond(&mut s, "503 Service Unavailable", "text/plain", "busy\n");
+            }
+        })?;
+    Ok(tx)
 }
 
 fn serve(mut s: TcpStream, handle: &Handle) -> std::io::Result<()> {
