@@ -70,6 +70,18 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A server with `p`'s certificate, and `extra` flags.
+fn tls_server(p: &Pki, shards: u16, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--tls-cert",
+        s(&p.server_cert),
+        "--tls-key",
+        s(&p.server_key),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(shards, &args)
+}
+
 fn works(c: &Client) {
     c.put_sku(1, 250, 0).unwrap().unwrap();
     c.restock(1, 3).unwrap().unwrap();
@@ -90,15 +102,7 @@ fn works(c: &Client) {
 fn clients_work_over_tls_and_a_plain_client_is_refused_clearly() {
     let dir = TempDir::new("tls");
     let p = pki(&dir.0, "mercato test authority");
-    let server = Server::start(
-        2,
-        &[
-            "--tls-cert",
-            s(&p.server_cert),
-            "--tls-key",
-            s(&p.server_key),
-        ],
-    );
+    let server = tls_server(&p, 2, &[]);
     let c = Client::connect(server.main, tls_config(&p.ca, None)).unwrap();
     works(&c);
 
@@ -158,17 +162,7 @@ fn a_tls_client_on_a_plain_port_is_told_the_server_has_no_tls() {
 fn with_a_client_authority_only_clients_with_a_certificate_get_in() {
     let dir = TempDir::new("tls-mutual");
     let p = pki(&dir.0, "mercato test authority");
-    let server = Server::start(
-        1,
-        &[
-            "--tls-cert",
-            s(&p.server_cert),
-            "--tls-key",
-            s(&p.server_key),
-            "--tls-client-ca",
-            s(&p.ca),
-        ],
-    );
+    let server = tls_server(&p, 1, &["--tls-client-ca", s(&p.ca)]);
     // Without a certificate: TLS 1.3 finishes the client's side of the
     // handshake before the server checks, so the refusal may come as the
     // handshake's alert or as the connection closing before Welcome.

@@ -933,15 +933,20 @@ fn report(
     let views = c
         .view_hit_ratio
         .map_or("null".to_string(), |r| format!("{r:.4}"));
-    let feed_json = c.feed.as_ref().map_or(String::new(), |f| {
-        format!(
-            ",\"feed_events\":{},\"feed_orders\":{},\"feed_lag_p50_us\":{},\"feed_lag_p99_us\":{},\"feed_lag_max_us\":{},\"feed_drain_ms\":{}",
+    // The subscriber's figures, read once for either format.
+    let feed = (c.feed.as_ref()).map(|f| {
+        (
             f.events,
             f.orders,
             f.lag.p(0.5),
             f.lag.p(0.99),
             f.lag.hist.max(),
-            f.drain_ms
+            f.drain_ms,
+        )
+    });
+    let feed_json = feed.map_or(String::new(), |(events, orders, p50, p99, max, drain)| {
+        format!(
+            ",\"feed_events\":{events},\"feed_orders\":{orders},\"feed_lag_p50_us\":{p50},\"feed_lag_p99_us\":{p99},\"feed_lag_max_us\":{max},\"feed_drain_ms\":{drain}"
         )
     });
     if args.json {
@@ -978,15 +983,9 @@ fn report(
         if let Some(r) = c.view_hit_ratio {
             println!("  view cache hit ratio: {:.1}%", r * 100.0);
         }
-        if let Some(f) = &c.feed {
+        if let Some((events, orders, p50, p99, max, drain)) = feed {
             println!(
-                "  feed: {} events, {} orders placed; lag from an order's stamp p50 {} us, p99 {} us, max {} us; {} ms behind when the load stopped",
-                f.events,
-                f.orders,
-                f.lag.p(0.5),
-                f.lag.p(0.99),
-                f.lag.hist.max(),
-                f.drain_ms
+                "  feed: {events} events, {orders} orders placed; lag from an order's stamp p50 {p50} us, p99 {p99} us, max {max} us; {drain} ms behind when the load stopped"
             );
         }
         println!("  audit: {verdict}");
