@@ -359,7 +359,7 @@ impl ShardConn {
     }
 }
 
-fn refused(body: &[u8]) -> ClientError {
+pub(crate) fn refused(body: &[u8]) -> ClientError {
     match wire::ErrorBody::from_body(body) {
         Ok(e) => ClientError::Refused {
             code: ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::Internal),

@@ -179,6 +179,37 @@ impl Read for Reader {
     }
 }
 
+/// What a plain frame in place of a ServerHello means: a server that
+/// refused the connection before any TLS (`TooManyConnections` on a full
+/// shard) says so in an error frame, which is passed on; a plain port's
+/// answer to a ClientHello (`BadMagic`) means it does not serve TLS.
+fn plain_answer(mut sock: &TcpStream, start: &[u8]) -> ClientError {
+    use mercato_protocol::{ErrorCode, FrameDecoder, Kind};
+    let not_tls = || {
+        tls_error("the server answered in plain mercato frames: it does not serve TLS on this port")
+    };
+    let mut buf = bytes::BytesMut::from(start);
+    let mut chunk = [0u8; 4096];
+    let frame = loop {
+        match FrameDecoder::default().decode(&mut buf) {
+            Ok(Some(f)) => break f,
+            Ok(None) => {}
+            Err(_) => return not_tls(),
+        }
+        match sock.read(&mut chunk) {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return not_tls(),
+        }
+    };
+    if frame.kind != Kind::Error {
+        return not_tls();
+    }
+    match crate::shard_conn::refused(&frame.body) {
+        ClientError::Refused { code, .. } if code == ErrorCode::BadMagic => not_tls(),
+        refusal => refusal,
+    }
+}
+
 /// Shakes hands over `sock`; the two halves of the connection after it.
 pub(crate) fn handshake(
     sock: TcpStream,
@@ -204,9 +235,7 @@ pub(crate) fn handshake(
             ));
         }
         if first && raw[..n].starts_with(PLAIN_FRAME_START) {
-            return Err(tls_error(
-                "the server answered in plain mercato frames: it does not serve TLS on this port",
-            ));
+            return Err(plain_answer(&sock, &raw[..n]));
         }
         first = false;
         let mut rest = &raw[..n];

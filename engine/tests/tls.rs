@@ -177,3 +177,23 @@ fn with_a_client_authority_only_clients_with_a_certificate_get_in() {
     .unwrap();
     works(&c);
 }
+
+#[test]
+fn a_full_tls_shard_says_so_rather_than_seem_plain() {
+    let dir = TempDir::new("tls-full");
+    let p = pki(&dir.0, "mercato test authority");
+    let server = tls_server(&p, 1, &["--conns-max", "1"]);
+    let first = Client::connect(server.main, tls_config(&p.ca, None)).unwrap();
+    // The refusal comes before any TLS, as a plain error frame; the client
+    // passes it on instead of calling the port plain.
+    match Client::connect(server.main, tls_config(&p.ca, None)) {
+        Err(ClientError::Refused { code, .. }) => {
+            assert_eq!(code, wire::ErrorCode::TooManyConnections);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert!(
+        first.get_sku(1).unwrap().is_err(),
+        "no SKU 1 yet, and still served"
+    );
+}
