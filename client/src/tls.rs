@@ -205,7 +205,10 @@ fn plain_answer(mut sock: &TcpStream, start: &[u8]) -> ClientError {
         return not_tls();
     }
     match crate::shard_conn::refused(&frame.body) {
-        ClientError::Refused { code, .. } if code == ErrorCode::BadMagic => not_tls(),
+        ClientError::Refused {
+            code: ErrorCode::BadMagic,
+            ..
+        } => not_tls(),
         refusal => refusal,
     }
 }
