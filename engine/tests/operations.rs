@@ -444,3 +444,80 @@ fn slow_turns_are_counted_per_shard() {
     }
     assert_eq!(run(0), 0);
 }
+
+/// Waits until the log at `path` has `n` lines holding `what`.
+fn wait_for_log(path: &std::path::Path, what: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().filter(|l| l.contains(what)).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {what:?} in the log:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_tokens_for_new_connections_only() {
+    const ADMIN: &str = "admin-0123456789abcdef";
+    const READER: &str = "reader-0123456789abcdef";
+    const NEW_ADMIN: &str = "new-admin-0123456789abcdef";
+    const TRADER: &str = "trader-0123456789abcdef";
+    let dir = TempDir::new("reload");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let tokens = dir.0.join("tokens");
+    let log = dir.0.join("server.log");
+    std::fs::write(&tokens, format!("admin {ADMIN}\nreader {READER}\n")).unwrap();
+    let server = Served::start(
+        &["--shards", "1", "--tokens-file", tokens.to_str().unwrap()],
+        &log,
+    );
+    let connect = |token: &str| {
+        let config = ClientConfig {
+            auth_token: Some(token.to_string()),
+            ..ClientConfig::default()
+        };
+        Client::connect(server.main, config)
+    };
+    let refused = |token: &str| match connect(token) {
+        Err(mercato_client::ClientError::Refused { code, .. }) => {
+            assert_eq!(code, wire::ErrorCode::AuthFailed);
+        }
+        other => panic!("{token}: {:?}", other.map(|_| ())),
+    };
+    let hup = || {
+        // SAFETY: kill(2) on our own child's pid, with a valid signal.
+        let rc = unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+        assert_eq!(rc, 0);
+    };
+    let old = connect(ADMIN).unwrap();
+    refused(NEW_ADMIN);
+
+    std::fs::write(&tokens, format!("admin {NEW_ADMIN}\ntrader {TRADER}\n")).unwrap();
+    hup();
+    wait_for_log(&log, "reloaded tokens", 1);
+    refused(ADMIN);
+    refused(READER);
+    let admin = connect(NEW_ADMIN).unwrap();
+    admin.put_sku(1, 10, 0).unwrap().unwrap();
+    let trader = connect(TRADER).unwrap();
+    assert!(matches!(
+        trader.put_sku(2, 10, 0).unwrap(),
+        Err(wire::Reject::Forbidden { .. })
+    ));
+    // The connection made before keeps the role it was given.
+    old.restock(1, 5).unwrap().unwrap();
+
+    // A file that would leave no tokens, or does not parse, is refused and
+    // changes nothing.
+    std::fs::write(&tokens, "# nobody\n").unwrap();
+    hup();
+    wait_for_log(&log, "reload refused", 1);
+    std::fs::write(&tokens, "admin short\n").unwrap();
+    hup();
+    wait_for_log(&log, "reload refused", 2);
+    refused(ADMIN);
+    connect(NEW_ADMIN).unwrap();
+    connect(TRADER).unwrap();
+}

@@ -197,3 +197,42 @@ fn a_full_tls_shard_says_so_rather_than_seem_plain() {
         "no SKU 1 yet, and still served"
     );
 }
+
+#[test]
+fn sighup_loads_a_new_certificate_for_new_connections() {
+    let dir = TempDir::new("tls-reload");
+    let p = pki(&dir.0, "first authority");
+    let server = tls_server(&p, 1, &[]);
+    let old = Client::connect(server.main, tls_config(&p.ca, None)).unwrap();
+    // A new certificate from another authority, in the same files.
+    let next = pki(&dir.0.join("next"), "second authority");
+    std::fs::copy(&next.server_cert, &p.server_cert).unwrap();
+    std::fs::copy(&next.server_key, &p.server_key).unwrap();
+    // SAFETY: kill(2) on our own child's pid, with a valid signal.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) },
+        0
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let new = loop {
+        match Client::connect(server.main, tls_config(&next.ca, None)) {
+            Ok(c) => break c,
+            Err(ClientError::Tls { .. }) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the new certificate never served"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    works(&new);
+    // Trusting only the first authority no longer gets in; the connection
+    // made before goes on.
+    assert!(matches!(
+        Client::connect(server.main, tls_config(&p.ca, None)),
+        Err(ClientError::Tls { .. })
+    ));
+    assert_eq!(old.get_sku(1).unwrap().unwrap().available, 1);
+}

@@ -14,7 +14,7 @@ use crossbeam_queue::ArrayQueue;
 use super::doorbell::Doorbell;
 use super::gate::Gate;
 use super::handle::Handle;
-use super::net::{Net, NetConfig};
+use super::net::{Access, Net, NetConfig};
 use super::ring::{Consumer, Producer, ring};
 use super::worker::{Request, Worker};
 use crate::clock::{Clock, SystemClock};
@@ -234,7 +234,10 @@ pub type Addrs = (std::net::SocketAddr, Vec<std::net::SocketAddr>);
 
 /// Bind the main port and one port per shard, and prepare each shard's
 /// network side.
-fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
+fn bind(
+    sc: &ServeConfig,
+    n: usize,
+) -> Result<(Vec<Net>, Addrs, Arc<std::sync::RwLock<Access>>), OpenError> {
     if !(crate::limits::ANSWER_BYTES_MIN..=i32::MAX as usize).contains(&sc.answer_bytes_max) {
         return Err(EngineError::InvalidConfig {
             what: "answer_bytes_max must be from 512 KiB (two cache values) to 2 GiB",
@@ -295,8 +298,12 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
     if let Some(admin) = &sc.auth_token {
         tokens.add(crate::access::Tokens::admin(admin));
     }
-    let config = NetConfig {
+    let access = Arc::new(std::sync::RwLock::new(Access {
         tokens: Arc::new(tokens),
+        tls: sc.tls.clone(),
+    }));
+    let config = NetConfig {
+        access: access.clone(),
         limits: ConnLimits {
             frame_bytes_max: sc.frame_bytes_max,
             batch_len_max: crate::limits::BATCH_LEN_MAX,
@@ -307,7 +314,6 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
         },
         conns_max: sc.conns_max,
         welcome,
-        tls: sc.tls.clone(),
     };
     let mut main = Some(mio::net::TcpListener::from_std(main));
     let nets = own
@@ -318,7 +324,7 @@ fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs), OpenError> {
             Net::new(i, config.clone(), mio::net::TcpListener::from_std(l), m)
         })
         .collect();
-    Ok((nets, (main_addr, addrs)))
+    Ok((nets, (main_addr, addrs), access))
 }
 
 pub(crate) struct Shared {
@@ -591,6 +597,8 @@ pub struct Engine {
     handle: Handle,
     /// The main address and each shard's, when serving.
     addrs: Option<Addrs>,
+    /// Who may connect, when serving (`set_access`).
+    access: Option<Arc<std::sync::RwLock<Access>>>,
     threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
     recovery: Option<RecoveryReport>,
     snapshots: Option<Snapshotter>,
@@ -1037,12 +1045,16 @@ impl Engine {
             journals.push(journal);
         }
 
-        let (mut nets, addrs) = match &config.serve {
+        let (mut nets, addrs, access) = match &config.serve {
             Some(sc) => {
-                let (nets, addrs) = bind(sc, n)?;
-                (nets.into_iter().map(Some).collect(), Some(addrs))
+                let (nets, addrs, access) = bind(sc, n)?;
+                (
+                    nets.into_iter().map(Some).collect(),
+                    Some(addrs),
+                    Some(access),
+                )
             }
-            None => ((0..n).map(|_| None).collect::<Vec<_>>(), None),
+            None => ((0..n).map(|_| None).collect::<Vec<_>>(), None, None),
         };
         let mut threads = Vec::with_capacity(n);
         for (i, ((((poll, producers), consumers), shard), journal)) in polls
@@ -1098,6 +1110,7 @@ impl Engine {
         Ok(Engine {
             handle: Handle::new(shared),
             addrs,
+            access,
             threads,
             recovery: recovered.map(|r| r.report),
             snapshots,
@@ -1152,6 +1165,40 @@ impl Engine {
             .shared()
             .snapshot_failures
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Replaces the tokens and the TLS certificate new connections are
+    /// checked against (`mercato serve` does on SIGHUP), as PostgreSQL
+    /// reloads `pg_hba.conf`: connections already open keep the role and
+    /// the TLS session they have. `tokens` is the whole set (an
+    /// `--auth-token` included). Refused, changing nothing: a server that
+    /// is not serving, a change between TLS and plain (the ports' clients
+    /// would all break), and a set without tokens replacing one with
+    /// some (it would let everyone in as `admin`).
+    pub fn set_access(
+        &self,
+        tokens: crate::access::Tokens,
+        tls: Option<crate::server::tls::TlsConfig>,
+    ) -> Result<(), EngineError> {
+        let access = self.access.as_ref().ok_or(EngineError::InvalidConfig {
+            what: "the engine is not serving",
+        })?;
+        let mut access = access.write().unwrap_or_else(|e| e.into_inner());
+        if access.tls.is_some() != tls.is_some() {
+            return Err(EngineError::InvalidConfig {
+                what: "TLS cannot be turned on or off while serving",
+            });
+        }
+        if tokens.is_empty() && !access.tokens.is_empty() {
+            return Err(EngineError::InvalidConfig {
+                what: "no tokens would let every client in as admin",
+            });
+        }
+        *access = Access {
+            tokens: Arc::new(tokens),
+            tls,
+        };
+        Ok(())
     }
 
     /// Where `mercato serve` listens: the main address, then each shard's.

@@ -34,16 +34,25 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// deadline: timeouts are seconds long, so a tenth of one is precise enough.
 const TIMEOUT_SWEEP_MS: u64 = 100;
 
+/// Who may connect, and how: read as each connection is accepted, so a
+/// reload (`Engine::set_access`) reaches new connections only; those open
+/// keep the role and the TLS session they started with.
+#[derive(Debug)]
+pub(crate) struct Access {
+    pub tokens: Arc<crate::access::Tokens>,
+    pub tls: Option<TlsConfig>,
+}
+
 /// How a shard serves clients.
 #[derive(Clone, Debug)]
 pub(crate) struct NetConfig {
-    pub tokens: Arc<crate::access::Tokens>,
+    /// Shared by every shard's network side and the engine.
+    pub access: Arc<std::sync::RwLock<Access>>,
     pub limits: ConnLimits,
     /// Connections one shard keeps; past it a new one is told
     /// `TooManyConnections` and closed.
     pub conns_max: usize,
     pub welcome: wire::Welcome,
-    pub tls: Option<TlsConfig>,
 }
 
 struct Client {
@@ -283,7 +292,11 @@ impl Net {
             self.free.push(slot);
             return;
         }
-        let Ok(stream) = Stream::new(stream, self.config.tls.as_ref()) else {
+        let (tokens, tls) = {
+            let access = self.config.access.read().unwrap_or_else(|e| e.into_inner());
+            (access.tokens.clone(), access.tls.clone())
+        };
+        let Ok(stream) = Stream::new(stream, tls.as_ref()) else {
             self.free.push(slot);
             return;
         };
@@ -294,12 +307,7 @@ impl Net {
         welcome.shard = self.shard as u16;
         self.clients[slot] = Some(Client {
             stream,
-            conn: Conn::new(
-                self.config.limits,
-                self.config.tokens.clone(),
-                welcome,
-                self.now_ms(),
-            ),
+            conn: Conn::new(self.config.limits, tokens, welcome, self.now_ms()),
             unflushed: false,
             generation: self.generation,
             writes_in_flight: 0,

@@ -224,6 +224,68 @@ struct Outside {
     metrics_listen: Option<SocketAddr>,
     log_level: tracing_subscriber::filter::LevelFilter,
     log_json: bool,
+    /// Read again on SIGHUP.
+    access: AccessFiles,
+}
+
+/// Where the tokens and the TLS certificate come from: read at start, and
+/// again on SIGHUP (`Engine::set_access`).
+struct AccessFiles {
+    tokens_file: Option<PathBuf>,
+    auth_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl AccessFiles {
+    /// `--tokens-file` and `MERCATO_TOKENS` (`--auth-token` aside).
+    fn tokens(&self) -> Result<mercato_engine::access::Tokens, String> {
+        let mut tokens = mercato_engine::access::Tokens::default();
+        if let Some(path) = &self.tokens_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let t = mercato_engine::access::Tokens::parse(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tokens.add(t);
+        }
+        if let Ok(text) = std::env::var("MERCATO_TOKENS") {
+            let t = mercato_engine::access::Tokens::parse(&text)
+                .map_err(|e| format!("MERCATO_TOKENS: {e}"))?;
+            tokens.add(t);
+        }
+        Ok(tokens)
+    }
+
+    fn tls(&self) -> Result<Option<mercato_engine::server::tls::TlsConfig>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => mercato_engine::server::tls::TlsConfig::from_files(
+                cert,
+                key,
+                self.tls_client_ca.as_deref(),
+            )
+            .map(Some)
+            .map_err(|e| e.to_string()),
+            (None, None) if self.tls_client_ca.is_some() => {
+                Err("--tls-client-ca needs --tls-cert and --tls-key".into())
+            }
+            (None, None) => Ok(None),
+            _ => Err("--tls-cert and --tls-key go together".into()),
+        }
+    }
+
+    /// Everything again, `--auth-token` included, for a reload.
+    fn reload(&self, engine: &Engine) -> Result<usize, String> {
+        let mut tokens = self.tokens()?;
+        if let Some(admin) = &self.auth_token {
+            tokens.add(mercato_engine::access::Tokens::admin(admin));
+        }
+        let n = tokens.len();
+        engine
+            .set_access(tokens, self.tls()?)
+            .map_err(|e| e.to_string())?;
+        Ok(n)
+    }
 }
 
 /// The engine's configuration, and what the binary does around it.
@@ -259,39 +321,22 @@ fn settings(a: Args) -> Result<(Config, Outside), String> {
         "json" => true,
         other => return Err(format!("log format {other:?}: expected text or json")),
     };
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            mercato_engine::server::tls::TlsConfig::from_files(
-                cert,
-                key,
-                a.tls_client_ca.as_deref(),
-            )
-            .map_err(|e| e.to_string())?,
-        ),
-        (None, None) if a.tls_client_ca.is_some() => {
-            return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
-        }
-        (None, None) => None,
-        _ => return Err("--tls-cert and --tls-key go together".into()),
+    let access = AccessFiles {
+        tokens_file: a.tokens_file.clone(),
+        auth_token: a.auth_token.clone(),
+        tls_cert: a.tls_cert.clone(),
+        tls_key: a.tls_key.clone(),
+        tls_client_ca: a.tls_client_ca.clone(),
     };
+    let tls = access.tls()?;
+    let tokens = access.tokens()?;
     let outside = Outside {
         heap_prefault_mb,
         metrics_listen: a.metrics_listen,
         log_level,
         log_json,
+        access,
     };
-    let mut tokens = mercato_engine::access::Tokens::default();
-    if let Some(path) = &a.tokens_file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let t = mercato_engine::access::Tokens::parse(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        tokens.add(t);
-    }
-    if let Ok(text) = std::env::var("MERCATO_TOKENS") {
-        let t = mercato_engine::access::Tokens::parse(&text)
-            .map_err(|e| format!("MERCATO_TOKENS: {e}"))?;
-        tokens.add(t);
-    }
     let config = Config {
         data_dir: a.data_dir,
         durability,
@@ -412,8 +457,14 @@ pub fn run(a: Args) -> i32 {
         "mercato serve starting"
     );
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+    let reload = Arc::new(AtomicBool::new(false));
+    let signals = [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ];
+    for (signal, flag) in signals {
+        if let Err(e) = signal_hook::flag::register(signal, (*flag).clone()) {
             return fatal(&format!("cannot handle signal {signal}"), &e);
         }
     }
@@ -451,6 +502,17 @@ pub fn run(a: Args) -> i32 {
     let mut failures_seen = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            match outside.access.reload(&engine) {
+                Ok(tokens) => tracing::info!(
+                    tokens,
+                    "reloaded tokens and TLS certificate for new connections"
+                ),
+                Err(why) => {
+                    tracing::error!(why = %why, "reload refused; new connections still get the old tokens and certificate")
+                }
+            }
+        }
         let failures = engine.snapshot_failures();
         if failures > failures_seen {
             failures_seen = failures;
