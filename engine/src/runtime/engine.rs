@@ -14,7 +14,7 @@ use crossbeam_queue::ArrayQueue;
 use super::doorbell::Doorbell;
 use super::gate::Gate;
 use super::handle::Handle;
-use super::net::{Access, Net, NetConfig};
+use super::net::{Access, Net, NetConfig, SharedAccess};
 use super::ring::{Consumer, Producer, ring};
 use super::worker::{Request, Worker};
 use crate::clock::{Clock, SystemClock};
@@ -234,10 +234,7 @@ pub type Addrs = (std::net::SocketAddr, Vec<std::net::SocketAddr>);
 
 /// Bind the main port and one port per shard, and prepare each shard's
 /// network side.
-fn bind(
-    sc: &ServeConfig,
-    n: usize,
-) -> Result<(Vec<Net>, Addrs, Arc<std::sync::RwLock<Access>>), OpenError> {
+fn bind(sc: &ServeConfig, n: usize) -> Result<(Vec<Net>, Addrs, SharedAccess), OpenError> {
     if !(crate::limits::ANSWER_BYTES_MIN..=i32::MAX as usize).contains(&sc.answer_bytes_max) {
         return Err(EngineError::InvalidConfig {
             what: "answer_bytes_max must be from 512 KiB (two cache values) to 2 GiB",
@@ -598,7 +595,7 @@ pub struct Engine {
     /// The main address and each shard's, when serving.
     addrs: Option<Addrs>,
     /// Who may connect, when serving (`set_access`).
-    access: Option<Arc<std::sync::RwLock<Access>>>,
+    access: Option<SharedAccess>,
     threads: Vec<JoinHandle<(Shard, Box<dyn JournalBox>)>>,
     recovery: Option<RecoveryReport>,
     snapshots: Option<Snapshotter>,

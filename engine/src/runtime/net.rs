@@ -43,11 +43,14 @@ pub(crate) struct Access {
     pub tls: Option<TlsConfig>,
 }
 
+/// The one `Access` every shard reads and the engine replaces.
+pub(crate) type SharedAccess = Arc<std::sync::RwLock<Access>>;
+
 /// How a shard serves clients.
 #[derive(Clone, Debug)]
 pub(crate) struct NetConfig {
     /// Shared by every shard's network side and the engine.
-    pub access: Arc<std::sync::RwLock<Access>>,
+    pub access: SharedAccess,
     pub limits: ConnLimits,
     /// Connections one shard keeps; past it a new one is told
     /// `TooManyConnections` and closed.
