@@ -209,10 +209,8 @@ fn sighup_loads_a_new_certificate_for_new_connections() {
     std::fs::copy(&next.server_cert, &p.server_cert).unwrap();
     std::fs::copy(&next.server_key, &p.server_key).unwrap();
     // SAFETY: kill(2) on our own child's pid, with a valid signal.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) },
-        0
-    );
+    let rc = unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    assert_eq!(rc, 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let new = loop {
         match Client::connect(server.main, tls_config(&next.ca, None)) {
