@@ -327,3 +327,53 @@ fn an_acknowledgement_is_answered_behind_a_full_queue() {
         .expect("the events never all came");
     assert_eq!(seen, 40_000);
 }
+
+/// A subscription whose filter drops everything still hears how far the
+/// feed went (batches with no items), so its acknowledgements let the log
+/// go; without them its position would stay where it began until the
+/// log it holds passed the retention limit and it was lost.
+#[test]
+fn a_filtered_subscription_hears_its_positions_move() {
+    let dir = TempDir::new("feed-filtered-positions");
+    let path = dir.0.to_str().unwrap().to_string();
+    let server = Server::start(2, &["--data-dir", &path]);
+    let c = Client::connect(server.main, ClientConfig::default()).unwrap();
+    let nobody = wire::FeedFilter {
+        kinds: 0,
+        skus: vec![],
+        accounts: vec![999_999],
+    };
+    let s = c
+        .subscribe(Some("nobody"), wire::FeedStart::Now, nobody)
+        .unwrap()
+        .unwrap();
+    let started = s.started.clone();
+    for account in 1..=8 {
+        c.deposit(account, 100).unwrap().unwrap();
+    }
+    // Each shard's log grew past where the subscription started.
+    let ends: Vec<u64> = (c.info().unwrap().shard_states.iter())
+        .map(|x| x.committed_lsn + 1)
+        .collect();
+    assert!(
+        ends.iter().zip(&started).all(|(e, s)| e > s),
+        "{ends:?} {started:?}"
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        assert!(Instant::now() < until, "the positions never came");
+        if let Some(b) = s.next(Duration::from_millis(100)).unwrap() {
+            assert!(
+                b.items.is_empty(),
+                "the filter lets nothing through: {:?}",
+                b.items
+            );
+            if b.next.iter().zip(&ends).all(|(n, e)| n >= e) {
+                break b.next;
+            }
+        }
+    };
+    s.ack(&next).unwrap().unwrap();
+    let subs = c.subscriptions().unwrap().unwrap();
+    assert_eq!(subs[0].positions, next);
+}

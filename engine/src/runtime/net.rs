@@ -82,7 +82,17 @@ struct Client {
 struct ConnFeed {
     feed: crate::runtime::Feed,
     filter: wire::FeedFilter,
+    /// The feed moved past events the filter dropped since the last batch
+    /// sent: the subscriber has not heard of those positions yet.
+    moved_unsent: bool,
+    /// When the last batch was sent (the connections' clock).
+    sent_ms: u64,
 }
+
+/// How often a filtered feed whose events were all filtered out still
+/// sends its positions (an empty batch): a subscriber that acknowledges
+/// them lets the log go, rather than hold it until it is lost.
+const FEED_POSITIONS_EVERY_MS: u64 = 100;
 
 /// Output a connection may have waiting before its feed is not read on:
 /// a reader that slows down stops the feed, and the log holds its events.
@@ -683,6 +693,7 @@ impl Net {
     /// Sends each following connection what its feed has, unless its
     /// output already waits.
     fn push_feeds(&mut self, shared: &Arc<Shared>) -> usize {
+        let now_ms = self.now_ms();
         let mut touched = Vec::new();
         for slot in 0..self.clients.len() {
             let Some(c) = self.clients[slot].as_mut() else {
@@ -709,7 +720,10 @@ impl Net {
                 {
                     Ok(got) => {
                         let copy_done = cf.feed.copy_ended();
-                        if got.is_empty() && !copy_done {
+                        cf.moved_unsent |= !got.is_empty();
+                        let positions_due =
+                            cf.moved_unsent && now_ms >= cf.sent_ms + FEED_POSITIONS_EVERY_MS;
+                        if got.is_empty() && !copy_done && !positions_due {
                             continue;
                         }
                         wire::FeedBatch {
@@ -738,8 +752,16 @@ impl Net {
                     }
                 }
             };
-            if batch.items.is_empty() && batch.error.is_none() && !batch.copy_done {
+            let positions_due = c.feed.as_ref().is_some_and(|cf| {
+                cf.moved_unsent && now_ms >= cf.sent_ms + FEED_POSITIONS_EVERY_MS
+            });
+            if batch.items.is_empty() && batch.error.is_none() && !batch.copy_done && !positions_due
+            {
                 continue;
+            }
+            if let Some(cf) = c.feed.as_mut() {
+                cf.moved_unsent = false;
+                cf.sent_ms = now_ms;
             }
             c.conn.push_feed(&batch);
             touched.push(slot);
@@ -823,7 +845,12 @@ fn feed_request(r: wire::Request, slot: &mut Option<ConnFeed>, shared: &Arc<Shar
             }
             .map_err(|e| refuse(&e))?;
             let positions = feed.next_positions();
-            *slot = Some(ConnFeed { feed, filter });
+            *slot = Some(ConnFeed {
+                feed,
+                filter,
+                moved_unsent: false,
+                sent_ms: 0,
+            });
             Ok(Reply::Subscribed { positions })
         }
         wire::Request::FeedAck { positions } => {
