@@ -811,6 +811,7 @@ impl Net {
 /// new and its buffer empty, so one small frame goes out at once or not at
 /// all; the server never waits for it.
 fn refuse(stream: &mut mio::net::TcpStream, conns_max: usize) {
+    crate::server::drain_unread(stream);
     let body = wire::ErrorBody {
         code: wire::ErrorCode::TooManyConnections as u16,
         message: format!("this shard serves {conns_max} connections already (conns_max)"),

@@ -265,6 +265,7 @@ impl TlsStream {
 /// Like the connection-limit refusal, one small frame to a fresh socket.
 #[cfg(feature = "tls")]
 fn refuse_plain(sock: &mut mio::net::TcpStream) {
+    crate::server::drain_unread(sock);
     let body = wire::ErrorBody {
         code: wire::ErrorCode::TlsRequired as u16,
         message: "this port serves TLS only: connect with TLS (mercato-cli --tls-ca)".into(),
