@@ -548,6 +548,40 @@ mod tests {
     }
 
     #[test]
+    fn operations_settings_come_from_the_file_and_default_as_documented() {
+        let args: Args = toml::from_str(
+            "metrics_listen = \"127.0.0.1:9464\"\nlog_level = \"warn\"\n\
+             log_format = \"json\"\nslow_turn_ms = 7\n",
+        )
+        .unwrap();
+        let (config, outside) = settings(args).unwrap();
+        assert_eq!(config.slow_turn_ms, 7);
+        assert_eq!(
+            outside.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert_eq!(
+            outside.log_level,
+            tracing_subscriber::filter::LevelFilter::WARN
+        );
+        assert!(outside.log_json);
+        let (config, outside) = settings(Args::default()).unwrap();
+        assert_eq!(
+            config.slow_turn_ms,
+            mercato_engine::limits::SLOW_TURN_MS_DEFAULT
+        );
+        assert_eq!(outside.metrics_listen, None);
+        assert!(!outside.log_json);
+        assert!(config.serve.unwrap().tls.is_none());
+        // Bad values are refused with what was expected.
+        let bad = |text: &str| settings(toml::from_str(text).unwrap()).err().unwrap();
+        assert!(bad("log_format = \"xml\"").contains("text or json"));
+        assert!(bad("log_level = \"loud\"").contains("expected error, warn"));
+        assert!(bad("tls_cert = \"c.pem\"").contains("go together"));
+        assert!(bad("tls_client_ca = \"ca.pem\"").contains("needs --tls-cert"));
+    }
+
+    #[test]
     fn log_and_snapshot_settings_reach_the_engine_and_default_as_documented() {
         let set = config_of(
             "snapshot_segments = 0\nsnapshot_nice = 19\nsnapshot_keep_state = true\n\
