@@ -7,6 +7,8 @@
 # PostgreSQL once (fsync and synchronous_commit on), each on a free port
 # with its files in a scratch directory; COMMAND finds them in
 #   MERCATO_REDIS_URL, MERCATO_REDIS_AOF_URL, MERCATO_POSTGRES_URL.
+# PostgreSQL also takes TLS, with a certificate for 127.0.0.1 signed by
+# an authority made here (openssl), whose PEM is in MERCATO_POSTGRES_CA.
 # Everything started here is stopped, and the scratch directory removed,
 # when COMMAND ends, however it ends. Exits with COMMAND's status.
 set -euo pipefail
@@ -74,8 +76,23 @@ redis-server --port "$aof_port" --bind 127.0.0.1 --save '' --appendonly yes \
     --appendfsync always --dir "$scratch/redis-aof" --daemonize yes --logfile "$scratch/redis-aof/log"
 if [ "$(id -u)" -eq 0 ]; then chown postgres "$scratch/pg"; fi
 as_pg "$pg_bin/initdb" -D "$scratch/pg" -A trust -U postgres >/dev/null
+# A test authority and PostgreSQL's certificate for 127.0.0.1, in the data
+# directory (PostgreSQL wants its key owned by it and private).
+command -v openssl >/dev/null || install openssl
+(
+    cd "$scratch/pg"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout ca.key -out ca.pem -days 2 -subj /CN=mercato-peers-ca 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out server.crt -days 2 -extfile server.ext 2>/dev/null
+    chmod 600 server.key
+    if [ "$(id -u)" -eq 0 ]; then chown postgres server.key server.crt; fi
+)
 as_pg "$pg_bin/pg_ctl" -D "$scratch/pg" -l "$scratch/pg/log" -w \
-    -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200" \
+    -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key" \
     start >/dev/null
 wait_port "$redis_port"
 wait_port "$aof_port"
@@ -84,6 +101,7 @@ wait_port "$pg_port"
 export MERCATO_REDIS_URL="redis://127.0.0.1:$redis_port"
 export MERCATO_REDIS_AOF_URL="redis://127.0.0.1:$aof_port"
 export MERCATO_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+export MERCATO_POSTGRES_CA="$scratch/pg/ca.pem"
 status=0
 "$@" || status=$?
 exit "$status"

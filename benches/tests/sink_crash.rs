@@ -307,3 +307,83 @@ fn a_copy_loaded_in_many_pieces_equals_the_engine() {
         .batch_execute(&format!("DROP DATABASE {db_name}"))
         .unwrap();
 }
+
+/// The sink and `sink compare` reach PostgreSQL over TLS when given its
+/// authority (`--pg-tls-ca`), with `sslmode=require` so that plain TCP
+/// would be refused; an authority that did not sign the database's
+/// certificate is refused. `benches/peers.sh` starts PostgreSQL with TLS.
+#[test]
+fn the_sink_reaches_postgres_over_tls() {
+    let Some(url) = postgres_for("the_sink_reaches_postgres_over_tls") else {
+        return;
+    };
+    let ca = std::env::var("MERCATO_POSTGRES_CA").expect("peers.sh names the authority");
+    let db_name = format!("sink_tls_{}", std::process::id());
+    let (mut admin, dsn) = database(&url, &db_name);
+    let dsn = format!("{dsn}?sslmode=require");
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("mercato-sink-tls-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let data = dir.0.join("data");
+    let (server, main) = util::serve_durable_with(&data, "127.0.0.1:0", &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_mercato-load"))
+        .args(["--target", &format!("tcp://{main}"), "--workload", "carts"])
+        .args(["--threads", "2", "--seconds", "1", "--batch", "16"])
+        .args(["--accounts", "200", "--skus", "50"])
+        .output()
+        .unwrap();
+    check("mercato-load", out);
+    let sink = |ca: &str| {
+        Command::new(mercato_bin())
+            .args(["sink", "postgres", "--addr", &main, "--dsn", &dsn])
+            .args(["--pg-tls-ca", ca, "--exit-idle-ms", "1000"])
+            .output()
+            .unwrap()
+    };
+    // Another authority: the database's certificate does not check out.
+    let other = dir.0.join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-keyout"])
+        .arg(dir.0.join("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .args(["-days", "1", "-subj", "/CN=someone-else"])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let refused = sink(other.to_str().unwrap());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a database we cannot check was used: {said}"
+    );
+    assert!(
+        said.contains("certificate"),
+        "the refusal names the cause: {said}"
+    );
+    let out = sink(&ca);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the sink failed over TLS: {said}");
+    stop(server);
+    let compared = check(
+        "mercato sink compare over TLS",
+        Command::new(mercato_bin())
+            .args(["sink", "compare", "--dsn", &dsn, "--pg-tls-ca", &ca])
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    eprintln!("{}", compared.trim());
+    admin
+        .batch_execute(&format!("DROP DATABASE {db_name}"))
+        .unwrap();
+}

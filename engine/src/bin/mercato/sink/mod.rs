@@ -35,6 +35,9 @@ pub enum SinkCmd {
         /// The database, as a libpq string or a postgres:// URL.
         #[arg(long)]
         dsn: String,
+        /// Reach the database over TLS, as for `sink postgres`.
+        #[arg(long)]
+        pg_tls_ca: Option<PathBuf>,
         dir: PathBuf,
     },
 }
@@ -83,6 +86,13 @@ pub struct PostgresArgs {
     /// address `--addr` resolves to.
     #[arg(long, requires = "tls_ca")]
     tls_server_name: Option<String>,
+    /// Reach the database over TLS, trusting the certificates in this PEM
+    /// file and checking its certificate names the DSN's host. With it,
+    /// the DSN's `sslmode` (`prefer` unless given; `require` refuses a
+    /// database without TLS) decides; without it the sink speaks plain
+    /// TCP to the database.
+    #[arg(long)]
+    pg_tls_ca: Option<PathBuf>,
 }
 
 /// Why a session of the sink ended.
@@ -113,6 +123,65 @@ enum SinkError {
     },
     #[error("no address for {0}")]
     Address(String),
+    #[error("TLS to PostgreSQL: {0}")]
+    PgTls(String),
+}
+
+/// An error and its causes, `: `-separated: the database's driver says
+/// "error performing TLS handshake" and keeps the why in its source.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// rustls refused the database (its certificate, or the handshake),
+/// somewhere in the error's causes. An `io::Error` hides the error it
+/// wraps from `source()`, so each is looked into.
+fn tls_refused(e: &postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let wrapped = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        let wrapped = wrapped.map(|w| w as &(dyn std::error::Error + 'static));
+        if c.is::<rustls::Error>() || wrapped.is_some_and(|w| w.is::<rustls::Error>()) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// A connection to the database, over TLS when `ca` is given.
+fn connect_db(dsn: &str, ca: Option<&std::path::Path>) -> Result<postgres::Client, SinkError> {
+    let Some(ca) = ca else {
+        return Ok(postgres::Client::connect(dsn, postgres::NoTls)?);
+    };
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: &dyn std::fmt::Display| SinkError::PgTls(format!("{}: {e}", ca.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    // The provider the server's TLS uses (`server/tls.rs`).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SinkError::PgTls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    Ok(postgres::Client::connect(dsn, tls)?)
 }
 
 impl SinkError {
@@ -123,6 +192,8 @@ impl SinkError {
             // A lost connection, a server shutting down or short of
             // resources, a conflict: worth another go. A statement the
             // database refuses (a duplicate key, say) is refused again.
+            // A certificate that does not check out stays so.
+            SinkError::Postgres(e) if tls_refused(e) => false,
             SinkError::Postgres(e) => e.code().is_none_or(|c| {
                 ["08", "40", "53", "57"].contains(&c.code().get(..2).unwrap_or(""))
             }),
@@ -135,7 +206,11 @@ impl SinkError {
 pub fn run(cmd: SinkCmd) -> i32 {
     match cmd {
         SinkCmd::Postgres(args) => follow(args),
-        SinkCmd::Compare { dsn, dir } => compare(&dsn, &dir),
+        SinkCmd::Compare {
+            dsn,
+            pg_tls_ca,
+            dir,
+        } => compare(&dsn, pg_tls_ca.as_deref(), &dir),
     }
 }
 
@@ -165,12 +240,12 @@ fn follow(args: PostgresArgs) -> i32 {
                 return 0;
             }
             Err(e) if e.passes() => {
-                eprintln!("mercato sink: {e}; again in {retry_ms} ms");
+                eprintln!("mercato sink: {}; again in {retry_ms} ms", causes(&e));
                 std::thread::sleep(Duration::from_millis(retry_ms));
                 retry_ms = (retry_ms * 2).min(RETRY_MS_MAX);
             }
             Err(e) => {
-                eprintln!("mercato sink: {e}");
+                eprintln!("mercato sink: {}", causes(&e));
                 return 1;
             }
         }
@@ -214,7 +289,7 @@ fn refused<T>(r: Result<T, wire::Reject>) -> Result<T, SinkError> {
 /// One connection to each side, from the database's position until a
 /// connection fails (or, with `--exit-idle-ms`, the feed goes quiet).
 fn session(args: &PostgresArgs, reset: &mut bool, applied: &mut Applied) -> Result<(), SinkError> {
-    let mut db = postgres::Client::connect(&args.dsn, postgres::NoTls)?;
+    let mut db = connect_db(&args.dsn, args.pg_tls_ca.as_deref())?;
     pg::prepare(&mut db)?;
     if *reset {
         let mut tx = db.transaction()?;
@@ -415,7 +490,7 @@ fn load_copy(
 }
 
 /// `mercato sink compare`: the database's rows against the directory's.
-fn compare(dsn: &str, dir: &std::path::Path) -> i32 {
+fn compare(dsn: &str, pg_tls_ca: Option<&std::path::Path>, dir: &std::path::Path) -> i32 {
     let want = match super::storage::state_rows(dir) {
         Ok(r) => r,
         Err(e) => {
@@ -423,12 +498,12 @@ fn compare(dsn: &str, dir: &std::path::Path) -> i32 {
             return 2;
         }
     };
-    let got = match postgres::Client::connect(dsn, postgres::NoTls)
-        .and_then(|mut db| pg::rows(&mut db))
+    let got = match connect_db(dsn, pg_tls_ca)
+        .and_then(|mut db| pg::rows(&mut db).map_err(SinkError::from))
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mercato sink compare: PostgreSQL: {e}");
+            eprintln!("mercato sink compare: {}", causes(&e));
             return 2;
         }
     };
