@@ -136,9 +136,11 @@ pub(crate) enum Reader {
     Tls {
         sock: TcpStream,
         tls: Arc<Mutex<rustls::ClientConnection>>,
-        /// Bytes read from the socket and not yet taken by rustls.
-        raw: Vec<u8>,
+        /// Bytes read from the socket; `raw[at..end]` is not yet taken
+        /// by rustls.
+        raw: Box<[u8]>,
         at: usize,
+        end: usize,
     },
 }
 
@@ -147,9 +149,15 @@ const RAW_READ_BYTES: usize = 64 << 10;
 
 impl Read for Reader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let (sock, tls, raw, at) = match self {
+        let (sock, tls, raw, at, end) = match self {
             Reader::Plain(s) => return s.read(out),
-            Reader::Tls { sock, tls, raw, at } => (sock, tls, raw, at),
+            Reader::Tls {
+                sock,
+                tls,
+                raw,
+                at,
+                end,
+            } => (sock, tls, raw, at, end),
         };
         loop {
             {
@@ -159,8 +167,8 @@ impl Read for Reader {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                if *at < raw.len() {
-                    let mut rest = &raw[*at..];
+                if *at < *end {
+                    let mut rest = &raw[*at..*end];
                     let taken = t.read_tls(&mut rest)?;
                     *at += taken;
                     t.process_new_packets()
@@ -168,10 +176,8 @@ impl Read for Reader {
                     continue;
                 }
             }
-            raw.resize(RAW_READ_BYTES, 0);
             let n = sock.read(raw)?;
-            raw.truncate(n);
-            *at = 0;
+            (*at, *end) = (0, n);
             if n == 0 {
                 return Ok(0);
             }
@@ -267,8 +273,9 @@ pub(crate) fn handshake(
         Reader::Tls {
             sock,
             tls,
-            raw: Vec::new(),
+            raw: vec![0; RAW_READ_BYTES].into_boxed_slice(),
             at: 0,
+            end: 0,
         },
     ))
 }
