@@ -239,6 +239,10 @@ fn metrics_count_what_clients_did_and_pass_promtool() {
     for sku in 0..4 {
         c.get_sku(sku).unwrap().unwrap();
     }
+    // One keyspace hit and one miss.
+    c.cache_set(b"k", b"v", 0).unwrap().unwrap();
+    assert_eq!(c.cache_get(b"k").unwrap().unwrap(), Some(b"v".to_vec()));
+    assert_eq!(c.cache_get(b"absent").unwrap().unwrap(), None);
     let info_before = c.info().unwrap();
 
     let (status, text) = get(metrics, "/metrics");
@@ -293,7 +297,18 @@ fn metrics_count_what_clients_did_and_pass_promtool() {
     assert!(sum(&s, "mercato_received_bytes_total", &[]) > 0.0);
     assert!(sum(&s, "mercato_sent_bytes_total", &[]) > 0.0);
     assert!(sum(&s, "mercato_resident_memory_bytes", &[]) > 1e6);
-    assert!(sum(&s, "mercato_cache_hits_total", &["cache=\"keyspace\""]) >= 0.0);
+    let keyspace = "cache=\"keyspace\"";
+    assert_eq!(
+        sum(&s, "mercato_cache_hits_total", &[keyspace]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&s, "mercato_cache_misses_total", &[keyspace]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(sum(&s, "mercato_cache_entries", &[keyspace]), 1.0, "{text}");
     assert!(
         text.contains("mercato_mailbox_depth{shard=\"1\"}"),
         "{text}"

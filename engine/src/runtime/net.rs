@@ -89,6 +89,13 @@ struct ConnFeed {
     sent_ms: u64,
 }
 
+impl ConnFeed {
+    /// Positions the subscriber has not heard of are owed it by now.
+    fn positions_due(&self, now_ms: u64) -> bool {
+        self.moved_unsent && now_ms >= self.sent_ms + FEED_POSITIONS_EVERY_MS
+    }
+}
+
 /// How often a filtered feed whose events were all filtered out still
 /// sends its positions (an empty batch): a subscriber that acknowledges
 /// them lets the log go, rather than hold it until it is lost.
@@ -706,13 +713,15 @@ impl Net {
                 continue;
             }
             // An empty copy ends before the stream: in a batch of its own.
-            let batch = if cf.feed.copy_ended() {
-                wire::FeedBatch {
+            // With each batch, whether it is owed for its positions alone.
+            let (batch, positions_due) = if cf.feed.copy_ended() {
+                let batch = wire::FeedBatch {
                     items: Vec::new(),
                     next: cf.feed.next_positions(),
                     error: None,
                     copy_done: true,
-                }
+                };
+                (batch, false)
             } else {
                 match cf
                     .feed
@@ -721,12 +730,11 @@ impl Net {
                     Ok(got) => {
                         let copy_done = cf.feed.copy_ended();
                         cf.moved_unsent |= !got.is_empty();
-                        let positions_due =
-                            cf.moved_unsent && now_ms >= cf.sent_ms + FEED_POSITIONS_EVERY_MS;
-                        if got.is_empty() && !copy_done && !positions_due {
+                        let due = cf.positions_due(now_ms);
+                        if got.is_empty() && !copy_done && !due {
                             continue;
                         }
-                        wire::FeedBatch {
+                        let batch = wire::FeedBatch {
                             items: (got.into_iter())
                                 .filter(|(_, e)| convert::feed::passes(&cf.filter, e))
                                 .map(|(p, e)| wire::FeedItem {
@@ -738,7 +746,8 @@ impl Net {
                             next: cf.feed.next_positions(),
                             error: None,
                             copy_done,
-                        }
+                        };
+                        (batch, due)
                     }
                     Err(e) => {
                         let batch = wire::FeedBatch {
@@ -748,13 +757,10 @@ impl Net {
                             copy_done: false,
                         };
                         c.feed = None;
-                        batch
+                        (batch, false)
                     }
                 }
             };
-            let positions_due = c.feed.as_ref().is_some_and(|cf| {
-                cf.moved_unsent && now_ms >= cf.sent_ms + FEED_POSITIONS_EVERY_MS
-            });
             if batch.items.is_empty() && batch.error.is_none() && !batch.copy_done && !positions_due
             {
                 continue;

@@ -298,7 +298,8 @@ impl Worker {
         let mut told_idle = false;
         let mut slow = SlowTurns::default();
         loop {
-            let turn_started = std::time::Instant::now();
+            // Timed only when slow turns are looked for.
+            let turn_started = self.shared.slow_turn.map(|_| std::time::Instant::now());
             let now = self.shared.clock.now_ms();
             let mut work = self.take_messages(now);
             work += self.net_turn(Some(Duration::ZERO));
@@ -317,8 +318,8 @@ impl Worker {
             work += self.release_held();
             self.publish_committed();
             work += self.checkpoint_turn();
-            if let Some(limit) = self.shared.slow_turn {
-                slow.check(id, turn_started, limit, &self.shared);
+            if let (Some(limit), Some(started)) = (self.shared.slow_turn, turn_started) {
+                slow.check(id, started, limit, &self.shared);
             }
             if stopping && self.may_exit() {
                 break;

@@ -57,9 +57,10 @@ impl TlsConfig {
 }
 
 #[cfg(feature = "tls")]
-/// rustls' `ring` provider, for build time (see the client's `tls.rs`).
+/// rustls' `ring` provider, for build time (see the client's `tls.rs`);
+/// the `mercato` binary's other TLS (the sink's to PostgreSQL) uses it too.
 #[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -94,30 +94,47 @@ fn refuser() -> std::io::Result<std::sync::mpsc::SyncSender<TcpStream>> {
                 let wait = Some(Duration::from_millis(HTTP_REFUSAL_READ_MS));
                 let _ = s.set_read_timeout(wait);
                 let _ = s.set_write_timeout(wait);
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n")
-                    && head.len() < HTTP_REQUEST_BYTES_MAX
-                {
-                    match s.read(&mut buf) {
-                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                        _ => break,
-                    }
-                }
+                // Whatever came, or not, within the wait.
+                let _ = read_head(&mut s);
                 let _ = respond(&mut s, "503 Service Unavailable", "text/plain", "busy\n");
             }
         })?;
     Ok(tx)
 }
 
+/// An HTTP request's head, as far as it came.
+enum Head {
+    /// Up to and with the blank line.
+    Whole(Vec<u8>),
+    /// `HTTP_REQUEST_BYTES_MAX` came without the blank line.
+    TooLarge,
+    /// The client closed first.
+    Closed,
+}
+
+fn read_head(s: &mut TcpStream) -> std::io::Result<Head> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() >= HTTP_REQUEST_BYTES_MAX {
+            return Ok(Head::TooLarge);
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(Head::Closed);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(Head::Whole(head))
+}
+
 fn serve(mut s: TcpStream, handle: &Handle) -> std::io::Result<()> {
     let timeout = Some(Duration::from_millis(HTTP_TIMEOUT_MS));
     s.set_read_timeout(timeout)?;
     s.set_write_timeout(timeout)?;
-    let mut req = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        if req.len() >= HTTP_REQUEST_BYTES_MAX {
+    let req = match read_head(&mut s)? {
+        Head::Whole(req) => req,
+        Head::TooLarge => {
             return respond(
                 &mut s,
                 "431 Request Header Fields Too Large",
@@ -125,12 +142,8 @@ fn serve(mut s: TcpStream, handle: &Handle) -> std::io::Result<()> {
                 "",
             );
         }
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        req.extend_from_slice(&buf[..n]);
-    }
+        Head::Closed => return Ok(()),
+    };
     let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut words = line.split(|&b| b == b' ');
     let (method, target) = (words.next(), words.next());

@@ -172,9 +172,7 @@ fn connect_db(dsn: &str, ca: Option<&std::path::Path>) -> Result<postgres::Clien
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
         roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
     }
-    // The provider the server's TLS uses (`server/tls.rs`).
-    #[allow(deprecated)]
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = mercato_engine::server::tls::provider();
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SinkError::PgTls(e.to_string()))?
